@@ -2,8 +2,11 @@
  * Scalar and array conversions between f32, f16 and bf16 in plain TypeScript.
  *
  * These are the reference the native kernels are tested against (bit for bit), and the fallback when
- * the shim is not loaded. Rounding is round-to-nearest-even (what torch does); NaN stays NaN (sign
- * and top payload kept, quiet bit set); overflow goes to ±inf for f16/bf16.
+ * the shim is not loaded. All array conversions work on bit patterns:
+ *   widening (bf16/f16 → f32) is exact, NaN payloads untouched (f16 payload shifted left by 13);
+ *   narrowing (f32 → bf16/f16) rounds to nearest even (what torch does), overflow → ±inf,
+ *   NaN → quiet NaN keeping the sign and the top payload bits;
+ *   f16 ↔ bf16 goes through the f32 bit pattern.
  */
 import type { DType } from "./dtype.ts";
 import { DTYPE_SIZE } from "./dtype.ts";
@@ -22,21 +25,22 @@ export function bitsToF32(u: number): number {
   return f32buf[0]!;
 }
 
-/** f32 → bf16 bits, round to nearest even. */
-export function f32ToBf16Bits(x: number): number {
-  const u = f32Bits(x);
+/** f32 bit pattern → bf16 bits, round to nearest even; NaN → quiet NaN keeping sign and top payload. */
+export function f32BitsToBf16Bits(u: number): number {
+  u >>>= 0;
   if ((u & 0x7fffffff) > 0x7f800000) return ((u >>> 16) | 0x40) & 0xffff;
   // No uint32 overflow: the largest non-NaN pattern (0xff800000) plus 0x8000 stays below 2^32.
   return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
-export function bf16BitsToF32(h: number): number {
-  return bitsToF32((h & 0xffff) << 16);
+/** bf16 bits → f32 bits: exact widening (a 16-bit shift, NaN payloads untouched). */
+export function bf16BitsToF32Bits(h: number): number {
+  return ((h & 0xffff) << 16) >>> 0;
 }
 
-/** f32 → f16 bits, round to nearest even, subnormals handled, overflow → inf. */
-export function f32ToF16Bits(x: number): number {
-  const u = f32Bits(x);
+/** f32 bit pattern → f16 bits, round to nearest even, subnormals handled, overflow → inf, NaN → quiet NaN. */
+export function f32BitsToF16Bits(u: number): number {
+  u >>>= 0;
   const sign = (u >>> 16) & 0x8000;
   const a = u & 0x7fffffff;
   if (a >= 0x7f800000) return sign | (a > 0x7f800000 ? 0x7e00 | ((a >>> 13) & 0x3ff) : 0x7c00);
@@ -57,58 +61,68 @@ export function f32ToF16Bits(x: number): number {
   return sign | ((a - (112 << 23) + 0xfff + ((a >>> 13) & 1)) >>> 13);
 }
 
-export function f16BitsToF32(h: number): number {
+/** f16 bits → f32 bits: exact widening (subnormals normalised, NaN payload shifted, not quieted). */
+export function f16BitsToF32Bits(h: number): number {
   const sign = (h & 0x8000) << 16;
   const exp = (h >>> 10) & 0x1f;
-  const mant = h & 0x3ff;
+  let mant = h & 0x3ff;
   if (exp === 0) {
-    if (mant === 0) return bitsToF32(sign);
-    return (sign ? -1 : 1) * mant * 2 ** -24;
+    if (mant === 0) return sign >>> 0;
+    let e = 113; // normalise the subnormal: value = mant · 2^-24
+    while ((mant & 0x400) === 0) {
+      mant <<= 1;
+      e--;
+    }
+    return (sign | (e << 23) | ((mant & 0x3ff) << 13)) >>> 0;
   }
-  if (exp === 31) return bitsToF32(sign | 0x7f800000 | (mant << 13));
-  return bitsToF32(sign | ((exp + 112) << 23) | (mant << 13));
+  if (exp === 31) return (sign | 0x7f800000 | (mant << 13)) >>> 0;
+  return (sign | ((exp + 112) << 23) | (mant << 13)) >>> 0;
 }
+
+export const f32ToBf16Bits = (x: number): number => f32BitsToBf16Bits(f32Bits(x));
+export const f32ToF16Bits = (x: number): number => f32BitsToF16Bits(f32Bits(x));
+export const bf16BitsToF32 = (h: number): number => bitsToF32(bf16BitsToF32Bits(h));
+export const f16BitsToF32 = (h: number): number => bitsToF32(f16BitsToF32Bits(h));
 
 type FloatDType = "F32" | "F16" | "BF16";
 export function isFloatDType(d: DType): d is FloatDType {
   return d === "F32" || d === "F16" || d === "BF16";
 }
 
-/** Read element `i` of a little-endian float buffer as a JS number. */
-function reader(src: Uint8Array, dtype: FloatDType): (i: number) => number {
+/** Read element `i` of a little-endian float buffer as f32 bits (no JS-number round trip: NaN payloads survive). */
+function bitReader(src: Uint8Array, dtype: FloatDType): (i: number) => number {
   const dv = new DataView(src.buffer, src.byteOffset, src.byteLength);
-  if (dtype === "F32") return (i) => dv.getFloat32(i * 4, true);
-  if (dtype === "F16") return (i) => f16BitsToF32(dv.getUint16(i * 2, true));
-  return (i) => bf16BitsToF32(dv.getUint16(i * 2, true));
+  if (dtype === "F32") return (i) => dv.getUint32(i * 4, true);
+  if (dtype === "F16") return (i) => f16BitsToF32Bits(dv.getUint16(i * 2, true));
+  return (i) => bf16BitsToF32Bits(dv.getUint16(i * 2, true));
 }
 
 /**
- * Convert `count` elements of `src` (dtype `from`) into `dst` (dtype `to`). Same-dtype is a copy.
- * Reference implementation: exact, simple, slow-ish (used for tests and small tensors).
+ * Convert `src` (dtype `from`) into `dst` (dtype `to`), bit-exactly as the shim does: widening is
+ * exact, narrowing rounds to nearest even. Same-dtype is a copy. The reference for the native
+ * kernels, and the fallback for small tensors.
  */
 export function castArrayTS(src: Uint8Array, from: DType, dst: Uint8Array, to: DType): void {
   if (!isFloatDType(from) || !isFloatDType(to)) {
-    if (from === to) return void dst.set(src.subarray(0, dst.byteLength));
+    if (from === to && dst.byteLength === src.byteLength) return void dst.set(src);
     throw new TrtbError("CONV_DTYPE", `cannot convert ${from} to ${to}`);
   }
   const count = src.byteLength / DTYPE_SIZE[from];
   if (dst.byteLength !== count * DTYPE_SIZE[to])
     throw new TrtbError("CONV_SIZE", `cast ${from}→${to}: destination holds ${dst.byteLength} bytes, need ${count * DTYPE_SIZE[to]}`);
   if (from === to) return void dst.set(src);
-  const get = reader(src, from);
+  const get = bitReader(src, from);
   const out = new DataView(dst.buffer, dst.byteOffset, dst.byteLength);
-  if (to === "F32") for (let i = 0; i < count; i++) out.setFloat32(i * 4, get(i), true);
-  else if (to === "F16") for (let i = 0; i < count; i++) out.setUint16(i * 2, f32ToF16Bits(get(i)), true);
-  else for (let i = 0; i < count; i++) out.setUint16(i * 2, f32ToBf16Bits(get(i)), true);
+  if (to === "F32") for (let i = 0; i < count; i++) out.setUint32(i * 4, get(i), true);
+  else if (to === "F16") for (let i = 0; i < count; i++) out.setUint16(i * 2, f32BitsToF16Bits(get(i)), true);
+  else for (let i = 0; i < count; i++) out.setUint16(i * 2, f32BitsToBf16Bits(get(i)), true);
 }
 
 /** Decode a float tensor's bytes into a fresh Float32Array (used by the CPU runner). */
 export function toFloat32(src: Uint8Array, dtype: DType): Float32Array {
   if (dtype === "F32" && src.byteOffset % 4 === 0) return new Float32Array(src.buffer, src.byteOffset, src.byteLength / 4).slice();
   if (!isFloatDType(dtype)) throw new TrtbError("CONV_DTYPE", `cannot read ${dtype} as float`);
-  const n = src.byteLength / DTYPE_SIZE[dtype];
-  const out = new Float32Array(n);
-  const get = reader(src, dtype);
-  for (let i = 0; i < n; i++) out[i] = get(i);
+  const out = new Float32Array(src.byteLength / DTYPE_SIZE[dtype]);
+  castArrayTS(src, dtype, new Uint8Array(out.buffer), "F32");
   return out;
 }

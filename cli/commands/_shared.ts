@@ -1,0 +1,35 @@
+/** Arg fragments shared by several commands. Spread them into a command's `args`. */
+import type { ArgsDef } from "citty";
+
+export const commonArgs = {
+  verbose: { type: "boolean", description: "Print stack traces and debug logs on failure", default: false },
+  log_level: {
+    type: "string",
+    description: "Log level: error, warning, info, verbose, debug",
+    default: "info",
+    valueHint: "level",
+  },
+} as const satisfies ArgsDef;
+
+export const parallelArgs = {
+  tp_size: { type: "string", description: "Tensor-parallel size: number of ranks each layer is split over", default: "1", valueHint: "N" },
+  pp_size: { type: "string", description: "Pipeline-parallel size: number of stages the layers are split into", default: "1", valueHint: "N" },
+} as const satisfies ArgsDef;
+
+export const dtypeArg = {
+  dtype: {
+    type: "enum",
+    options: ["auto", "float16", "bfloat16", "float32"],
+    description: "Data type of non-quantized weights; auto follows the source (float32 becomes float16)",
+    default: "auto",
+  },
+} as const satisfies ArgsDef;
+
+/** Parse a positive integer flag or throw a CLI error naming the flag. */
+import { TrtbError } from "../../src/errors.ts";
+export function intArg(name: string, v: string | undefined, min = 1): number {
+  const n = Number(v);
+  if (v === undefined || !Number.isInteger(n) || n < min)
+    throw new TrtbError("CLI_BAD_ARG", `--${name} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+  return n;
+}

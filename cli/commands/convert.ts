@@ -1,0 +1,46 @@
+/** `trtllm convert`: Hugging Face or Meta checkpoint → TRT-LLM checkpoint (flag names as upstream's convert_checkpoint.py). */
+import { defineCommand } from "citty";
+import { convertCheckpoint } from "../../src/convert.ts";
+import { TrtbError } from "../../src/errors.ts";
+import { log, setLogLevel } from "../../src/log.ts";
+import { commonArgs, dtypeArg, intArg, parallelArgs } from "./_shared.ts";
+import { progressBar } from "./_progress.ts";
+
+export default defineCommand({
+  meta: { name: "convert", description: "Convert a Hugging Face (safetensors) or Meta (consolidated.NN.pth) checkpoint into a TensorRT-LLM checkpoint: config.json + rank{N}.safetensors" },
+  args: {
+    model_dir: { type: "string", description: "Hugging Face model directory (config.json + *.safetensors, sharded or not)", valueHint: "dir" },
+    meta_ckpt_dir: { type: "string", description: "Meta checkpoint directory (params.json + consolidated.NN.pth)", valueHint: "dir" },
+    output_dir: { type: "string", description: "Where to write config.json and rank{N}.safetensors (created; an existing checkpoint there is replaced)", default: "tllm_checkpoint", valueHint: "dir" },
+    ...dtypeArg,
+    ...parallelArgs,
+    workers: { type: "string", description: "Ranks converted at once. Conversion streams from mapped files and is bound by memory bandwidth; ranks are written one after another, so values above 1 are accepted and have no effect", default: "1", valueHint: "N" },
+    use_parallel_embedding: { type: "boolean", description: "Shard the embedding table over tensor-parallel ranks", default: false },
+    embedding_sharding_dim: { type: "enum", options: ["0", "1"], description: "With --use_parallel_embedding: 0 splits the vocab dim, 1 the hidden dim", default: "0" },
+    ...commonArgs,
+  },
+  async run({ args }) {
+    setLogLevel(args.verbose ? "debug" : args.log_level);
+    if (!args.model_dir && !args.meta_ckpt_dir) throw new TrtbError("CLI_BAD_ARG", "give --model_dir (Hugging Face) or --meta_ckpt_dir (Meta)");
+    if (args.model_dir && args.meta_ckpt_dir) throw new TrtbError("CLI_BAD_ARG", "give only one of --model_dir and --meta_ckpt_dir");
+    const tp = intArg("tp_size", args.tp_size);
+    const pp = intArg("pp_size", args.pp_size);
+    const workers = intArg("workers", args.workers);
+    if (workers > 1) log.info(`--workers ${workers}: ranks are written one after another (conversion is bandwidth-bound)`);
+    const bar = progressBar("converting");
+    const res = await convertCheckpoint({
+      modelDir: args.model_dir,
+      metaCkptDir: args.meta_ckpt_dir,
+      outputDir: args.output_dir,
+      dtype: args.dtype as "auto",
+      tpSize: tp,
+      ppSize: pp,
+      useParallelEmbedding: args.use_parallel_embedding,
+      embeddingShardingDim: Number(args.embedding_sharding_dim) as 0 | 1,
+      onProgress: (done, total, rank) => bar.update(done, total, `rank ${rank}`),
+    });
+    bar.done();
+    const mb = res.bytes / 1e6;
+    log.success(`wrote ${res.files.length - 1} rank file(s) + config.json to ${args.output_dir}: ${mb.toFixed(1)} MB in ${res.seconds.toFixed(2)} s (${(mb / res.seconds).toFixed(0)} MB/s)`);
+  },
+});

@@ -1,0 +1,139 @@
+/**
+ * Table-driven conversion of a Hugging Face-named source into one rank of a TRT-LLM checkpoint.
+ *
+ * A family describes its tensors as `NameRow`s (gguf-py tensor_mapping style): the TRT-LLM name
+ * (`{i}` = local layer index), the source name(s) (`{L}` = global layer index), how the tensor is
+ * split over TP, and an optional element-wise transform. The driver walks the rows for this rank's
+ * pipeline stage and returns lazy tensors; nothing is read until they are written.
+ */
+import { headSize, numKvHeads, type PretrainedConfig } from "../config.ts";
+import { type DType, modelDTypeToST } from "../dtype.ts";
+import { TrtbError } from "../errors.ts";
+import type { Mapping } from "../mapping.ts";
+import type { TensorSource } from "../tensor.ts";
+import { cast, chunk, concat, type LazyTensor, lazy, mapF32, renamed, slice } from "../tensor/lazy.ts";
+import { columnSplit, embeddingForRank, fuseQkvForRank, lmHeadForRank, rowSplit } from "./split.ts";
+
+export type SplitRule =
+  | "replicate" // full copy on every rank (norms, row-layer biases)
+  | "column" // dim 0 chunk (ColumnLinear weight/bias)
+  | "row" // last-dim chunk (RowLinear weight)
+  | "qkv" // src = [q, k, v]: per-rank [q_r; k_r; v_r] with KV-head duplication
+  | "fused_halves" // src = [a, b] (or one tensor of [a; b]): per-rank [a_r; b_r] (Phi-3 gate_up, MoE fc)
+  | "embedding" // vocab_embedding: replicated, or sharded with use_parallel_embedding
+  | "lm_head"; // padded to a multiple of tp, then column split
+
+export type ElementwiseTransform = "plus_one";
+
+export interface NameRow {
+  /** TRT-LLM name; `{i}` is the local layer index. */
+  trt: string;
+  /** Source name(s); `{L}` is the global layer index. A single source for `fused_halves` is split in two. */
+  src: string | readonly string[];
+  split: SplitRule;
+  /** Element-wise transform computed in f32 before casting (Gemma norms: w + 1). */
+  transform?: ElementwiseTransform;
+  /** Output dtype when not the model dtype (MoE router: F32). */
+  dtype?: DType;
+  /** Rows the family only emits under a condition (biases, q/k norms). */
+  when?: (cfg: PretrainedConfig) => boolean;
+  /** Which variants need this row (documentation, gguf-py style). */
+  note?: string;
+}
+
+export interface ConvertContext {
+  cfg: PretrainedConfig;
+  mapping: Mapping;
+  src: TensorSource;
+  /** Where the source lives, for error messages. */
+  srcLabel: string;
+}
+
+function fill(template: string, L: number, i: number): string {
+  return template.replaceAll("{L}", String(L)).replaceAll("{i}", String(i));
+}
+
+export function getSource(ctx: ConvertContext, name: string, needFor: string): LazyTensor {
+  if (!ctx.src.has(name))
+    throw new TrtbError("CONV_MISSING_SOURCE", `${ctx.srcLabel}: tensor ${name} not found (needed for ${needFor})`, { tensor: name });
+  return lazy(ctx.src.get(name));
+}
+
+/** Build one row's lazy tensor for this rank. */
+export function convertRow(ctx: ConvertContext, row: NameRow, L: number, i: number): LazyTensor {
+  const { cfg, mapping: m } = ctx;
+  const name = fill(row.trt, L, i);
+  const srcs = (typeof row.src === "string" ? [row.src] : row.src).map((s) => getSource(ctx, fill(s, L, i), name));
+  const outType = row.dtype ?? modelDTypeToST(cfg.dtype);
+  const prep = (t: LazyTensor) => (row.transform === "plus_one" ? mapF32(t, plusOne, outType) : cast(t, outType));
+  const one = () => {
+    if (srcs.length !== 1) throw new TrtbError("CONV_TABLE", `${name}: rule ${row.split} takes one source tensor`);
+    return prep(srcs[0]!);
+  };
+  switch (row.split) {
+    case "replicate":
+      return renamed(one(), name);
+    case "column":
+      return columnSplit(one(), m, name);
+    case "row":
+      return rowSplit(one(), m, name);
+    case "embedding":
+      return embeddingForRank(one(), m, cfg.use_parallel_embedding, cfg.embedding_sharding_dim, name);
+    case "lm_head":
+      return lmHeadForRank(one(), m, name);
+    case "qkv": {
+      const parts = srcs.map(prep);
+      let [q, k, v] = parts;
+      if (parts.length === 1) [q, k, v] = splitFusedQkv(parts[0]!, cfg, name);
+      if (!q || !k || !v) throw new TrtbError("CONV_TABLE", `${name}: qkv takes one fused or three source tensors`);
+      return fuseQkvForRank(q, k, v, numKvHeads(cfg), headSize(cfg), m, name);
+    }
+    case "fused_halves": {
+      let parts = srcs.map(prep);
+      if (parts.length === 1) parts = [chunk(parts[0]!, 0, 2, 0), chunk(parts[0]!, 0, 2, 1)];
+      return concat(parts.map((p) => columnSplit(p, m)), 0, name);
+    }
+  }
+}
+
+/** A fused [q; k; v] source (Phi-3 qkv_proj) → three tensors by head counts. */
+export function splitFusedQkv(t: LazyTensor, cfg: PretrainedConfig, name: string): [LazyTensor, LazyTensor, LazyTensor] {
+  const d = headSize(cfg);
+  const qRows = cfg.num_attention_heads * d;
+  const kvRows = numKvHeads(cfg) * d;
+  if (t.shape[0] !== qRows + 2 * kvRows)
+    throw new TrtbError("CONV_SHAPE", `${name}: fused qkv has ${t.shape[0]} rows, expected ${qRows + 2 * kvRows}`, { tensor: name });
+  return [slice(t, 0, 0, qRows), slice(t, 0, qRows, kvRows), slice(t, 0, qRows + kvRows, kvRows)];
+}
+
+function plusOne(x: Float32Array): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let j = 0; j < x.length; j++) out[j] = x[j]! + 1;
+  return out;
+}
+
+export interface FamilyTable {
+  /** Rows emitted once on the first pipeline stage (embedding). */
+  first: readonly NameRow[];
+  /** Rows emitted for each local layer. */
+  layer: readonly NameRow[];
+  /** Rows emitted once on the last pipeline stage (final norm, lm_head). */
+  last: readonly NameRow[];
+}
+
+/** Convert every row of `table` for `ctx.mapping`'s rank. */
+export function convertRank(ctx: ConvertContext, table: FamilyTable): Map<string, LazyTensor> {
+  const { cfg, mapping: m } = ctx;
+  const out = new Map<string, LazyTensor>();
+  const emit = (row: NameRow, L: number, i: number) => {
+    if (row.when && !row.when(cfg)) return;
+    const t = convertRow(ctx, row, L, i);
+    out.set(t.name, t);
+  };
+  if (m.isFirstPpRank()) for (const r of table.first) emit(r, 0, 0);
+  m.ppLayers(cfg.num_hidden_layers).forEach((L, i) => {
+    for (const r of table.layer) emit(r, L, i);
+  });
+  if (m.isLastPpRank()) for (const r of table.last) emit(r, 0, 0);
+  return out;
+}

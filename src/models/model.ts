@@ -1,0 +1,151 @@
+/**
+ * `PretrainedModel`: one rank of a TRT-LLM model — its config, mapping and named weights — after
+ * upstream's API (spec §4): `fromCheckpoint(dir, rank)`, `load(weights)`, `saveCheckpoint(dir)`.
+ *
+ * Weights are `LazyTensor`s: views into the mapped source plus the transforms that turn them into
+ * this rank's tensors. Saving writes each one straight into the output file's mapping.
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { configMapping, configToJSONText, type PretrainedConfig, parsePretrainedConfig } from "../config.ts";
+import { type DType, DTYPE_SIZE } from "../dtype.ts";
+import { TrtbError } from "../errors.ts";
+import { openSafetensors, SafetensorsWriter } from "../format/safetensors.ts";
+import { log } from "../log.ts";
+import type { Mapping } from "../mapping.ts";
+import type { TensorSource, TensorView } from "../tensor.ts";
+import { type LazyTensor, lazy } from "../tensor/lazy.ts";
+import { ensureDir, writeFileAtomic } from "../util/fs.ts";
+
+/** A parameter the model declares for one rank: what `load` requires. */
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+  /** Expected dtype; undefined accepts any (quantized layers choose their own). */
+  dtype?: DType;
+}
+
+export interface SaveOptions {
+  /** Write config.json too (upstream writes it from rank 0 only). Default true. */
+  saveConfig?: boolean;
+  /** Called after each tensor with bytes written so far and the rank's total. */
+  onProgress?: (done: number, total: number, tensor: string) => void;
+}
+
+export abstract class PretrainedModel {
+  readonly weights = new Map<string, LazyTensor>();
+  private readonly owned: TensorSource[] = [];
+
+  constructor(readonly config: PretrainedConfig, readonly mapping: Mapping) {}
+
+  /** The parameters this rank declares, derived from config and mapping (upstream's module tree). */
+  abstract expectedParams(): ParamSpec[];
+
+  /**
+   * Load weights for this rank. Missing → CKPT_MISSING_TENSOR, wrong shape → CKPT_SHAPE_MISMATCH
+   * (both shapes in the message), wrong dtype → CKPT_DTYPE_MISMATCH, extra → warning.
+   */
+  load(weights: Map<string, TensorView> | Record<string, TensorView>): void {
+    const given = weights instanceof Map ? weights : new Map(Object.entries(weights));
+    const expected = this.expectedParams();
+    const names = new Set(expected.map((p) => p.name));
+    for (const p of expected) {
+      const t = given.get(p.name);
+      if (!t) throw new TrtbError("CKPT_MISSING_TENSOR", `rank ${this.mapping.rank}: missing tensor ${p.name} (shape [${p.shape}])`, { tensor: p.name });
+      if (t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i]))
+        throw new TrtbError("CKPT_SHAPE_MISMATCH", `rank ${this.mapping.rank}: ${p.name} has shape [${t.shape}], expected [${p.shape}]`, { tensor: p.name });
+      if (p.dtype && t.dtype !== p.dtype)
+        throw new TrtbError("CKPT_DTYPE_MISMATCH", `rank ${this.mapping.rank}: ${p.name} is ${t.dtype}, expected ${p.dtype}`, { tensor: p.name });
+    }
+    for (const name of given.keys()) if (!names.has(name)) log.warn(`rank ${this.mapping.rank}: ignoring unexpected tensor ${name}`);
+    this.weights.clear();
+    for (const p of expected) this.weights.set(p.name, lazy(given.get(p.name)!));
+  }
+
+  /** Keep `src` open as long as the model lives; `close()` releases it. */
+  adoptSource(src: TensorSource): void {
+    this.owned.push(src);
+  }
+
+  close(): void {
+    for (const s of this.owned.splice(0)) s.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  get rankFileName(): string {
+    return `rank${this.mapping.rank}.safetensors`;
+  }
+
+  /** Bytes this rank's file will hold. */
+  totalBytes(): number {
+    let n = 0;
+    for (const t of this.weights.values()) n += t.numel * DTYPE_SIZE[t.dtype];
+    return n;
+  }
+
+  /** Write `rank{N}.safetensors` (temp file + rename) and, unless disabled, `config.json`. */
+  saveCheckpoint(dir: string, opts: SaveOptions = {}): void {
+    ensureDir(dir);
+    const specs = [...this.weights.values()].map((t) => ({ name: t.name, dtype: t.dtype, shape: [...t.shape] }));
+    const writer = SafetensorsWriter.create(join(dir, this.rankFileName), specs);
+    const total = this.totalBytes();
+    let done = 0;
+    try {
+      for (const t of this.weights.values()) {
+        writer.writeWith(t.name, (dst) => t.writeInto(dst));
+        done += t.byteLength;
+        opts.onProgress?.(done, total, t.name);
+      }
+      writer.commit();
+    } catch (e) {
+      writer.abort();
+      throw e;
+    }
+    if (opts.saveConfig ?? true) writeFileAtomic(join(dir, "config.json"), configToJSONText(this.config));
+  }
+}
+
+/** Read and validate `<dir>/config.json` of a TRT-LLM checkpoint. */
+export async function readCheckpointConfig(dir: string): Promise<PretrainedConfig> {
+  const file = join(dir, "config.json");
+  if (!existsSync(file)) throw new TrtbError("CKPT_NO_CONFIG", `${file}: not found (is ${dir} a TRT-LLM checkpoint directory?)`, { file });
+  let json: unknown;
+  try {
+    json = await Bun.file(file).json();
+  } catch (e) {
+    throw new TrtbError("CKPT_CONFIG_JSON", `${file}: not valid JSON (${(e as Error).message})`, { file });
+  }
+  return parsePretrainedConfig(json, file);
+}
+
+/** Open `rank{N}.safetensors` of a checkpoint (validated), checking it exists. */
+export function openRankFile(dir: string, rank: number): TensorSource {
+  const file = join(dir, `rank${rank}.safetensors`);
+  if (!existsSync(file)) throw new TrtbError("CKPT_MISSING_RANK", `${file}: not found (config.json declares rank ${rank})`, { file });
+  return openSafetensors(file);
+}
+
+/** Generic `fromCheckpoint`: the caller supplies the family's constructor. */
+export async function loadCheckpointRank<M extends PretrainedModel>(
+  dir: string,
+  rank: number,
+  make: (cfg: PretrainedConfig, mapping: Mapping) => M,
+): Promise<M> {
+  const cfg = await readCheckpointConfig(dir);
+  const mapping = configMapping(cfg, rank);
+  const model = make(cfg, mapping);
+  const src = openRankFile(dir, rank);
+  const weights = new Map<string, TensorView>();
+  for (const n of src.names()) weights.set(n, src.get(n));
+  try {
+    model.load(weights);
+  } catch (e) {
+    src.close();
+    throw e;
+  }
+  model.adoptSource(src);
+  return model;
+}

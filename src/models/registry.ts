@@ -1,0 +1,39 @@
+/**
+ * Families by architecture name. Hugging Face `architectures[0]` picks the converter; the
+ * checkpoint's `architecture` picks the reader. Families load lazily.
+ */
+import { TrtbError } from "../errors.ts";
+import type { Family } from "./family.ts";
+
+type Loader = () => Promise<Family>;
+
+const llama: Loader = () => import("./llama/model.ts").then((m) => m.llamaFamily);
+
+/** HF architecture → family. Add a row per supported architecture. */
+const HF_ARCHITECTURES: Record<string, Loader> = {
+  LlamaForCausalLM: llama,
+  MistralForCausalLM: llama,
+};
+
+/** TRT-LLM checkpoint architecture → family. */
+const TRT_ARCHITECTURES: Record<string, Loader> = {
+  LlamaForCausalLM: llama,
+  LLaMAForCausalLM: llama,
+  MistralForCausalLM: llama,
+};
+
+export function supportedHFArchitectures(): string[] {
+  return Object.keys(HF_ARCHITECTURES).sort();
+}
+
+export async function familyForHF(arch: string): Promise<Family> {
+  const l = HF_ARCHITECTURES[arch];
+  if (!l) throw new TrtbError("CFG_UNSUPPORTED_ARCH", `architecture ${arch} is not supported; supported: ${supportedHFArchitectures().join(", ")}`);
+  return l();
+}
+
+export async function familyForCheckpoint(arch: string): Promise<Family> {
+  const l = TRT_ARCHITECTURES[arch];
+  if (!l) throw new TrtbError("CFG_UNSUPPORTED_ARCH", `checkpoint architecture ${arch} is not supported; supported: ${Object.keys(TRT_ARCHITECTURES).sort().join(", ")}`);
+  return l();
+}

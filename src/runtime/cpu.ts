@@ -1,0 +1,303 @@
+/**
+ * The CPU reference runner: fp32 forward pass over a TRT-LLM checkpoint, written to be obviously
+ * right rather than fast. It is the oracle the converters, quantizers and the GPU engine are
+ * checked against, so every family's semantics live here in plain loops.
+ *
+ * Per layer (Llama; family switches noted):
+ *   h   = x + attn(norm_in(x))                [Gemma2: x + norm_post(attn(norm_in(x)))]
+ *   out = h + mlp(norm_post(h))               [Gemma2: h + norm_postff(mlp(norm_preff(h)))]
+ *   attn: fused qkv (+bias), [Qwen3: per-head RMSNorm on q, k], RoPE rotate-half, causal softmax
+ *         with GQA, [Gemma2: logit soft-cap, sliding window on some layers], dense (+bias)
+ *   mlp:  proj(act(fc(x)) * gate(x)); fused fc = [linear; activated]; MoE: softmax router, top-k,
+ *         renormalised, experts as fused fc.
+ */
+import { headSize, numKvHeads, type PretrainedConfig } from "../config.ts";
+import { TrtbError } from "../errors.ts";
+import type { F32Tensor, FullWeights } from "./merge.ts";
+import { ropeInvFreq } from "./rope.ts";
+
+export interface RunnerSettings {
+  act: "silu" | "gelu_tanh";
+  embedScale: number;
+  attnScale: number;
+  attnSoftcap: number | null;
+  finalSoftcap: number | null;
+  /** Sliding window for a given global layer, or null for full attention. */
+  window: (layer: number) => number | null;
+  sandwich: boolean;
+  qkNorm: boolean;
+  rotaryDim: number;
+  invFreq: Float32Array;
+  moeTopK: number;
+}
+
+export function runnerSettings(cfg: PretrainedConfig): RunnerSettings {
+  const d = headSize(cfg);
+  const act = cfg.hidden_act;
+  const actKind = act === "silu" || act === "swiglu" ? "silu" : act === "gelu" || act === "gelu_pytorch_tanh" || act === "gelu_tanh" || act === "geglu" ? "gelu_tanh" : null;
+  if (!actKind) throw new TrtbError("RUN_UNSUPPORTED", `hidden_act ${JSON.stringify(act)} is not supported by the CPU runner`);
+  const rotaryDim = cfg.rotary_embedding_dim ?? d;
+  const num = (k: string): number | null => (typeof cfg[k] === "number" ? (cfg[k] as number) : null);
+  const qpas = num("query_pre_attn_scalar");
+  const windowSize = num("sliding_window");
+  const layerTypes = Array.isArray(cfg.layer_types) ? (cfg.layer_types as string[]) : null;
+  const moe = cfg.moe as { num_experts?: number; top_k?: number } | undefined;
+  return {
+    act: actKind,
+    embedScale: cfg.architecture.startsWith("Gemma") ? Math.fround(Math.sqrt(cfg.hidden_size)) : 1,
+    attnScale: 1 / Math.sqrt(qpas ?? d),
+    attnSoftcap: num("attn_logit_softcapping"),
+    finalSoftcap: num("final_logit_softcapping"),
+    window: (l) => {
+      if (windowSize === null) return null;
+      if (layerTypes) return layerTypes[l] === "sliding_attention" ? windowSize : null;
+      return windowSize;
+    },
+    sandwich: cfg.inter_layernorms === true,
+    qkNorm: cfg.qk_layernorm === true,
+    rotaryDim,
+    invFreq: ropeInvFreq(rotaryDim, (cfg.rotary_base as number | undefined) ?? 10000, cfg.rotary_scaling as Record<string, unknown> | null),
+    moeTopK: moe?.num_experts ? (moe.top_k ?? 2) : 0,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// small dense helpers (row-major)
+
+/** y[s, o] = sum_i x[s, i] · W[o, i] (+ b[o]) */
+function linear(x: Float32Array, S: number, W: F32Tensor, b?: F32Tensor, rowOffset = 0, rows = W.shape[0]!): Float32Array {
+  const inF = W.shape[W.shape.length - 1]!;
+  const y = new Float32Array(S * rows);
+  const w = W.data;
+  for (let s = 0; s < S; s++) {
+    const xo = s * inF;
+    for (let o = 0; o < rows; o++) {
+      const wo = (rowOffset + o) * inF;
+      let acc = 0;
+      for (let i = 0; i < inF; i++) acc += x[xo + i]! * w[wo + i]!;
+      y[s * rows + o] = acc + (b ? b.data[rowOffset + o]! : 0);
+    }
+  }
+  return y;
+}
+
+function rmsNorm(x: Float32Array, S: number, n: number, w: Float32Array, eps: number): Float32Array {
+  const y = new Float32Array(S * n);
+  for (let s = 0; s < S; s++) {
+    let ss = 0;
+    for (let i = 0; i < n; i++) ss += x[s * n + i]! ** 2;
+    const r = 1 / Math.sqrt(ss / n + eps);
+    for (let i = 0; i < n; i++) y[s * n + i] = x[s * n + i]! * r * w[i]!;
+  }
+  return y;
+}
+
+const silu = (v: number) => v / (1 + Math.exp(-v));
+const geluTanh = (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
+
+function softmaxInPlace(a: Float64Array | Float32Array, n: number): void {
+  let mx = -Infinity;
+  for (let i = 0; i < n; i++) mx = Math.max(mx, a[i]!);
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    a[i] = Math.exp(a[i]! - mx);
+    sum += a[i]!;
+  }
+  for (let i = 0; i < n; i++) a[i] = a[i]! / sum;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export class CpuRunner {
+  readonly settings: RunnerSettings;
+  constructor(readonly cfg: PretrainedConfig, readonly w: FullWeights) {
+    this.settings = runnerSettings(cfg);
+  }
+
+  private t(name: string): F32Tensor {
+    const t = this.w.get(name);
+    if (!t) throw new TrtbError("RUN_MISSING_TENSOR", `checkpoint has no tensor ${name}`, { tensor: name });
+    return t;
+  }
+  private opt(name: string): F32Tensor | undefined {
+    return this.w.get(name);
+  }
+
+  /** Logits [S, vocab] for one sequence. */
+  forward(ids: readonly number[]): Float32Array {
+    const cfg = this.cfg;
+    const st = this.settings;
+    const H = cfg.hidden_size;
+    const V = cfg.vocab_size;
+    const S = ids.length;
+    const eps = cfg.norm_epsilon;
+    const emb = this.t("transformer.vocab_embedding.weight");
+    let x = new Float32Array(S * H);
+    for (let s = 0; s < S; s++) {
+      const id = ids[s]!;
+      if (!(id >= 0 && id < V)) throw new TrtbError("RUN_BAD_INPUT", `token id ${id} at position ${s} is outside the vocabulary [0, ${V})`);
+      for (let i = 0; i < H; i++) x[s * H + i] = Math.fround(emb.data[id * H + i]! * st.embedScale);
+    }
+    for (let l = 0; l < cfg.num_hidden_layers; l++) x = this.layer(l, x, S);
+    x = rmsNorm(x, S, H, this.t("transformer.ln_f.weight").data, eps);
+    const logits = linear(x, S, this.t("lm_head.weight"), undefined, 0, V);
+    if (st.finalSoftcap !== null) for (let i = 0; i < logits.length; i++) logits[i] = Math.tanh(logits[i]! / st.finalSoftcap) * st.finalSoftcap;
+    return logits;
+  }
+
+  private layer(l: number, x: Float32Array, S: number): Float32Array {
+    const cfg = this.cfg;
+    const st = this.settings;
+    const H = cfg.hidden_size;
+    const eps = cfg.norm_epsilon;
+    const P = `transformer.layers.${l}.`;
+    const nH = cfg.num_attention_heads;
+    const nKV = numKvHeads(cfg);
+    const d = headSize(cfg);
+
+    const hn = rmsNorm(x, S, H, this.t(`${P}input_layernorm.weight`).data, eps);
+    const qkvW = this.t(`${P}attention.qkv.weight`);
+    const qkv = linear(hn, S, qkvW, this.opt(`${P}attention.qkv.bias`));
+    const rows = qkvW.shape[0]!;
+    const q = new Float32Array(S * nH * d);
+    const k = new Float32Array(S * nKV * d);
+    const v = new Float32Array(S * nKV * d);
+    for (let s = 0; s < S; s++) {
+      q.set(qkv.subarray(s * rows, s * rows + nH * d), s * nH * d);
+      k.set(qkv.subarray(s * rows + nH * d, s * rows + (nH + nKV) * d), s * nKV * d);
+      v.set(qkv.subarray(s * rows + (nH + nKV) * d, s * rows + (nH + 2 * nKV) * d), s * nKV * d);
+    }
+    if (st.qkNorm) {
+      const qn = rmsNorm(q, S * nH, d, this.t(`${P}attention.q_layernorm.weight`).data, eps);
+      const kn = rmsNorm(k, S * nKV, d, this.t(`${P}attention.k_layernorm.weight`).data, eps);
+      q.set(qn);
+      k.set(kn);
+    }
+    this.rope(q, S, nH, d);
+    this.rope(k, S, nKV, d);
+
+    const window = st.window(l);
+    const ctx = new Float32Array(S * nH * d);
+    const scores = new Float64Array(S);
+    const group = nH / nKV;
+    for (let h = 0; h < nH; h++) {
+      const kh = Math.floor(h / group);
+      for (let s = 0; s < S; s++) {
+        const lo = window === null ? 0 : Math.max(0, s - window + 1);
+        const n = s - lo + 1;
+        for (let t = lo; t <= s; t++) {
+          let acc = 0;
+          for (let i = 0; i < d; i++) acc += q[(s * nH + h) * d + i]! * k[(t * nKV + kh) * d + i]!;
+          acc *= st.attnScale;
+          if (st.attnSoftcap !== null) acc = Math.tanh(acc / st.attnSoftcap) * st.attnSoftcap;
+          scores[t - lo] = acc;
+        }
+        softmaxInPlace(scores, n);
+        for (let i = 0; i < d; i++) {
+          let acc = 0;
+          for (let t = lo; t <= s; t++) acc += scores[t - lo]! * v[(t * nKV + kh) * d + i]!;
+          ctx[(s * nH + h) * d + i] = acc;
+        }
+      }
+    }
+    let attn = linear(ctx, S, this.t(`${P}attention.dense.weight`), this.opt(`${P}attention.dense.bias`));
+    if (st.sandwich) attn = rmsNorm(attn, S, H, this.t(`${P}post_layernorm.weight`).data, eps);
+    const h1 = new Float32Array(S * H);
+    for (let i = 0; i < h1.length; i++) h1[i] = x[i]! + attn[i]!;
+
+    const preName = st.sandwich ? `${P}pre_feedforward_layernorm.weight` : `${P}post_layernorm.weight`;
+    const mn = rmsNorm(h1, S, H, this.t(preName).data, eps);
+    let mlp = this.opt(`${P}mlp.router.weight`) ? this.moe(P, mn, S) : this.mlp(P, mn, S);
+    if (st.sandwich) mlp = rmsNorm(mlp, S, H, this.t(`${P}post_feedforward_layernorm.weight`).data, eps);
+    const out = new Float32Array(S * H);
+    for (let i = 0; i < out.length; i++) out[i] = h1[i]! + mlp[i]!;
+    return out;
+  }
+
+  private rope(x: Float32Array, S: number, heads: number, d: number): void {
+    const { rotaryDim, invFreq } = this.settings;
+    const half = rotaryDim / 2;
+    for (let s = 0; s < S; s++) {
+      for (let i = 0; i < half; i++) {
+        const ang = Math.fround(s * invFreq[i]!);
+        const c = Math.fround(Math.cos(ang));
+        const sn = Math.fround(Math.sin(ang));
+        for (let h = 0; h < heads; h++) {
+          const o = (s * heads + h) * d;
+          const a = x[o + i]!;
+          const b = x[o + i + half]!;
+          x[o + i] = a * c - b * sn;
+          x[o + i + half] = b * c + a * sn;
+        }
+      }
+    }
+  }
+
+  private act(v: number): number {
+    return this.settings.act === "silu" ? silu(v) : geluTanh(v);
+  }
+
+  /** Gated MLP (fc, gate, proj) or fused fc = [linear; activated] (Phi-3). */
+  private mlp(P: string, x: Float32Array, S: number): Float32Array {
+    const fc = this.t(`${P}mlp.fc.weight`);
+    const gate = this.opt(`${P}mlp.gate.weight`);
+    const proj = this.t(`${P}mlp.proj.weight`);
+    const I = proj.shape[1]!;
+    const hmid = new Float32Array(S * I);
+    if (gate) {
+      const a = linear(x, S, fc, this.opt(`${P}mlp.fc.bias`));
+      const g = linear(x, S, gate, this.opt(`${P}mlp.gate.bias`));
+      for (let i = 0; i < hmid.length; i++) hmid[i] = this.act(a[i]!) * g[i]!;
+    } else {
+      const both = linear(x, S, fc, this.opt(`${P}mlp.fc.bias`));
+      for (let s = 0; s < S; s++) for (let i = 0; i < I; i++) hmid[s * I + i] = both[s * 2 * I + i]! * this.act(both[s * 2 * I + I + i]!);
+    }
+    return linear(hmid, S, proj, this.opt(`${P}mlp.proj.bias`));
+  }
+
+  /** Mixtral MoE: softmax over experts, top-k, renormalise, sum of expert MLPs. */
+  private moe(P: string, x: Float32Array, S: number): Float32Array {
+    const H = this.cfg.hidden_size;
+    const router = this.t(`${P}mlp.router.weight`);
+    const fc = this.t(`${P}mlp.fc.weight`); // [E, 2I, H] = [w3; w1]
+    const proj = this.t(`${P}mlp.proj.weight`); // [E, H, I]
+    const E = fc.shape[0]!;
+    const I = proj.shape[2]!;
+    const k = this.settings.moeTopK;
+    const logits = linear(x, S, router);
+    const out = new Float32Array(S * H);
+    for (let s = 0; s < S; s++) {
+      const p = Float64Array.from(logits.subarray(s * E, (s + 1) * E));
+      softmaxInPlace(p, E);
+      const order = [...Array(E).keys()].sort((a, b) => p[b]! - p[a]! || a - b).slice(0, k);
+      const norm = order.reduce((acc, e) => acc + p[e]!, 0);
+      const xs = x.subarray(s * H, (s + 1) * H);
+      for (const e of order) {
+        const wE: F32Tensor = { shape: [2 * I, H], data: fc.data.subarray(e * 2 * I * H, (e + 1) * 2 * I * H) };
+        const pE: F32Tensor = { shape: [H, I], data: proj.data.subarray(e * H * I, (e + 1) * H * I) };
+        const both = linear(xs, 1, wE);
+        const hmid = new Float32Array(I);
+        for (let i = 0; i < I; i++) hmid[i] = both[i]! * this.act(both[I + i]!);
+        const y = linear(hmid, 1, pE);
+        const wgt = p[e]! / norm;
+        for (let i = 0; i < H; i++) out[s * H + i] = out[s * H + i]! + wgt * y[i]!;
+      }
+    }
+    return out;
+  }
+
+  /** Greedy decoding: ids followed by `maxNewTokens` argmax tokens (recomputes the prefix each step). */
+  greedy(ids: readonly number[], maxNewTokens: number, endId?: number): number[] {
+    const seq = [...ids];
+    const V = this.cfg.vocab_size;
+    for (let n = 0; n < maxNewTokens; n++) {
+      const logits = this.forward(seq);
+      const last = logits.subarray((seq.length - 1) * V, seq.length * V);
+      let best = 0;
+      for (let i = 1; i < V; i++) if (last[i]! > last[best]!) best = i;
+      seq.push(best);
+      if (endId !== undefined && best === endId) break;
+    }
+    return seq;
+  }
+}

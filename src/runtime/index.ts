@@ -1,0 +1,14 @@
+/** Runtime entry points: the CPU reference runner over a TRT-LLM checkpoint directory. */
+import { readCheckpointConfig } from "../models/model.ts";
+import { familyForCheckpoint } from "../models/registry.ts";
+import { CpuRunner } from "./cpu.ts";
+import { mergeCheckpoint } from "./merge.ts";
+
+export { CpuRunner } from "./cpu.ts";
+
+/** Load every rank of a checkpoint, merged to fp32, into a CPU runner. */
+export async function loadCpuRunner(checkpointDir: string): Promise<CpuRunner> {
+  const cfg = await readCheckpointConfig(checkpointDir);
+  await familyForCheckpoint(cfg.architecture); // refuse unknown architectures up front
+  return new CpuRunner(cfg, mergeCheckpoint(checkpointDir, cfg));
+}
