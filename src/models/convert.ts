@@ -11,7 +11,7 @@ import { type DType, modelDTypeToST } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
 import type { Mapping } from "../mapping.ts";
 import type { TensorSource } from "../tensor.ts";
-import { cast, chunk, concat, type LazyTensor, lazy, mapF32, renamed, slice } from "../tensor/lazy.ts";
+import { cast, chunk, concat, type LazyTensor, lazy, mapF32, renamed, reshape, slice } from "../tensor/lazy.ts";
 import { columnSplit, embeddingForRank, fuseQkvForRank, lmHeadForRank, rowSplit } from "./split.ts";
 
 export type SplitRule =
@@ -21,7 +21,9 @@ export type SplitRule =
   | "qkv" // src = [q, k, v]: per-rank [q_r; k_r; v_r] with KV-head duplication
   | "fused_halves" // src = [a, b] (or one tensor of [a; b]): per-rank [a_r; b_r] (Phi-3 gate_up, MoE fc)
   | "embedding" // vocab_embedding: replicated, or sharded with use_parallel_embedding
-  | "lm_head"; // padded to a multiple of tp, then column split
+  | "lm_head" // padded to a multiple of tp, then column split
+  | "moe_fc" // src = [up, gate] per expert ({E}): [E_local, 2·I/moe_tp, H] stacking [up_r; gate_r]
+  | "moe_proj"; // src = down per expert ({E}): [E_local, H, I/moe_tp]
 
 export type ElementwiseTransform = "plus_one";
 
@@ -37,6 +39,8 @@ export interface NameRow {
   dtype?: DType;
   /** Rows the family only emits under a condition (biases, q/k norms). */
   when?: (cfg: PretrainedConfig) => boolean;
+  /** fused_halves from one source stored as [b; a] (Phi-3 gate_up = [gate; up]) → write [a; b]. */
+  swapHalves?: boolean;
   /** Which variants need this row (documentation, gguf-py style). */
   note?: string;
 }
@@ -49,8 +53,8 @@ export interface ConvertContext {
   srcLabel: string;
 }
 
-function fill(template: string, L: number, i: number): string {
-  return template.replaceAll("{L}", String(L)).replaceAll("{i}", String(i));
+function fill(template: string, L: number, i: number, E = 0): string {
+  return template.replaceAll("{L}", String(L)).replaceAll("{i}", String(i)).replaceAll("{E}", String(E));
 }
 
 export function getSource(ctx: ConvertContext, name: string, needFor: string): LazyTensor {
@@ -63,9 +67,11 @@ export function getSource(ctx: ConvertContext, name: string, needFor: string): L
 export function convertRow(ctx: ConvertContext, row: NameRow, L: number, i: number): LazyTensor {
   const { cfg, mapping: m } = ctx;
   const name = fill(row.trt, L, i);
-  const srcs = (typeof row.src === "string" ? [row.src] : row.src).map((s) => getSource(ctx, fill(s, L, i), name));
+  const templates = typeof row.src === "string" ? [row.src] : row.src;
   const outType = row.dtype ?? modelDTypeToST(cfg.dtype);
   const prep = (t: LazyTensor) => (row.transform === "plus_one" ? mapF32(t, plusOne, outType) : cast(t, outType));
+  if (row.split === "moe_fc" || row.split === "moe_proj") return convertMoeRow(ctx, row, templates, L, name, prep);
+  const srcs = templates.map((s) => getSource(ctx, fill(s, L, i), name));
   const one = () => {
     if (srcs.length !== 1) throw new TrtbError("CONV_TABLE", `${name}: rule ${row.split} takes one source tensor`);
     return prep(srcs[0]!);
@@ -91,9 +97,30 @@ export function convertRow(ctx: ConvertContext, row: NameRow, L: number, i: numb
     case "fused_halves": {
       let parts = srcs.map(prep);
       if (parts.length === 1) parts = [chunk(parts[0]!, 0, 2, 0), chunk(parts[0]!, 0, 2, 1)];
+      if (row.swapHalves) parts.reverse();
       return concat(parts.map((p) => columnSplit(p, m)), 0, name);
     }
   }
+  throw new TrtbError("CONV_TABLE", `${name}: unknown split rule ${row.split}`);
+}
+
+/** Mixture-of-experts rows: this rank's experts (EP), each split over moe_tp, stacked on a new dim 0. */
+function convertMoeRow(ctx: ConvertContext, row: NameRow, templates: readonly string[], L: number, name: string, prep: (t: LazyTensor) => LazyTensor): LazyTensor {
+  const { cfg, mapping: m } = ctx;
+  const moe = cfg.moe as { num_experts?: number } | undefined;
+  const E = moe?.num_experts ?? 0;
+  if (E <= 0) throw new TrtbError("CONV_TABLE", `${name}: MoE row in a config without moe.num_experts`);
+  const experts = m.epExperts(E).map((e) => {
+    const src = templates.map((t) => prep(getSource(ctx, fill(t, L, 0, e), name)));
+    let t: LazyTensor;
+    if (row.split === "moe_fc") {
+      t = concat(src.map((s) => chunk(s, 0, m.moeTpSize, m.moeTpRank)), 0, name);
+    } else {
+      t = chunk(src[0]!, 1, m.moeTpSize, m.moeTpRank);
+    }
+    return reshape(t, [1, ...t.shape], name);
+  });
+  return concat(experts, 0, name);
 }
 
 /** A fused [q; k; v] source (Phi-3 qkv_proj) → three tensors by head counts. */

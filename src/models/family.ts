@@ -8,7 +8,7 @@ import type { Mapping } from "../mapping.ts";
 import type { TensorSource } from "../tensor.ts";
 import type { FamilyTable } from "./convert.ts";
 import type { DecoderLayout } from "./decoder.ts";
-import type { FromSourceOptions } from "./llama/config.ts";
+import type { FromSourceOptions } from "./config-common.ts";
 
 export interface Family {
   /** Short name (`llama`, `qwen`, `gemma`, …). */

@@ -8,18 +8,28 @@ import type { Family } from "./family.ts";
 type Loader = () => Promise<Family>;
 
 const llama: Loader = () => import("./llama/model.ts").then((m) => m.llamaFamily);
+const qwen: Loader = () => import("./qwen/model.ts").then((m) => m.qwenFamily);
+const gemma: Loader = () => import("./gemma/model.ts").then((m) => m.gemmaFamily);
+const phi3: Loader = () => import("./phi3/model.ts").then((m) => m.phi3Family);
+const mixtral: Loader = () => import("./mixtral/model.ts").then((m) => m.mixtralFamily);
 
 /** HF architecture → family. Add a row per supported architecture. */
 const HF_ARCHITECTURES: Record<string, Loader> = {
   LlamaForCausalLM: llama,
   MistralForCausalLM: llama,
+  MixtralForCausalLM: mixtral,
+  Qwen2ForCausalLM: qwen,
+  Qwen3ForCausalLM: qwen,
+  GemmaForCausalLM: gemma,
+  Gemma2ForCausalLM: gemma,
+  Phi3ForCausalLM: phi3,
 };
 
 /** TRT-LLM checkpoint architecture → family. */
 const TRT_ARCHITECTURES: Record<string, Loader> = {
-  LlamaForCausalLM: llama,
+  ...HF_ARCHITECTURES,
   LLaMAForCausalLM: llama,
-  MistralForCausalLM: llama,
+  QWenForCausalLM: qwen,
 };
 
 export function supportedHFArchitectures(): string[] {

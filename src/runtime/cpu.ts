@@ -54,7 +54,7 @@ export function runnerSettings(cfg: PretrainedConfig): RunnerSettings {
       return windowSize;
     },
     sandwich: cfg.inter_layernorms === true,
-    qkNorm: cfg.qk_layernorm === true,
+    qkNorm: cfg.qk_layernorm === true || cfg.qwen_type === "qwen3",
     rotaryDim,
     invFreq: ropeInvFreq(rotaryDim, (cfg.rotary_base as number | undefined) ?? 10000, cfg.rotary_scaling as Record<string, unknown> | null),
     moeTopK: moe?.num_experts ? (moe.top_k ?? 2) : 0,
@@ -132,7 +132,7 @@ export class CpuRunner {
     const S = ids.length;
     const eps = cfg.norm_epsilon;
     const emb = this.t("transformer.vocab_embedding.weight");
-    let x = new Float32Array(S * H);
+    let x: Float32Array = new Float32Array(S * H);
     for (let s = 0; s < S; s++) {
       const id = ids[s]!;
       if (!(id >= 0 && id < V)) throw new TrtbError("RUN_BAD_INPUT", `token id ${id} at position ${s} is outside the vocabulary [0, ${V})`);

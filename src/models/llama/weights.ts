@@ -5,10 +5,11 @@
  * Note the MLP naming: TRT-LLM `mlp.fc` is the activated branch = HF `gate_proj`, `mlp.gate` = HF
  * `up_proj` (§2.4, §7.1).
  */
+import type { PretrainedConfig } from "../../config.ts";
 import type { FamilyTable } from "../convert.ts";
 
-const attnBias = (c: { attn_bias?: unknown }) => c.attn_bias === true;
-const mlpBias = (c: { mlp_bias?: unknown }) => c.mlp_bias === true;
+const attnBias = (c: PretrainedConfig) => c.attn_bias === true;
+const mlpBias = (c: PretrainedConfig) => c.mlp_bias === true;
 
 export const LLAMA_TABLE: FamilyTable = {
   first: [

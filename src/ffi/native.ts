@@ -1,0 +1,93 @@
+/**
+ * The CPU library behind the `Native` interface: argument checks on the TypeScript side (things
+ * bun:ffi would otherwise turn into crashes or wrapped integers), then one native call, then the
+ * status check.
+ */
+import type { Library } from "bun:ffi";
+import type { DType } from "../dtype.ts";
+import { TrtbError } from "../errors.ts";
+import { type Checker, makeChecker } from "./check.ts";
+import type { CpuSymbols } from "./symbols.ts";
+import { DTYPE_CODE } from "./symbols.ts";
+
+/** CPU kernels of libtrtb. All buffers are host memory (`Uint8Array`, possibly `Bun.mmap`ed). */
+export interface Native {
+  /** `trtb_abi_version()` of the loaded library. */
+  readonly abiVersion: number;
+  /** Where the library was loaded from. */
+  readonly path: string;
+  /**
+   * Convert `src` (dtype `from`) into `dst` (dtype `to`): F32/F16/BF16 among themselves, bit for
+   * bit like `src/numeric.ts` (round to nearest even, overflow to inf, NaN kept); same dtype is a
+   * copy. `dst.byteLength` must be exactly the converted size. Throws `TrtbError`
+   * (`NATIVE_DTYPE`, `NATIVE_SIZE`, `NATIVE_INVALID_ARG` for overlapping buffers).
+   */
+  convert(src: Uint8Array, from: DType, dst: Uint8Array, to: DType): void;
+  /**
+   * `dst` (cols x rows) = transpose of `src` (rows x cols), row-major, `elemBytes` 1/2/4/8.
+   * Throws `TrtbError` (`NATIVE_SIZE`, `NATIVE_INVALID_ARG`).
+   */
+  transpose2d(src: Uint8Array, dst: Uint8Array, rows: number, cols: number, elemBytes: number): void;
+  /** Threads the large-buffer paths may use (0 = one per CPU, the default). Returns the old value. */
+  setNumThreads(n: number): number;
+}
+
+/** A host buffer as bun:ffi wants it. Refuses non-views: a bare ArrayBuffer segfaults bun:ffi. */
+export function hostArg(name: string, a: Uint8Array): Uint8Array | null {
+  if (!ArrayBuffer.isView(a))
+    throw new TrtbError("NATIVE_INVALID_ARG", `${name} must be a Uint8Array (or another typed array view), got ${Object.prototype.toString.call(a)}`);
+  // ptr() refuses empty views; the C side accepts NULL with length 0.
+  return a.byteLength === 0 ? null : a;
+}
+
+/** A non-negative integer that bun:ffi will pass to a u64 without wrapping. */
+export function sizeArg(name: string, v: number): number {
+  if (!Number.isSafeInteger(v) || v < 0)
+    throw new TrtbError("NATIVE_INVALID_ARG", `${name} must be a non-negative integer, got ${v}`);
+  return v;
+}
+
+export function dtypeArg(name: string, d: DType): number {
+  const code = DTYPE_CODE[d];
+  if (code === undefined) throw new TrtbError("NATIVE_DTYPE", `${name}: ${String(d)} is not a dtype`);
+  return code;
+}
+
+export class NativeLib implements Native {
+  readonly #s: Library<CpuSymbols>["symbols"];
+  readonly #check: Checker;
+
+  constructor(
+    lib: Library<CpuSymbols>,
+    readonly path: string,
+    readonly abiVersion: number,
+  ) {
+    this.#s = lib.symbols;
+    const s = this.#s;
+    this.#check = makeChecker({ lastError: (b, n) => s.trtb_last_error(b, n), statusStr: (st) => s.trtb_status_str(st) });
+  }
+
+  convert(src: Uint8Array, from: DType, dst: Uint8Array, to: DType): void {
+    const f = dtypeArg("from", from);
+    const t = dtypeArg("to", to);
+    const sp = hostArg("src", src);
+    const dp = hostArg("dst", dst);
+    this.#check(this.#s.trtb_convert(sp, src.byteLength, f, dp, dst.byteLength, t));
+  }
+
+  transpose2d(src: Uint8Array, dst: Uint8Array, rows: number, cols: number, elemBytes: number): void {
+    const sp = hostArg("src", src);
+    const dp = hostArg("dst", dst);
+    const r = sizeArg("rows", rows);
+    const c = sizeArg("cols", cols);
+    const e = sizeArg("elemBytes", elemBytes);
+    if (e > 0xffffffff) throw new TrtbError("NATIVE_INVALID_ARG", `elemBytes must be 1, 2, 4 or 8, got ${elemBytes}`);
+    this.#check(this.#s.trtb_transpose2d(sp, src.byteLength, dp, dst.byteLength, r, c, e));
+  }
+
+  setNumThreads(n: number): number {
+    if (!Number.isInteger(n) || n < 0 || n > 0x7fffffff)
+      throw new TrtbError("NATIVE_INVALID_ARG", `thread count must be a non-negative integer, got ${n}`);
+    return this.#s.trtb_set_num_threads(n);
+  }
+}

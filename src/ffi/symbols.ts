@@ -1,0 +1,81 @@
+/**
+ * The symbol tables of the two native libraries, one row per C function in
+ * `cshim/include/trtb.h` (see there for what each does and returns). Also the C enums that cross
+ * the boundary: dtype codes and status codes. Keep this file in step with the header; bump
+ * `ABI_VERSION` with `TRTB_ABI_VERSION`.
+ *
+ * Type notes (bun:ffi): `ptr` is a TypedArray, a pointer number or null; `u64` takes a number
+ * (exact below 2^53, far beyond any buffer); `i32` statuses come back as numbers.
+ */
+import type { DType } from "../dtype.ts";
+
+/** `TRTB_ABI_VERSION` this TypeScript was written against. */
+export const ABI_VERSION = 1;
+
+/** libtrtb.so: CPU conversions and transpose. */
+export const CPU_SYMBOLS = {
+  trtb_abi_version: { args: [], returns: "u32" },
+  trtb_status_str: { args: ["i32"], returns: "cstring" },
+  trtb_last_error: { args: ["ptr", "u64"], returns: "i32" },
+  trtb_dtype_size: { args: ["i32"], returns: "u32" },
+  trtb_set_num_threads: { args: ["i32"], returns: "i32" },
+  trtb_convert: { args: ["ptr", "u64", "i32", "ptr", "u64", "i32"], returns: "i32" },
+  trtb_transpose2d: { args: ["ptr", "u64", "ptr", "u64", "u64", "u64", "u32"], returns: "i32" },
+} as const;
+
+/** libtrtb_cuda.so: devices, streams, device memory and GPU kernels. */
+export const CUDA_SYMBOLS = {
+  trtb_cuda_abi_version: { args: [], returns: "u32" },
+  trtb_cuda_status_str: { args: ["i32"], returns: "cstring" },
+  trtb_cuda_last_error: { args: ["ptr", "u64"], returns: "i32" },
+  trtb_cuda_features: { args: [], returns: "u32" },
+  trtb_cuda_runtime_version: { args: [], returns: "i32" },
+  trtb_cuda_driver_version: { args: [], returns: "i32" },
+  trtb_cuda_device_count: { args: ["ptr"], returns: "i32" },
+  trtb_cuda_device_props_get: { args: ["i32", "ptr"], returns: "i32" },
+  trtb_cuda_device_sync: { args: ["i32"], returns: "i32" },
+  trtb_cuda_stream_create: { args: ["i32", "ptr"], returns: "i32" },
+  trtb_cuda_stream_destroy: { args: ["ptr"], returns: "i32" },
+  trtb_cuda_stream_sync: { args: ["ptr"], returns: "i32" },
+  trtb_cuda_malloc: { args: ["i32", "u64", "ptr"], returns: "i32" },
+  trtb_cuda_free: { args: ["ptr"], returns: "i32" },
+  trtb_cuda_memcpy_h2d: { args: ["ptr", "ptr", "ptr", "u64"], returns: "i32" },
+  trtb_cuda_memcpy_d2h: { args: ["ptr", "ptr", "ptr", "u64"], returns: "i32" },
+  trtb_cuda_memcpy_d2d: { args: ["ptr", "ptr", "ptr", "u64"], returns: "i32" },
+  trtb_cuda_memset: { args: ["ptr", "ptr", "u32", "u64"], returns: "i32" },
+  trtb_cuda_convert: { args: ["ptr", "ptr", "u64", "i32", "ptr", "u64", "i32"], returns: "i32" },
+  trtb_cuda_transpose2d: { args: ["ptr", "ptr", "u64", "ptr", "u64", "u64", "u64", "u32"], returns: "i32" },
+} as const;
+
+export type CpuSymbols = typeof CPU_SYMBOLS;
+export type CudaSymbols = typeof CUDA_SYMBOLS;
+
+/** `trtb_dtype` values (append-only in the header; 0 is never valid). */
+export const DTYPE_CODE: Record<DType, number> = {
+  F32: 1, F16: 2, BF16: 3, F64: 4, I8: 5, U8: 6, I16: 7, U16: 8, I32: 9, U32: 10, I64: 11, U64: 12, BOOL: 13,
+  F8_E4M3: 14, F8_E5M2: 15,
+};
+
+/** Status codes returned by every fallible call (`TRTB_OK`, `TRTB_ERR_*`). */
+export const STATUS = {
+  OK: 0,
+  INVALID_ARG: -1,
+  DTYPE: -2,
+  SIZE: -3,
+  OUT_OF_MEMORY: -4,
+  INTERNAL: -5,
+  UNSUPPORTED: -6,
+  CUDA_UNAVAILABLE: -100,
+  CUDA_NO_DEVICE: -101,
+  CUDA_OUT_OF_MEMORY: -102,
+  CUDA: -103,
+} as const;
+
+/** `TRTB_CUDA_FEATURE_*` bits of `trtb_cuda_features()`. */
+export const CUDA_FEATURE = { CUBLASLT: 1 << 0, TENSORRT: 1 << 1 } as const;
+
+/**
+ * Layout of `trtb_cuda_device_props` (x86-64 / aarch64 Linux): u32 struct_size, i32 major,
+ * i32 minor, i32 multiprocessors, u64 total_memory, char name[256].
+ */
+export const DEVICE_PROPS = { size: 280, major: 4, minor: 8, multiprocessors: 12, totalMemory: 16, name: 24, nameLength: 256 } as const;

@@ -1,0 +1,27 @@
+/**
+ * trtllm-build: the library. Everything the CLI does is reachable from here.
+ *
+ *   read → normalise config → map names → transform (split, fuse, cast) → [quantize] → write → build
+ */
+export { TrtbError, isTrtbError } from "./errors.ts";
+export type { DType, ModelDType } from "./dtype.ts";
+export { Mapping } from "./mapping.ts";
+export {
+  type PretrainedConfig, type QuantConfig, type QuantAlgo, QUANT_ALGOS,
+  parsePretrainedConfig, defaultQuantConfig,
+} from "./config.ts";
+export type { TensorView, TensorSource } from "./tensor.ts";
+export { openSafetensors, SafetensorsWriter } from "./format/safetensors.ts";
+export { openHFCheckpoint } from "./format/hf-checkpoint.ts";
+export { openTorchCheckpoint } from "./format/pth.ts";
+export { PretrainedModel, readCheckpointConfig } from "./models/model.ts";
+export { DecoderModel } from "./models/decoder-model.ts";
+export { LLaMAForCausalLM } from "./models/llama/model.ts";
+export { QWenForCausalLM } from "./models/qwen/model.ts";
+export { GemmaForCausalLM } from "./models/gemma/model.ts";
+export { Phi3ForCausalLM } from "./models/phi3/model.ts";
+export { MixtralForCausalLM } from "./models/mixtral/model.ts";
+export { supportedHFArchitectures } from "./models/registry.ts";
+export { convertCheckpoint, type ConvertOptions } from "./convert.ts";
+export { CpuRunner, loadCpuRunner } from "./runtime/index.ts";
+export { setLogLevel } from "./log.ts";
