@@ -314,7 +314,9 @@ export class TorchCheckpoint implements TensorSource {
     }
     this.root = pkls[0]!.slice(0, -"data.pkl".length);
     if (zip.has(`${this.root}byteorder`)) {
-      const order = new TextDecoder().decode(zip.read(`${this.root}byteorder`)).trim();
+      const bo = `${this.root}byteorder`;
+      if (zip.entry(bo).size > 16) throw new TrtbError("PTH_BYTEORDER", `${path}: member ${quote(bo)} is ${zip.entry(bo).size} bytes; expected "little"`, { file: path });
+      const order = new TextDecoder().decode(zip.read(bo)).trim();
       if (order !== "little") {
         throw new TrtbError("PTH_BYTEORDER", `${path}: byteorder is ${quote(order)}; only little-endian checkpoints are supported`, { file: path });
       }
