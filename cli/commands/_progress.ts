@@ -1,4 +1,9 @@
-/** A minimal progress bar on stderr: redrawn in place on a TTY, a line per 10% otherwise. */
+/**
+ * A minimal progress bar on stderr: redrawn in place on a TTY, a line per 10% otherwise, silent
+ * below the info log level.
+ */
+import { log } from "../../src/log.ts";
+
 export interface Progress {
   update(done: number, total: number, label?: string): void;
   done(): void;
@@ -6,11 +11,13 @@ export interface Progress {
 
 export function progressBar(title: string, stream: NodeJS.WriteStream = process.stderr): Progress {
   const tty = stream.isTTY === true;
+  const enabled = log.level >= 3;
   let lastDecile = -1;
   let drawn = false;
   const t0 = performance.now();
   return {
     update(done, total, label = "") {
+      if (!enabled) return;
       const frac = total > 0 ? done / total : 1;
       const pct = Math.floor(frac * 100);
       const secs = (performance.now() - t0) / 1000;

@@ -12,8 +12,10 @@
  *     `~/.cache/...`, else a per-user folder under the temp dir), and later launches reuse that
  *     file. Handing the `/$bunfs/` path to dlopen instead would make Bun write a fresh temp copy
  *     on every launch and never delete it (oven-sh/bun#40076); that remains the last resort.
- *  3. `prebuilt/<platform>-<arch>/` in the installed package (`scripts/prepack.ts` puts it there).
- *  4. `build/` of a source checkout (`bun run build`).
+ *  3. `build/` of a source checkout (`bun run build`). It comes before prebuilt/ because a checkout
+ *     may hold a prebuilt/ left over from packing, older than the last build; an installed package
+ *     has no build/.
+ *  4. `prebuilt/<platform>-<arch>/` in the installed package (`scripts/prepack.ts` puts it there).
  *
  * `TRTB_DEBUG_FFI=1` prints every candidate and what happened to it to stderr.
  */
@@ -184,8 +186,10 @@ function candidates(spec: LibSpec<any>, attempts: Attempt[]): Candidate[] {
   }
   const root = packageRoot();
   if (root) {
-    list.push({ source: "prebuilt", path: path.join(root, "prebuilt", platformTag(), spec.file) });
+    // build/ first: it exists only in a checkout, where it is fresher than a prebuilt/ left over
+    // from an earlier `bun pm pack`. An installed package has no build/ (not in `files`).
     list.push({ source: "build", path: path.join(root, "build", spec.file) });
+    list.push({ source: "prebuilt", path: path.join(root, "prebuilt", platformTag(), spec.file) });
   }
   return list;
 }

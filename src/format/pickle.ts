@@ -5,8 +5,8 @@
  * allow-listed global carries. Everything else is an error.
  *
  * Pickle in one paragraph: a program of one-byte opcodes with inline arguments, run on a stack
- * with a "mark" stack (MARK pushes the stack height; TUPLE/LIST/DICT/APPENDS/SETITEMS/ADDITEMS pop
- * back to it) and a memo table (BINPUT/MEMOIZE store the top, BINGET pushes it again). GLOBAL
+ * with marks (MARK sets the current stack aside; TUPLE/LIST/DICT/APPENDS/SETITEMS/ADDITEMS take
+ * everything pushed since and restore it) and a memo table (BINPUT/MEMOIZE store the top, BINGET pushes it again). GLOBAL
  * names a Python object "module\nname\n" (STACK_GLOBAL takes both strings from the stack), REDUCE
  * calls `callable(*args)`, BUILD sets state on an object, BINPERSID asks the loader to resolve an
  * out-of-band reference (torch: tensor storages). STOP returns the top of the stack. Integers are
@@ -15,10 +15,10 @@
  *
  * Value model:
  *   None → null, bool → boolean, int → number (bigint beyond 2^53), float → number,
- *   str → string, bytes/bytearray/py2 str (BINSTRING) → Uint8Array (BINSTRING decodes latin-1 to
- *   string), list → mutable array, tuple → frozen array (`isTuple`), dict → Map, set/frozenset →
- *   Set, an allow-listed global → its `PyGlobal`, the result of an allowed call → whatever that
- *   TypeScript function returned.
+ *   str → string, py2 str (BINSTRING, SHORT_BINSTRING) → string decoded as latin-1,
+ *   bytes/bytearray → Uint8Array (a view of the input), list → mutable array, tuple → frozen
+ *   array (`isTuple`), dict → Map, set/frozenset → Set, an allow-listed global → its `PyGlobal`,
+ *   the result of an allowed call → whatever that TypeScript function returned.
  * The memo lets a pickle share and even cycle references (a list that contains itself), as in
  * Python: callers must never walk a result recursively without a depth bound.
  *
@@ -36,9 +36,11 @@
  *                            that is not callable
  *   PICKLE_FORBIDDEN_OPCODE  a real pickle opcode this reader refuses to run
  *   PICKLE_TOO_DEEP          stack, memo, mark or container nesting above the limits
- *   PICKLE_TRUNCATED         an argument or the program runs past the end of the input
+ *   PICKLE_TRUNCATED         an argument, a FRAME or the program (no STOP) runs past the input
  *   PICKLE_BAD               anything else malformed (unknown byte, stack underflow, wrong types,
- *                            bad UTF-8, missing STOP, trailing bytes…)
+ *                            bad UTF-8, values left after STOP, trailing bytes…)
+ * Errors thrown by an allowed callable or `persistentLoad` keep their code, prefixed with the
+ * position.
  */
 import { TrtbError } from "../errors.ts";
 
@@ -101,7 +103,8 @@ export function describe(v: unknown): string {
   if (v === null) return "None";
   if (v === undefined) return "undefined";
   if (typeof v === "boolean") return v ? "True" : "False";
-  if (typeof v === "number" || typeof v === "bigint") return `int/float ${String(v)}`;
+  if (typeof v === "bigint") return `int ${String(v)}`;
+  if (typeof v === "number") return `${Number.isInteger(v) ? "int" : "float"} ${String(v)}`;
   if (typeof v === "string") return `str ${quote(v)}`;
   if (v instanceof Uint8Array) return `bytes[${v.length}]`;
   if (v instanceof PyGlobal) return `global ${quote(v.qualname)}`;

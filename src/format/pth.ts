@@ -38,7 +38,8 @@
  *   PTH_NOT_STATE_DICT     the pickled object is not a dict of name → tensor
  *   PTH_MISSING_TENSOR     get() of an absent name
  *   PTH_CLOSED             use after close()
- *   META_NO_PARAMS, META_BAD_PARAMS, META_NO_SHARDS, META_SHARD_GAP, META_DUPLICATE_TENSOR
+ *   META_NO_PARAMS, META_BAD_PARAMS, META_NO_SHARDS, META_BAD_SHARDS (gap or duplicate shard numbers),
+ *   META_DUPLICATE_TENSOR (a name in two pieces of one consolidated.NN/ folder)
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -565,7 +566,7 @@ export function listMetaShards(dir: string): string[] {
     const k = Number(m[1]);
     const prev = byIndex.get(k);
     if (prev !== undefined) {
-      throw new TrtbError("META_SHARD_GAP", `${dir}: shard ${k} appears twice (${prev} and ${full})`, { file: dir });
+      throw new TrtbError("META_BAD_SHARDS", `${dir}: shard ${k} appears twice (${prev} and ${full})`, { file: dir });
     }
     byIndex.set(k, full);
   }
@@ -576,7 +577,7 @@ export function listMetaShards(dir: string): string[] {
   for (let k = 0; k < byIndex.size; k++) {
     const p = byIndex.get(k);
     if (p === undefined) {
-      throw new TrtbError("META_SHARD_GAP", `${dir}: shard ${String(k).padStart(2, "0")} is missing (found ${[...byIndex.keys()].sort((a, b) => a - b).join(", ")})`, { file: dir });
+      throw new TrtbError("META_BAD_SHARDS", `${dir}: shard ${String(k).padStart(2, "0")} is missing (found ${[...byIndex.keys()].sort((a, b) => a - b).join(", ")})`, { file: dir });
     }
     out.push(p);
   }

@@ -166,6 +166,11 @@ function u64(b: Uint8Array, o: number): number {
 
 const utf8 = new TextDecoder("utf-8");
 
+/** Quote a member name for a message: JSON-escaped (names are untrusted) and cut short. */
+function q(s: string): string {
+  return JSON.stringify(s.length > 120 ? `${s.slice(0, 120)}…` : s);
+}
+
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -238,7 +243,7 @@ export class ZipArchive {
   /** The entry called `name`; ZIP_MISSING_ENTRY when absent. */
   entry(name: string): ZipEntry {
     const e = this.byName.get(name);
-    if (e === undefined) throw new TrtbError("ZIP_MISSING_ENTRY", `${this.path}: archive has no member "${name}"`, { file: this.path });
+    if (e === undefined) throw new TrtbError("ZIP_MISSING_ENTRY", `${this.path}: archive has no member ${q(name)}`, { file: this.path });
     return e;
   }
 
@@ -252,7 +257,7 @@ export class ZipArchive {
     if (cached !== undefined) return cached;
     const e = this.entry(name);
     const src = this.source();
-    const where = `${this.path}: member "${name}"`;
+    const where = `${this.path}: member ${q(name)}`;
     const bad = (msg: string): never => {
       throw new TrtbError("ZIP_BAD_HEADER", `${where}: ${msg}`, { file: this.path });
     };
@@ -269,7 +274,7 @@ export class ZipArchive {
     const dataStart = at + LOCAL_LEN + nameLen + extraLen;
     if (dataStart > this.dataLimit) bad(`local header at ${at} runs into the central directory`);
     const localName = src.slice(at + LOCAL_LEN, nameLen);
-    if (!sameBytes(localName, this.rawNames.get(name)!)) bad(`local header names "${utf8.decode(localName)}"`);
+    if (!sameBytes(localName, this.rawNames.get(name)!)) bad(`local header names ${q(utf8.decode(localName))}`);
     if ((flags & FLAG_DATA_DESCRIPTOR) === 0) {
       const lc = u32(h, 18);
       const lu = u32(h, 22);
@@ -308,7 +313,7 @@ export class ZipArchive {
     const e = this.entry(name);
     this.checkReadable(e);
     if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || start < 0 || length < 0 || start + length > e.size) {
-      throw new TrtbError("ZIP_TRUNCATED", `${this.path}: member "${name}" has ${e.size} bytes; range [${start}, ${start + length}) is outside it`, { file: this.path });
+      throw new TrtbError("ZIP_TRUNCATED", `${this.path}: member ${q(name)} has ${e.size} bytes; range [${start}, ${start + length}) is outside it`, { file: this.path });
     }
     if (e.method !== METHOD_STORED) return this.read(name).subarray(start, start + length);
     const r = this.dataRange(name);
@@ -326,7 +331,7 @@ export class ZipArchive {
   }
 
   private checkReadable(e: ZipEntry): void {
-    const where = `${this.path}: member "${e.name}"`;
+    const where = `${this.path}: member ${q(e.name)}`;
     if ((e.flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION)) !== 0) {
       throw new TrtbError("ZIP_UNSUPPORTED", `${where} is encrypted; encrypted archives are not supported`, { file: this.path });
     }
@@ -342,7 +347,7 @@ export class ZipArchive {
   }
 
   private inflate(e: ZipEntry, raw: Uint8Array): Uint8Array {
-    const where = `${this.path}: member "${e.name}"`;
+    const where = `${this.path}: member ${q(e.name)}`;
     let out: Uint8Array;
     try {
       // maxOutputLength bounds the work whatever the stream claims (no inflate bombs).
@@ -484,14 +489,14 @@ function readCentralDirectory(path: string, src: ByteSource): CentralDirectory {
       while (x + 4 <= xEnd) {
         const id = u16(cd, x);
         const len = u16(cd, x + 2);
-        if (x + 4 + len > xEnd) bad(`"${name}": extra field runs past its end`);
+        if (x + 4 + len > xEnd) bad(`${q(name)}: extra field runs past its end`);
         if (id === 0x0001) {
           let f = x + 4;
           const take = (): number => {
-            if (f + 8 > x + 4 + len) bad(`"${name}": ZIP64 extra field too short`);
+            if (f + 8 > x + 4 + len) bad(`${q(name)}: ZIP64 extra field too short`);
             const v = u64(cd, f);
             f += 8;
-            if (v < 0) bad(`"${name}": ZIP64 value beyond 2^53`);
+            if (v < 0) bad(`${q(name)}: ZIP64 value beyond 2^53`);
             return v;
           };
           if (needU) usize = take();
@@ -502,12 +507,12 @@ function readCentralDirectory(path: string, src: ByteSource): CentralDirectory {
         }
         x += 4 + len;
       }
-      if (!found) bad(`"${name}": 0xFFFFFFFF size/offset without a ZIP64 extra field`);
+      if (!found) bad(`${q(name)}: 0xFFFFFFFF size/offset without a ZIP64 extra field`);
     }
-    if (disk !== 0 && disk !== 0xffff) bad(`"${name}": lives on disk ${disk}; multi-disk archives are not supported`);
-    if (localOff + LOCAL_LEN > cdOffset) bad(`"${name}": local header offset ${localOff} is not before the central directory`);
-    if (compressedSize > cdOffset - localOff - LOCAL_LEN) bad(`"${name}": ${compressedSize} bytes of data cannot fit before the central directory`);
-    if (rawNames.has(name)) bad(`duplicate member name "${name}"`);
+    if (disk !== 0 && disk !== 0xffff) bad(`${q(name)}: lives on disk ${disk}; multi-disk archives are not supported`);
+    if (localOff + LOCAL_LEN > cdOffset) bad(`${q(name)}: local header offset ${localOff} is not before the central directory`);
+    if (compressedSize > cdOffset - localOff - LOCAL_LEN) bad(`${q(name)}: ${compressedSize} bytes of data cannot fit before the central directory`);
+    if (rawNames.has(name)) bad(`duplicate member name ${q(name)}`);
     rawNames.set(name, rawName);
     entries.push({ name, method, flags, crc32, compressedSize, size: usize, localHeaderOffset: localOff });
     p = next;

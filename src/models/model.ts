@@ -93,9 +93,21 @@ export abstract class PretrainedModel {
     const writer = SafetensorsWriter.create(join(dir, this.rankFileName), specs);
     const total = this.totalBytes();
     let done = 0;
+    // Tensors that need assembling (splits, fusion, casts) are built in one reused scratch buffer
+    // and written with positioned writes: cheaper than faulting in pages of a destination map.
+    // Memory stays ≤ the largest such tensor.
+    let scratch = new Uint8Array(0);
     try {
       for (const t of this.weights.values()) {
-        writer.writeWith(t.name, (dst) => t.writeInto(dst));
+        const direct = t.directBytes();
+        if (direct) {
+          writer.write(t.name, direct); // mapped source → file, no copy in user space
+        } else {
+          if (scratch.byteLength < t.byteLength) scratch = new Uint8Array(t.byteLength);
+          const buf = scratch.subarray(0, t.byteLength);
+          t.writeInto(buf);
+          writer.write(t.name, buf);
+        }
         done += t.byteLength;
         opts.onProgress?.(done, total, t.name);
       }

@@ -29,6 +29,15 @@ export abstract class LazyTensor implements TensorView {
     this.writeRange(dst, dtype, 0, this.numel);
   }
 
+  /**
+   * The tensor's bytes as one zero-copy view of a source, when it is just that (a leaf, or a
+   * contiguous slice of one, in its own dtype); else null. Writers use it to hand the mapped
+   * source straight to a positioned write instead of copying through a destination map.
+   */
+  directBytes(): Uint8Array | null {
+    return null;
+  }
+
   bytes(): Uint8Array {
     const out = new Uint8Array(this.numel * DTYPE_SIZE[this.dtype]);
     this.writeRange(out, this.dtype, 0, this.numel);
@@ -53,6 +62,9 @@ class Leaf extends LazyTensor {
   override bytes(): Uint8Array {
     return this.view.bytes();
   }
+  override directBytes(): Uint8Array | null {
+    return this.view.bytes();
+  }
 }
 
 export function lazy(view: TensorView, name = view.name): LazyTensor {
@@ -63,6 +75,7 @@ export function lazy(view: TensorView, name = view.name): LazyTensor {
 export function renamed(t: LazyTensor, name: string): LazyTensor {
   return new (class extends LazyTensor {
     writeRange(dst: Uint8Array, dtype: DType, start: number, count: number) { t.writeRange(dst, dtype, start, count); }
+    override directBytes() { return t.directBytes(); }
   })(name, t.dtype, t.shape);
 }
 
@@ -85,6 +98,7 @@ export function reshape(t: LazyTensor, shape: readonly number[], name = t.name):
   check(numel(shape) === t.numel, "CONV_SHAPE", `${t.name}: cannot reshape [${t.shape}] to [${shape}]`, { tensor: t.name });
   return new (class extends LazyTensor {
     writeRange(dst: Uint8Array, dtype: DType, start: number, count: number) { t.writeRange(dst, dtype, start, count); }
+    override directBytes() { return t.directBytes(); }
   })(name, t.dtype, shape);
 }
 
@@ -110,6 +124,13 @@ export function slice(t: LazyTensor, dim: number, start: number, len: number, na
         t.writeRange(dst.subarray(done * es, (done + n) * es), dtype, outer * srcBlock + start * inner + within, n);
         done += n;
       }
+    }
+    override directBytes() {
+      // Contiguous only when every dim before `dim` has size 1 (one outer block).
+      if (this.numel !== dstBlock) return null;
+      const all = t.directBytes();
+      const es = DTYPE_SIZE[t.dtype];
+      return all ? all.subarray(start * inner * es, (start + len) * inner * es) : null;
     }
   })(name, t.dtype, shape);
 }

@@ -2,7 +2,7 @@
 // (pickles assembled byte by byte the way torch writes them, zipped by a small stored-only writer;
 // the reader does not check CRC-32 of stored members, so the writer leaves it 0).
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { TrtbError } from "../../src/errors.ts";
@@ -451,6 +451,86 @@ describe("rejects", () => {
   });
 });
 
+// ---- files past 4 GiB (sparse) ----------------------------------------------------------------
+
+describe("a 4.5 GiB checkpoint (sparse file, ZIP64 offsets, window mapping)", () => {
+  test("tensors beyond 4 GiB read through mapped windows", () => {
+    const GiB = 1024 ** 3;
+    const S0 = 4.5 * GiB; // storage 0: mostly a hole
+    const aOffset = 4.25 * GiB; // tensor "a" lives 4.25 GiB into storage 0
+    const pkl = torchPickle(
+      stateDictOps([
+        { name: "a", key: "0", numel: S0 / 4, shape: [4], offset: aOffset / 4 },
+        { name: "b", key: "1", numel: 2, shape: [2] },
+      ]),
+    );
+    const members: [string, number, Uint8Array | null][] = [
+      ["archive/data.pkl", pkl.length, pkl],
+      ["archive/data/0", S0, null],
+      ["archive/data/1", 8, f32bytes([5, 6])],
+    ];
+    const file = path.join(tmp, "huge.pth");
+    const fd = openSync(file, "w");
+    const central: Uint8Array[] = [];
+    let off = 0;
+    for (const [n, size, data] of members) {
+      const name = new TextEncoder().encode(n);
+      const h = new DataView(new ArrayBuffer(30));
+      h.setUint32(0, 0x04034b50, true);
+      h.setUint16(6, 0x8, true); // sizes in a data descriptor, as torch writes
+      h.setUint16(26, name.length, true);
+      writeSync(fd, pk(new Uint8Array(h.buffer), name), 0, 30 + name.length, off);
+      const dataAt = off + 30 + name.length;
+      if (data) writeSync(fd, data, 0, data.length, dataAt);
+      else writeSync(fd, f32bytes([1, 2, 3, 4]), 0, 16, dataAt + aOffset);
+      const c = new DataView(new ArrayBuffer(46 + 28));
+      c.setUint32(0, 0x02014b50, true);
+      c.setUint16(8, 0x8, true);
+      c.setUint32(20, 0xffffffff, true);
+      c.setUint32(24, 0xffffffff, true);
+      c.setUint16(28, name.length, true);
+      c.setUint16(30, 28, true);
+      c.setUint32(42, 0xffffffff, true);
+      c.setUint16(46, 1, true);
+      c.setUint16(48, 24, true);
+      c.setBigUint64(50, BigInt(size), true);
+      c.setBigUint64(58, BigInt(size), true);
+      c.setBigUint64(66, BigInt(off), true);
+      const cb = new Uint8Array(c.buffer);
+      central.push(pk(cb.subarray(0, 46), name, cb.subarray(46)));
+      off = dataAt + size;
+    }
+    const cd = pk(central);
+    const end = new DataView(new ArrayBuffer(56 + 20 + 22));
+    end.setUint32(0, 0x06064b50, true);
+    end.setBigUint64(4, 44n, true);
+    end.setBigUint64(24, 3n, true);
+    end.setBigUint64(32, 3n, true);
+    end.setBigUint64(40, BigInt(cd.length), true);
+    end.setBigUint64(48, BigInt(off), true);
+    end.setUint32(56, 0x07064b50, true);
+    end.setBigUint64(64, BigInt(off + cd.length), true);
+    end.setUint32(72, 1, true);
+    end.setUint32(76, 0x06054b50, true);
+    end.setUint16(84, 0xffff, true);
+    end.setUint16(86, 0xffff, true);
+    end.setUint32(88, 0xffffffff, true);
+    end.setUint32(92, 0xffffffff, true);
+    const tail = pk(cd, new Uint8Array(end.buffer));
+    writeSync(fd, tail, 0, tail.length, off);
+    closeSync(fd);
+    try {
+      const ck = openTorchCheckpoint(file); // > 1 GiB: windows, not one mapping
+      expect(asF32(ck.get("a").bytes())).toEqual([1, 2, 3, 4]);
+      expect(asF32(ck.get("b").bytes())).toEqual([5, 6]);
+      expect(ck.get("a").bytes().buffer.byteLength).toBe(16); // only the tensor was mapped
+      ck.close();
+    } finally {
+      rmSync(file, { force: true });
+    }
+  });
+});
+
 // ---- Meta folders -----------------------------------------------------------------------------
 
 describe("meta folder", () => {
@@ -482,7 +562,8 @@ describe("meta folder", () => {
     expect(listMetaShards(d)).toEqual([path.join(d, "consolidated.00.pth"), path.join(d, "consolidated.01.pth")]);
     expectCode(() => listMetaShards(dir({ "model.safetensors": "" })), "META_NO_SHARDS", /no consolidated/);
     expectCode(() => listMetaShards(path.join(tmp, "nope")), "META_NO_SHARDS");
-    expectCode(() => listMetaShards(dir({ "consolidated.00.pth": "", "consolidated.02.pth": "" })), "META_SHARD_GAP", /shard 01 is missing/);
+    expectCode(() => listMetaShards(dir({ "consolidated.00.pth": "", "consolidated.02.pth": "" })), "META_BAD_SHARDS", /shard 01 is missing/);
+    expectCode(() => listMetaShards(dir({ "consolidated.00.pth": "" }, ["consolidated.00"])), "META_BAD_SHARDS", /appears twice/);
   });
 
   test("consolidated.NN/ folders of consolidated-*.pth pieces are merged", () => {
