@@ -17,6 +17,7 @@ const root = path.resolve(import.meta.dir, "../..");
 const shared = path.resolve(import.meta.dir, "../../../shared");
 const fixture = path.join(shared, "fixtures/hf-tiny/qwen2/model.safetensors");
 const libDir = nativeLibDir();
+if (!existsSync(fixture)) console.warn(`test/cli/compiled.test.ts: ${fixture} not found; the inspect case is skipped`);
 if (!libDir) console.warn("test/cli/compiled.test.ts: no libtrtb.so in build/ or prebuilt/ (run `bun run build`); skipping");
 
 let work = "";
@@ -80,7 +81,8 @@ console.log(JSON.stringify({ ok: true, path: n.path, bf16: dst[0] | (dst[1] << 8
     expect(r.stdout).toContain("inspect");
   });
 
-  test("trtllm inspect <fixture> lists tensors", () => {
+  // The shared fixtures live outside the checkout (absent on machines that get the repo alone).
+  test.skipIf(!existsSync(fixture))("trtllm inspect <fixture> lists tensors", () => {
     const r = run(trtllm, ["inspect", fixture]);
     if (r.code !== 0) console.error(r.stderr);
     expect(r.code).toBe(0);

@@ -1,0 +1,266 @@
+/*
+ * trtb.h: the C ABI of trtllm-build's native shim. This is the single public header.
+ *
+ * Two shared libraries implement it:
+ *
+ *   libtrtb.so       CPU only. Depends on libc (and pthreads) and nothing else, so it loads on any
+ *                    Linux machine, CUDA or not. Symbols: trtb_*.
+ *   libtrtb_cuda.so  GPU kernels. Built only where CMake finds the CUDA toolkit. cudart is linked
+ *                    statically, so at run time it needs only the driver (libcuda.so.1), which it
+ *                    looks for when first used, not at load time. A machine with no driver can load
+ *                    it: every call then returns TRTB_ERR_CUDA_UNAVAILABLE. Symbols: trtb_cuda_*.
+ *                    Each library has its own last-error slot, status strings and ABI version, so
+ *                    either loads without the other.
+ *
+ * The caller is bun:ffi, and that shapes the rules:
+ *   - No struct is passed or returned by value. A params struct goes by pointer, and its first field
+ *     is `uint32_t struct_size` so it can grow (append fields only).
+ *   - A buffer is a pointer plus a `uint64_t` byte length. A NULL pointer is allowed only with
+ *     length 0.
+ *   - Every fallible call returns `int32_t`: 0 is success, a negative value is an error (the
+ *     TRTB_ERR_* list below). On error, trtb_last_error() / trtb_cuda_last_error() holds the detail
+ *     text for the calling thread. The text is kept until the next failing call on that thread.
+ *     Success leaves it alone (errno style).
+ *   - The shim never calls exit or abort and never prints. It never calls back into the caller, and
+ *     the threads it starts finish before the call that started them returns.
+ *   - Enums are append-only. A removed value stays as a comment so that numbers never change. Bump
+ *     TRTB_ABI_VERSION on any change to a signature or a struct layout.
+ *
+ * Example (CPU):
+ *     int32_t st = trtb_convert(src, n * 4, TRTB_DTYPE_F32, dst, n * 2, TRTB_DTYPE_BF16);
+ *     if (st != TRTB_OK) { char msg[512]; trtb_last_error(msg, sizeof msg); ... }
+ */
+#ifndef TRTB_H
+#define TRTB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#  if defined(TRTB_BUILDING)
+#    define TRTB_API __declspec(dllexport)
+#  else
+#    define TRTB_API __declspec(dllimport)
+#  endif
+#else
+#  define TRTB_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ABI version of this header. libtrtb reports it from trtb_abi_version(), libtrtb_cuda from
+ * trtb_cuda_abi_version(). The loader rejects a library whose number differs. */
+#define TRTB_ABI_VERSION 1u
+
+/* ---------------------------------------------------------------------------------------------
+ * Status codes (returned as int32_t). Append-only.
+ * ------------------------------------------------------------------------------------------- */
+enum {
+  TRTB_OK = 0,
+  /* A bad argument: a NULL pointer with a non-zero length, an element size other than 1/2/4/8,
+   * overlapping source and destination, a NULL handle, an output pointer that is NULL. */
+  TRTB_ERR_INVALID_ARG = -1,
+  /* A dtype value that is not in trtb_dtype, or a conversion between dtypes the call does not
+   * support. */
+  TRTB_ERR_DTYPE = -2,
+  /* Byte lengths that do not agree: not a whole number of elements, a destination that is not
+   * exactly as large as the result, or rows * cols * elem_size larger than a uint64_t. */
+  TRTB_ERR_SIZE = -3,
+  /* A host allocation failed. */
+  TRTB_ERR_OUT_OF_MEMORY = -4,
+  /* A bug in the shim (an invariant did not hold). The last error says where. */
+  TRTB_ERR_INTERNAL = -5,
+  /* This build does not have the feature (for example TensorRT support was not compiled in). */
+  TRTB_ERR_UNSUPPORTED = -6,
+
+  /* CUDA (libtrtb_cuda only). */
+  /* No usable driver: libcuda.so.1 is missing, or it is older than the runtime built in. */
+  TRTB_ERR_CUDA_UNAVAILABLE = -100,
+  /* The driver works but sees no CUDA device (or CUDA_VISIBLE_DEVICES hides them all). */
+  TRTB_ERR_CUDA_NO_DEVICE = -101,
+  /* A device allocation failed (cudaErrorMemoryAllocation). */
+  TRTB_ERR_CUDA_OUT_OF_MEMORY = -102,
+  /* Any other CUDA error. The last error names the call and gives cudaGetErrorName/String. Some
+   * CUDA errors are sticky: after an illegal address every later call on that context fails too. */
+  TRTB_ERR_CUDA = -103
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Element types. Names and sizes match safetensors. Append-only, and the numbers are fixed:
+ * 0 is never a valid dtype, so zeroed memory cannot pass for one.
+ * ------------------------------------------------------------------------------------------- */
+typedef enum trtb_dtype {
+  TRTB_DTYPE_F32 = 1,
+  TRTB_DTYPE_F16 = 2,
+  TRTB_DTYPE_BF16 = 3,
+  TRTB_DTYPE_F64 = 4,
+  TRTB_DTYPE_I8 = 5,
+  TRTB_DTYPE_U8 = 6,
+  TRTB_DTYPE_I16 = 7,
+  TRTB_DTYPE_U16 = 8,
+  TRTB_DTYPE_I32 = 9,
+  TRTB_DTYPE_U32 = 10,
+  TRTB_DTYPE_I64 = 11,
+  TRTB_DTYPE_U64 = 12,
+  TRTB_DTYPE_BOOL = 13,
+  TRTB_DTYPE_F8_E4M3 = 14,
+  TRTB_DTYPE_F8_E5M2 = 15
+} trtb_dtype;
+
+/* ---------------------------------------------------------------------------------------------
+ * libtrtb.so (CPU)
+ * ------------------------------------------------------------------------------------------- */
+
+/* TRTB_ABI_VERSION as this library was built. Never fails. */
+TRTB_API uint32_t trtb_abi_version(void);
+
+/* A static, NUL-terminated English name for a status code ("TRTB_ERR_SIZE: byte lengths do not
+ * match ..."). An unknown code gives "unknown status". Never returns NULL. */
+TRTB_API const char *trtb_status_str(int32_t status);
+
+/* Copy the calling thread's last error text into buf and NUL-terminate it, truncating it to
+ * buf_len - 1 bytes if needed. buf may be NULL only when buf_len is 0, which asks for the length
+ * alone. Returns the full length of the text, excluding the NUL (0 when no error has happened on
+ * this thread). */
+TRTB_API int32_t trtb_last_error(char *buf, uint64_t buf_len);
+
+/* Size in bytes of one element of dtype, or 0 for a value that is not a trtb_dtype. */
+TRTB_API uint32_t trtb_dtype_size(int32_t dtype);
+
+/* Set how many threads the large-buffer paths may use, and return the previous setting.
+ * 0 (the default) means one per CPU this process may run on. 1 keeps all work on the calling thread.
+ * Negative values are treated as 0. Process-wide. Small buffers always stay on the calling thread. */
+TRTB_API int32_t trtb_set_num_threads(int32_t n);
+
+/* Convert src (src_bytes bytes of src_dtype) into dst (dst_bytes bytes of dst_dtype).
+ *   - F32, F16 and BF16 convert among themselves, rounding to nearest even. A value too large for
+ *     the target becomes inf of the same sign. f16 subnormals are produced and read exactly. f32
+ *     subnormals become signed zero in f16 and round normally in bf16.
+ *   - NaN stays NaN. Narrowing keeps the sign, sets the quiet bit and keeps the top payload bits
+ *     (f32 -> bf16: bits >> 16 | 0x0040; f32 -> f16: sign | 0x7e00 | (mantissa >> 13)). Widening
+ *     keeps the payload exactly (bf16 -> f32: bits << 16; f16 -> f32: mantissa << 13, quiet bit
+ *     unchanged). F16 <-> BF16 goes through f32 under these rules. This matches src/numeric.ts.
+ *   - Same dtype on both sides, for any dtype: a byte copy.
+ * Large buffers are split across threads (see trtb_set_num_threads). src and dst must not
+ * overlap, except that src == dst with the same dtype is allowed and does nothing.
+ * Returns TRTB_OK, or:
+ *   TRTB_ERR_INVALID_ARG  NULL with a non-zero length, or overlapping buffers
+ *   TRTB_ERR_DTYPE        a value that is not a trtb_dtype, or a pair other than the above
+ *   TRTB_ERR_SIZE         src_bytes is not a multiple of the element size, or
+ *                         dst_bytes != (src_bytes / size(src_dtype)) * size(dst_dtype) */
+TRTB_API int32_t trtb_convert(const void *src, uint64_t src_bytes, int32_t src_dtype,
+                              void *dst, uint64_t dst_bytes, int32_t dst_dtype);
+
+/* Transpose a row-major rows x cols matrix of elem_size-byte elements:
+ * dst[c * rows + r] = src[r * cols + c]. Cache-blocked. Large matrices are split across threads.
+ * Bytes are copied as they are (any dtype of that size). A rows or cols of 0 is a no-op.
+ * Returns TRTB_OK, or:
+ *   TRTB_ERR_INVALID_ARG  elem_size not 1, 2, 4 or 8, NULL with a non-zero length, or overlap
+ *   TRTB_ERR_SIZE         rows * cols * elem_size overflows, or src_bytes or dst_bytes differs
+ *                         from it */
+TRTB_API int32_t trtb_transpose2d(const void *src, uint64_t src_bytes, void *dst, uint64_t dst_bytes,
+                                  uint64_t rows, uint64_t cols, uint32_t elem_size);
+
+/* ---------------------------------------------------------------------------------------------
+ * libtrtb_cuda.so (GPU)
+ *
+ * Device memory is a plain device pointer (void *) from trtb_cuda_malloc. Work goes on an
+ * explicit stream (trtb_cuda_stream, made by trtb_cuda_stream_create for one device). Copies and
+ * kernels are asynchronous with respect to the host: they return when queued, and
+ * trtb_cuda_stream_sync waits for them. A host buffer handed to an asynchronous copy must stay
+ * alive and unchanged until the stream has been synchronized.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct trtb_cuda_stream trtb_cuda_stream; /* opaque */
+
+/* Bits of trtb_cuda_features(). */
+#define TRTB_CUDA_FEATURE_CUBLASLT (1u << 0) /* built with cuBLASLt (GEMM kernels) */
+#define TRTB_CUDA_FEATURE_TENSORRT (1u << 1) /* built with TensorRT */
+
+/* Filled by trtb_cuda_device_props. Set struct_size to sizeof(trtb_cuda_device_props) before the
+ * call. Fields are only ever appended. */
+typedef struct trtb_cuda_device_props {
+  uint32_t struct_size;       /* in: sizeof(trtb_cuda_device_props) as the caller knows it */
+  int32_t major;              /* compute capability, major (9 for H100) */
+  int32_t minor;              /* compute capability, minor */
+  int32_t multiprocessors;    /* number of SMs */
+  uint64_t total_memory;      /* bytes of device memory */
+  char name[256];             /* NUL-terminated device name */
+} trtb_cuda_device_props;
+
+/* Same meanings as their CPU counterparts, for this library. */
+TRTB_API uint32_t trtb_cuda_abi_version(void);
+TRTB_API const char *trtb_cuda_status_str(int32_t status);
+TRTB_API int32_t trtb_cuda_last_error(char *buf, uint64_t buf_len);
+
+/* TRTB_CUDA_FEATURE_* bits compiled into this build. Never fails. */
+TRTB_API uint32_t trtb_cuda_features(void);
+
+/* CUDA runtime version built in, as 1000 * major + 10 * minor (13000 for 13.0). Never fails. */
+TRTB_API int32_t trtb_cuda_runtime_version(void);
+
+/* Latest CUDA version the installed driver supports, in the same encoding, or 0 when there is no
+ * driver. Never fails. */
+TRTB_API int32_t trtb_cuda_driver_version(void);
+
+/* Number of visible devices into *out. No device: TRTB_OK with *out = 0. No or too-old driver:
+ * TRTB_ERR_CUDA_UNAVAILABLE (with *out = 0). NULL out: TRTB_ERR_INVALID_ARG. */
+TRTB_API int32_t trtb_cuda_device_count(int32_t *out);
+
+/* Properties of device into *props (see trtb_cuda_device_props).
+ * TRTB_ERR_INVALID_ARG: props NULL, struct_size too small, or device out of range. */
+TRTB_API int32_t trtb_cuda_device_props_get(int32_t device, trtb_cuda_device_props *props);
+
+/* Wait until all work on device has finished (cudaDeviceSynchronize). */
+TRTB_API int32_t trtb_cuda_device_sync(int32_t device);
+
+/* Create a non-blocking stream on device into *out. Destroy it with trtb_cuda_stream_destroy. */
+TRTB_API int32_t trtb_cuda_stream_create(int32_t device, trtb_cuda_stream **out);
+
+/* Wait for the stream's pending work, then destroy it. NULL is a no-op (TRTB_OK). The handle is
+ * freed even when an error is returned (the error is what the pending work left behind). */
+TRTB_API int32_t trtb_cuda_stream_destroy(trtb_cuda_stream *stream);
+
+/* Wait for everything queued on stream. */
+TRTB_API int32_t trtb_cuda_stream_sync(trtb_cuda_stream *stream);
+
+/* Device that stream belongs to into *out. */
+TRTB_API int32_t trtb_cuda_stream_device(const trtb_cuda_stream *stream, int32_t *out);
+
+/* Allocate bytes of device memory on device into *out. bytes == 0 gives *out = NULL and TRTB_OK.
+ * TRTB_ERR_CUDA_OUT_OF_MEMORY when the device is full. */
+TRTB_API int32_t trtb_cuda_malloc(int32_t device, uint64_t bytes, void **out);
+
+/* Free memory from trtb_cuda_malloc. NULL is a no-op. cudaFree waits for the device first. */
+TRTB_API int32_t trtb_cuda_free(void *ptr);
+
+/* Queue a copy of bytes bytes on stream: host -> device, device -> host, device -> device.
+ * Host memory may be pageable (slower) or pinned. TRTB_ERR_INVALID_ARG: NULL stream, or a NULL
+ * pointer with bytes != 0. */
+TRTB_API int32_t trtb_cuda_memcpy_h2d(trtb_cuda_stream *stream, void *dst, const void *src, uint64_t bytes);
+TRTB_API int32_t trtb_cuda_memcpy_d2h(trtb_cuda_stream *stream, void *dst, const void *src, uint64_t bytes);
+TRTB_API int32_t trtb_cuda_memcpy_d2d(trtb_cuda_stream *stream, void *dst, const void *src, uint64_t bytes);
+
+/* Queue a fill of bytes bytes of device memory with value (low 8 bits). */
+TRTB_API int32_t trtb_cuda_memset(trtb_cuda_stream *stream, void *dst, uint32_t value, uint64_t bytes);
+
+/* trtb_convert on device pointers, queued on stream. Same dtypes, rounding, NaN rules and status
+ * codes as trtb_convert, and bit-identical results. In addition TRTB_ERR_INVALID_ARG when stream
+ * is NULL or a device pointer is not aligned to its element size (memory from trtb_cuda_malloc is
+ * 256-byte aligned; offsets into it must keep the alignment). */
+TRTB_API int32_t trtb_cuda_convert(trtb_cuda_stream *stream, const void *src, uint64_t src_bytes, int32_t src_dtype,
+                                   void *dst, uint64_t dst_bytes, int32_t dst_dtype);
+
+/* trtb_transpose2d on device pointers, queued on stream. Same rules and status codes, plus the
+ * NULL-stream and alignment (to elem_size) checks of trtb_cuda_convert. */
+TRTB_API int32_t trtb_cuda_transpose2d(trtb_cuda_stream *stream, const void *src, uint64_t src_bytes,
+                                       void *dst, uint64_t dst_bytes, uint64_t rows, uint64_t cols,
+                                       uint32_t elem_size);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* TRTB_H */
