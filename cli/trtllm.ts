@@ -13,6 +13,7 @@ export const main = defineCommand({
     inspect: () => import("./commands/inspect.ts").then((m) => m.default),
     convert: () => import("./commands/convert.ts").then((m) => m.default),
     run: () => import("./commands/run.ts").then((m) => m.default),
+    doctor: () => import("./commands/doctor.ts").then((m) => m.default),
   },
 });
 
