@@ -50,8 +50,7 @@ function procMem(): ProcMem {
   return { rssAnonKB: kb("RssAnon"), rssFileKB: kb("RssFile"), rssShmemKB: kb("RssShmem") };
 }
 
-let scratch = new Uint8Array(0);
-function child(mode: "write" | "writeWith" | "scratch", src: string, dst: string): void {
+function child(mode: "write" | "writeWith", src: string, dst: string): void {
   const base = procMem();
   const peak = { ...base };
   const sample = () => {
@@ -66,11 +65,7 @@ function child(mode: "write" | "writeWith" | "scratch", src: string, dst: string
   for (const name of r.names()) {
     const bytes = r.get(name).bytes();
     if (mode === "write") w.write(name, bytes);
-    else if (mode === "scratch") {
-      if (scratch.length < bytes.length) scratch = new Uint8Array(bytes.length);
-      scratch.set(bytes);
-      w.write(name, scratch.subarray(0, bytes.length));
-    } else w.writeWith(name, (d) => d.set(bytes));
+    else w.writeWith(name, (d) => d.set(bytes));
     sample();
   }
   const t1 = performance.now();
