@@ -33,13 +33,28 @@ export function ensureDir(dir: string): void {
 
 /**
  * Prepare `dir` to receive a checkpoint: remove `config.json` first (so the directory never looks
- * complete while ranks are being written), then rank files left over from an earlier, larger run.
+ * complete while ranks are being written), then rank files left over from an earlier, larger run,
+ * and temp files of a run that was killed (`.rank0.safetensors.tmp-<pid>-<rand>`).
  */
 export function prepareCheckpointDir(dir: string, worldSize = 0, suffix = "safetensors"): void {
   ensureDir(dir);
   rmSync(join(dir, "config.json"), { force: true });
+  const rank = new RegExp(`^rank(\\d+)\\.${suffix}$`);
+  const temp = new RegExp(`^\\.(rank\\d+\\.${suffix}|config\\.json)\\.tmp-(\\d+)-`);
   for (const f of readdirSync(dir)) {
-    const m = new RegExp(`^rank(\\d+)\\.${suffix}$`).exec(f);
-    if (m && Number(m[1]) >= worldSize) rmSync(join(dir, f), { force: true });
+    const m = rank.exec(f);
+    const t = temp.exec(f);
+    // A temp file is stale when the process that wrote it is gone.
+    if ((m && Number(m[1]) >= worldSize) || (t && !processAlive(Number(t[2])))) rmSync(join(dir, f), { force: true });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }
