@@ -12,6 +12,7 @@ export const main = defineCommand({
   subCommands: {
     inspect: () => import("./commands/inspect.ts").then((m) => m.default),
     convert: () => import("./commands/convert.ts").then((m) => m.default),
+    quantize: () => import("./commands/quantize.ts").then((m) => m.default),
     run: () => import("./commands/run.ts").then((m) => m.default),
     doctor: () => import("./commands/doctor.ts").then((m) => m.default),
   },

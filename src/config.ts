@@ -43,6 +43,8 @@ export function quantConfigToJSON(q: QuantConfig): Record<string, unknown> {
     exclude_modules: q.exclude_modules,
   };
   if (q.clamp_val) j.clamp_val = q.clamp_val;
+  // FP8 rowwise only (a ≥0.15 key): which of upstream's two FP8-rowwise layouts the checkpoint has.
+  if (q.use_meta_recipe !== undefined) j.use_meta_recipe = q.use_meta_recipe;
   return j;
 }
 

@@ -1,15 +1,15 @@
 /**
  * Whole-checkpoint conversion: every rank of a mapping, written atomically.
  *
- *   read config → resolve family → for each rank: map names, split, cast (lazy) → write rank file
- *   → config.json last
+ *   read config → resolve family → [quant config] → for each rank: map names, split, cast,
+ *   [quantize] (lazy) → write rank file → config.json last
  *
  * The source is opened once and shared by all ranks; each output tensor is written straight into
  * its place in the output file, so memory stays at a few mapped windows whatever the model size.
  * `config.json` is removed first and written last: an interrupted run never looks complete.
  */
 import { join } from "node:path";
-import type { PretrainedConfig } from "./config.ts";
+import type { PretrainedConfig, QuantConfig } from "./config.ts";
 import { configToJSONText } from "./config.ts";
 import type { ModelDType } from "./dtype.ts";
 import { openHFCheckpoint } from "./format/hf-checkpoint.ts";
@@ -17,8 +17,12 @@ import { readHFConfig } from "./format/hf-config.ts";
 import { log } from "./log.ts";
 import { Mapping } from "./mapping.ts";
 import type { FromSourceOptions } from "./models/config-common.ts";
+import { convertRank } from "./models/convert.ts";
 import { DecoderModel } from "./models/decoder-model.ts";
 import { familyForHF } from "./models/registry.ts";
+import { applyQuantConfig } from "./quant/apply.ts";
+import { type QuantBackend, type QuantDevice, quantBackend } from "./quant/backend.ts";
+import { releaseQuantScratch } from "./quant/lazy.ts";
 import type { TensorSource } from "./tensor.ts";
 import { prepareCheckpointDir, writeFileAtomic } from "./util/fs.ts";
 
@@ -33,6 +37,12 @@ export interface ConvertOptions {
   ppSize?: number;
   useParallelEmbedding?: boolean;
   embeddingShardingDim?: 0 | 1;
+  /** A full mapping (MoE tp/ep sizes); overrides tpSize/ppSize. */
+  mapping?: Mapping;
+  /** Quantize while converting (`quant_algo` picks the scheme; see src/quant/). */
+  quantConfig?: Partial<QuantConfig>;
+  /** Where quantization kernels run (default cpu). */
+  device?: QuantDevice;
   /** Progress over all ranks: bytes written so far, total bytes, current rank. */
   onProgress?: (done: number, total: number, rank: number) => void;
 }
@@ -73,12 +83,20 @@ export async function openSource(opts: ConvertOptions, mapping: Mapping): Promis
 
 export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertResult> {
   const t0 = performance.now();
-  const mapping = new Mapping({ tpSize: opts.tpSize ?? 1, ppSize: opts.ppSize ?? 1 });
+  const mapping = opts.mapping ?? new Mapping({ tpSize: opts.tpSize ?? 1, ppSize: opts.ppSize ?? 1 });
   const { cfg, src, label, family } = await openSource(opts, mapping);
+  let backend: QuantBackend | undefined;
   try {
+    if (opts.quantConfig?.quant_algo) {
+      applyQuantConfig(cfg, opts.quantConfig);
+      backend = quantBackend(opts.device ?? "cpu");
+    }
     // Build every rank's plan first: table/shape errors surface before anything is written.
-    const models = Array.from({ length: mapping.worldSize }, (_, r) =>
-      DecoderModel.fromSource(family, cfg, mapping.withRank(r), src, label));
+    const models = Array.from({ length: mapping.worldSize }, (_, r) => {
+      const model = new DecoderModel(family, cfg, mapping.withRank(r));
+      model.load(convertRank({ cfg, mapping: model.mapping, src, srcLabel: label, quantBackend: backend }, family.table(cfg, src)));
+      return model;
+    });
     const total = models.reduce((a, m) => a + m.totalBytes(), 0);
     prepareCheckpointDir(opts.outputDir);
     let before = 0;
@@ -97,6 +115,8 @@ export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertRe
     files.unshift(join(opts.outputDir, "config.json"));
     return { config: cfg, files, bytes: total, seconds: (performance.now() - t0) / 1000 };
   } finally {
+    backend?.close();
+    releaseQuantScratch();
     src.close();
   }
 }

@@ -23,5 +23,6 @@ export { Phi3ForCausalLM } from "./models/phi3/model.ts";
 export { MixtralForCausalLM } from "./models/mixtral/model.ts";
 export { supportedHFArchitectures } from "./models/registry.ts";
 export { convertCheckpoint, type ConvertOptions } from "./convert.ts";
+export { quantize } from "./quant/index.ts";
 export { CpuRunner, loadCpuRunner } from "./runtime/index.ts";
 export { setLogLevel } from "./log.ts";

@@ -1,5 +1,6 @@
 /** `trtllm convert`: Hugging Face or Meta checkpoint → TRT-LLM checkpoint (flag names as upstream's convert_checkpoint.py). */
 import { defineCommand } from "citty";
+import type { QuantConfig } from "../../src/config.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
 import { TrtbError } from "../../src/errors.ts";
 import { log, setLogLevel } from "../../src/log.ts";
@@ -17,6 +18,10 @@ export default defineCommand({
     workers: { type: "string", description: "Ranks converted at once. Conversion streams from mapped files and is bound by memory bandwidth; ranks are written one after another, so values above 1 are accepted and have no effect", default: "1", valueHint: "N" },
     use_parallel_embedding: { type: "boolean", description: "Shard the embedding table over tensor-parallel ranks", default: false },
     embedding_sharding_dim: { type: "enum", options: ["0", "1"], description: "With --use_parallel_embedding: 0 splits the vocab dim, 1 the hidden dim", default: "0" },
+    use_weight_only: { type: "boolean", description: "Weight-only quantization (W8A16/W4A16). Writes the portable form: fp weights + quant_algo, quantized by trtllm-build for the GPU it builds on", default: false },
+    weight_only_precision: { type: "enum", options: ["int8", "int4"], description: "With --use_weight_only: int8 (W8A16) or int4 (W4A16)", default: "int8" },
+    use_fp8_rowwise: { type: "boolean", description: "FP8 rowwise (FP8_PER_CHANNEL_PER_TOKEN): e4m3 MLP weights with per-channel scales, clamp_val [-1200, 1200]", default: false },
+    use_meta_fp8_rowwise_recipe: { type: "boolean", description: "With --use_fp8_rowwise: keep the first and last decoder layers unquantized", default: false },
     ...commonArgs,
   },
   async run({ args }) {
@@ -27,6 +32,10 @@ export default defineCommand({
     const pp = intArg("pp_size", args.pp_size);
     const workers = intArg("workers", args.workers);
     if (workers > 1) log.info(`--workers ${workers}: ranks are written one after another (conversion is bandwidth-bound)`);
+    if (args.use_weight_only && args.use_fp8_rowwise) throw new TrtbError("CLI_BAD_ARG", "give only one of --use_weight_only and --use_fp8_rowwise");
+    const quantConfig: Partial<QuantConfig> | undefined = args.use_weight_only
+      ? { quant_algo: args.weight_only_precision === "int4" ? "W4A16" : "W8A16" }
+      : args.use_fp8_rowwise ? { quant_algo: "FP8_PER_CHANNEL_PER_TOKEN", use_meta_recipe: args.use_meta_fp8_rowwise_recipe } : undefined;
     const bar = progressBar("converting");
     const res = await convertCheckpoint({
       modelDir: args.model_dir,
@@ -37,6 +46,7 @@ export default defineCommand({
       ppSize: pp,
       useParallelEmbedding: args.use_parallel_embedding,
       embeddingShardingDim: Number(args.embedding_sharding_dim) as 0 | 1,
+      quantConfig,
       onProgress: (done, total, rank) => bar.update(done, total, `rank ${rank}`),
     });
     bar.done();

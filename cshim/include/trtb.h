@@ -51,8 +51,10 @@ extern "C" {
 #endif
 
 /* ABI version of this header. libtrtb reports it from trtb_abi_version(), libtrtb_cuda from
- * trtb_cuda_abi_version(). The loader rejects a library whose number differs. */
-#define TRTB_ABI_VERSION 1u
+ * trtb_cuda_abi_version(). The loader rejects a library whose number differs.
+ *   1  convert, transpose, devices, streams, memory
+ *   2  quantization: trtb_quantize / trtb_dequantize and their trtb_cuda_* twins */
+#define TRTB_ABI_VERSION 2u
 
 /* ---------------------------------------------------------------------------------------------
  * Status codes (returned as int32_t). Append-only.
@@ -258,6 +260,95 @@ TRTB_API int32_t trtb_cuda_convert(trtb_cuda_stream *stream, const void *src, ui
 TRTB_API int32_t trtb_cuda_transpose2d(trtb_cuda_stream *stream, const void *src, uint64_t src_bytes,
                                        void *dst, uint64_t dst_bytes, uint64_t rows, uint64_t cols,
                                        uint32_t elem_size);
+
+/* ---------------------------------------------------------------------------------------------
+ * Quantization (ABI 2): symmetric, scale-only quantization of row-major weight matrices, in both
+ * libraries with bit-identical results (trtb_quantize / trtb_cuda_quantize).
+ *
+ * A matrix has `rows` output channels of `cols` input channels (PyTorch [out, in]; stack the
+ * experts of a MoE tensor as more rows). Each row is cut into groups of `group_size` columns
+ * (group_size == cols: one scale per row, "per channel"), and every group gets one scale:
+ *
+ *   x = w (as f32), clamped to [clamp_lo, clamp_hi] if TRTB_QUANT_CLAMP is set
+ *   s = max|x| / divisor; s = max(s, min_scale); s == 0 -> zero_scale   (f32, NaN never counts)
+ *   stored scale = s rounded to scale_dtype (round to nearest even)
+ *   q = quantize(x / s') where s' = the stored scale if TRTB_QUANT_DIVIDE_BY_STORED, else s
+ *       INT8 / INT4_PACKED_ROWS: clamp to [qmin, qmax], round (trtb_qround); NaN or s' == 0 -> 0
+ *       FP8_E4M3: clamp to [-448, 448], convert to e4m3 "fn" rounding to nearest even; NaN -> 0x7f
+ *
+ * Outputs:
+ *   INT8              int8 [rows, cols]
+ *   INT4_PACKED_ROWS  int8 [rows / 2, cols]: byte (r2, c) holds q[2 r2, c] in its low nibble and
+ *                     q[2 r2 + 1, c] in its high nibble, two's complement (ModelOpt's
+ *                     pack_int4_in_uint8: packed along the output axis). rows must be even.
+ *   FP8_E4M3          e4m3 bytes [rows, cols]
+ *   scales            scale_dtype [rows, cols / group_size]
+ * The source is F32, F16 or BF16, read directly (no prior conversion needed).
+ *
+ * trtb_dequantize inverts it: w = f32(q) * f32(stored scale), narrowed to dst_dtype (RNE).
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum trtb_qformat {
+  TRTB_QFORMAT_INT8 = 1,
+  TRTB_QFORMAT_INT4_PACKED_ROWS = 2,
+  TRTB_QFORMAT_FP8_E4M3 = 3
+} trtb_qformat;
+
+typedef enum trtb_qround {
+  TRTB_QROUND_HALF_EVEN = 1, /* torch.round, rint */
+  TRTB_QROUND_HALF_AWAY = 2  /* C round(): what TensorRT-LLM's symmetric_quantize uses */
+} trtb_qround;
+
+/* Bits of trtb_quant_params.flags. */
+#define TRTB_QUANT_CLAMP (1u << 0)           /* clamp weights to [clamp_lo, clamp_hi] first */
+#define TRTB_QUANT_DIVIDE_BY_STORED (1u << 1) /* divide by the stored (rounded) scale, not the f32 one */
+
+/* Passed by pointer; set struct_size to sizeof(trtb_quant_params). Fields are only appended. */
+typedef struct trtb_quant_params {
+  uint32_t struct_size; /* in: sizeof(trtb_quant_params) as the caller knows it (80) */
+  int32_t format;       /* trtb_qformat */
+  int32_t src_dtype;    /* source dtype: F32, F16 or BF16 (ignored by dequantize) */
+  int32_t scale_dtype;  /* dtype the scales are stored in: F32, F16 or BF16 */
+  uint64_t rows;        /* output channels (all experts stacked) */
+  uint64_t cols;        /* input channels */
+  uint64_t group_size;  /* columns per scale; must divide cols */
+  float divisor;        /* scale = amax / divisor: 7 (int4 AWQ), 448 (fp8), 128 or 8 (cutlass weight-only) */
+  float min_scale;      /* lower bound of the scale, 0 for none */
+  float zero_scale;     /* scale of an all-zero group (e.g. 1.0; 0 makes its q all 0) */
+  float clamp_lo;       /* with TRTB_QUANT_CLAMP */
+  float clamp_hi;
+  int32_t qmin;         /* integer formats: range of q, inside [-128, 127] (INT8) or [-8, 7] (INT4) */
+  int32_t qmax;
+  int32_t rounding;     /* integer formats: trtb_qround */
+  uint32_t flags;       /* TRTB_QUANT_* */
+  uint32_t reserved;    /* 0 */
+} trtb_quant_params;
+
+/* Quantize src (rows x cols of p->src_dtype) into dst and scales as described above, in one pass
+ * over the source. Large matrices are split across threads (trtb_set_num_threads).
+ * Returns TRTB_OK, or:
+ *   TRTB_ERR_INVALID_ARG  params NULL or struct_size too small, an unknown format / rounding / flag,
+ *                         group_size not dividing cols, odd rows for INT4_PACKED_ROWS, a divisor that
+ *                         is not finite and > 0, negative or non-finite min/zero scale, clamp_lo >=
+ *                         clamp_hi, [qmin, qmax] outside the format, NULL with a length, overlap
+ *   TRTB_ERR_DTYPE        src_dtype or scale_dtype not F32 / F16 / BF16
+ *   TRTB_ERR_SIZE         src_bytes, dst_bytes or scales_bytes not exactly what the shape needs */
+TRTB_API int32_t trtb_quantize(const trtb_quant_params *p, const void *src, uint64_t src_bytes, void *dst,
+                               uint64_t dst_bytes, void *scales, uint64_t scales_bytes);
+
+/* Dequantize q (p->format, rows x cols) with its stored scales into dst (dst_dtype: F32, F16 or
+ * BF16). Uses format, scale_dtype, rows, cols and group_size of p. Same status codes. */
+TRTB_API int32_t trtb_dequantize(const trtb_quant_params *p, const void *q, uint64_t q_bytes, const void *scales,
+                                 uint64_t scales_bytes, void *dst, uint64_t dst_bytes, int32_t dst_dtype);
+
+/* trtb_quantize / trtb_dequantize on device pointers, queued on stream, bit-identical to the CPU.
+ * Same status codes, plus TRTB_ERR_INVALID_ARG for a NULL stream. */
+TRTB_API int32_t trtb_cuda_quantize(trtb_cuda_stream *stream, const trtb_quant_params *p, const void *src,
+                                    uint64_t src_bytes, void *dst, uint64_t dst_bytes, void *scales,
+                                    uint64_t scales_bytes);
+TRTB_API int32_t trtb_cuda_dequantize(trtb_cuda_stream *stream, const trtb_quant_params *p, const void *q,
+                                      uint64_t q_bytes, const void *scales, uint64_t scales_bytes, void *dst,
+                                      uint64_t dst_bytes, int32_t dst_dtype);
 
 #ifdef __cplusplus
 } /* extern "C" */

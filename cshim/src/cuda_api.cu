@@ -13,6 +13,7 @@
 #include "common.cuh"
 #include "convert.cuh"
 #include "internal.h"
+#include "quant.cuh"
 #include "transpose.cuh"
 #include "trtb.h"
 
@@ -299,5 +300,38 @@ TRTB_API int32_t trtb_cuda_transpose2d(trtb_cuda_stream *s, const void *src, uin
   if ((st = check_stream(fn, s)) != TRTB_OK) return st;
   return trtb__cuda_transpose_launch(s->stream, src, dst, rows, cols, elem_size);
 }
+
+// ----------------------------------------------------------------------------------------------
+// quantization (ABI 2): argument checks shared with the CPU library (quant.h), kernels in
+// cshim/kernels/quant.cu
+
+TRTB_API int32_t trtb_cuda_quantize(trtb_cuda_stream *s, const trtb_quant_params *p, const void *src,
+                                    uint64_t src_bytes, void *dst, uint64_t dst_bytes, void *scales,
+                                    uint64_t scales_bytes) {
+  const char *fn = "trtb_cuda_quantize";
+  if (s == NULL) return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: stream is NULL", fn);
+  trtb__quant_shape sh;
+  int32_t st = trtb__check_quant(fn, p, 0, src, src_bytes, dst, dst_bytes, 0, scales, scales_bytes, &sh);
+  if (st != TRTB_OK) return st;
+  if ((st = check_aligned(fn, "src", src, sh.src_size)) != TRTB_OK) return st;
+  if ((st = check_aligned(fn, "scales", scales, sh.scale_size)) != TRTB_OK) return st;
+  if ((st = check_stream(fn, s)) != TRTB_OK) return st;
+  return trtb__cuda_quantize_launch(s->stream, p, &sh, src, dst, scales);
+}
+
+TRTB_API int32_t trtb_cuda_dequantize(trtb_cuda_stream *s, const trtb_quant_params *p, const void *q,
+                                      uint64_t q_bytes, const void *scales, uint64_t scales_bytes, void *dst,
+                                      uint64_t dst_bytes, int32_t dst_dtype) {
+  const char *fn = "trtb_cuda_dequantize";
+  if (s == NULL) return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: stream is NULL", fn);
+  trtb__quant_shape sh;
+  int32_t st = trtb__check_quant(fn, p, 1, q, q_bytes, dst, dst_bytes, dst_dtype, scales, scales_bytes, &sh);
+  if (st != TRTB_OK) return st;
+  if ((st = check_aligned(fn, "dst", dst, sh.src_size)) != TRTB_OK) return st;
+  if ((st = check_aligned(fn, "scales", scales, sh.scale_size)) != TRTB_OK) return st;
+  if ((st = check_stream(fn, s)) != TRTB_OK) return st;
+  return trtb__cuda_dequantize_launch(s->stream, p, &sh, q, scales, dst, dst_dtype);
+}
+
 
 }  // extern "C"

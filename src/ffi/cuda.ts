@@ -21,7 +21,8 @@ import type { DType } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
 import { type Checker, makeChecker } from "./check.ts";
 import { debugFfi } from "./lib.ts";
-import { dtypeArg, hostArg, sizeArg } from "./native.ts";
+import type { QuantKernelParams } from "../quant/kernel.ts";
+import { dtypeArg, hostArg, quantParamsArg, sizeArg } from "./native.ts";
 import type { CudaSymbols } from "./symbols.ts";
 import { CUDA_FEATURE, DEVICE_PROPS } from "./symbols.ts";
 
@@ -68,6 +69,12 @@ export interface Cuda {
   transpose2d(src: DeviceBuffer, dst: DeviceBuffer, rows: number, cols: number, elemBytes: number, stream?: Stream): void;
   /** Wait for all work on `device` (cudaDeviceSynchronize). */
   synchronize(device?: number): void;
+  /** `trtb_cuda_quantize` (ABI 2): `Native.quantize` on device buffers, bit-identical, queued on the stream. */
+  quantize(p: QuantKernelParams, src: DeviceBuffer, dst: DeviceBuffer, scales: DeviceBuffer, stream?: Stream): void;
+  /** `trtb_cuda_dequantize`: `Native.dequantize` on device buffers, queued on the stream. */
+  dequantize(p: QuantKernelParams, q: DeviceBuffer, scales: DeviceBuffer, dst: DeviceBuffer, dstDtype: DType, stream?: Stream): void;
+  /** Device-to-device copy of `src` into `dst` (same byte length), queued on the stream. */
+  copy(src: DeviceBuffer, dst: DeviceBuffer, stream?: Stream): void;
 }
 
 // ---- owning classes ---------------------------------------------------------------------------
@@ -355,6 +362,28 @@ export class CudaLib implements Cuda {
 
   synchronize(device = 0): void {
     this.#check(this.#s.trtb_cuda_device_sync(deviceArg(device)));
+  }
+
+  quantize(p: QuantKernelParams, src: DeviceBuffer, dst: DeviceBuffer, scales: DeviceBuffer, stream?: Stream): void {
+    const pp = quantParamsArg(p);
+    const st = this.#stream([src, dst, scales], stream);
+    this.#check(this.#s.trtb_cuda_quantize(asPtr(st), pp, asPtr(devicePtr(src)), src.byteLength, asPtr(devicePtr(dst)),
+      dst.byteLength, asPtr(devicePtr(scales)), scales.byteLength));
+  }
+
+  dequantize(p: QuantKernelParams, q: DeviceBuffer, scales: DeviceBuffer, dst: DeviceBuffer, dstDtype: DType, stream?: Stream): void {
+    const pp = quantParamsArg(p);
+    const t = dtypeArg("dstDtype", dstDtype);
+    const st = this.#stream([q, scales, dst], stream);
+    this.#check(this.#s.trtb_cuda_dequantize(asPtr(st), pp, asPtr(devicePtr(q)), q.byteLength, asPtr(devicePtr(scales)),
+      scales.byteLength, asPtr(devicePtr(dst)), dst.byteLength, t));
+  }
+
+  copy(src: DeviceBuffer, dst: DeviceBuffer, stream?: Stream): void {
+    if (src.byteLength !== dst.byteLength)
+      throw new TrtbError("NATIVE_SIZE", `copy: source has ${src.byteLength} bytes, destination ${dst.byteLength}`);
+    const st = this.#stream([src, dst], stream);
+    this.#check(this.#s.trtb_cuda_memcpy_d2d(asPtr(st), asPtr(devicePtr(dst)), asPtr(devicePtr(src)), src.byteLength));
   }
 
   // ---- used by DeviceBuffer / Stream (module-internal) ----

@@ -7,8 +7,9 @@ import type { Library } from "bun:ffi";
 import type { DType } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
 import { type Checker, makeChecker } from "./check.ts";
+import type { QuantKernelParams } from "../quant/kernel.ts";
 import type { CpuSymbols } from "./symbols.ts";
-import { DTYPE_CODE } from "./symbols.ts";
+import { DTYPE_CODE, encodeQuantParams } from "./symbols.ts";
 
 /** CPU kernels of libtrtb. All buffers are host memory (`Uint8Array`, possibly `Bun.mmap`ed). */
 export interface Native {
@@ -30,6 +31,26 @@ export interface Native {
   transpose2d(src: Uint8Array, dst: Uint8Array, rows: number, cols: number, elemBytes: number): void;
   /** Threads the large-buffer paths may use (0 = one per CPU, the default). Returns the old value. */
   setNumThreads(n: number): number;
+  /**
+   * `trtb_quantize` (ABI 2): quantize `src` (p.rows × p.cols of p.srcDtype) into `dst` (int8, int4
+   * packed along rows, or fp8) and `scales` in one threaded pass, bit for bit like
+   * `src/quant/kernel.ts`. Throws `TrtbError` (`NATIVE_INVALID_ARG`, `NATIVE_DTYPE`, `NATIVE_SIZE`).
+   */
+  quantize(p: QuantKernelParams, src: Uint8Array, dst: Uint8Array, scales: Uint8Array): void;
+  /** `trtb_dequantize`: `dst` (dstDtype F32/F16/BF16) = q · scale per group. Same errors. */
+  dequantize(p: QuantKernelParams, q: Uint8Array, scales: Uint8Array, dst: Uint8Array, dstDtype: DType): void;
+}
+
+/** The params struct, after checking the integers bun:ffi would otherwise wrap. */
+export function quantParamsArg(p: QuantKernelParams): Uint8Array {
+  sizeArg("rows", p.rows);
+  sizeArg("cols", p.cols);
+  sizeArg("groupSize", p.groupSize);
+  for (const k of ["qmin", "qmax"] as const)
+    if (!Number.isInteger(p[k]) || Math.abs(p[k]) > 0x7fffffff) throw new TrtbError("NATIVE_INVALID_ARG", `${k} must be an int32, got ${p[k]}`);
+  dtypeArg("srcDtype", p.srcDtype);
+  dtypeArg("scaleDtype", p.scaleDtype);
+  return encodeQuantParams(p);
 }
 
 /** A host buffer as bun:ffi wants it. Refuses non-views: a bare ArrayBuffer segfaults bun:ffi. */
@@ -89,5 +110,22 @@ export class NativeLib implements Native {
     if (!Number.isInteger(n) || n < 0 || n > 0x7fffffff)
       throw new TrtbError("NATIVE_INVALID_ARG", `thread count must be a non-negative integer, got ${n}`);
     return this.#s.trtb_set_num_threads(n);
+  }
+
+  quantize(p: QuantKernelParams, src: Uint8Array, dst: Uint8Array, scales: Uint8Array): void {
+    const pp = quantParamsArg(p);
+    const sp = hostArg("src", src);
+    const dp = hostArg("dst", dst);
+    const cp = hostArg("scales", scales);
+    this.#check(this.#s.trtb_quantize(pp, sp, src.byteLength, dp, dst.byteLength, cp, scales.byteLength));
+  }
+
+  dequantize(p: QuantKernelParams, q: Uint8Array, scales: Uint8Array, dst: Uint8Array, dstDtype: DType): void {
+    const pp = quantParamsArg(p);
+    const t = dtypeArg("dstDtype", dstDtype);
+    const qp = hostArg("q", q);
+    const cp = hostArg("scales", scales);
+    const dp = hostArg("dst", dst);
+    this.#check(this.#s.trtb_dequantize(pp, qp, q.byteLength, cp, scales.byteLength, dp, dst.byteLength, t));
   }
 }

@@ -8,9 +8,10 @@
  * (exact below 2^53, far beyond any buffer); `i32` statuses come back as numbers.
  */
 import type { DType } from "../dtype.ts";
+import type { QuantKernelParams } from "../quant/kernel.ts";
 
-/** `TRTB_ABI_VERSION` this TypeScript was written against. */
-export const ABI_VERSION = 1;
+/** `TRTB_ABI_VERSION` this TypeScript was written against (2: quantization). */
+export const ABI_VERSION = 2;
 
 /** libtrtb.so: CPU conversions and transpose. */
 export const CPU_SYMBOLS = {
@@ -21,6 +22,8 @@ export const CPU_SYMBOLS = {
   trtb_set_num_threads: { args: ["i32"], returns: "i32" },
   trtb_convert: { args: ["ptr", "u64", "i32", "ptr", "u64", "i32"], returns: "i32" },
   trtb_transpose2d: { args: ["ptr", "u64", "ptr", "u64", "u64", "u64", "u32"], returns: "i32" },
+  trtb_quantize: { args: ["ptr", "ptr", "u64", "ptr", "u64", "ptr", "u64"], returns: "i32" },
+  trtb_dequantize: { args: ["ptr", "ptr", "u64", "ptr", "u64", "ptr", "u64", "i32"], returns: "i32" },
 } as const;
 
 /** libtrtb_cuda.so: devices, streams, device memory and GPU kernels. */
@@ -45,6 +48,8 @@ export const CUDA_SYMBOLS = {
   trtb_cuda_memset: { args: ["ptr", "ptr", "u32", "u64"], returns: "i32" },
   trtb_cuda_convert: { args: ["ptr", "ptr", "u64", "i32", "ptr", "u64", "i32"], returns: "i32" },
   trtb_cuda_transpose2d: { args: ["ptr", "ptr", "u64", "ptr", "u64", "u64", "u64", "u32"], returns: "i32" },
+  trtb_cuda_quantize: { args: ["ptr", "ptr", "ptr", "u64", "ptr", "u64", "ptr", "u64"], returns: "i32" },
+  trtb_cuda_dequantize: { args: ["ptr", "ptr", "ptr", "u64", "ptr", "u64", "ptr", "u64", "i32"], returns: "i32" },
 } as const;
 
 export type CpuSymbols = typeof CPU_SYMBOLS;
@@ -79,3 +84,45 @@ export const CUDA_FEATURE = { CUBLASLT: 1 << 0, TENSORRT: 1 << 1 } as const;
  * i32 minor, i32 multiprocessors, u64 total_memory, char name[256].
  */
 export const DEVICE_PROPS = { size: 280, major: 4, minor: 8, multiprocessors: 12, totalMemory: 16, name: 24, nameLength: 256 } as const;
+
+/** `trtb_qformat` values. */
+export const QFORMAT_CODE = { int8: 1, int4_packed_rows: 2, fp8_e4m3: 3 } as const;
+/** `trtb_qround` values. */
+export const QROUND_CODE = { half_even: 1, half_away: 2 } as const;
+/** `TRTB_QUANT_*` flag bits. */
+export const QUANT_FLAG = { CLAMP: 1 << 0, DIVIDE_BY_STORED: 1 << 1 } as const;
+
+/**
+ * Layout of `trtb_quant_params` (80 bytes; cshim/src/quant.c asserts it): u32 struct_size, i32
+ * format, i32 src_dtype, i32 scale_dtype, u64 rows, u64 cols, u64 group_size, f32 divisor,
+ * f32 min_scale, f32 zero_scale, f32 clamp_lo, f32 clamp_hi, i32 qmin, i32 qmax, i32 rounding,
+ * u32 flags, u32 reserved.
+ */
+export const QUANT_PARAMS = {
+  size: 80, format: 4, srcDtype: 8, scaleDtype: 12, rows: 16, cols: 24, groupSize: 32, divisor: 40, minScale: 44,
+  zeroScale: 48, clampLo: 52, clampHi: 56, qmin: 60, qmax: 64, rounding: 68, flags: 72,
+} as const;
+
+/** Fill a `trtb_quant_params` struct. The only writer of that layout. */
+export function encodeQuantParams(p: QuantKernelParams): Uint8Array {
+  const L = QUANT_PARAMS;
+  const buf = new Uint8Array(L.size);
+  const dv = new DataView(buf.buffer);
+  dv.setUint32(0, L.size, true);
+  dv.setInt32(L.format, QFORMAT_CODE[p.format], true);
+  dv.setInt32(L.srcDtype, DTYPE_CODE[p.srcDtype], true);
+  dv.setInt32(L.scaleDtype, DTYPE_CODE[p.scaleDtype], true);
+  dv.setBigUint64(L.rows, BigInt(p.rows), true);
+  dv.setBigUint64(L.cols, BigInt(p.cols), true);
+  dv.setBigUint64(L.groupSize, BigInt(p.groupSize), true);
+  dv.setFloat32(L.divisor, p.divisor, true);
+  dv.setFloat32(L.minScale, p.minScale, true);
+  dv.setFloat32(L.zeroScale, p.zeroScale, true);
+  dv.setFloat32(L.clampLo, p.clamp ? p.clamp[0] : 0, true);
+  dv.setFloat32(L.clampHi, p.clamp ? p.clamp[1] : 0, true);
+  dv.setInt32(L.qmin, p.format === "fp8_e4m3" ? 0 : p.qmin, true);
+  dv.setInt32(L.qmax, p.format === "fp8_e4m3" ? 0 : p.qmax, true);
+  dv.setInt32(L.rounding, QROUND_CODE[p.rounding], true);
+  dv.setUint32(L.flags, (p.clamp ? QUANT_FLAG.CLAMP : 0) | (p.divideByStoredScale ? QUANT_FLAG.DIVIDE_BY_STORED : 0), true);
+  return buf;
+}

@@ -10,6 +10,8 @@ import { headSize, numKvHeads, type PretrainedConfig } from "../config.ts";
 import { type DType, modelDTypeToST } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
 import type { Mapping } from "../mapping.ts";
+import type { QuantBackend } from "../quant/backend.ts";
+import { quantizeRankWeights } from "../quant/apply.ts";
 import type { TensorSource } from "../tensor.ts";
 import { cast, chunk, concat, type LazyTensor, lazy, mapF32, renamed, reshape, slice } from "../tensor/lazy.ts";
 import { columnSplit, embeddingForRank, fuseQkvForRank, lmHeadForRank, rowSplit } from "./split.ts";
@@ -51,6 +53,8 @@ export interface ConvertContext {
   src: TensorSource;
   /** Where the source lives, for error messages. */
   srcLabel: string;
+  /** Where quantized configs run their kernel (default: the CPU library, or the TS fallback). */
+  quantBackend?: QuantBackend;
 }
 
 function fill(template: string, L: number, i: number, E = 0): string {
@@ -162,5 +166,6 @@ export function convertRank(ctx: ConvertContext, table: FamilyTable): Map<string
     for (const r of table.layer) emit(r, L, i);
   });
   if (m.isLastPpRank()) for (const r of table.last) emit(r, 0, 0);
-  return out;
+  // Quantized configs: the scheme replaces its linears with lazily quantized tensors.
+  return quantizeRankWeights(out, cfg, m, ctx.quantBackend);
 }

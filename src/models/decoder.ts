@@ -7,6 +7,7 @@
 import { headSize, numKvHeads, type PretrainedConfig } from "../config.ts";
 import { type DType, modelDTypeToST } from "../dtype.ts";
 import type { Mapping } from "../mapping.ts";
+import { quantizeParamSpecs } from "../quant/apply.ts";
 import type { ParamSpec } from "./model.ts";
 import { kvHeadsPerRank, padVocab } from "./split.ts";
 
@@ -86,5 +87,6 @@ export function decoderParams(cfg: PretrainedConfig, m: Mapping, layout: Decoder
     p("transformer.ln_f.weight", [H]);
     p("lm_head.weight", [padVocab(V, tp) / tp, H]);
   }
-  return out;
+  // Quantized checkpoints (config.quantization.quant_algo): the scheme's tensors replace its linears.
+  return quantizeParamSpecs(out, cfg, m);
 }

@@ -88,7 +88,7 @@ export async function spawnRanks(cmd: string[], worldSize: number, localGpus: nu
   const results = await Promise.all(procs.map(async (p, rank) => {
     const [stdout, stderr, exitCode] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
     if (exitCode !== 0) for (const q of procs) if (q !== p && q.exitCode === null) q.kill();
-    return { rank, exitCode, signal: p.signalCode ?? null, stdout, stderr };
+    return { rank, exitCode, signal: p.signalCode === null || p.signalCode === undefined ? null : String(p.signalCode), stdout, stderr };
   }));
   return results;
 }

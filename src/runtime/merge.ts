@@ -8,6 +8,7 @@ import { TrtbError } from "../errors.ts";
 import { Mapping } from "../mapping.ts";
 import { openRankFile } from "../models/model.ts";
 import { kvHeadsPerRank } from "../models/split.ts";
+import { dequantizedSource } from "../quant/apply.ts";
 import type { TensorSource } from "../tensor.ts";
 import { chunk, concat, type LazyTensor, lazy, slice } from "../tensor/lazy.ts";
 
@@ -30,7 +31,9 @@ export function mergeCheckpoint(dir: string, cfg: PretrainedConfig): FullWeights
   const tp = m.tpSize;
   const files: TensorSource[] = [];
   try {
-    for (let r = 0; r < m.worldSize; r++) files.push(openRankFile(dir, r));
+    // Quantized ranks are seen through their dequantized (engine-equivalent) F32 weights, per rank:
+    // scales of row-parallel layers differ between ranks.
+    for (let r = 0; r < m.worldSize; r++) files.push(dequantizedSource(openRankFile(dir, r), cfg, m.withRank(r)));
     const out: FullWeights = new Map();
     const get = (rank: number, name: string): LazyTensor => {
       const f = files[rank]!;

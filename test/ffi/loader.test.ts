@@ -6,6 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { ABI_VERSION, CPU_SYMBOLS } from "../../src/ffi/symbols.ts";
 
 const root = path.resolve(import.meta.dir, "../..");
 const ffi = path.join(root, "src/ffi/index.ts");
@@ -77,14 +78,14 @@ describe("library resolution", () => {
     try {
       const c = path.join(dir, "fake.c");
       const so = path.join(dir, "libtrtb.so");
-      const stubs = ["trtb_status_str", "trtb_last_error", "trtb_dtype_size", "trtb_set_num_threads", "trtb_convert", "trtb_transpose2d"];
+      const stubs = Object.keys(CPU_SYMBOLS).filter((s) => s !== "trtb_abi_version");
       writeFileSync(c, `unsigned trtb_abi_version(void) { return 999; }\n${stubs.map((s) => `int ${s}(void) { return 0; }`).join("\n")}\n`);
       const cc = Bun.spawnSync({ cmd: ["cc", "-shared", "-fPIC", "-o", so, c], stderr: "pipe" });
       expect(cc.exitCode).toBe(0);
       const r = run(tryCode("ffi.requireNative()"), { TRTB_LIB: so });
       const err = JSON.parse(r.stdout.trim());
       expect(err.code).toBe("NATIVE_NOT_FOUND");
-      expect(err.message).toContain(`[env] ${so}: ABI version 999, expected 1`);
+      expect(err.message).toContain(`[env] ${so}: ABI version 999, expected ${ABI_VERSION}`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

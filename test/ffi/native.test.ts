@@ -9,7 +9,7 @@ import { isTrtbError, TrtbError } from "../../src/errors.ts";
 import { makeChecker, STATUS_CODE, statusCode } from "../../src/ffi/check.ts";
 import { nativeLib, requireNative } from "../../src/ffi/index.ts";
 import { CPU_LIB, loadLibrary } from "../../src/ffi/lib.ts";
-import { DTYPE_CODE, STATUS } from "../../src/ffi/symbols.ts";
+import { ABI_VERSION, DTYPE_CODE, STATUS } from "../../src/ffi/symbols.ts";
 import { ALL_FLOAT, expectSameElements, type FloatDType, randomBytes, refConvert, refTranspose, stressF32 } from "./_ref.ts";
 
 const native = nativeLib();
@@ -45,7 +45,7 @@ describe.skipIf(!native)("native convert", () => {
   };
 
   test("loads from build/ with the expected ABI", () => {
-    expect(n.abiVersion).toBe(1);
+    expect(n.abiVersion).toBe(ABI_VERSION);
     expect(n.path).toMatch(/libtrtb\.so$/);
     expect(requireNative()).toBe(n);
   });
