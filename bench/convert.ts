@@ -2,7 +2,7 @@
 /**
  * Conversion throughput and memory against `cp` of the same bytes, measured in the same run.
  *
- *   bun bench/convert.ts [--size-gb 2] [--dir D] [--tp 1,4] [--keep]
+ *   bun bench/convert.ts [--size-gb 2] [--dir D] [--tp 1,4] [--workers N] [--keep]
  *
  * 1. Writes a synthetic Llama-shaped HF checkpoint (BF16, two shards + index; H=4096, GQA 32/8,
  *    I=14336, V=32000, enough layers to reach --size-gb).
@@ -36,11 +36,11 @@ function rssAnonKB(): number {
 // ---------------------------------------------------------------------------------------------
 // child: one conversion, JSON on stdout
 if (argv[0] === "--child") {
-  const [, modelDir, outputDir, tp] = argv;
+  const [, modelDir, outputDir, tp, workers] = argv;
   let peakAnon = rssAnonKB();
   const t0 = performance.now();
   const res = await convertCheckpoint({
-    modelDir: modelDir!, outputDir: outputDir!, tpSize: Number(tp),
+    modelDir: modelDir!, outputDir: outputDir!, tpSize: Number(tp), workers: Number(workers ?? 1),
     onProgress: () => { peakAnon = Math.max(peakAnon, rssAnonKB()); },
   });
   const seconds = (performance.now() - t0) / 1000;
@@ -52,6 +52,7 @@ if (argv[0] === "--child") {
 const sizeGB = Number(flag("size-gb") ?? 2);
 const root = flag("dir") ?? fs.mkdtempSync(path.join(os.tmpdir(), "trtb-bench-convert-"));
 const tps = (flag("tp") ?? "1,4").split(",").map(Number);
+const workers = Number(flag("workers") ?? 1);
 const src = path.join(root, "hf");
 fs.mkdirSync(src, { recursive: true });
 
@@ -134,7 +135,7 @@ for (const tp of tps) {
     const out = path.join(root, `out-tp${tp}`);
     fs.rmSync(out, { recursive: true, force: true });
     sync();
-    const cmd = [process.execPath, import.meta.path, "--child", src, out, String(tp)];
+    const cmd = [process.execPath, import.meta.path, "--child", src, out, String(tp), String(workers)];
     // time's report goes to a file: its stderr writes fail on the non-blocking pipe Bun gives it.
     const report = path.join(root, "time.txt");
     const res = Bun.spawnSync(time ? [time, "-v", "-o", report, ...cmd] : cmd, { stdout: "pipe", stderr: "pipe" });
@@ -151,7 +152,7 @@ for (const tp of tps) {
   const rate = b.bytes / MB / b.seconds;
   const cpRate = bytes / MB / cpBest;
   const cpSyncRate = bytes / MB / cpSyncBest;
-  rows.push(`tp=${tp}  ${b.seconds.toFixed(2)} s  ${(b.bytes / MB).toFixed(0)} MB written  ${rate.toFixed(0)} MB/s  ratio vs cp ${(rate / cpRate).toFixed(2)}x, vs cp+sync ${(rate / cpSyncRate).toFixed(2)}x (goal ≥ 0.7)  ` +
+  rows.push(`tp=${tp} workers=${Math.min(workers, tp)}  ${b.seconds.toFixed(2)} s  ${(b.bytes / MB).toFixed(0)} MB written  ${rate.toFixed(0)} MB/s  ratio vs cp ${(rate / cpRate).toFixed(2)}x, vs cp+sync ${(rate / cpSyncRate).toFixed(2)}x (goal ≥ 0.7)  ` +
     `maxRSS ${(b.maxRssKB / 1024).toFixed(0)} MiB (incl. mapped file pages)  peak RssAnon ${(b.peakAnonKB / 1024).toFixed(0)} MiB ` +
     `(goal ≤ 2×largest tensor + 256 MB = ${((2 * largest + 256 * MB) / 2 ** 20).toFixed(0)} MiB)`);
 }

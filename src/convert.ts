@@ -14,6 +14,7 @@ import { configToJSONText } from "./config.ts";
 import type { ModelDType } from "./dtype.ts";
 import { openHFCheckpoint } from "./format/hf-checkpoint.ts";
 import { readHFConfig } from "./format/hf-config.ts";
+import { TrtbError } from "./errors.ts";
 import { log } from "./log.ts";
 import { Mapping } from "./mapping.ts";
 import type { FromSourceOptions } from "./models/config-common.ts";
@@ -43,6 +44,8 @@ export interface ConvertOptions {
   quantConfig?: Partial<QuantConfig>;
   /** Where quantization kernels run (default cpu). */
   device?: QuantDevice;
+  /** Ranks converted at once, each in its own worker thread (default 1: one after another). */
+  workers?: number;
   /** Progress over all ranks: bytes written so far, total bytes, current rank. */
   onProgress?: (done: number, total: number, rank: number) => void;
 }
@@ -73,7 +76,7 @@ export async function openSource(opts: ConvertOptions, mapping: Mapping): Promis
     const meta = await import("./models/llama/meta.ts");
     return meta.openMetaSource(opts.metaCkptDir, fopts);
   }
-  if (!opts.modelDir) throw new (await import("./errors.ts")).TrtbError("CLI_BAD_ARG", "give a model directory (--model_dir) or a Meta checkpoint (--meta_ckpt_dir)");
+  if (!opts.modelDir) throw new TrtbError("CLI_BAD_ARG", "give a model directory (--model_dir) or a Meta checkpoint (--meta_ckpt_dir)");
   const hf = await readHFConfig(opts.modelDir);
   const family = await familyForHF(hf.architectures[0]!);
   const cfg = family.configFromHF(hf, fopts);
@@ -81,42 +84,112 @@ export async function openSource(opts: ConvertOptions, mapping: Mapping): Promis
   return { cfg, src, label: opts.modelDir, family };
 }
 
-export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertResult> {
-  const t0 = performance.now();
-  const mapping = opts.mapping ?? new Mapping({ tpSize: opts.tpSize ?? 1, ppSize: opts.ppSize ?? 1 });
+interface Plan {
+  cfg: PretrainedConfig;
+  models: DecoderModel[];
+  close(): void;
+}
+
+/** Open the source and build every rank's lazy weights: table/shape errors surface before anything is written. */
+async function plan(opts: ConvertOptions, mapping: Mapping): Promise<Plan> {
   const { cfg, src, label, family } = await openSource(opts, mapping);
   let backend: QuantBackend | undefined;
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    backend?.close();
+    releaseQuantScratch();
+    src.close();
+  };
   try {
     if (opts.quantConfig?.quant_algo) {
       applyQuantConfig(cfg, opts.quantConfig);
       backend = quantBackend(opts.device ?? "cpu");
     }
-    // Build every rank's plan first: table/shape errors surface before anything is written.
     const models = Array.from({ length: mapping.worldSize }, (_, r) => {
       const model = new DecoderModel(family, cfg, mapping.withRank(r));
       model.load(convertRank({ cfg, mapping: model.mapping, src, srcLabel: label, quantBackend: backend }, family.table(cfg, src)));
       return model;
     });
-    const total = models.reduce((a, m) => a + m.totalBytes(), 0);
-    prepareCheckpointDir(opts.outputDir);
-    let before = 0;
-    const files: string[] = [];
-    for (const model of models) {
-      const r = model.mapping.rank;
-      model.saveCheckpoint(opts.outputDir, {
-        saveConfig: false,
-        onProgress: (done) => opts.onProgress?.(before + done, total, r),
-      });
-      before += model.totalBytes();
-      files.push(join(opts.outputDir, model.rankFileName));
-      log.debug(`rank ${r}: ${model.weights.size} tensors`);
-    }
-    writeFileAtomic(join(opts.outputDir, "config.json"), configToJSONText(cfg));
-    files.unshift(join(opts.outputDir, "config.json"));
-    return { config: cfg, files, bytes: total, seconds: (performance.now() - t0) / 1000 };
+    return { cfg, models, close };
+  } catch (e) {
+    close();
+    throw e;
+  }
+}
+
+function mappingOf(opts: ConvertOptions): Mapping {
+  return opts.mapping ?? new Mapping({ tpSize: opts.tpSize ?? 1, ppSize: opts.ppSize ?? 1 });
+}
+
+/** Write the rank files of `ranks` (used directly, and by each worker of a parallel conversion). */
+export async function writeRanks(opts: ConvertOptions, ranks: readonly number[], onProgress: (rank: number, done: number) => void): Promise<void> {
+  const p = await plan(opts, mappingOf(opts));
+  try {
+    for (const r of ranks) p.models[r]!.saveCheckpoint(opts.outputDir, { saveConfig: false, onProgress: (done) => onProgress(r, done) });
   } finally {
-    backend?.close();
-    releaseQuantScratch();
-    src.close();
+    p.close();
+  }
+}
+
+/** The serialisable part of the options, sent to worker threads. */
+function workerOptions(opts: ConvertOptions, mapping: Mapping) {
+  const { onProgress: _p, mapping: _m, ...rest } = opts;
+  return { ...rest, mappingJSON: { tpSize: mapping.tpSize, ppSize: mapping.ppSize, moeTpSize: mapping.moeTpSize, moeEpSize: mapping.moeEpSize } };
+}
+export type WorkerOptions = ReturnType<typeof workerOptions>;
+
+async function writeInWorkers(opts: ConvertOptions, mapping: Mapping, workers: number, onProgress: (rank: number, done: number) => void): Promise<void> {
+  const groups: number[][] = Array.from({ length: workers }, () => []);
+  for (let r = 0; r < mapping.worldSize; r++) groups[r % workers]!.push(r);
+  const threads: Worker[] = [];
+  try {
+    await Promise.all(groups.map((ranks) => new Promise<void>((resolve, reject) => {
+      const w = new Worker(new URL("./convert-worker.ts", import.meta.url).href);
+      threads.push(w);
+      w.onmessage = (e: MessageEvent) => {
+        const m = e.data as { type: "progress"; rank: number; done: number } | { type: "done" } | { type: "error"; code?: string; message: string };
+        if (m.type === "progress") onProgress(m.rank, m.done);
+        else if (m.type === "done") resolve();
+        else reject(m.code ? new TrtbError(m.code, m.message) : new Error(m.message));
+      };
+      w.onerror = (e) => reject(new Error(`conversion worker failed: ${e.message}`));
+      w.postMessage({ opts: workerOptions(opts, mapping), ranks });
+    })));
+  } finally {
+    for (const t of threads) t.terminate();
+  }
+}
+
+export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertResult> {
+  const t0 = performance.now();
+  const mapping = mappingOf(opts);
+  const p = await plan(opts, mapping);
+  const sizes = p.models.map((m) => m.totalBytes());
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const doneByRank = new Array<number>(mapping.worldSize).fill(0);
+  const progress = (rank: number, done: number) => {
+    doneByRank[rank] = done;
+    opts.onProgress?.(doneByRank.reduce((a, b) => a + b, 0), total, rank);
+  };
+  try {
+    prepareCheckpointDir(opts.outputDir);
+    const workers = Math.min(opts.workers ?? 1, mapping.worldSize);
+    if (workers > 1) {
+      p.close(); // the workers open their own views of the source
+      await writeInWorkers(opts, mapping, workers, progress);
+    } else {
+      for (const model of p.models) {
+        const r = model.mapping.rank;
+        model.saveCheckpoint(opts.outputDir, { saveConfig: false, onProgress: (done) => progress(r, done) });
+        log.debug(`rank ${r}: ${model.weights.size} tensors`);
+      }
+    }
+    writeFileAtomic(join(opts.outputDir, "config.json"), configToJSONText(p.cfg));
+    const files = [join(opts.outputDir, "config.json"), ...p.models.map((m) => join(opts.outputDir, m.rankFileName))];
+    return { config: p.cfg, files, bytes: total, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    p.close();
   }
 }

@@ -15,7 +15,7 @@ export default defineCommand({
     output_dir: { type: "string", description: "Where to write config.json and rank{N}.safetensors (created; an existing checkpoint there is replaced)", default: "tllm_checkpoint", valueHint: "dir" },
     ...dtypeArg,
     ...parallelArgs,
-    workers: { type: "string", description: "Ranks converted at once. Conversion streams from mapped files and is bound by memory bandwidth; ranks are written one after another, so values above 1 are accepted and have no effect", default: "1", valueHint: "N" },
+    workers: { type: "string", description: "Ranks converted at once, each in its own worker thread (capped at the number of ranks)", default: "1", valueHint: "N" },
     use_parallel_embedding: { type: "boolean", description: "Shard the embedding table over tensor-parallel ranks", default: false },
     embedding_sharding_dim: { type: "enum", options: ["0", "1"], description: "With --use_parallel_embedding: 0 splits the vocab dim, 1 the hidden dim", default: "0" },
     use_weight_only: { type: "boolean", description: "Weight-only quantization (W8A16/W4A16). Writes the portable form: fp weights + quant_algo, quantized by trtllm-build for the GPU it builds on", default: false },
@@ -31,7 +31,6 @@ export default defineCommand({
     const tp = intArg("tp_size", args.tp_size);
     const pp = intArg("pp_size", args.pp_size);
     const workers = intArg("workers", args.workers);
-    if (workers > 1) log.info(`--workers ${workers}: ranks are written one after another (conversion is bandwidth-bound)`);
     if (args.use_weight_only && args.use_fp8_rowwise) throw new TrtbError("CLI_BAD_ARG", "give only one of --use_weight_only and --use_fp8_rowwise");
     const quantConfig: Partial<QuantConfig> | undefined = args.use_weight_only
       ? { quant_algo: args.weight_only_precision === "int4" ? "W4A16" : "W8A16" }
@@ -47,6 +46,7 @@ export default defineCommand({
       useParallelEmbedding: args.use_parallel_embedding,
       embeddingShardingDim: Number(args.embedding_sharding_dim) as 0 | 1,
       quantConfig,
+      workers,
       onProgress: (done, total, rank) => bar.update(done, total, `rank ${rank}`),
     });
     bar.done();

@@ -252,3 +252,26 @@ describe("model API", () => {
     }
   });
 });
+
+describe("--workers", () => {
+  test("ranks written by worker threads are byte-identical to a sequential run", async () => {
+    using seq = tempDir();
+    using par = tempDir();
+    await convertCheckpoint({ modelDir: fixture("llama"), outputDir: seq.path, tpSize: 2, ppSize: 2 });
+    let last = 0;
+    await convertCheckpoint({ modelDir: fixture("llama"), outputDir: par.path, tpSize: 2, ppSize: 2, workers: 3, onProgress: (d, t) => { last = d / t; } });
+    expect(last).toBe(1);
+    for (const f of ["config.json", "rank0.safetensors", "rank1.safetensors", "rank2.safetensors", "rank3.safetensors"])
+      expect(bytesEqual(readFileSync(join(seq.path, f)), readFileSync(join(par.path, f)))).toBe(true);
+  });
+  test("a worker reports failures with their TrtbError code", async () => {
+    using out = tempDir();
+    const w = new Worker(new URL("../../../src/convert-worker.ts", import.meta.url).href);
+    const reply = await new Promise<{ type: string; code?: string; message: string }>((resolve) => {
+      w.onmessage = (e) => resolve(e.data);
+      w.postMessage({ opts: { modelDir: join(out.path, "absent"), outputDir: out.path, mappingJSON: { tpSize: 1 } }, ranks: [0] });
+    });
+    w.terminate();
+    expect(reply).toMatchObject({ type: "error", code: "HF_NO_CONFIG" });
+  });
+});
