@@ -5,7 +5,7 @@
 import { defaultQuantConfig, type PretrainedConfig, type QuantConfig, quantConfigToJSON } from "../config.ts";
 import type { ModelDType } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
-import type { HFConfig } from "../format/hf-config.ts";
+import { type HFConfig, hfSourceDType, resolveDType } from "../format/hf-config.ts";
 import { Mapping } from "../mapping.ts";
 import { checkHeadSplit } from "./split.ts";
 
@@ -79,6 +79,23 @@ export function baseConfig(fields: {
     mapping: fields.mapping.toJSON(fields.withMoe ?? false),
     quantization: quantConfigToJSON(o.quantConfig ?? defaultQuantConfig()),
   } as PretrainedConfig;
+}
+
+/**
+ * `baseConfig` filled from a Hugging Face config: the sizes every family copies the same way.
+ * Families pass what differs (activation name, rotary dim, eps default, options).
+ */
+export function baseConfigFromHF(hf: HFConfig, f: {
+  opts: FromSourceOptions; mapping: Mapping; act: string; headSize: number; rotaryDim?: number; epsDefault?: number; architecture?: string;
+}): PretrainedConfig {
+  return baseConfig({
+    architecture: f.architecture ?? hf.architectures[0]!,
+    dtype: resolveDType(f.opts.dtype ?? "auto", hfSourceDType(hf)),
+    vocabSize: hf.vocab_size, hidden: hf.hidden_size, layers: hf.num_hidden_layers, heads: hf.num_attention_heads,
+    kvHeads: hf.num_key_value_heads ?? hf.num_attention_heads, headSize: f.headSize, act: f.act,
+    intermediate: hf.intermediate_size, eps: hf.rms_norm_eps ?? f.epsDefault ?? 1e-6, posEmb: "rope_gpt_neox",
+    maxPos: hf.max_position_embeddings ?? null, rotaryDim: f.rotaryDim ?? f.headSize, opts: f.opts, mapping: f.mapping,
+  });
 }
 
 export function mappingOf(opts: FromSourceOptions): Mapping {

@@ -16,9 +16,9 @@
  */
 import type { PretrainedConfig } from "../../config.ts";
 import { TrtbError } from "../../errors.ts";
-import { type HFConfig, hfRope, hfSourceDType, resolveDType } from "../../format/hf-config.ts";
+import { type HFConfig, hfRope } from "../../format/hf-config.ts";
 import type { Mapping } from "../../mapping.ts";
-import { baseConfig, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../config-common.ts";
+import { baseConfigFromHF, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../config-common.ts";
 import type { FamilyTable, NameRow } from "../convert.ts";
 import { type DecoderLayout, LLAMA_LAYOUT } from "../decoder.ts";
 import { DecoderModel, fromCheckpoint, fromHuggingFace } from "../decoder-model.ts";
@@ -63,13 +63,7 @@ export function gemmaConfigFromHF(hf: HFConfig, opts: FromSourceOptions = {}): P
   const d = hfHeadSize(hf);
   // Upstream forces the embedding to be sharded when tp > 1.
   const o: FromSourceOptions = { ...opts, useParallelEmbedding: mapping.tpSize > 1, embeddingShardingDim: 0 };
-  const cfg = baseConfig({
-    architecture: arch, dtype: resolveDType(opts.dtype ?? "auto", hfSourceDType(hf)), vocabSize: hf.vocab_size,
-    hidden: hf.hidden_size, layers: hf.num_hidden_layers, heads: hf.num_attention_heads,
-    kvHeads: hf.num_key_value_heads ?? hf.num_attention_heads, headSize: d, act: "gelu_pytorch_tanh",
-    intermediate: hf.intermediate_size, eps: hf.rms_norm_eps ?? 1e-6, posEmb: "rope_gpt_neox",
-    maxPos: hf.max_position_embeddings ?? null, rotaryDim: d, opts: o, mapping,
-  });
+  const cfg = baseConfigFromHF(hf, { opts: o, mapping, act: "gelu_pytorch_tanh", headSize: d });
   Object.assign(cfg, {
     rotary_base: rope.theta,
     rotary_scaling: null,

@@ -4,8 +4,8 @@
  */
 import type { PretrainedConfig } from "../../config.ts";
 import { TrtbError } from "../../errors.ts";
-import { type HFConfig, hfRope, hfSourceDType, resolveDType } from "../../format/hf-config.ts";
-import { baseConfig, checkRope, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../config-common.ts";
+import { type HFConfig, hfRope } from "../../format/hf-config.ts";
+import { baseConfigFromHF, checkRope, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../config-common.ts";
 
 export type { FromSourceOptions };
 
@@ -16,16 +16,8 @@ export function llamaConfigFromHF(hf: HFConfig, opts: FromSourceOptions = {}): P
   const rope = hfRope(hf);
   checkRope(rope.scaling, arch);
   const mapping = mappingOf(opts);
-  const heads = hf.num_attention_heads;
   const headSize = hfHeadSize(hf);
-  const cfg = baseConfig({
-    architecture: arch,
-    dtype: resolveDType(opts.dtype ?? "auto", hfSourceDType(hf)),
-    vocabSize: hf.vocab_size, hidden: hf.hidden_size, layers: hf.num_hidden_layers, heads,
-    kvHeads: hf.num_key_value_heads ?? heads, headSize, act: "silu", intermediate: hf.intermediate_size,
-    eps: hf.rms_norm_eps ?? 1e-6, posEmb: "rope_gpt_neox", maxPos: hf.max_position_embeddings ?? null,
-    rotaryDim: headSize, opts, mapping,
-  });
+  const cfg = baseConfigFromHF(hf, { opts, mapping, act: "silu", headSize });
   Object.assign(cfg, {
     rotary_base: rope.theta,
     rotary_scaling: rope.scaling,

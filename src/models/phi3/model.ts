@@ -13,9 +13,9 @@
  */
 import type { PretrainedConfig } from "../../config.ts";
 import { TrtbError } from "../../errors.ts";
-import { type HFConfig, hfPartialRotaryFactor, hfRope, hfSourceDType, resolveDType } from "../../format/hf-config.ts";
+import { type HFConfig, hfPartialRotaryFactor, hfRope } from "../../format/hf-config.ts";
 import type { Mapping } from "../../mapping.ts";
-import { baseConfig, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../config-common.ts";
+import { baseConfigFromHF, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../config-common.ts";
 import type { FamilyTable } from "../convert.ts";
 import { type DecoderLayout, LLAMA_LAYOUT } from "../decoder.ts";
 import { DecoderModel, fromCheckpoint, fromHuggingFace, withLmHeadSource } from "../decoder-model.ts";
@@ -48,13 +48,7 @@ export function phi3ConfigFromHF(hf: HFConfig, opts: FromSourceOptions = {}): Pr
   const mapping = mappingOf(opts);
   const d = hfHeadSize(hf);
   const pct = hfPartialRotaryFactor(hf);
-  const cfg = baseConfig({
-    architecture: arch, dtype: resolveDType(opts.dtype ?? "auto", hfSourceDType(hf)), vocabSize: hf.vocab_size,
-    hidden: hf.hidden_size, layers: hf.num_hidden_layers, heads: hf.num_attention_heads,
-    kvHeads: hf.num_key_value_heads ?? hf.num_attention_heads, headSize: d, act: "swiglu",
-    intermediate: hf.intermediate_size, eps: hf.rms_norm_eps ?? 1e-5, posEmb: "rope_gpt_neox",
-    maxPos: hf.max_position_embeddings ?? null, rotaryDim: Math.floor(d * pct), opts, mapping,
-  });
+  const cfg = baseConfigFromHF(hf, { opts, mapping, act: "swiglu", headSize: d, rotaryDim: Math.floor(d * pct), epsDefault: 1e-5 });
   Object.assign(cfg, {
     rotary_base: rope.theta,
     rotary_scaling: null,

@@ -13,9 +13,9 @@
  */
 import type { PretrainedConfig } from "../../config.ts";
 import { TrtbError } from "../../errors.ts";
-import { type HFConfig, hfRope, hfSourceDType, resolveDType } from "../../format/hf-config.ts";
+import { type HFConfig, hfRope } from "../../format/hf-config.ts";
 import type { Mapping } from "../../mapping.ts";
-import { baseConfig, checkRope, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../config-common.ts";
+import { baseConfigFromHF, checkRope, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../config-common.ts";
 import type { FamilyTable, NameRow } from "../convert.ts";
 import { type DecoderLayout, LLAMA_LAYOUT } from "../decoder.ts";
 import { DecoderModel, fromCheckpoint, fromHuggingFace, withLmHeadSource } from "../decoder-model.ts";
@@ -47,13 +47,7 @@ export function qwenConfigFromHF(hf: HFConfig, opts: FromSourceOptions = {}): Pr
   checkRope(rope.scaling, arch);
   const mapping = mappingOf(opts);
   const d = hfHeadSize(hf);
-  const cfg = baseConfig({
-    architecture: arch, dtype: resolveDType(opts.dtype ?? "auto", hfSourceDType(hf)), vocabSize: hf.vocab_size,
-    hidden: hf.hidden_size, layers: hf.num_hidden_layers, heads: hf.num_attention_heads,
-    kvHeads: hf.num_key_value_heads ?? hf.num_attention_heads, headSize: d, act: "silu",
-    intermediate: hf.intermediate_size, eps: hf.rms_norm_eps ?? 1e-6, posEmb: "rope_gpt_neox",
-    maxPos: hf.max_position_embeddings ?? null, rotaryDim: d, opts, mapping,
-  });
+  const cfg = baseConfigFromHF(hf, { opts, mapping, act: "silu", headSize: d });
   Object.assign(cfg, {
     qwen_type: qwenType,
     rotary_base: rope.theta,
