@@ -5,7 +5,7 @@
  *   bun scripts/compile.ts                      dist/trtllm (+ dist/trtllm-build when its entry exists)
  *   bun scripts/compile.ts --outdir out --target bun-linux-x64
  *   bun scripts/compile.ts --entry path/to/x.ts:name   compile another entry (repeatable; replaces the defaults)
- *   bun scripts/compile.ts --no-cuda            do not embed libtrtb_cuda.so
+ *   bun scripts/compile.ts --no-cuda            do not embed libtrtb_cuda.so / libtrtb_engine.so
  *   bun scripts/compile.ts --allow-missing-native   build even without libtrtb.so (TS fallback only)
  *
  * The libraries come from build/ (run `bun run build` first), else prebuilt/<platform>-<arch>/.
@@ -52,6 +52,9 @@ export function compile(opts: CompileOptions): string[] {
     libs.push(path.join(libDir, "libtrtb.so"));
     const cudaLib = path.join(libDir, "libtrtb_cuda.so");
     if (opts.cuda && existsSync(cudaLib)) libs.push(cudaLib);
+    // The engine backend (build/run); it needs libcublasLt.so at run time, found by the loader.
+    const engineLib = path.join(libDir, "libtrtb_engine.so");
+    if (opts.cuda && existsSync(engineLib)) libs.push(engineLib);
   } else if (!opts.allowMissingNative) {
     throw new Error("libtrtb.so not found in build/ or prebuilt/: run `bun run build` first (or pass --allow-missing-native)");
   }

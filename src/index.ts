@@ -26,3 +26,7 @@ export { convertCheckpoint, type ConvertOptions } from "./convert.ts";
 export { quantize } from "./quant/index.ts";
 export { CpuRunner, loadCpuRunner } from "./runtime/index.ts";
 export { setLogLevel } from "./log.ts";
+export {
+  build, buildCheckpoint, Engine, type BuildConfig, type BuildConfigInput, parseBuildConfig, resolveBuildConfig,
+} from "./build/index.ts";
+export { GpuModelRunner, type GenerateOptions, type RunnerOptions } from "./runtime/gpu/index.ts";

@@ -234,3 +234,16 @@ export function describeAttempts(attempts: readonly Attempt[]): string {
   if (attempts.length === 0) return "  (no candidates)";
   return attempts.map((a) => `  [${a.source}] ${a.path}: ${a.outcome}`).join("\n");
 }
+
+// ---- libtrtb_engine.so: the CUDA engine backend (build + run) ---------------------------------
+// Appended for the engine runtime; found like the others (env TRTB_ENGINE_LIB, embedded copy,
+// build/, prebuilt/). Its ABI getter reports trtb.h's ABI_VERSION like the other libraries;
+// src/ffi/engine.ts checks the engine's own interface version after loading.
+import { ENGINE_SYMBOLS } from "./engine-symbols.ts";
+
+export const ENGINE_LIB: LibSpec<typeof ENGINE_SYMBOLS> = {
+  file: `libtrtb_engine.${suffix}`,
+  env: "TRTB_ENGINE_LIB",
+  symbols: ENGINE_SYMBOLS,
+  abiSymbol: "trtb_engine_abi_version",
+};

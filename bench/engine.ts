@@ -1,0 +1,219 @@
+#!/usr/bin/env bun
+/**
+ * Engine benchmark, one script, one run (on a GPU machine):
+ *
+ *   bun bench/engine.ts [--work DIR] [--layers 32] [--new 256] [--peers] [--json FILE]
+ *
+ *  1. writes a Llama-3-8B-shaped random bf16 TRT-LLM checkpoint with our own writer (H 4096,
+ *     32 layers, 32/8 heads, I 14336, V 128256: 16 GB)
+ *  2. builds it (tactic timing + writing the engine), timed
+ *  3. measures, in this run: device-to-device copy bandwidth and cuBLASLt's bf16 GEMM rate;
+ *     batch-1 decode tokens/s (128-token prompt, --new tokens) against the roofline
+ *     weight bytes ÷ copy bandwidth; prefill of 2,048 tokens in TFLOP/s against the GEMM rate;
+ *     batch 8 and 32 decode throughput
+ *  4. --peers: PyTorch/transformers on the same GPU (bench/peer_transformers.py): eager, and
+ *     torch.compile with a static cache. Python is used for the peer only.
+ *
+ * Prints a table last; --json writes every number.
+ */
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { buildCheckpoint } from "../src/build/checkpoint.ts";
+import { Engine } from "../src/build/engine.ts";
+import { SafetensorsWriter } from "../src/format/safetensors.ts";
+import { f32BitsToBf16Bits, f32Bits } from "../src/numeric.ts";
+import { GpuModelRunner } from "../src/runtime/gpu/runner.ts";
+
+const { values: opt } = parseArgs({
+  args: process.argv.slice(2),
+  options: {
+    work: { type: "string", default: "/tmp/trtb-bench-8b" },
+    layers: { type: "string", default: "32" },
+    new: { type: "string", default: "256" },
+    peers: { type: "boolean", default: false },
+    json: { type: "string" },
+    "keep": { type: "boolean", default: false },
+  },
+});
+const L = Number(opt.layers);
+const NEW = Number(opt.new);
+const H = 4096, NH = 32, NKV = 8, D = 128, I = 14336, V = 128256;
+const work = opt.work!;
+const ckpt = join(work, "ckpt");
+const eng = join(work, "engine");
+const results: Record<string, unknown> = { shape: { H, L, NH, NKV, I, V } };
+const t = () => performance.now();
+const line = (s: string) => console.log(s);
+const f = (v: unknown, d = 1) => (typeof v === "number" ? v.toFixed(d) : String(v));
+
+// ---- 1. random checkpoint -----------------------------------------------------------------------
+function writeCheckpoint(): void {
+  mkdirSync(ckpt, { recursive: true });
+  const specs: { name: string; dtype: "BF16"; shape: number[] }[] = [];
+  const add = (name: string, shape: number[]) => specs.push({ name, dtype: "BF16", shape });
+  add("transformer.vocab_embedding.weight", [V, H]);
+  for (let l = 0; l < L; l++) {
+    const P = `transformer.layers.${l}.`;
+    add(`${P}input_layernorm.weight`, [H]);
+    add(`${P}attention.qkv.weight`, [(NH + 2 * NKV) * D, H]);
+    add(`${P}attention.dense.weight`, [H, NH * D]);
+    add(`${P}post_layernorm.weight`, [H]);
+    add(`${P}mlp.fc.weight`, [I, H]);
+    add(`${P}mlp.gate.weight`, [I, H]);
+    add(`${P}mlp.proj.weight`, [H, I]);
+  }
+  add("transformer.ln_f.weight", [H]);
+  add("lm_head.weight", [V, H]);
+  // A pool of random bf16 values, tiled over the tensors from rotating offsets: non-zero, non-repeating
+  // at any scale the GPU could cache.
+  const POOL = 32 << 20;
+  const pool = new Uint16Array(POOL + 1);
+  let s = 0x12345678;
+  for (let i = 0; i < pool.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    pool[i] = f32BitsToBf16Bits(f32Bits(((s / 2 ** 32) - 0.5) * 0.04));
+  }
+  const ones = new Uint16Array(H).map(() => f32BitsToBf16Bits(f32Bits(1)));
+  const w = SafetensorsWriter.create(join(ckpt, "rank0.safetensors"), specs);
+  let buf = new Uint16Array(0);
+  let rot = 0;
+  for (const sp of specs) {
+    const n = sp.shape.reduce((a, b) => a * b, 1);
+    if (sp.name.endsWith("norm.weight")) {
+      w.write(sp.name, new Uint8Array(ones.buffer));
+      continue;
+    }
+    if (buf.length < n) buf = new Uint16Array(n);
+    for (let o = 0; o < n; ) {
+      rot = (rot + 7919) % POOL;
+      const k = Math.min(n - o, POOL - rot);
+      buf.set(pool.subarray(rot, rot + k), o);
+      o += k;
+    }
+    w.write(sp.name, new Uint8Array(buf.buffer, 0, n * 2));
+  }
+  w.commit();
+  writeFileSync(join(ckpt, "config.json"), JSON.stringify({
+    architecture: "LlamaForCausalLM", dtype: "bfloat16", logits_dtype: "float32", vocab_size: V, hidden_size: H, num_hidden_layers: L,
+    num_attention_heads: NH, num_key_value_heads: NKV, head_size: D, hidden_act: "silu", intermediate_size: I, norm_epsilon: 1e-5,
+    position_embedding_type: "rope_gpt_neox", max_position_embeddings: 8192, rotary_embedding_dim: D, rotary_base: 500000, rotary_scaling: null,
+    use_parallel_embedding: false, embedding_sharding_dim: 0, qk_layernorm: false, mapping: { world_size: 1, tp_size: 1, pp_size: 1 },
+    quantization: { quant_algo: null, kv_cache_quant_algo: null, group_size: 128, smoothquant_val: 0.5, has_zero_point: false, pre_quant_scale: false, exclude_modules: null },
+    tie_word_embeddings: false,
+  }, null, 4));
+}
+
+let t0 = t();
+if (!existsSync(join(ckpt, "config.json"))) {
+  writeCheckpoint();
+  results.checkpoint_write_s = (t() - t0) / 1000;
+  line(`checkpoint written in ${(results.checkpoint_write_s as number).toFixed(1)} s`);
+}
+
+// ---- 2. build ---------------------------------------------------------------------------------
+t0 = t();
+const built = await buildCheckpoint({
+  checkpointDir: ckpt, outputDir: eng, buildConfig: { max_batch_size: 64, max_num_tokens: 4096, max_seq_len: 4096, max_input_len: 2048 },
+  onRank: (r) => line(`rank ${r.rank}: tactics ${r.buildSeconds.toFixed(1)} s (${r.cacheMisses} timed), write ${r.saveSeconds.toFixed(1)} s, ${(r.bytes / 1e9).toFixed(2)} GB`),
+});
+results.build_s = (t() - t0) / 1000;
+results.build_tactics_s = built.ranks[0]!.buildSeconds;
+results.build_write_s = built.ranks[0]!.saveSeconds;
+const engine = await Engine.fromDir(eng, 0);
+const weightBytes = engine.weightBytes;
+results.weight_bytes = weightBytes;
+
+// ---- 3. runtime -------------------------------------------------------------------------------
+t0 = t();
+const runner = await GpuModelRunner.fromDir(eng, { maxBatchSize: 32, maxNumTokens: 2048, maxKvTokens: 32 * 1024 + 4096 });
+results.load_s = (t() - t0) / 1000;
+const ctx = runner.context;
+const copyGBs = ctx.benchCopy(2 * 2 ** 30, 10);
+const gemmTF = ctx.benchGemm(8192, 8192, 8192, 50);
+const gemmPrefillTF = ctx.benchGemm(2048, 14336 * 2, 4096, 20);
+results.copy_GBps = copyGBs;
+results.cublas_bf16_8192_TFLOPs = gemmTF;
+results.cublas_bf16_2048x28672x4096_TFLOPs = gemmPrefillTF;
+const roofline = (copyGBs * 1e9) / weightBytes;
+results.roofline_tok_s = roofline;
+line(`load ${f(results.load_s)} s; copy ${f(copyGBs, 0)} GB/s; cuBLASLt bf16 8192³ ${f(gemmTF, 0)} TFLOP/s; roofline ${f(roofline)} tok/s`);
+
+let seed = 7;
+const randIds = (n: number) => Array.from({ length: n }, () => (seed = (seed * 48271) % 2147483647) % V);
+
+// prefill 2048 tokens (1 new token: the first sample), median of 3
+const prompt2k = randIds(2048);
+runner.generate([prompt2k.slice(0, 64)], { maxNewTokens: 1 }); // warm-up
+const pre: number[] = [];
+for (let i = 0; i < 3; i++) pre.push(runner.generate([prompt2k], { maxNewTokens: 1 }).prefillMs);
+pre.sort((a, b) => a - b);
+const prefillMs = pre[1]!;
+const gemmFlopPerTok = 2 * L * ((NH + 2 * NKV) * D * H + H * NH * D + 2 * I * H + H * I);
+const attnFlop = 2 * 2048 * 2048 * D * NH * L; // causal: QK^T and PV over half the square
+const prefillFlop = 2048 * gemmFlopPerTok + attnFlop + 2 * V * H;
+results.prefill_2048_ms = prefillMs;
+results.prefill_TFLOPs = prefillFlop / (prefillMs / 1000) / 1e12;
+line(`prefill 2048: ${f(prefillMs)} ms, ${f(results.prefill_TFLOPs, 0)} TFLOP/s`);
+const pprof = runner.profilePrefill(prompt2k);
+results.prefill_profile = pprof;
+line(`  op by op: ${pprof.total.toFixed(2)} ms = ${Object.entries(pprof.byOp).map(([k, v]) => `${k} ${v.ms.toFixed(2)} (${v.count})`).join(", ")}`);
+
+// batch-1 decode
+const p128 = randIds(128);
+runner.generate([p128], { maxNewTokens: 8 }); // captures the batch-1 graph
+const d1: number[] = [];
+for (let i = 0; i < 3; i++) {
+  const r = runner.generate([p128], { maxNewTokens: NEW });
+  d1.push(r.decodeSteps / (r.decodeMs / 1000));
+}
+d1.sort((a, b) => a - b);
+results.decode_b1_tok_s = d1[1];
+results.decode_b1_pct_roofline = (100 * d1[1]!) / roofline;
+line(`decode b1: ${f(d1[1])} tok/s (${d1.map((x) => x.toFixed(1)).join(", ")}) = ${f(results.decode_b1_pct_roofline)}% of roofline`);
+
+// where a batch-1 decode step's time goes (op by op, events; includes per-launch gaps)
+const prof = runner.profileDecode([p128]);
+results.decode_b1_profile = prof;
+line(`decode step b1 op by op: ${prof.total.toFixed(3)} ms = ${Object.entries(prof.byOp).map(([k, v]) => `${k} ${v.ms.toFixed(3)} (${v.count})`).join(", ")}`);
+line(`  GEMM by site: ${Object.entries(prof.gemm).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")} ms`);
+const sites = engine.plan.gemm.sites;
+line(`  tuned m=1: ${Object.entries(sites).map(([k, v]) => `${k} ${engine.plan.gemm.tactics[v.buckets[0]![1]]!.kind}/${engine.plan.gemm.tactics[v.buckets[0]![1]]!.variant} ${v.buckets[0]![2].toFixed(1)} µs (${((2 * v.n * v.k) / (v.buckets[0]![2] * 1e-6) / 1e9).toFixed(0)} GB/s)`).join(", ")}`);
+const prof8 = runner.profileDecode(Array.from({ length: 8 }, () => p128));
+results.decode_b8_profile = prof8;
+line(`decode step b8 op by op: ${prof8.total.toFixed(3)} ms; GEMM by site: ${Object.entries(prof8.gemm).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")} ms`);
+line(`  tuned m=8: ${Object.entries(sites).map(([k, v]) => { const b = v.buckets.find((x) => x[0] === 8)!; return `${k} ${engine.plan.gemm.tactics[b[1]]!.kind}/${engine.plan.gemm.tactics[b[1]]!.variant} ${b[2].toFixed(1)} µs`; }).join(", ")}`);
+
+// batch 8 and 32
+for (const B of [8, 32]) {
+  const prompts = Array.from({ length: B }, () => randIds(128));
+  runner.generate(prompts, { maxNewTokens: 4 });
+  const r = runner.generate(prompts, { maxNewTokens: 128 });
+  results[`decode_b${B}_tok_s`] = (B * r.decodeSteps) / (r.decodeMs / 1000);
+  results[`decode_b${B}_step_ms`] = r.decodeMs / r.decodeSteps;
+  line(`decode b${B}: ${f(results[`decode_b${B}_tok_s`], 0)} tok/s`);
+}
+runner.destroy();
+
+// ---- 4. peers -------------------------------------------------------------------------------
+if (opt.peers) {
+  const script = join(import.meta.dir, "peer_transformers.py");
+  const p = Bun.spawnSync(["python3", script, "--layers", String(L), "--new", "64"], { stdout: "pipe", stderr: "pipe", timeout: 300_000, env: { ...process.env, PYTHONUNBUFFERED: "1" } });
+  const out = p.stdout.toString();
+  const last = out.trim().split("\n").filter((l) => l.startsWith("{")).pop();
+  if (p.exitCode === 0 && last) Object.assign(results, { peers: JSON.parse(last) });
+  else results.peers = { error: `exit ${p.exitCode}: ${p.stderr.toString().slice(-2000)}` };
+}
+
+if (opt.json) writeFileSync(opt.json, JSON.stringify(results, null, 2));
+if (!opt.keep) rmSync(eng, { recursive: true, force: true });
+
+line("");
+line(`Llama-3-8B shape, ${L} layers, bf16, ${(weightBytes / 1e9).toFixed(2)} GB of weights`);
+line(`build:            ${f(results.build_s)} s (tactics ${f(results.build_tactics_s)} s, write ${f(results.build_write_s)} s); load ${f(results.load_s)} s`);
+line(`copy bandwidth:   ${f(copyGBs, 0)} GB/s (read+write)   roofline ${f(roofline)} tok/s`);
+line(`decode batch 1:   ${f(results.decode_b1_tok_s)} tok/s = ${f(results.decode_b1_pct_roofline)}% of roofline`);
+line(`decode batch 8:   ${f(results.decode_b8_tok_s, 0)} tok/s (${f(results.decode_b8_step_ms, 2)} ms/step)`);
+line(`decode batch 32:  ${f(results.decode_b32_tok_s, 0)} tok/s (${f(results.decode_b32_step_ms, 2)} ms/step)`);
+line(`prefill 2048:     ${f(prefillMs)} ms = ${f(results.prefill_TFLOPs, 0)} TFLOP/s; cuBLASLt bf16 8192³ ${f(gemmTF, 0)} TFLOP/s, 2048x28672x4096 ${f(gemmPrefillTF, 0)} TFLOP/s`);
+if (results.peers) line(`peers:            ${JSON.stringify(results.peers)}`);

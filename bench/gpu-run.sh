@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Everything the engine needs checked on a GPU machine, in one go (the device recipe):
+#   bash bench/gpu-run.sh [OUTDIR] [steps...]      steps: build kernels families e2e bench peers
+# Logs go to OUTDIR (default ./gpu-run-out); a summary is printed per step.
+set -u -o pipefail
+OUT=${1:-gpu-run-out}; shift || true
+STEPS=${*:-build kernels families e2e bench}
+mkdir -p "$OUT"
+has() { [[ " $STEPS " == *" $1 "* ]]; }
+if [ -f .device/bun.xz ] && ! command -v bun >/dev/null; then xz -dc .device/bun.xz > /usr/local/bin/bun && chmod +x /usr/local/bin/bun; fi
+if [ -d .devmods ] && [ ! -d node_modules/zod ]; then mkdir -p node_modules && cp -r .devmods/* node_modules/; fi
+(nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.max.sm --format=csv; nproc; free -g; df -h /tmp .) > "$OUT/env.txt" 2>&1
+if has build; then
+  t0=$(date +%s)
+  (cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build build -j "$(nproc)") > "$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
+  echo "build ok in $(( $(date +%s) - t0 )) s: $(ls build/*.so | xargs -n1 basename | tr '\n' ' ')"
+fi
+# Kernels and families first with the default kernels; if either fails, again with the first
+# GPU-verified variants (TRTB_ENGINE_LEGACY=1), then also without PDL; the bench uses what passed.
+MODE=""
+if has kernels || has families; then
+  for m in "" "TRTB_ENGINE_LEGACY=1" "TRTB_ENGINE_LEGACY=1 TRTB_ENGINE_PDL=0"; do
+    ok=1
+    tag=${m:-default}; tag=${tag// /_}
+    if has kernels; then
+      env $m timeout 200 bun test test/runtime/gpu-kernels.test.ts > "$OUT/kernels-$tag.log" 2>&1 || ok=0
+      echo "kernels [$tag] ok=$ok"
+      grep -E "^\(fail|^ *[0-9]+ (pass|fail)$|^gemm |^attention D|^copy |err |error:" "$OUT/kernels-$tag.log" | head -40
+    fi
+    if [ $ok = 1 ] && has families; then
+      env $m timeout 240 bun test test/runtime/gpu-families.test.ts > "$OUT/families-$tag.log" 2>&1 || ok=0
+      echo "families [$tag] ok=$ok"
+      grep -E "^\(fail|^ *[0-9]+ (pass|fail)$|GPU logits error|greedy identical|error:|Expected|Received" "$OUT/families-$tag.log" | head -40
+    fi
+    if [ $ok = 1 ]; then MODE="$m"; break; fi
+  done
+  echo "verified kernel mode: ${MODE:-default}"
+fi
+if has e2e; then
+  env $MODE timeout 90 bun examples/e2e_gpu.ts examples/tiny-llama /tmp/e2e_gpu > "$OUT/e2e.log" 2>&1; echo "e2e rc=$?"; tail -9 "$OUT/e2e.log"
+fi
+if has bench; then
+  P=""; has peers && P="--peers"
+  env $MODE timeout 420 bun bench/engine.ts --json "$OUT/bench.json" $P > "$OUT/bench.log" 2>&1; echo "bench rc=$? (mode ${MODE:-default})"; tail -18 "$OUT/bench.log"
+fi

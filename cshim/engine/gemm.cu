@@ -1,0 +1,373 @@
+/*
+ * gemm.cu: every GEMM of the engine, through cuBLASLt or our GEMV kernel, and the build-time
+ * tuner that times the candidates.
+ *
+ * Row-major y[M,N] = x[M,K] . w[N,K]^T is, in cuBLASLt's column-major terms, D(N x M) = op(A) B
+ * with A = w viewed as K x N (ld K) and op(A) = T, B = x viewed as K x M (ld ldx): the "TN" layout,
+ * so weights are used exactly as the checkpoint stores them ([out, in]) with no transpose.
+ * fp32 compute and scale; inputs F16/BF16; output F32, F16 or BF16.
+ *
+ * Descriptors are cached per exact shape in the context. A saved algorithm (a tactic chosen at
+ * build time for a token-count bucket) is checked once per exact shape with
+ * cublasLtMatmulAlgoCheck; when it does not apply, the heuristic's answer for that shape is used.
+ */
+#include <algorithm>
+#include <string.h>
+#include <vector>
+
+#include "ctx.h"
+
+#define LT_TRY(call)                                                     \
+  do {                                                                   \
+    cublasStatus_t lt_s_ = (call);                                       \
+    if (lt_s_ != CUBLAS_STATUS_SUCCESS) return lt_fail(lt_s_, #call, __LINE__); \
+  } while (0)
+
+static int32_t lt_fail(cublasStatus_t s, const char *what, int line) {
+  int32_t st = TRTB_ERR_CUDA;
+  if (s == CUBLAS_STATUS_ALLOC_FAILED) st = TRTB_ERR_CUDA_OUT_OF_MEMORY;
+  else if (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_ARCH_MISMATCH) st = TRTB_ERR_UNSUPPORTED;
+  else if (s == CUBLAS_STATUS_INVALID_VALUE) st = TRTB_ERR_INVALID_ARG;
+  (void)cudaGetLastError();
+  return trtb__fail(st, "%s failed: %s (%d) [gemm.cu:%d]", what, cublasLtGetStatusString(s), (int)s, line);
+}
+
+static cudaDataType_t cuda_type(int32_t dt) {
+  switch (dt) {
+    case TRTB_DTYPE_F32: return CUDA_R_32F;
+    case TRTB_DTYPE_F16: return CUDA_R_16F;
+    default: return CUDA_R_16BF;
+  }
+}
+
+static uint64_t key_hash(const trtbe_gemm_key &k) {
+  uint64_t h = 1469598103934665603ull;
+  const unsigned char *p = reinterpret_cast<const unsigned char *>(&k);
+  for (size_t i = 0; i < sizeof k; i++) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+static void entry_free(trtbe_gemm_entry *e) {
+  if (!e->used) return;
+  if (e->A) cublasLtMatrixLayoutDestroy(e->A);
+  if (e->B) cublasLtMatrixLayoutDestroy(e->B);
+  if (e->C) cublasLtMatrixLayoutDestroy(e->C);
+  if (e->desc) cublasLtMatmulDescDestroy(e->desc);
+  memset(e, 0, sizeof *e);
+}
+
+static int32_t entry_make(trtbe_gemm_entry *e, const trtbe_gemm_key &k) {
+  memset(e, 0, sizeof *e);
+  e->key = k;
+  e->used = 1;
+  const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
+  int32_t st = TRTB_OK;
+  cublasStatus_t s;
+#define LT_E(call)                                   \
+  if ((s = (call)) != CUBLAS_STATUS_SUCCESS) {       \
+    st = lt_fail(s, #call, __LINE__);                \
+    entry_free(e);                                   \
+    return st;                                       \
+  }
+  LT_E(cublasLtMatmulDescCreate(&e->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  LT_E(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof opT));
+  LT_E(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN));
+  LT_E(cublasLtMatrixLayoutCreate(&e->A, cuda_type(k.ab), (uint64_t)k.k, (uint64_t)k.n, (int64_t)k.k));
+  LT_E(cublasLtMatrixLayoutCreate(&e->B, cuda_type(k.ab), (uint64_t)k.k, (uint64_t)k.m, k.ldx));
+  LT_E(cublasLtMatrixLayoutCreate(&e->C, cuda_type(k.y), (uint64_t)k.n, (uint64_t)k.m, k.ldy));
+#undef LT_E
+  return TRTB_OK;
+}
+
+int32_t trtbe_gemm_ctx_init(trtb_engine_ctx *ctx) {
+  ctx->gemm_cap = 1024;
+  ctx->gemm = (trtbe_gemm_entry *)calloc((size_t)ctx->gemm_cap, sizeof(trtbe_gemm_entry));
+  if (!ctx->gemm) return trtb__fail(TRTB_ERR_OUT_OF_MEMORY, "engine: out of host memory (GEMM cache)");
+  LT_TRY(cublasLtCreate(&ctx->lt));
+  return TRTB_OK;
+}
+
+void trtbe_gemm_ctx_free(trtb_engine_ctx *ctx) {
+  if (ctx->gemm) {
+    for (int i = 0; i < ctx->gemm_cap; i++) entry_free(&ctx->gemm[i]);
+    free(ctx->gemm);
+    ctx->gemm = nullptr;
+  }
+  if (ctx->lt) {
+    cublasLtDestroy(ctx->lt);
+    ctx->lt = nullptr;
+  }
+}
+
+/* The cache entry for a shape, created on first use (the whole cache is dropped when 3/4 full). */
+static int32_t entry_get(trtb_engine_ctx *ctx, const trtbe_gemm_key &k, trtbe_gemm_entry **out) {
+  if (ctx->gemm_count * 4 >= ctx->gemm_cap * 3) {
+    for (int i = 0; i < ctx->gemm_cap; i++) entry_free(&ctx->gemm[i]);
+    ctx->gemm_count = 0;
+  }
+  const uint64_t h = key_hash(k);
+  for (int probe = 0; probe < ctx->gemm_cap; probe++) {
+    trtbe_gemm_entry *e = &ctx->gemm[(h + probe) % ctx->gemm_cap];
+    if (e->used && memcmp(&e->key, &k, sizeof k) == 0) {
+      *out = e;
+      return TRTB_OK;
+    }
+    if (!e->used) {
+      int32_t st = entry_make(e, k);
+      if (st != TRTB_OK) return st;
+      ctx->gemm_count++;
+      *out = e;
+      return TRTB_OK;
+    }
+  }
+  return trtb__fail(TRTB_ERR_INTERNAL, "engine: GEMM cache full");
+}
+
+static int32_t heuristic(trtb_engine_ctx *ctx, trtbe_gemm_entry *e, int count, cublasLtMatmulHeuristicResult_t *res,
+                         int *n_res) {
+  cublasLtMatmulPreference_t pref = nullptr;
+  LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
+  uint64_t ws = ctx->ws_bytes;
+  cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+  if (s == CUBLAS_STATUS_SUCCESS)
+    s = cublasLtMatmulAlgoGetHeuristic(ctx->lt, e->desc, e->A, e->B, e->C, e->C, pref, count, res, n_res);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (s != CUBLAS_STATUS_SUCCESS) return lt_fail(s, "cublasLtMatmulAlgoGetHeuristic", __LINE__);
+  return TRTB_OK;
+}
+
+static int32_t heur_algo(trtb_engine_ctx *ctx, trtbe_gemm_entry *e, const cublasLtMatmulAlgo_t **algo) {
+  if (e->heur_state == 0) {
+    cublasLtMatmulHeuristicResult_t r;
+    int n = 0;
+    int32_t st = heuristic(ctx, e, 1, &r, &n);
+    if (st != TRTB_OK) return st;
+    if (n < 1 || r.state != CUBLAS_STATUS_SUCCESS) {
+      e->heur_state = -1;
+    } else {
+      e->heur = r.algo;
+      e->heur_state = 1;
+    }
+  }
+  if (e->heur_state < 0)
+    return trtb__fail(TRTB_ERR_UNSUPPORTED, "cuBLASLt has no algorithm for GEMM m=%d n=%d k=%d (dtypes %d -> %d)", e->key.m,
+                      e->key.n, e->key.k, e->key.ab, e->key.y);
+  *algo = &e->heur;
+  return TRTB_OK;
+}
+
+/* Is saved tactic `id` valid for this exact shape? Checked once per (shape, tactic). */
+static int tactic_ok(trtb_engine_ctx *ctx, trtbe_gemm_entry *e, int32_t id) {
+  for (int i = 0; i < e->n_checked; i++)
+    if (e->checked_id[i] == id) return e->checked_ok[i];
+  cublasLtMatmulHeuristicResult_t r;
+  memset(&r, 0, sizeof r);
+  cublasStatus_t s = cublasLtMatmulAlgoCheck(ctx->lt, e->desc, e->A, e->B, e->C, e->C, &ctx->tactics[id].algo, &r);
+  const int ok = s == CUBLAS_STATUS_SUCCESS && r.workspaceSize <= ctx->ws_bytes;
+  const int slot = e->n_checked < TRTBE_CHECKED ? e->n_checked++ : (int)(id % TRTBE_CHECKED);
+  e->checked_id[slot] = id;
+  e->checked_ok[slot] = (int8_t)ok;
+  return ok;
+}
+
+static int32_t run_lt(trtb_engine_ctx *ctx, trtbe_gemm_entry *e, const cublasLtMatmulAlgo_t *algo, const void *w,
+                      const void *x, void *y, float beta = 0.f) {
+  const float alpha = 1.f;
+  LT_TRY(cublasLtMatmul(ctx->lt, e->desc, &alpha, w, e->A, x, e->B, &beta, y, e->C, y, e->C, algo, ctx->ws, ctx->ws_bytes,
+                        ctx->stream));
+  return TRTB_OK;
+}
+
+/* One cuBLASLt GEMM (x in w's dtype): the tactic's algorithm when valid for this shape, else the heuristic's. */
+static int32_t gemm16(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, int32_t m, int32_t n, int32_t k, int32_t ab,
+                      int32_t yt, int64_t ldx, int64_t ldy, const trtbe_tactic *t, int32_t tactic, float beta) {
+  trtbe_gemm_key key;
+  memset(&key, 0, sizeof key);
+  key.m = m;
+  key.n = n;
+  key.k = k;
+  key.ab = ab;
+  key.y = yt;
+  key.ldx = ldx;
+  key.ldy = ldy;
+  trtbe_gemm_entry *e = nullptr;
+  int32_t st = entry_get(ctx, key, &e);
+  if (st != TRTB_OK) return st;
+  if (t && t->kind == TRTB_TACTIC_CUBLASLT && tactic_ok(ctx, e, tactic)) return run_lt(ctx, e, &t->algo, w, x, y, beta);
+  const cublasLtMatmulAlgo_t *algo = nullptr;
+  if ((st = heur_algo(ctx, e, &algo)) != TRTB_OK) return st;
+  return run_lt(ctx, e, algo, w, x, y, beta);
+}
+
+int32_t trtbe_gemm(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, int32_t m, int32_t n, int32_t k, int32_t ab,
+                   int32_t yt, int64_t ldx, int64_t ldy, int32_t tactic, int32_t xt, void *scratch) {
+  if (m <= 0 || n <= 0) return TRTB_OK;
+  if (k <= 0 || !TRTBE_DTYPE_OK16(ab) || !(yt == TRTB_DTYPE_F32 || TRTBE_DTYPE_OK16(yt)) || !(xt == ab || xt == TRTB_DTYPE_F32))
+    return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm: bad shape or dtypes (m=%d n=%d k=%d, w %d x %d -> %d)", m, n, k, ab, xt, yt);
+  if (ldx < k || ldy < n) return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm: ldx %lld < k %d or ldy %lld < n %d", (long long)ldx, k, (long long)ldy, n);
+  if (tactic >= ctx->n_tactics) return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm: tactic %d is not registered", tactic);
+  const trtbe_tactic *t = tactic >= 0 ? &ctx->tactics[tactic] : nullptr;
+  if (xt == TRTB_DTYPE_F32) {
+    // exact path: activations stay f32
+    if (yt != TRTB_DTYPE_F32) return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm: an f32 input needs an f32 output");
+    const int rows = t && t->kind == TRTB_TACTIC_GEMV ? t->variant : 2;
+    if (trtbe_gemv_ok(w, x, m, k, ab, xt, yt, ldx, rows)) return trtbe_gemv(ctx->stream, w, x, y, m, n, k, ab, xt, yt, ldx, ldy, rows);
+    if (!scratch) return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm: f32 input with m=%d needs a scratch buffer", m);
+    char *hi = (char *)scratch, *lo = hi + (size_t)m * k * 2;
+    int32_t st = trtbe_split16(ctx->stream, (const float *)x, ldx, hi, lo, m, k, ab);
+    if (st != TRTB_OK) return st;
+    if ((st = gemm16(ctx, w, hi, y, m, n, k, ab, yt, k, ldy, t, tactic, 0.f)) != TRTB_OK) return st;
+    return gemm16(ctx, w, lo, y, m, n, k, ab, yt, k, ldy, t, tactic, 1.f);
+  }
+  if (t && t->kind == TRTB_TACTIC_GEMV && trtbe_gemv_ok(w, x, m, k, ab, xt, yt, ldx, t->variant))
+    return trtbe_gemv(ctx->stream, w, x, y, m, n, k, ab, xt, yt, ldx, ldy, t->variant);
+  return gemm16(ctx, w, x, y, m, n, k, ab, yt, ldx, ldy, t, tactic, 0.f);
+}
+
+// ----------------------------------------------------------------------------------------------
+// tuning
+
+namespace {
+struct TuneBufs {
+  std::vector<void *> a;
+  void *x = nullptr, *y = nullptr;
+  ~TuneBufs() {
+    for (void *p : a) cudaFree(p);
+    if (x) cudaFree(x);
+    if (y) cudaFree(y);
+  }
+};
+}  // namespace
+
+/* Median per-call time (µs) of `run(i)` over 3 measurements, each spanning >= min_ms. */
+template <typename F>
+static int32_t time_it(trtb_engine_ctx *ctx, double min_ms, F run, float *us) {
+  int32_t st;
+  for (int i = 0; i < 2; i++)
+    if ((st = run(i)) != TRTB_OK) return st;
+  TRTB_CUDA_TRY(cudaEventRecord(ctx->t0, ctx->stream));
+  if ((st = run(2)) != TRTB_OK) return st;
+  TRTB_CUDA_TRY(cudaEventRecord(ctx->t1, ctx->stream));
+  TRTB_CUDA_TRY(cudaEventSynchronize(ctx->t1));
+  double one = trtbe_ms(ctx->t0, ctx->t1);
+  if (one <= 0) one = 1e-3;
+  int reps = (int)(min_ms / one) + 1;
+  reps = std::max(3, std::min(reps, 500));
+  float meas[3];
+  for (int r = 0; r < 3; r++) {
+    TRTB_CUDA_TRY(cudaEventRecord(ctx->t0, ctx->stream));
+    for (int i = 0; i < reps; i++)
+      if ((st = run(i)) != TRTB_OK) return st;
+    TRTB_CUDA_TRY(cudaEventRecord(ctx->t1, ctx->stream));
+    TRTB_CUDA_TRY(cudaEventSynchronize(ctx->t1));
+    meas[r] = trtbe_ms(ctx->t0, ctx->t1) * 1000.f / reps;
+  }
+  std::sort(meas, meas + 3);
+  *us = meas[1];
+  return TRTB_OK;
+}
+
+int32_t trtbe_tune(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, trtb_engine_tune_result *out, int32_t max_out,
+                   int32_t *n_out) {
+  *n_out = 0;
+  const int m = p->m, n = p->n, k = p->k;
+  if (m <= 0 || n <= 0 || k <= 0 || !TRTBE_DTYPE_OK16(p->ab_dtype) || !(p->y_dtype == TRTB_DTYPE_F32 || TRTBE_DTYPE_OK16(p->y_dtype)))
+    return trtb__fail(TRTB_ERR_INVALID_ARG, "tune: bad problem m=%d n=%d k=%d dtypes %d -> %d", m, n, k, p->ab_dtype, p->y_dtype);
+  const size_t es = 2, ys = p->y_dtype == TRTB_DTYPE_F32 ? 4 : 2;
+  const size_t wbytes = (size_t)n * k * es;
+  // Rotate weight copies so that repeated runs do not read from L2 (it holds ~50 MB on H100).
+  int copies = (int)std::min<size_t>(8, std::max<size_t>(1, ((size_t)256 << 20) / std::max<size_t>(wbytes, 1)));
+  TuneBufs b;
+  for (int i = 0; i < copies; i++) {
+    void *a = nullptr;
+    TRTB_CUDA_TRY(cudaMalloc(&a, wbytes));
+    b.a.push_back(a);
+    int32_t st = trtbe_fill_random(ctx->stream, a, (int64_t)n * k, p->ab_dtype, 0x1234u + i, 0.05f);
+    if (st != TRTB_OK) return st;
+  }
+  TRTB_CUDA_TRY(cudaMalloc(&b.x, (size_t)m * k * es));
+  TRTB_CUDA_TRY(cudaMalloc(&b.y, (size_t)m * n * ys));
+  int32_t st = trtbe_fill_random(ctx->stream, b.x, (int64_t)m * k, p->ab_dtype, 0x9876u, 1.0f);
+  if (st != TRTB_OK) return st;
+
+  std::vector<trtb_engine_tune_result> res;
+  // cuBLASLt candidates
+  trtbe_gemm_key key;
+  memset(&key, 0, sizeof key);
+  key.m = m;
+  key.n = n;
+  key.k = k;
+  key.ab = p->ab_dtype;
+  key.y = p->y_dtype;
+  key.ldx = k;
+  key.ldy = n;
+  trtbe_gemm_entry *e = nullptr;
+  if ((st = entry_get(ctx, key, &e)) != TRTB_OK) return st;
+  const int want = std::max(1, std::min(p->max_algos > 0 ? p->max_algos : 8, 32));
+  cublasLtMatmulHeuristicResult_t hr[32];
+  int nh = 0;
+  if ((st = heuristic(ctx, e, want, hr, &nh)) != TRTB_OK) return st;
+  for (int i = 0; i < nh; i++) {
+    if (hr[i].state != CUBLAS_STATUS_SUCCESS || hr[i].workspaceSize > ctx->ws_bytes) continue;
+    float us = 0;
+    const cublasLtMatmulAlgo_t algo = hr[i].algo;
+    st = time_it(ctx, p->min_ms, [&](int it) { return run_lt(ctx, e, &algo, b.a[it % copies], b.x, b.y); }, &us);
+    if (st == TRTB_ERR_UNSUPPORTED) continue;  // an algorithm the heuristic offered but cannot run
+    if (st != TRTB_OK) return st;
+    trtb_engine_tune_result r;
+    memset(&r, 0, sizeof r);
+    r.kind = TRTB_TACTIC_CUBLASLT;
+    r.variant = i;
+    r.time_us = us;
+    r.workspace_kb = (uint32_t)(hr[i].workspaceSize / 1024);
+    static_assert(sizeof(cublasLtMatmulAlgo_t) == sizeof r.algo, "cublasLtMatmulAlgo_t is 64 bytes");
+    memcpy(r.algo, &algo, sizeof r.algo);
+    res.push_back(r);
+  }
+  // our GEMV
+  if (p->allow_gemv && m <= 8) {
+    const int rows_opts[3] = {1, 2, 4};
+    for (int ri = 0; ri < 3; ri++) {
+      const int rows = rows_opts[ri];
+      if (!trtbe_gemv_ok(b.a[0], b.x, m, k, p->ab_dtype, p->ab_dtype, p->y_dtype, k, rows)) continue;
+      float us = 0;
+      st = time_it(ctx, p->min_ms,
+                   [&](int it) { return trtbe_gemv(ctx->stream, b.a[it % copies], b.x, b.y, m, n, k, p->ab_dtype, p->ab_dtype, p->y_dtype, k, n, rows); },
+                   &us);
+      if (st != TRTB_OK) return st;
+      trtb_engine_tune_result r;
+      memset(&r, 0, sizeof r);
+      r.kind = TRTB_TACTIC_GEMV;
+      r.variant = rows;
+      r.time_us = us;
+      res.push_back(r);
+    }
+  }
+  TRTB_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
+  std::sort(res.begin(), res.end(), [](const trtb_engine_tune_result &a, const trtb_engine_tune_result &c) { return a.time_us < c.time_us; });
+  const int nres = (int)std::min<size_t>(res.size(), (size_t)std::max(0, max_out));
+  for (int i = 0; i < nres; i++) out[i] = res[i];
+  *n_out = nres;
+  return TRTB_OK;
+}
+
+int32_t trtbe_bench_gemm(trtb_engine_ctx *ctx, int32_t m, int32_t n, int32_t k, int32_t iters, double *tflops) {
+  trtb_engine_tune_params p;
+  memset(&p, 0, sizeof p);
+  p.struct_size = sizeof p;
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  p.ab_dtype = TRTB_DTYPE_BF16;
+  p.y_dtype = TRTB_DTYPE_BF16;
+  p.max_algos = 8;
+  p.allow_gemv = 0;
+  p.min_ms = iters > 0 ? (double)iters : 20.0;
+  trtb_engine_tune_result r[8];
+  int32_t nr = 0;
+  int32_t st = trtbe_tune(ctx, &p, r, 8, &nr);
+  if (st != TRTB_OK) return st;
+  if (nr < 1) return trtb__fail(TRTB_ERR_UNSUPPORTED, "bench_gemm: no cuBLASLt algorithm for %d x %d x %d", m, n, k);
+  *tflops = 2.0 * m * (double)n * k / (r[0].time_us * 1e-6) / 1e12;
+  return TRTB_OK;
+}

@@ -1,0 +1,975 @@
+/*
+ * attention.cu: attention over the paged KV cache, flash style (online softmax, nothing of size
+ * seq x seq is ever stored). Two kernels:
+ *
+ *  - decode: one new query token per sequence. Grid (kv head, sequence, split): each block takes
+ *    a slice of the context for all the query heads that share its KV head (GQA), writes partial
+ *    (max, sum, unnormalised output), and a combine kernel merges the splits (flash-decoding).
+ *    Split count is fixed per launch, the slice length follows each sequence's length read on the
+ *    device, so a captured graph serves every step.
+ *  - prefill: packed query tokens of several sequences. Grid (query tile, query head): a tile of
+ *    BQ query rows loads K/V tiles of BK tokens into shared memory (f32) and keeps per-row running
+ *    max/sum/output in registers (SIMT, fp32 math).
+ *
+ * Paged cache layout per layer: [block][k|v][kv head][tokens_per_block][D], 16-bit elements (f32 in
+ * the runtime's exact numerics mode).
+ * Masks: causal; sliding window keeps keys with pos - window < key <= pos; Gemma-2 soft-cap is
+ * applied to scaled scores before masking. Napkin maths (8B shape, 2048-token prefill): 17 G FMA
+ * of attention against ~16 T FMA of GEMMs, so SIMT attention costs a few percent of a prefill.
+ */
+#include <mma.h>
+
+#include "../internal.cuh"
+
+using namespace nvcuda;
+
+// ----------------------------------------------------------------------------------------------
+// helpers
+
+template <typename KVT>
+__device__ __forceinline__ const KVT *kv_row(const KVT *kv, const int32_t *table, int32_t max_blocks, int b, int t,
+                                             int kvsel, int kvh, int nKV, int tpb, int D) {
+  const int64_t blk = table[(int64_t)b * max_blocks + t / tpb];
+  const int off = t % tpb;
+  return kv + (((blk * 2 + kvsel) * nKV + kvh) * tpb + off) * (int64_t)D;
+}
+
+/* out[i] = v in the op's output dtype. */
+template <typename A> __device__ __forceinline__ void store_out(const A &a, int64_t i, float v) {
+  switch (a.out_dtype) {
+    case TRTB_DTYPE_BF16: static_cast<__nv_bfloat16 *>(a.out)[i] = __float2bfloat16_rn(v); break;
+    case TRTB_DTYPE_F16: static_cast<__half *>(a.out)[i] = __float2half_rn(v); break;
+    default: static_cast<float *>(a.out)[i] = v; break;
+  }
+}
+
+// ----------------------------------------------------------------------------------------------
+// decode
+
+#define DEC_THREADS 128
+#define DEC_TK 16  /* keys per tile: one score pass (4 warps x 4 tokens); V loads all issued up front */
+#define DEC_MAX_COUNTERS 65536  /* split-K counters at the start of the workspace (256 KiB) */
+#define DEC_MAX_SPLITS 128      /* nsplit limit (the merge keeps per-split weights in shared memory) */
+
+template <int D, int GMAX, typename KVT>
+__global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(AttnDecodeArgs a) {
+  pdl_wait();
+  pdl_trigger_if_one_wave();
+  constexpr int E = D / 8;                 // elements per lane in the score phase (8 lanes per token)
+  constexpr int DPT = (D + DEC_THREADS - 1) / DEC_THREADS;  // output dims per thread
+  __shared__ float qs[GMAX][D];
+  __shared__ float ps[GMAX][DEC_TK];
+  __shared__ float m_s[GMAX], l_s[GMAX], alpha_s[GMAX];
+
+  const int kvh = blockIdx.x, b = blockIdx.y, split = blockIdx.z;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int G = a.nH / a.nKV;
+  const KVT *kv = static_cast<const KVT *>(a.kv);
+  const int L = a.ctx_len[b];
+  const int lo = a.window > 0 ? max(0, L - a.window) : 0;
+  const int n = L - lo;
+  // Splits actually used for this sequence: at least DEC_TK keys each (short contexts need few).
+  const int ns = max(1, min(a.nsplit, (n + DEC_TK - 1) / DEC_TK));
+  if (split >= ns) return;
+  const int chunk = (n + ns - 1) / ns;
+  const int start = lo + split * chunk;
+  const int end = min(L, start + chunk);
+
+  for (int idx = tid; idx < G * D; idx += DEC_THREADS)
+    qs[idx / D][idx % D] = a.q[((int64_t)b * a.nH + kvh * G + idx / D) * D + idx % D];
+  if (tid < GMAX) {
+    m_s[tid] = -INFINITY;
+    l_s[tid] = 0.f;
+  }
+  float acc[GMAX][DPT];
+#pragma unroll
+  for (int g = 0; g < GMAX; g++)
+#pragma unroll
+    for (int j = 0; j < DPT; j++) acc[g][j] = 0.f;
+  __syncthreads();
+
+  for (int t0 = start; t0 < end; t0 += DEC_TK) {
+    const int ntok = min(DEC_TK, end - t0);
+    // scores: 8 lanes per token, 16 tokens per pass
+#pragma unroll
+    for (int pass = 0; pass < DEC_TK / 16; pass++) {
+      const int tl = pass * 16 + warp * 4 + (lane >> 3);
+      const int sub = lane & 7;
+      float sc[GMAX];
+#pragma unroll
+      for (int g = 0; g < GMAX; g++) sc[g] = 0.f;
+      if (tl < ntok) {
+        const KVT *k = kv_row(kv, a.block_table, a.max_blocks, b, t0 + tl, 0, kvh, a.nKV, a.tpb, D) + sub * E;
+        float kf[E];
+#pragma unroll
+        for (int c = 0; c < E / 8; c++) load8<KVT>(k + 8 * c, kf + 8 * c);
+#pragma unroll
+        for (int g = 0; g < GMAX; g++) {
+          if (g < G) {
+            float s = 0.f;
+#pragma unroll
+            for (int e = 0; e < E; e++) s += kf[e] * qs[g][sub * E + e];
+            sc[g] = s;
+          }
+        }
+      }
+#pragma unroll
+      for (int g = 0; g < GMAX; g++) {
+        sc[g] += __shfl_xor_sync(0xffffffffu, sc[g], 4);
+        sc[g] += __shfl_xor_sync(0xffffffffu, sc[g], 2);
+        sc[g] += __shfl_xor_sync(0xffffffffu, sc[g], 1);
+      }
+      if (sub == 0 && tl < ntok) {
+#pragma unroll
+        for (int g = 0; g < GMAX; g++) {
+          if (g < G) {
+            float s = sc[g] * a.scale;
+            if (a.softcap > 0.f) s = tanhf(s / a.softcap) * a.softcap;
+            ps[g][tl] = s;
+          }
+        }
+      }
+    }
+    __syncthreads();
+    // online softmax, one warp per head
+    for (int g = warp; g < G; g += DEC_THREADS / 32) {
+      float mx = -INFINITY;
+      for (int j = lane; j < ntok; j += 32) mx = fmaxf(mx, ps[g][j]);
+      mx = warp_max(mx);
+      const float m_old = m_s[g];
+      const float m_new = fmaxf(m_old, mx);
+      float sum = 0.f;
+      for (int j = lane; j < ntok; j += 32) {
+        const float p = expf(ps[g][j] - m_new);
+        ps[g][j] = p;
+        sum += p;
+      }
+      sum = warp_sum(sum);
+      if (lane == 0) {
+        const float al = m_old == -INFINITY ? 0.f : expf(m_old - m_new);
+        alpha_s[g] = al;
+        l_s[g] = l_s[g] * al + sum;
+        m_s[g] = m_new;
+      }
+    }
+    __syncthreads();
+    // P . V: the tile's V rows are located first, then every load issued before the first use
+    const KVT *vrow[DEC_TK];
+#pragma unroll
+    for (int tl = 0; tl < DEC_TK; tl++)
+      vrow[tl] = kv_row(kv, a.block_table, a.max_blocks, b, t0 + min(tl, ntok - 1), 1, kvh, a.nKV, a.tpb, D);
+#pragma unroll
+    for (int j = 0; j < DPT; j++) {
+      const int d = tid + j * DEC_THREADS;
+      if (d < D) {
+        float v[DEC_TK];
+#pragma unroll
+        for (int tl = 0; tl < DEC_TK; tl++) v[tl] = tl < ntok ? to_f<KVT>(vrow[tl][d]) : 0.f;
+#pragma unroll
+        for (int g = 0; g < GMAX; g++) {
+          if (g < G) {
+            float s = acc[g][j] * alpha_s[g];
+#pragma unroll
+            for (int tl = 0; tl < DEC_TK; tl++) s += (tl < ntok ? ps[g][tl] : 0.f) * v[tl];
+            acc[g][j] = s;
+          }
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+  // One split: normalise and write the output directly.
+  if (ns == 1) {
+#pragma unroll
+    for (int g = 0; g < GMAX; g++) {
+      if (g < G) {
+        const float inv = l_s[g] > 0.f ? 1.f / l_s[g] : 0.f;
+#pragma unroll
+        for (int j = 0; j < DPT; j++) {
+          const int d = tid + j * DEC_THREADS;
+          if (d < D) store_out(a, ((int64_t)b * a.nH + kvh * G + g) * D + d, acc[g][j] * inv);
+        }
+      }
+    }
+    return;
+  }
+  // ws = DEC_MAX_COUNTERS u32 counters (one per (b, kv head), zero at rest), then the partials:
+  // [B, nH, nsplit] x D outputs, then (m, l) pairs.
+  const int64_t nrec = (int64_t)a.B * a.nH * a.nsplit;
+  unsigned *counter = reinterpret_cast<unsigned *>(a.ws) + (int64_t)b * a.nKV + kvh;
+  float *po = a.ws + DEC_MAX_COUNTERS;
+  float *pml = po + nrec * D;
+#pragma unroll
+  for (int g = 0; g < GMAX; g++) {
+    if (g < G) {
+      const int64_t rec = ((int64_t)b * a.nH + kvh * G + g) * a.nsplit + split;
+#pragma unroll
+      for (int j = 0; j < DPT; j++) {
+        const int d = tid + j * DEC_THREADS;
+        if (d < D) po[rec * D + d] = acc[g][j];
+      }
+      if (tid == 0) {
+        pml[rec * 2] = m_s[g];
+        pml[rec * 2 + 1] = l_s[g];
+      }
+    }
+  }
+  // The last split block of this (sequence, kv head) merges all splits (flash-decoding reduce).
+  __shared__ unsigned ticket;
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) ticket = atomicAdd(counter, 1u);
+  __syncthreads();
+  if (ticket != (unsigned)ns - 1) return;
+  __threadfence();
+  if (a.legacy) {  // the serial merge, as first verified on the GPU (TRTB_ENGINE_LEGACY=1)
+    for (int g = 0; g < G; g++) {
+      const int64_t rec0 = ((int64_t)b * a.nH + kvh * G + g) * a.nsplit;
+      float M = -INFINITY;
+      for (int sp = 0; sp < ns; sp++) M = fmaxf(M, __ldcg(&pml[(rec0 + sp) * 2]));
+      float Lsum = 0.f;
+      for (int sp = 0; sp < ns; sp++) {
+        const float m = __ldcg(&pml[(rec0 + sp) * 2]);
+        if (m != -INFINITY) Lsum += __ldcg(&pml[(rec0 + sp) * 2 + 1]) * expf(m - M);
+      }
+      const float inv = Lsum > 0.f ? 1.f / Lsum : 0.f;
+      for (int d = tid; d < D; d += DEC_THREADS) {
+        float o = 0.f;
+        for (int sp = 0; sp < ns; sp++) {
+          const float m = __ldcg(&pml[(rec0 + sp) * 2]);
+          if (m != -INFINITY) o += __ldcg(&po[(rec0 + sp) * D + d]) * expf(m - M);
+        }
+        store_out(a, ((int64_t)b * a.nH + kvh * G + g) * D + d, o * inv);
+      }
+    }
+  } else {
+    // parallel merge: all (head, split) stats at once, then every output with its loads in flight
+    __shared__ float cw[GMAX][DEC_MAX_SPLITS], cl[GMAX][DEC_MAX_SPLITS], linv[GMAX];
+    for (int i = tid; i < G * ns; i += DEC_THREADS) {
+      const int g = i / ns, sp = i % ns;
+      const int64_t rec = ((int64_t)b * a.nH + kvh * G + g) * a.nsplit + sp;
+      cw[g][sp] = __ldcg(&pml[rec * 2]);
+      cl[g][sp] = __ldcg(&pml[rec * 2 + 1]);
+    }
+    __syncthreads();
+    for (int g = warp; g < G; g += DEC_THREADS / 32) {
+      float mx = -INFINITY;
+      for (int sp = lane; sp < ns; sp += 32) mx = fmaxf(mx, cw[g][sp]);
+      mx = warp_max(mx);
+      float L = 0.f;
+      for (int sp = lane; sp < ns; sp += 32) {
+        const float w = cw[g][sp] == -INFINITY ? 0.f : expf(cw[g][sp] - mx);
+        cw[g][sp] = w;
+        L += w * cl[g][sp];
+      }
+      L = warp_sum(L);
+      if (lane == 0) linv[g] = L > 0.f ? 1.f / L : 0.f;
+    }
+    __syncthreads();
+    for (int i = tid; i < G * D; i += DEC_THREADS) {
+      const int g = i / D, d = i % D;
+      const int64_t rec0 = ((int64_t)b * a.nH + kvh * G + g) * a.nsplit;
+      float o = 0.f;
+#pragma unroll 8
+      for (int sp = 0; sp < ns; sp++) o += __ldcg(&po[(rec0 + sp) * D + d]) * cw[g][sp];
+      store_out(a, ((int64_t)b * a.nH + kvh * G + g) * D + d, o * linv[g]);
+    }
+  }
+  if (tid == 0) *counter = 0u;  // ready for the next launch (graph replays)
+}
+
+// ----------------------------------------------------------------------------------------------
+// prefill
+
+#define PF_THREADS 256
+#define PF_BK 32
+
+template <int D> struct PfCfg {
+  static constexpr int BQ = 64;              // query rows per tile (the host builds tiles of 64)
+  static constexpr int RPT = BQ / 32;       // rows per thread (threads in groups of 8 share rows)
+  static constexpr int DPT = D / 8;         // output dims per thread
+  static constexpr int QLD = D + 1;         // padded row of Q (conflict-free column reads)
+  static constexpr int KLD = PF_BK + 4;     // Kt row: BK keys, float4-aligned
+  static constexpr int PLD = PF_BK + 1;
+  static constexpr size_t smem_floats = (size_t)BQ * QLD + (size_t)D * KLD + (size_t)PF_BK * D + (size_t)BQ * PLD;
+};
+
+template <int D, typename KVT, typename OutT>
+__global__ void __launch_bounds__(PF_THREADS) attn_prefill_kernel(AttnPrefillArgs a) {
+  pdl_wait();
+  pdl_trigger_if_one_wave();
+  using C = PfCfg<D>;
+  constexpr int BQ = C::BQ, RPT = C::RPT, DPT = C::DPT, BK = PF_BK;
+  extern __shared__ float sm[];
+  float *Qs = sm;                           // [BQ][QLD]
+  float *Kt = Qs + BQ * C::QLD;             // [D][KLD]   (transposed K tile)
+  float *Vs = Kt + D * C::KLD;              // [BK][D]
+  float *Ps = Vs + BK * D;                  // [BQ][PLD]
+
+  const int tile = blockIdx.x, h = blockIdx.y;
+  const int tid = threadIdx.x;
+  const int G = a.nH / a.nKV, kvh = h / G;
+  const int seq = a.tiles[2 * tile], q0 = a.tiles[2 * tile + 1];
+  const int qbeg = a.cu_q[seq], nq = a.cu_q[seq + 1] - qbeg;
+  const int p0 = a.pos0[seq];
+  const int nrows = min(BQ, nq - q0);
+  const KVT *kv = static_cast<const KVT *>(a.kv);
+
+  for (int idx = tid; idx < BQ * D; idx += PF_THREADS) {
+    const int r = idx / D, d = idx % D;
+    Qs[r * C::QLD + d] = r < nrows ? a.q[((int64_t)(qbeg + q0 + r) * a.nH + h) * D + d] : 0.f;
+  }
+
+  const int rg = tid >> 3;      // row group
+  const int c0 = (tid & 7) * 4; // first of this thread's 4 key columns
+  int rows[RPT];
+#pragma unroll
+  for (int i = 0; i < RPT; i++) rows[i] = rg * RPT + i;
+  float m_i[RPT], l_i[RPT], acc[RPT][DPT];
+#pragma unroll
+  for (int i = 0; i < RPT; i++) {
+    m_i[i] = -INFINITY;
+    l_i[i] = 0.f;
+#pragma unroll
+    for (int j = 0; j < DPT; j++) acc[i][j] = 0.f;
+  }
+
+  const int qfirst = p0 + q0, qlast = p0 + q0 + nrows - 1;
+  int kbeg = a.window > 0 ? max(0, qfirst - a.window + 1) : 0;
+  kbeg = (kbeg / BK) * BK;
+  const int kend = qlast + 1;
+
+  for (int k0 = kbeg; k0 < kend; k0 += BK) {
+    __syncthreads();  // previous tile's readers are done (and Q is loaded on the first pass)
+    for (int idx = tid; idx < BK * (D / 8); idx += PF_THREADS) {
+      const int kk = idx / (D / 8), dd = (idx % (D / 8)) * 8;
+      const int t = k0 + kk;
+      float kf[8], vf[8];
+      if (t < kend) {
+        load8<KVT>(kv_row(kv, a.block_table, a.max_blocks, seq, t, 0, kvh, a.nKV, a.tpb, D) + dd, kf);
+        load8<KVT>(kv_row(kv, a.block_table, a.max_blocks, seq, t, 1, kvh, a.nKV, a.tpb, D) + dd, vf);
+      } else {
+#pragma unroll
+        for (int e = 0; e < 8; e++) kf[e] = vf[e] = 0.f;
+      }
+#pragma unroll
+      for (int e = 0; e < 8; e++) {
+        Kt[(dd + e) * C::KLD + kk] = kf[e];
+        Vs[kk * D + dd + e] = vf[e];
+      }
+    }
+    __syncthreads();
+
+    float s[RPT][4];
+#pragma unroll
+    for (int i = 0; i < RPT; i++)
+#pragma unroll
+      for (int j = 0; j < 4; j++) s[i][j] = 0.f;
+#pragma unroll 8
+    for (int d = 0; d < D; d++) {
+      const float4 k4 = *reinterpret_cast<const float4 *>(&Kt[d * C::KLD + c0]);
+#pragma unroll
+      for (int i = 0; i < RPT; i++) {
+        const float qv = Qs[rows[i] * C::QLD + d];
+        s[i][0] += qv * k4.x;
+        s[i][1] += qv * k4.y;
+        s[i][2] += qv * k4.z;
+        s[i][3] += qv * k4.w;
+      }
+    }
+
+#pragma unroll
+    for (int i = 0; i < RPT; i++) {
+      const int qp = p0 + q0 + rows[i];
+      float mx = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        const int kp = k0 + c0 + j;
+        float v = s[i][j] * a.scale;
+        if (a.softcap > 0.f) v = tanhf(v / a.softcap) * a.softcap;
+        const bool ok = rows[i] < nrows && kp <= qp && kp < kend && (a.window <= 0 || kp > qp - a.window);
+        v = ok ? v : -INFINITY;
+        s[i][j] = v;
+        mx = fmaxf(mx, v);
+      }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+      const float m_new = fmaxf(m_i[i], mx);
+      float alpha, rs = 0.f;
+      if (m_new == -INFINITY) {
+        alpha = 1.f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) s[i][j] = 0.f;
+      } else {
+        alpha = m_i[i] == -INFINITY ? 0.f : expf(m_i[i] - m_new);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          s[i][j] = s[i][j] == -INFINITY ? 0.f : expf(s[i][j] - m_new);
+          rs += s[i][j];
+        }
+      }
+      rs += __shfl_xor_sync(0xffffffffu, rs, 1);
+      rs += __shfl_xor_sync(0xffffffffu, rs, 2);
+      rs += __shfl_xor_sync(0xffffffffu, rs, 4);
+      l_i[i] = l_i[i] * alpha + rs;
+      m_i[i] = m_new;
+#pragma unroll
+      for (int j = 0; j < DPT; j++) acc[i][j] *= alpha;
+#pragma unroll
+      for (int j = 0; j < 4; j++) Ps[rows[i] * C::PLD + c0 + j] = s[i][j];
+    }
+    __syncthreads();
+
+    const int dbase = (tid & 7) * 4;
+#pragma unroll 4
+    for (int k = 0; k < BK; k++) {
+      float p[RPT];
+#pragma unroll
+      for (int i = 0; i < RPT; i++) p[i] = Ps[rows[i] * C::PLD + k];
+#pragma unroll
+      for (int jj = 0; jj < DPT / 4; jj++) {
+        const float4 v = *reinterpret_cast<const float4 *>(&Vs[k * D + dbase + jj * 32]);
+#pragma unroll
+        for (int i = 0; i < RPT; i++) {
+          acc[i][jj * 4 + 0] += p[i] * v.x;
+          acc[i][jj * 4 + 1] += p[i] * v.y;
+          acc[i][jj * 4 + 2] += p[i] * v.z;
+          acc[i][jj * 4 + 3] += p[i] * v.w;
+        }
+      }
+    }
+  }
+
+  const int dbase = (tid & 7) * 4;
+#pragma unroll
+  for (int i = 0; i < RPT; i++) {
+    if (rows[i] >= nrows) continue;
+    const float inv = l_i[i] > 0.f ? 1.f / l_i[i] : 0.f;
+    OutT *o = static_cast<OutT *>(a.out) + ((int64_t)(qbeg + q0 + rows[i]) * a.nH + h) * D;
+#pragma unroll
+    for (int jj = 0; jj < DPT / 4; jj++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) o[dbase + jj * 32 + e] = from_f<OutT>(acc[i][jj * 4 + e] * inv);
+  }
+}
+
+
+// ----------------------------------------------------------------------------------------------
+// prefill on tensor cores (16-bit KV): WMMA bf16/fp16 16x16x16 tiles, fp32 accumulation.
+// 4 warps, each owning 16 of the tile's 64 query rows; K/V tiles of 64 keys in shared memory.
+// S = Q K^T per warp (fragments → shared f32), online softmax on the rows (two lanes per row),
+// P rounded to 16 bits, O += P V with the O tile kept in shared f32 (rescaled per row between
+// key tiles, since WMMA's fragment layout is opaque). Q is rounded to the KV dtype, as
+// TensorRT-LLM's FMHA does.
+
+#define TC_BQ 64
+#define TC_BK 64
+#define TC_THREADS 128
+
+template <int D> struct TcCfg {
+  static constexpr int QLD = D + 8;        // 16-bit elements (pads rows by 16 bytes)
+  static constexpr int SLD = TC_BK + 4;    // f32
+  static constexpr int PLD = TC_BK + 8;    // 16-bit
+  static constexpr int OLD = D + 4;        // f32
+  static constexpr size_t q_off = 0;
+  static constexpr size_t k_off = q_off + (size_t)TC_BQ * QLD * 2;
+  static constexpr size_t v_off = k_off + (size_t)TC_BK * QLD * 2;
+  static constexpr size_t s_off = v_off + (size_t)TC_BK * QLD * 2;
+  static constexpr size_t p_off = s_off + (size_t)TC_BQ * SLD * 4;
+  static constexpr size_t o_off = p_off + (size_t)TC_BQ * PLD * 2;
+  static constexpr size_t r_off = o_off + (size_t)TC_BQ * OLD * 4;
+  static constexpr size_t bytes = r_off + (size_t)TC_BQ * 3 * 4;
+};
+
+template <int D, typename T, typename OutT>
+__global__ void __launch_bounds__(TC_THREADS) attn_prefill_tc_kernel(AttnPrefillArgs a) {
+  pdl_wait();
+  pdl_trigger_if_one_wave();
+  using C = TcCfg<D>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  T *Qs = reinterpret_cast<T *>(smem + C::q_off);
+  T *Ks = reinterpret_cast<T *>(smem + C::k_off);
+  T *Vs = reinterpret_cast<T *>(smem + C::v_off);
+  float *Ss = reinterpret_cast<float *>(smem + C::s_off);
+  T *Ps = reinterpret_cast<T *>(smem + C::p_off);
+  float *Os = reinterpret_cast<float *>(smem + C::o_off);
+  float *m_r = reinterpret_cast<float *>(smem + C::r_off);
+  float *l_r = m_r + TC_BQ;
+  float *al_r = l_r + TC_BQ;
+
+  const int tile = blockIdx.x, h = blockIdx.y;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int G = a.nH / a.nKV, kvh = h / G;
+  const int seq = a.tiles[2 * tile], q0 = a.tiles[2 * tile + 1];
+  const int qbeg = a.cu_q[seq], nq = a.cu_q[seq + 1] - qbeg;
+  const int p0 = a.pos0[seq];
+  const int nrows = min(TC_BQ, nq - q0);
+  const T *kv = static_cast<const T *>(a.kv);
+
+  // Q tile (f32 → T), O = 0, row stats
+  for (int idx = tid; idx < TC_BQ * (D / 4); idx += TC_THREADS) {
+    const int r = idx / (D / 4), d = (idx % (D / 4)) * 4;
+    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (r < nrows) v = *reinterpret_cast<const float4 *>(&a.q[((int64_t)(qbeg + q0 + r) * a.nH + h) * D + d]);
+    T *qd = &Qs[r * C::QLD + d];
+    qd[0] = from_f<T>(v.x);
+    qd[1] = from_f<T>(v.y);
+    qd[2] = from_f<T>(v.z);
+    qd[3] = from_f<T>(v.w);
+  }
+  for (int idx = tid; idx < TC_BQ * D; idx += TC_THREADS) Os[(idx / D) * C::OLD + idx % D] = 0.f;
+  if (tid < TC_BQ) {
+    m_r[tid] = -INFINITY;
+    l_r[tid] = 0.f;
+  }
+
+  const int qfirst = p0 + q0, qlast = p0 + q0 + nrows - 1;
+  int kbeg = a.window > 0 ? max(0, qfirst - a.window + 1) : 0;
+  kbeg = (kbeg / TC_BK) * TC_BK;
+  const int kend = qlast + 1;
+  const int r = warp * 16 + (lane >> 1);  // this lane's softmax row
+  const int half = lane & 1;
+  const int qp = p0 + q0 + r;
+
+  for (int k0 = kbeg; k0 < kend; k0 += TC_BK) {
+    __syncthreads();  // previous tile consumed (and Q/O initialised on the first pass)
+    for (int idx = tid; idx < TC_BK * (D / 8); idx += TC_THREADS) {
+      const int kk = idx / (D / 8), dd = (idx % (D / 8)) * 8;
+      const int t = k0 + kk;
+      uint4 kq = make_uint4(0, 0, 0, 0), vq = make_uint4(0, 0, 0, 0);
+      if (t < kend) {
+        kq = *reinterpret_cast<const uint4 *>(kv_row(kv, a.block_table, a.max_blocks, seq, t, 0, kvh, a.nKV, a.tpb, D) + dd);
+        vq = *reinterpret_cast<const uint4 *>(kv_row(kv, a.block_table, a.max_blocks, seq, t, 1, kvh, a.nKV, a.tpb, D) + dd);
+      }
+      *reinterpret_cast<uint4 *>(&Ks[kk * C::QLD + dd]) = kq;
+      *reinterpret_cast<uint4 *>(&Vs[kk * C::QLD + dd]) = vq;
+    }
+    __syncthreads();
+
+    // S (this warp's 16 rows x 64 keys) = Q K^T
+#pragma unroll
+    for (int j = 0; j < TC_BK / 16; j++) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+      wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+      for (int kd = 0; kd < D / 16; kd++) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fb;
+        wmma::load_matrix_sync(fa, Qs + warp * 16 * C::QLD + kd * 16, C::QLD);
+        wmma::load_matrix_sync(fb, Ks + j * 16 * C::QLD + kd * 16, C::QLD);
+        wmma::mma_sync(acc, fa, fb, acc);
+      }
+      wmma::store_matrix_sync(Ss + warp * 16 * C::SLD + j * 16, acc, C::SLD, wmma::mem_row_major);
+    }
+    __syncwarp();
+
+    // online softmax: two lanes per row, 32 keys each
+    {
+      float sv[32];
+      float mx = -INFINITY;
+#pragma unroll
+      for (int c = 0; c < 32; c++) {
+        const int col = half * 32 + c;
+        const int kp = k0 + col;
+        float v = Ss[r * C::SLD + col] * a.scale;
+        if (a.softcap > 0.f) v = tanhf(v / a.softcap) * a.softcap;
+        const bool ok = r < nrows && kp <= qp && kp < kend && (a.window <= 0 || kp > qp - a.window);
+        v = ok ? v : -INFINITY;
+        sv[c] = v;
+        mx = fmaxf(mx, v);
+      }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      const float m_old = m_r[r];
+      const float m_new = fmaxf(m_old, mx);
+      float sum = 0.f;
+#pragma unroll
+      for (int c = 0; c < 32; c++) {
+        const float pv = (m_new == -INFINITY || sv[c] == -INFINITY) ? 0.f : expf(sv[c] - m_new);
+        const T pt = from_f<T>(pv);
+        Ps[r * C::PLD + half * 32 + c] = pt;
+        sum += to_f<T>(pt);  // the sum of what P·V will use
+      }
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      const float alpha = m_new == -INFINITY ? 1.f : (m_old == -INFINITY ? 0.f : expf(m_old - m_new));
+      __syncwarp();
+      if (half == 0) {
+        l_r[r] = l_r[r] * alpha + sum;
+        m_r[r] = m_new;
+        al_r[r] = alpha;
+      }
+      // rescale this row's O (each lane of the pair takes half of D)
+      for (int d = half * (D / 2); d < (half + 1) * (D / 2); d++) Os[r * C::OLD + d] *= alpha;
+    }
+    __syncwarp();
+
+    // O += P V
+#pragma unroll
+    for (int j = 0; j < D / 16; j++) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+      wmma::load_matrix_sync(acc, Os + warp * 16 * C::OLD + j * 16, C::OLD, wmma::mem_row_major);
+#pragma unroll
+      for (int kk = 0; kk < TC_BK / 16; kk++) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
+        wmma::load_matrix_sync(fa, Ps + warp * 16 * C::PLD + kk * 16, C::PLD);
+        wmma::load_matrix_sync(fb, Vs + kk * 16 * C::QLD + j * 16, C::QLD);
+        wmma::mma_sync(acc, fa, fb, acc);
+      }
+      wmma::store_matrix_sync(Os + warp * 16 * C::OLD + j * 16, acc, C::OLD, wmma::mem_row_major);
+    }
+    __syncwarp();
+  }
+  __syncthreads();
+
+  // normalise and write this tile's rows
+  for (int idx = tid; idx < TC_BQ * D; idx += TC_THREADS) {
+    const int rr = idx / D, d = idx % D;
+    if (rr >= nrows) continue;
+    const float l = l_r[rr];
+    const float o = l > 0.f ? Os[rr * C::OLD + d] / l : 0.f;
+    static_cast<OutT *>(a.out)[((int64_t)(qbeg + q0 + rr) * a.nH + h) * D + d] = from_f<OutT>(o);
+  }
+}
+
+
+/* The tensor-core prefill with the O tile kept in registers (WMMA accumulators) and a lazy
+ * softmax rescale: rows keep a reference max and only rescale O when a new score exceeds it by
+ * more than 8 (probabilities stay ≤ e^8, safe in bf16/fp16 and f32), so O goes through shared
+ * memory only on those rare rescales and once at the end. Q fragments stay in registers. D ≤ 128. */
+template <int D, typename T, typename OutT>
+__global__ void __launch_bounds__(TC_THREADS) attn_prefill_tc2_kernel(AttnPrefillArgs a) {
+  pdl_wait();
+  pdl_trigger_if_one_wave();
+  using C = TcCfg<D>;
+  constexpr int NF = D / 16;
+  constexpr float LOG2E = 1.4426950408889634f;
+  extern __shared__ __align__(128) unsigned char smem[];
+  T *Qs = reinterpret_cast<T *>(smem + C::q_off);
+  T *Ks = reinterpret_cast<T *>(smem + C::k_off);
+  T *Vs = reinterpret_cast<T *>(smem + C::v_off);
+  float *Ss = reinterpret_cast<float *>(smem + C::s_off);
+  T *Ps = reinterpret_cast<T *>(smem + C::p_off);
+  float *Os = reinterpret_cast<float *>(smem + C::o_off);
+  float *m_r = reinterpret_cast<float *>(smem + C::r_off);
+  float *l_r = m_r + TC_BQ;
+  float *al_r = l_r + TC_BQ;
+
+  const int tile = blockIdx.x, h = blockIdx.y;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int G = a.nH / a.nKV, kvh = h / G;
+  const int seq = a.tiles[2 * tile], q0 = a.tiles[2 * tile + 1];
+  const int qbeg = a.cu_q[seq], nq = a.cu_q[seq + 1] - qbeg;
+  const int p0 = a.pos0[seq];
+  const int nrows = min(TC_BQ, nq - q0);
+  const T *kv = static_cast<const T *>(a.kv);
+
+  for (int idx = tid; idx < TC_BQ * (D / 4); idx += TC_THREADS) {
+    const int r = idx / (D / 4), d = (idx % (D / 4)) * 4;
+    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (r < nrows) v = *reinterpret_cast<const float4 *>(&a.q[((int64_t)(qbeg + q0 + r) * a.nH + h) * D + d]);
+    T *qd = &Qs[r * C::QLD + d];
+    qd[0] = from_f<T>(v.x);
+    qd[1] = from_f<T>(v.y);
+    qd[2] = from_f<T>(v.z);
+    qd[3] = from_f<T>(v.w);
+  }
+  if (tid < TC_BQ) {
+    m_r[tid] = -INFINITY;
+    l_r[tid] = 0.f;
+  }
+  __syncthreads();
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> qf[NF];
+#pragma unroll
+  for (int kd = 0; kd < NF; kd++) wmma::load_matrix_sync(qf[kd], Qs + warp * 16 * C::QLD + kd * 16, C::QLD);
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> of[NF];
+#pragma unroll
+  for (int j = 0; j < NF; j++) wmma::fill_fragment(of[j], 0.f);
+
+  const int qfirst = p0 + q0, qlast = p0 + q0 + nrows - 1;
+  int kbeg = a.window > 0 ? max(0, qfirst - a.window + 1) : 0;
+  kbeg = (kbeg / TC_BK) * TC_BK;
+  const int kend = qlast + 1;
+  const int r = warp * 16 + (lane >> 1);
+  const int half = lane & 1;
+  const int qp = p0 + q0 + r;
+
+  for (int k0 = kbeg; k0 < kend; k0 += TC_BK) {
+    __syncthreads();
+    for (int idx = tid; idx < TC_BK * (D / 8); idx += TC_THREADS) {
+      const int kk = idx / (D / 8), dd = (idx % (D / 8)) * 8;
+      const int t = k0 + kk;
+      uint4 kq = make_uint4(0, 0, 0, 0), vq = make_uint4(0, 0, 0, 0);
+      if (t < kend) {
+        kq = *reinterpret_cast<const uint4 *>(kv_row(kv, a.block_table, a.max_blocks, seq, t, 0, kvh, a.nKV, a.tpb, D) + dd);
+        vq = *reinterpret_cast<const uint4 *>(kv_row(kv, a.block_table, a.max_blocks, seq, t, 1, kvh, a.nKV, a.tpb, D) + dd);
+      }
+      *reinterpret_cast<uint4 *>(&Ks[kk * C::QLD + dd]) = kq;
+      *reinterpret_cast<uint4 *>(&Vs[kk * C::QLD + dd]) = vq;
+    }
+    __syncthreads();
+
+#pragma unroll
+    for (int j = 0; j < TC_BK / 16; j++) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+      wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+      for (int kd = 0; kd < NF; kd++) {
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fb;
+        wmma::load_matrix_sync(fb, Ks + j * 16 * C::QLD + kd * 16, C::QLD);
+        wmma::mma_sync(acc, qf[kd], fb, acc);
+      }
+      wmma::store_matrix_sync(Ss + warp * 16 * C::SLD + j * 16, acc, C::SLD, wmma::mem_row_major);
+    }
+    __syncwarp();
+
+    bool need = false;
+    {
+      float sv[32];
+      float mx = -INFINITY;
+#pragma unroll
+      for (int c = 0; c < 32; c++) {
+        const int col = half * 32 + c;
+        const int kp = k0 + col;
+        float v = Ss[r * C::SLD + col] * a.scale;
+        if (a.softcap > 0.f) v = tanhf(v / a.softcap) * a.softcap;
+        const bool ok = r < nrows && kp <= qp && kp < kend && (a.window <= 0 || kp > qp - a.window);
+        v = ok ? v : -INFINITY;
+        sv[c] = v;
+        mx = fmaxf(mx, v);
+      }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      const float m_old = m_r[r];
+      float m_use = m_old, alpha = 1.f;
+      if (m_old == -INFINITY) m_use = mx;  // O and l are still zero
+      else if (mx > m_old + 8.f) {
+        need = true;
+        m_use = mx;
+        alpha = exp2f((m_old - mx) * LOG2E);
+      }
+      float sum = 0.f;
+#pragma unroll
+      for (int c = 0; c < 32; c++) {
+        const float pv = (m_use == -INFINITY || sv[c] == -INFINITY) ? 0.f : exp2f((sv[c] - m_use) * LOG2E);
+        const T pt = from_f<T>(pv);
+        Ps[r * C::PLD + half * 32 + c] = pt;
+        sum += to_f<T>(pt);
+      }
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      __syncwarp();
+      if (half == 0) {
+        l_r[r] = l_r[r] * alpha + sum;
+        m_r[r] = m_use;
+        al_r[r] = alpha;
+      }
+    }
+    if (__any_sync(0xffffffffu, need)) {  // rare: rescale this warp's O rows through shared memory
+#pragma unroll
+      for (int j = 0; j < NF; j++) wmma::store_matrix_sync(Os + warp * 16 * C::OLD + j * 16, of[j], C::OLD, wmma::mem_row_major);
+      __syncwarp();
+      const float al = al_r[r];
+      for (int d = half * (D / 2); d < (half + 1) * (D / 2); d++) Os[r * C::OLD + d] *= al;
+      __syncwarp();
+#pragma unroll
+      for (int j = 0; j < NF; j++) wmma::load_matrix_sync(of[j], Os + warp * 16 * C::OLD + j * 16, C::OLD, wmma::mem_row_major);
+    }
+    __syncwarp();
+
+#pragma unroll
+    for (int kk = 0; kk < TC_BK / 16; kk++) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+      wmma::load_matrix_sync(fa, Ps + warp * 16 * C::PLD + kk * 16, C::PLD);
+#pragma unroll
+      for (int j = 0; j < NF; j++) {
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
+        wmma::load_matrix_sync(fb, Vs + kk * 16 * C::QLD + j * 16, C::QLD);
+        wmma::mma_sync(of[j], fa, fb, of[j]);
+      }
+    }
+    __syncwarp();
+  }
+#pragma unroll
+  for (int j = 0; j < NF; j++) wmma::store_matrix_sync(Os + warp * 16 * C::OLD + j * 16, of[j], C::OLD, wmma::mem_row_major);
+  __syncthreads();
+
+  for (int idx = tid; idx < TC_BQ * D; idx += TC_THREADS) {
+    const int rr = idx / D, d = idx % D;
+    if (rr >= nrows) continue;
+    const float l = l_r[rr];
+    const float o = l > 0.f ? Os[rr * C::OLD + d] / l : 0.f;
+    static_cast<OutT *>(a.out)[((int64_t)(qbeg + q0 + rr) * a.nH + h) * D + d] = from_f<OutT>(o);
+  }
+}
+
+template <int D, typename T, typename OutT>
+static int32_t prefill_tc_launch(cudaStream_t s, const AttnPrefillArgs &a) {
+  dim3 grid((unsigned)a.n_tiles, (unsigned)a.nH);
+  if (D <= 128 && !trtbe_legacy()) (void)trtbe_launch(attn_prefill_tc2_kernel<(D <= 128 ? D : 128), T, OutT>, dim3(grid), dim3(TC_THREADS), TcCfg<D>::bytes, s, a);
+  else (void)trtbe_launch(attn_prefill_tc_kernel<D, T, OutT>, dim3(grid), dim3(TC_THREADS), TcCfg<D>::bytes, s, a);
+  TRTB_CUDA_CHECK_LAUNCH("attn_prefill_tc_kernel");
+  return TRTB_OK;
+}
+
+template <int D, typename T>
+static int32_t prefill_tc_out(cudaStream_t s, const AttnPrefillArgs &a) {
+  switch (a.out_dtype) {
+    case TRTB_DTYPE_BF16: return prefill_tc_launch<D, T, __nv_bfloat16>(s, a);
+    case TRTB_DTYPE_F16: return prefill_tc_launch<D, T, __half>(s, a);
+    case TRTB_DTYPE_F32: return prefill_tc_launch<D, T, float>(s, a);
+    default: return trtb__fail(TRTB_ERR_DTYPE, "attention: out dtype %d", a.out_dtype);
+  }
+}
+
+template <typename T>
+static int32_t prefill_tc_d(cudaStream_t s, const AttnPrefillArgs &a) {
+  switch (a.D) {
+    case 64: return prefill_tc_out<64, T>(s, a);
+    case 128: return prefill_tc_out<128, T>(s, a);
+    case 256: return prefill_tc_out<256, T>(s, a);
+    default: return trtb__fail(TRTB_ERR_UNSUPPORTED, "attention: head size %d (supported: 64, 128, 256)", a.D);
+  }
+}
+
+template <int D, typename T, typename OutT>
+static int32_t set_tc_smem(void) {
+  TRTB_CUDA_TRY(cudaFuncSetAttribute(attn_prefill_tc_kernel<D, T, OutT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)TcCfg<D>::bytes));
+  if (D <= 128)
+    TRTB_CUDA_TRY(cudaFuncSetAttribute(attn_prefill_tc2_kernel<(D <= 128 ? D : 128), T, OutT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)TcCfg<D>::bytes));
+  return TRTB_OK;
+}
+
+template <typename T>
+static int32_t set_tc_smem_t(void) {
+  int32_t st;
+#define TRTBE_TC_SMEM(D)                                                     \
+  if ((st = set_tc_smem<D, T, __nv_bfloat16>()) != TRTB_OK) return st;       \
+  if ((st = set_tc_smem<D, T, __half>()) != TRTB_OK) return st;              \
+  if ((st = set_tc_smem<D, T, float>()) != TRTB_OK) return st;
+  TRTBE_TC_SMEM(64)
+  TRTBE_TC_SMEM(128)
+  TRTBE_TC_SMEM(256)
+#undef TRTBE_TC_SMEM
+  return TRTB_OK;
+}
+
+// ----------------------------------------------------------------------------------------------
+// kernel launchers
+
+template <int D, int GMAX, typename KVT>
+static void launch_decode(cudaStream_t s, const AttnDecodeArgs &a0) {
+  AttnDecodeArgs a = a0;
+  a.legacy = trtbe_legacy() ? 1 : 0;
+  dim3 grid((unsigned)a.nKV, (unsigned)a.B, (unsigned)a.nsplit);
+  (void)trtbe_launch(attn_decode_kernel<D, GMAX, KVT>, dim3(grid), dim3(DEC_THREADS), 0, s, a);
+}
+
+template <int D, typename KVT>
+static int32_t decode_g(cudaStream_t s, const AttnDecodeArgs &a) {
+  const int G = a.nH / a.nKV;
+  if (G <= 1) launch_decode<D, 1, KVT>(s, a);
+  else if (G <= 2) launch_decode<D, 2, KVT>(s, a);
+  else if (G <= 4) launch_decode<D, 4, KVT>(s, a);
+  else if (G <= 8) launch_decode<D, 8, KVT>(s, a);
+  else if (G <= 16) launch_decode<D, 16, KVT>(s, a);
+  else return trtb__fail(TRTB_ERR_UNSUPPORTED, "attention: %d query heads per KV head (max 16)", G);
+  TRTB_CUDA_CHECK_LAUNCH("attn_decode_kernel");
+  return TRTB_OK;
+}
+
+template <typename KVT>
+static int32_t decode_d(cudaStream_t s, const AttnDecodeArgs &a) {
+  switch (a.D) {
+    case 64: return decode_g<64, KVT>(s, a);
+    case 128: return decode_g<128, KVT>(s, a);
+    case 256: return decode_g<256, KVT>(s, a);
+    default: return trtb__fail(TRTB_ERR_UNSUPPORTED, "attention: head size %d (supported: 64, 128, 256)", a.D);
+  }
+}
+
+int32_t trtbe_attn_decode(cudaStream_t s, const AttnDecodeArgs &a) {
+  if (a.B <= 0) return TRTB_OK;
+  if (a.out_dtype != TRTB_DTYPE_BF16 && a.out_dtype != TRTB_DTYPE_F16 && a.out_dtype != TRTB_DTYPE_F32)
+    return trtb__fail(TRTB_ERR_DTYPE, "attention: out dtype %d", a.out_dtype);
+  if (a.nsplit > 1 && !a.ws) return trtb__fail(TRTB_ERR_INVALID_ARG, "attention: nsplit %d needs a workspace", a.nsplit);
+  if ((int64_t)a.B * a.nKV > DEC_MAX_COUNTERS) return trtb__fail(TRTB_ERR_UNSUPPORTED, "attention: %d sequences x %d KV heads exceed %d", a.B, a.nKV, DEC_MAX_COUNTERS);
+  if (a.nKV <= 0 || a.nH % a.nKV) return trtb__fail(TRTB_ERR_INVALID_ARG, "attention: %d heads over %d KV heads", a.nH, a.nKV);
+  if (a.nsplit < 1 || a.nsplit > DEC_MAX_SPLITS) return trtb__fail(TRTB_ERR_INVALID_ARG, "attention: nsplit %d (1..%d)", a.nsplit, DEC_MAX_SPLITS);
+  if (a.tpb <= 0) return trtb__fail(TRTB_ERR_INVALID_ARG, "attention: tokens_per_block %d", a.tpb);
+  int32_t st;
+  switch (a.kv_dtype) {
+    case TRTB_DTYPE_BF16: st = decode_d<__nv_bfloat16>(s, a); break;
+    case TRTB_DTYPE_F16: st = decode_d<__half>(s, a); break;
+    case TRTB_DTYPE_F32: st = decode_d<float>(s, a); break;
+    default: return trtb__fail(TRTB_ERR_DTYPE, "attention: kv dtype %d is not F32/F16/BF16", a.kv_dtype);
+  }
+  return st;
+}
+
+template <int D, typename KVT, typename OutT>
+static int32_t prefill_launch(cudaStream_t s, const AttnPrefillArgs &a) {
+  dim3 grid((unsigned)a.n_tiles, (unsigned)a.nH);
+  (void)trtbe_launch(attn_prefill_kernel<D, KVT, OutT>, dim3(grid), dim3(PF_THREADS), PfCfg<D>::smem_floats * sizeof(float), s, a);
+  TRTB_CUDA_CHECK_LAUNCH("attn_prefill_kernel");
+  return TRTB_OK;
+}
+
+template <int D, typename KVT>
+static int32_t prefill_out(cudaStream_t s, const AttnPrefillArgs &a) {
+  switch (a.out_dtype) {
+    case TRTB_DTYPE_BF16: return prefill_launch<D, KVT, __nv_bfloat16>(s, a);
+    case TRTB_DTYPE_F16: return prefill_launch<D, KVT, __half>(s, a);
+    case TRTB_DTYPE_F32: return prefill_launch<D, KVT, float>(s, a);
+    default: return trtb__fail(TRTB_ERR_DTYPE, "attention: out dtype %d", a.out_dtype);
+  }
+}
+
+template <typename KVT>
+static int32_t prefill_d(cudaStream_t s, const AttnPrefillArgs &a) {
+  switch (a.D) {
+    case 64: return prefill_out<64, KVT>(s, a);
+    case 128: return prefill_out<128, KVT>(s, a);
+    case 256: return prefill_out<256, KVT>(s, a);
+    default: return trtb__fail(TRTB_ERR_UNSUPPORTED, "attention: head size %d (supported: 64, 128, 256)", a.D);
+  }
+}
+
+int32_t trtbe_attn_prefill(cudaStream_t s, const AttnPrefillArgs &a) {
+  if (a.n_tiles <= 0) return TRTB_OK;
+  if (a.nKV <= 0 || a.nH % a.nKV) return trtb__fail(TRTB_ERR_INVALID_ARG, "attention: %d heads over %d KV heads", a.nH, a.nKV);
+  if (a.tpb <= 0) return trtb__fail(TRTB_ERR_INVALID_ARG, "attention: tokens_per_block %d", a.tpb);
+  switch (a.kv_dtype) {
+    case TRTB_DTYPE_BF16: return prefill_tc_d<__nv_bfloat16>(s, a);  // tensor cores
+    case TRTB_DTYPE_F16: return prefill_tc_d<__half>(s, a);
+    case TRTB_DTYPE_F32: return prefill_d<float>(s, a);  // exact numerics: f32 SIMT
+    default: return trtb__fail(TRTB_ERR_DTYPE, "attention: kv dtype %d is not F32/F16/BF16", a.kv_dtype);
+  }
+}
+
+template <int D, typename KVT, typename OutT>
+static int32_t set_smem(void) {
+  TRTB_CUDA_TRY(cudaFuncSetAttribute(attn_prefill_kernel<D, KVT, OutT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     (int)(PfCfg<D>::smem_floats * sizeof(float))));
+  return TRTB_OK;
+}
+
+template <typename KVT>
+static int32_t set_smem_kv(void) {
+  int32_t st;
+#define TRTBE_SMEM(D)                                                       \
+  if ((st = set_smem<D, KVT, __nv_bfloat16>()) != TRTB_OK) return st;       \
+  if ((st = set_smem<D, KVT, __half>()) != TRTB_OK) return st;              \
+  if ((st = set_smem<D, KVT, float>()) != TRTB_OK) return st;
+  TRTBE_SMEM(64)
+  TRTBE_SMEM(128)
+  TRTBE_SMEM(256)
+#undef TRTBE_SMEM
+  return TRTB_OK;
+}
+
+int32_t trtbe_attention_init(void) {
+  int32_t st = set_smem_kv<float>();
+  if (st != TRTB_OK) return st;
+  if ((st = set_tc_smem_t<__nv_bfloat16>()) != TRTB_OK) return st;
+  return set_tc_smem_t<__half>();
+}

@@ -1,0 +1,128 @@
+/**
+ * Weight layout of an engine: the rank's checkpoint tensors rearranged for the CUDA kernels, as
+ * lazy tensors (nothing is read until the engine file is written).
+ *
+ *   name                          from (TRT-LLM checkpoint)                         layout
+ *   embedding                     transformer.vocab_embedding.weight                [rows, H] model dtype
+ *   layers.{i}.input_norm         transformer.layers.{i}.input_layernorm.weight     [H] f32
+ *   layers.{i}.qkv                attention.qkv.weight (fused as stored)            [qkv_rows, H]
+ *   layers.{i}.qkv_bias           attention.qkv.bias                                [qkv_rows] f32
+ *   layers.{i}.q_norm / k_norm    attention.q_layernorm / k_layernorm (Qwen3)       [D] f32
+ *   layers.{i}.dense(_bias)       attention.dense.weight / .bias                    [H, nH·D], [H] f32
+ *   layers.{i}.post_norm          post_layernorm.weight                             [H] f32
+ *   layers.{i}.pre_ff_norm        pre_feedforward_layernorm (Gemma-2)               [H] f32
+ *   layers.{i}.post_ff_norm       post_feedforward_layernorm (Gemma-2)              [H] f32
+ *   layers.{i}.gate_up(_bias)     [mlp.gate; mlp.fc] (= [up; gate]), or Phi-3's     [2I, H] one GEMM
+ *                                 fused mlp.fc as stored
+ *   layers.{i}.down(_bias)        mlp.proj.weight / .bias                           [H, I]
+ *   layers.{i}.router             mlp.router.weight (MoE)                           [E, H] f32
+ *   layers.{i}.experts.gate_up    mlp.fc.weight (MoE, [w3; w1] = [up; gate])        [E, 2I, H]
+ *   layers.{i}.experts.down       mlp.proj.weight (MoE)                             [E, H, I]
+ *   ln_f                          transformer.ln_f.weight                           [H] f32
+ *   lm_head                       lm_head.weight                                    [rows, H]
+ *   rope.inv_freq                 computed (default, linear, llama3)                [rot/2] f32
+ *
+ * Matrices stay [out, in]: the GEMMs use the "TN" layout, so no transpose is needed. The [up; gate]
+ * order lets one GEMM produce both halves, which the gated-activation kernel reads row by row.
+ */
+import type { PretrainedConfig } from "../config.ts";
+import type { DType } from "../dtype.ts";
+import { TrtbError } from "../errors.ts";
+import type { PretrainedModel } from "../models/model.ts";
+import { ropeInvFreq } from "../runtime/rope.ts";
+import { tensorFromBytes } from "../tensor.ts";
+import { cast, concat, type LazyTensor, lazy, renamed } from "../tensor/lazy.ts";
+import type { EngineModelDesc } from "./plan.ts";
+
+export interface EngineTensor {
+  name: string;
+  dtype: "F32" | "F16" | "BF16";
+  shape: number[];
+  source: LazyTensor;
+}
+
+export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): EngineTensor[] {
+  const w = model.weights;
+  const cfg = model.config;
+  const out: EngineTensor[] = [];
+  const get = (name: string): LazyTensor => {
+    const t = w.get(name);
+    if (!t) throw new TrtbError("CKPT_MISSING_TENSOR", `rank ${model.mapping.rank}: checkpoint has no tensor ${name}`, { tensor: name });
+    return t;
+  };
+  const opt = (name: string) => w.get(name);
+  const modelDt = (t: LazyTensor): "F16" | "BF16" => {
+    if (t.dtype !== "F16" && t.dtype !== "BF16")
+      throw new TrtbError("BUILD_UNSUPPORTED", `${t.name} is ${t.dtype}; the CUDA backend takes F16/BF16 weights (quantized checkpoints are not supported yet)`, { tensor: t.name });
+    return t.dtype;
+  };
+  const add = (name: string, t: LazyTensor, dtype?: "F32") => {
+    const dt = dtype ?? modelDt(t);
+    out.push({ name, dtype: dt, shape: [...t.shape], source: renamed(cast(t, dt), name) });
+  };
+  const f32 = (name: string, t: LazyTensor) => add(name, t, "F32");
+
+  if (desc.first_pp_rank) add("embedding", get("transformer.vocab_embedding.weight"));
+  desc.layers.forEach((_, i) => {
+    const P = `transformer.layers.${i}.`;
+    const L = `layers.${i}.`;
+    f32(`${L}input_norm`, get(`${P}input_layernorm.weight`));
+    add(`${L}qkv`, get(`${P}attention.qkv.weight`));
+    const qb = opt(`${P}attention.qkv.bias`);
+    if (qb) f32(`${L}qkv_bias`, qb);
+    if (desc.qk_norm) {
+      f32(`${L}q_norm`, get(`${P}attention.q_layernorm.weight`));
+      f32(`${L}k_norm`, get(`${P}attention.k_layernorm.weight`));
+    }
+    add(`${L}dense`, get(`${P}attention.dense.weight`));
+    const db = opt(`${P}attention.dense.bias`);
+    if (db) f32(`${L}dense_bias`, db);
+    f32(`${L}post_norm`, get(`${P}post_layernorm.weight`));
+    if (desc.sandwich_norms) {
+      f32(`${L}pre_ff_norm`, get(`${P}pre_feedforward_layernorm.weight`));
+      f32(`${L}post_ff_norm`, get(`${P}post_feedforward_layernorm.weight`));
+    }
+    if (desc.moe) {
+      f32(`${L}router`, get(`${P}mlp.router.weight`));
+      add(`${L}experts.gate_up`, get(`${P}mlp.fc.weight`));
+      add(`${L}experts.down`, get(`${P}mlp.proj.weight`));
+      return;
+    }
+    const fc = get(`${P}mlp.fc.weight`);
+    const gate = opt(`${P}mlp.gate.weight`);
+    if (gate) {
+      // GatedMLP: fc = activated (HF gate_proj), gate = linear (HF up_proj) → [up; gate]
+      add(`${L}gate_up`, concat([gate, fc], 0, `${L}gate_up`));
+      const fb = opt(`${P}mlp.fc.bias`);
+      const gb = opt(`${P}mlp.gate.bias`);
+      if (fb && gb) f32(`${L}gate_up_bias`, concat([gb, fb], 0, `${L}gate_up_bias`));
+    } else {
+      add(`${L}gate_up`, fc); // Phi-3: already [up; gate]
+      const fb = opt(`${P}mlp.fc.bias`);
+      if (fb) f32(`${L}gate_up_bias`, fb);
+    }
+    add(`${L}down`, get(`${P}mlp.proj.weight`));
+    const pb = opt(`${P}mlp.proj.bias`);
+    if (pb) f32(`${L}down_bias`, pb);
+  });
+  if (desc.last_pp_rank) {
+    f32("ln_f", get("transformer.ln_f.weight"));
+    add("lm_head", get("lm_head.weight"));
+  }
+  const inv = ropeFrequencies(cfg, desc);
+  out.push({
+    name: "rope.inv_freq",
+    dtype: "F32",
+    shape: [inv.length],
+    source: lazy(tensorFromBytes("rope.inv_freq", "F32" as DType, [inv.length], new Uint8Array(inv.buffer, inv.byteOffset, inv.byteLength))),
+  });
+  return out;
+}
+
+function ropeFrequencies(cfg: PretrainedConfig, desc: EngineModelDesc): Float32Array {
+  try {
+    return ropeInvFreq(desc.rotary_dim, (cfg.rotary_base as number | undefined) ?? 10000, cfg.rotary_scaling as Record<string, unknown> | null);
+  } catch (e) {
+    throw new TrtbError("BUILD_UNSUPPORTED", (e as Error).message, { cause: e });
+  }
+}

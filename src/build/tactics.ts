@@ -1,0 +1,132 @@
+/**
+ * Tactic selection: for every GEMM shape of the engine and every token-count bucket, time the
+ * candidates on the GPU (cuBLASLt heuristic top-N and our GEMV kernel for m ≤ 8) and keep the
+ * fastest. Results go into the plan and into a timing cache file reused across builds
+ * (`--input_timing_cache` / `--output_timing_cache`, default `model.cache` in the output dir).
+ *
+ * Timing cache (JSON): { format: "trtb-timing-cache", version: 1, entries: { key: entry } } with
+ * key = device|sm|cublasLt version|ab>y|m|n|k, so entries from another GPU or library are never used.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { TrtbError } from "../errors.ts";
+import { log } from "../log.ts";
+import { writeFileAtomic } from "../util/fs.ts";
+import type { Backend } from "./backend.ts";
+import type { EngineModelDesc, PlanDevice, PlanGemm, PlanGemmSite, PlanTactic } from "./plan.ts";
+
+export interface CacheEntry {
+  kind: PlanTactic["kind"];
+  variant: number;
+  algo?: string;
+  us: number;
+}
+
+export class TimingCache {
+  readonly entries = new Map<string, CacheEntry>();
+  hits = 0;
+  misses = 0;
+
+  static load(path: string | null | undefined): TimingCache {
+    const c = new TimingCache();
+    if (!path || !existsSync(path)) return c;
+    let j: { format?: string; version?: number; entries?: Record<string, CacheEntry> };
+    try {
+      j = JSON.parse(readFileSync(path, "utf8"));
+    } catch (e) {
+      throw new TrtbError("BUILD_TIMING_CACHE", `${path}: not a valid timing cache (${(e as Error).message})`, { file: path });
+    }
+    if (j.format !== "trtb-timing-cache" || j.version !== 1)
+      throw new TrtbError("BUILD_TIMING_CACHE", `${path}: not a trtb timing cache (format ${JSON.stringify(j.format)}, version ${j.version})`, { file: path });
+    for (const [k, v] of Object.entries(j.entries ?? {})) c.entries.set(k, v);
+    return c;
+  }
+
+  static key(dev: PlanDevice, ab: string, y: string, m: number, n: number, k: number): string {
+    return `${dev.name}|sm${dev.sm}|lt${dev.cublaslt_version}|${ab}>${y}|m${m}|n${n}|k${k}`;
+  }
+
+  merge(other: TimingCache): void {
+    for (const [k, v] of other.entries) this.entries.set(k, v);
+  }
+
+  save(path: string): void {
+    const entries = Object.fromEntries([...this.entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    writeFileAtomic(path, `${JSON.stringify({ format: "trtb-timing-cache", version: 1, entries }, null, 1)}\n`);
+  }
+}
+
+export interface GemmSiteShape {
+  name: string;
+  n: number;
+  k: number;
+  ab: "F16" | "BF16";
+  y: "F32" | "F16" | "BF16";
+}
+
+/**
+ * The distinct GEMM shapes of one rank. Outputs feeding the f32 residual stream (qkv, dense, down,
+ * lm_head) are f32; the gate/up projection writes the model dtype (its consumer is the gated
+ * activation, which rounds anyway).
+ */
+export function gemmSites(d: EngineModelDesc): GemmSiteShape[] {
+  const ab = d.dtype === "bfloat16" ? "BF16" : "F16";
+  const H = d.hidden_size;
+  const I = d.intermediate_size;
+  const sites: GemmSiteShape[] = [
+    { name: "qkv", n: d.qkv_rows, k: H, ab, y: "F32" },
+    { name: "dense", n: H, k: d.num_heads * d.head_size, ab, y: "F32" },
+  ];
+  if (d.moe) {
+    sites.push({ name: "experts.gate_up", n: 2 * I, k: H, ab, y: ab }, { name: "experts.down", n: H, k: I, ab, y: "F32" });
+  } else {
+    sites.push({ name: "gate_up", n: 2 * I, k: H, ab, y: ab }, { name: "down", n: H, k: I, ab, y: "F32" });
+  }
+  if (d.last_pp_rank) sites.push({ name: "lm_head", n: d.lm_head_rows, k: H, ab, y: "F32" });
+  return sites;
+}
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
+/** Choose a tactic per site and bucket, timing what the cache does not know. */
+export function selectTactics(backend: Backend, sites: GemmSiteShape[], buckets: number[], cache: TimingCache): PlanGemm {
+  const tactics: PlanTactic[] = [];
+  const index = new Map<string, number>();
+  const intern = (t: PlanTactic): number => {
+    const k = `${t.kind}|${t.variant}|${t.algo ?? ""}`;
+    let i = index.get(k);
+    if (i === undefined) {
+      i = tactics.length;
+      tactics.push(t);
+      index.set(k, i);
+    }
+    return i;
+  };
+  const out: Record<string, PlanGemmSite> = {};
+  for (const s of sites) {
+    const t0 = performance.now();
+    let timed = 0;
+    const site: PlanGemmSite = { n: s.n, k: s.k, ab: s.ab, y: s.y, buckets: [] };
+    for (const m of buckets) {
+      const key = TimingCache.key(backend.device, s.ab, s.y, m, s.n, s.k);
+      let e = cache.entries.get(key);
+      if (e) cache.hits++;
+      else {
+        cache.misses++;
+        timed++;
+        // Bigger problems need fewer repeats to fill the measurement window.
+        const flop = 2 * m * s.n * s.k;
+        const res = backend.tune({ m, n: s.n, k: s.k, ab: s.ab, y: s.y, maxAlgos: 8, allowGemv: true, minMs: flop > 1e11 ? 3 : 1 });
+        const best = res[0];
+        e = best
+          ? { kind: best.kind, variant: best.variant, algo: best.algo ? hex(best.algo) : undefined, us: best.timeUs }
+          : { kind: "heuristic", variant: 0, us: 0 };
+        cache.entries.set(key, e);
+      }
+      site.buckets.push([m, intern({ kind: e.kind, variant: e.variant, ...(e.algo ? { algo: e.algo } : {}) }), e.us]);
+    }
+    out[s.name] = site;
+    const b1 = site.buckets[0]!;
+    log.debug(`gemm ${s.name} [${s.n} x ${s.k}] ${s.ab}->${s.y}: ${timed}/${buckets.length} buckets timed in ${((performance.now() - t0) / 1000).toFixed(2)} s; m=1: ${tactics[b1[1]]!.kind} ${b1[2].toFixed(1)} µs`);
+  }
+  return { tactics, sites: out };
+}

@@ -1,0 +1,131 @@
+/**
+ * build() → Engine → save → Engine.fromDir without a GPU (fake backend: untuned tactics): the
+ * engine directory layout, config.json, the plan, the weight layout and the file format's checks.
+ */
+import { describe, expect, test } from "bun:test";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fakeBackend } from "../../src/build/backend.ts";
+import { buildCheckpoint } from "../../src/build/checkpoint.ts";
+import { build, Engine } from "../../src/build/engine.ts";
+import { ENGINE_MAGIC, openEngineFile } from "../../src/build/engine-file.ts";
+import { tokenBuckets } from "../../src/build/plan.ts";
+import { TimingCache } from "../../src/build/tactics.ts";
+import { convertCheckpoint } from "../../src/convert.ts";
+import { isTrtbError } from "../../src/errors.ts";
+import { LLaMAForCausalLM } from "../../src/models/llama/model.ts";
+import { toFloat32 } from "../../src/numeric.ts";
+import { fixture, readRaw, tempDir } from "../helpers.ts";
+
+const err = async (fn: () => unknown) => {
+  try {
+    await fn();
+  } catch (e) {
+    return isTrtbError(e) ? e : (e as Error);
+  }
+  throw new Error("expected an error");
+};
+
+describe("engine build and file (fake backend)", () => {
+  test("build(model) → save → fromDir: config.json, plan, weight layout", async () => {
+    using t = tempDir();
+    const ckpt = join(t.path, "ckpt");
+    await convertCheckpoint({ modelDir: fixture("llama"), outputDir: ckpt });
+    using model = await LLaMAForCausalLM.fromCheckpoint(ckpt, 0);
+    const engine = await build(model, { max_batch_size: 4, max_num_tokens: 64 }, { backend: fakeBackend() });
+    const out = join(t.path, "engine");
+    engine.save(out);
+    expect(readdirSync(out).sort()).toEqual(["config.json", "rank0.engine"]);
+    const cfg = JSON.parse(readFileSync(join(out, "config.json"), "utf8"));
+    expect(Object.keys(cfg).sort()).toEqual(["build_config", "pretrained_config", "version"]);
+    expect(cfg.build_config).toMatchObject({ max_batch_size: 4, max_num_tokens: 64, max_seq_len: 512, max_input_len: 512, kv_cache_type: "PAGED" });
+    expect("dry_run" in cfg.build_config).toBe(false);
+    expect(cfg.pretrained_config.architecture).toBe("LlamaForCausalLM");
+
+    const back = await Engine.fromDir(out, 0);
+    const plan = back.plan;
+    expect(plan.model).toMatchObject({ hidden_size: 128, num_heads: 2, num_kv_heads: 1, head_size: 64, qkv_rows: 256, intermediate_size: 384, act: "silu" });
+    expect(plan.limits).toEqual({ max_batch_size: 4, max_input_len: 512, max_seq_len: 512, max_num_tokens: 64, max_beam_width: 1, tokens_per_block: 32 });
+    expect(Object.keys(plan.gemm.sites)).toEqual(["qkv", "dense", "gate_up", "down", "lm_head"]);
+    expect(plan.gemm.sites.qkv!.buckets.map((b) => b[0])).toEqual(tokenBuckets(64));
+    for (const t of plan.tensors) expect(t.offset % 256).toBe(0);
+
+    // weights as laid out: gate_up = [mlp.gate; mlp.fc], norms in f32, the rest byte-identical
+    const src = readRaw(join(ckpt, "rank0.safetensors"));
+    const file = openEngineFile(join(out, "rank0.engine"));
+    const gu = file.readTensor("layers.0.gate_up");
+    const gate = src.get("transformer.layers.0.mlp.gate.weight")!.bytes;
+    const fc = src.get("transformer.layers.0.mlp.fc.weight")!.bytes;
+    expect(Buffer.compare(Buffer.from(gu.subarray(0, gate.length)), Buffer.from(gate))).toBe(0);
+    expect(Buffer.compare(Buffer.from(gu.subarray(gate.length)), Buffer.from(fc))).toBe(0);
+    const norm = new Float32Array(file.readTensor("layers.1.post_norm").buffer);
+    expect(Array.from(norm)).toEqual(Array.from(toFloat32(src.get("transformer.layers.1.post_layernorm.weight")!.bytes, "BF16")));
+    expect(Buffer.compare(Buffer.from(file.readTensor("lm_head")), Buffer.from(src.get("lm_head.weight")!.bytes))).toBe(0);
+    expect(file.readTensor("rope.inv_freq").byteLength).toBe(32 * 4);
+    let seen = 0;
+    back.forEachWeightWindow((off, bytes) => {
+      expect(off).toBe(seen);
+      seen += bytes.byteLength;
+    });
+    expect(seen).toBe(back.weightBytes);
+  });
+
+  test("every family lays out; tp=2 gives one engine per rank; timing cache written and reused", async () => {
+    using t = tempDir();
+    for (const [name, tp] of [["qwen3", 1], ["gemma2", 1], ["phi3", 1], ["mixtral", 1], ["llama3-tied", 2]] as const) {
+      const ckpt = join(t.path, name);
+      const out = join(t.path, `${name}-e`);
+      await convertCheckpoint({ modelDir: fixture(name), outputDir: ckpt, tpSize: tp });
+      const r = await buildCheckpoint({ checkpointDir: ckpt, outputDir: out, backend: fakeBackend(), buildConfig: { max_num_tokens: 32 } });
+      expect(r.ranks.map((x) => x.rank)).toEqual([...Array(tp).keys()]);
+      expect(existsSync(join(out, "model.cache"))).toBe(true);
+      const e = await Engine.fromDir(out, tp - 1);
+      const names = e.plan.tensors.map((x) => x.name);
+      if (name === "qwen3") expect(names).toContain("layers.0.q_norm");
+      if (name === "gemma2") expect(e.plan.model).toMatchObject({ sandwich_norms: true, windows: [16, null], attn_softcap: 50, final_softcap: 30 });
+      if (name === "mixtral") expect(names).toContain("layers.1.experts.gate_up");
+      if (name === "llama3-tied") expect(e.plan.model.num_heads).toBe(1);
+      // a second build reads the cache: every bucket is a hit
+      const again = await buildCheckpoint({ checkpointDir: ckpt, outputDir: out, backend: fakeBackend(), buildConfig: { max_num_tokens: 32 }, inputTimingCache: join(out, "model.cache") });
+      expect(again.ranks[0]!.cacheMisses).toBe(0);
+    }
+    const c = TimingCache.load(join(t.path, "qwen3-e", "model.cache"));
+    expect(c.entries.size).toBeGreaterThan(0);
+  });
+
+  test("unsupported checkpoints and broken files fail with clear codes", async () => {
+    using t = tempDir();
+    const ckpt = join(t.path, "ckpt");
+    await convertCheckpoint({ modelDir: fixture("llama"), outputDir: ckpt });
+    const cfgPath = join(ckpt, "config.json");
+    const orig = readFileSync(cfgPath, "utf8");
+    const q = JSON.parse(orig);
+    q.quantization.quant_algo = "W8A16";
+    writeFileSync(cfgPath, JSON.stringify(q));
+    const e1 = await err(() => buildCheckpoint({ checkpointDir: ckpt, outputDir: join(t.path, "x"), backend: fakeBackend() }));
+    expect((e1 as { code?: string }).code).toBe("BUILD_UNSUPPORTED");
+    expect(e1.message).toContain("W8A16");
+    writeFileSync(cfgPath, orig);
+    const e2 = await err(() => buildCheckpoint({ checkpointDir: ckpt, outputDir: join(t.path, "x"), backend: fakeBackend(), buildConfig: { kv_cache_type: "CONTINUOUS" } }));
+    expect((e2 as { code?: string }).code).toBe("BUILD_UNSUPPORTED");
+
+    const out = join(t.path, "e");
+    await buildCheckpoint({ checkpointDir: ckpt, outputDir: out, backend: fakeBackend(), buildConfig: { max_num_tokens: 32 } });
+    const file = join(out, "rank0.engine");
+    const good = readFileSync(file);
+    expect(good.subarray(0, 8).toString("latin1")).toBe(ENGINE_MAGIC);
+    const cases: [Buffer, string][] = [
+      [Buffer.concat([Buffer.from("NOTANENG"), good.subarray(8)]), "bad magic"],
+      [good.subarray(0, 1000), "truncated"],
+      [(() => { const b = Buffer.from(good); b[70] = b[70]! ^ 1; return b; })(), "checksum"],
+    ];
+    for (const [bytes, msg] of cases) {
+      writeFileSync(file, bytes);
+      const e = await err(() => Engine.fromDir(out, 0));
+      expect((e as { code?: string }).code).toBe("ENGINE_FORMAT");
+      expect(e.message).toContain(msg);
+    }
+    expect((await err(() => Engine.fromDir(out, 1)) as { code?: string }).code).toBe("ENGINE_RANK");
+    expect((await err(() => Engine.fromDir(join(t.path, "none"), 0)) as { code?: string }).code).toBe("ENGINE_NOT_FOUND");
+  });
+});

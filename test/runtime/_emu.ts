@@ -1,0 +1,385 @@
+/**
+ * A CPU emulation of libtrtb_engine's context for tests: device memory is host memory at fake
+ * addresses, and op programs are decoded word by word (the encoding of trtb_engine.h) and executed
+ * with plain TypeScript math that follows each kernel's definition (16-bit storage rounds like the
+ * GPU's; math in f64/f32). It lets the GPU runtime's orchestration (input layouts, paged cache,
+ * tiles, MoE grouping, graphs) run on any machine; the kernels themselves are tested on the GPU.
+ */
+import {
+  DeviceMem, type DevRef, type EngineContext, type EngineDeviceInfo, Graph, PinnedHost, type Program, refAddress, type Tactic, type TuneProblem,
+  type TuneResult,
+} from "../../src/ffi/engine.ts";
+import { OP } from "../../src/ffi/engine-symbols.ts";
+import { castArrayTS, toFloat32 } from "../../src/numeric.ts";
+
+const DT: Record<number, "F32" | "F16" | "BF16"> = { 1: "F32", 2: "F16", 3: "BF16" };
+const ES = { F32: 4, F16: 2, BF16: 2 } as const;
+const CODE = Object.fromEntries(Object.entries(OP).map(([k, [c]]) => [c, k])) as Record<number, keyof typeof OP>;
+const fakeSyms = { trtb_engine_host_free: () => 0, trtb_engine_graph_destroy: () => 0 };
+
+export const EMU_INFO: EngineDeviceInfo = {
+  name: "CPU emulation", major: 0, minor: 0, multiprocessors: 8, totalMemory: 1 << 30, freeMemory: 1 << 30, l2Bytes: 0, smemOptin: 0, cublasLtVersion: 0,
+};
+
+export class EmuContext implements EngineContext {
+  readonly device = 0;
+  readonly #bases: number[] = [];
+  readonly #mem: Uint8Array[] = [];
+  #next = 0x1000_0000;
+  readonly #graphs = new Map<Graph, BigUint64Array>();
+  #tactics = 0;
+  launches = 0;
+
+  #region(bytes: number): [number, Uint8Array] {
+    const base = this.#next;
+    const buf = new Uint8Array(Math.max(bytes, 1));
+    this.#next += Math.ceil((bytes + 4096) / 4096) * 4096;
+    this.#bases.push(base);
+    this.#mem.push(buf);
+    return [base, buf];
+  }
+
+  /** Bytes at a fake address. */
+  view(addr: number, bytes: number): Uint8Array {
+    let lo = 0;
+    let hi = this.#bases.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.#bases[mid]! <= addr) lo = mid;
+      else hi = mid - 1;
+    }
+    const off = addr - this.#bases[lo]!;
+    const buf = this.#mem[lo]!;
+    if (off < 0 || off + bytes > buf.byteLength) throw new Error(`emu: [${addr}, +${bytes}) is outside allocation ${this.#bases[lo]} of ${buf.byteLength} bytes`);
+    return buf.subarray(off, off + bytes);
+  }
+  read(addr: number, n: number, dt: "F32" | "F16" | "BF16"): Float32Array {
+    const b = this.view(addr, n * ES[dt]);
+    return dt === "F32" ? new Float32Array(b.slice().buffer) : toFloat32(b, dt);
+  }
+  write(addr: number, v: ArrayLike<number>, dt: "F32" | "F16" | "BF16"): void {
+    const f = Float32Array.from(v);
+    const dst = this.view(addr, f.length * ES[dt]);
+    castArrayTS(new Uint8Array(f.buffer), "F32", dst, dt);
+  }
+  i32(addr: number, n: number): Int32Array {
+    return new Int32Array(this.view(addr, n * 4).slice().buffer);
+  }
+
+  alloc(bytes: number, label = "buffer"): DeviceMem {
+    const [base] = this.#region(bytes);
+    return new DeviceMem(this, { ptr: base, freed: false }, bytes, label);
+  }
+  freeCell(cell: { ptr: number; freed: boolean }): void {
+    cell.freed = true;
+  }
+  hostAlloc(bytes: number): PinnedHost {
+    const [base, buf] = this.#region(bytes);
+    return new PinnedHost(fakeSyms, base, bytes, buf.buffer as ArrayBuffer);
+  }
+  upload(dst: DevRef, src: Uint8Array): void {
+    this.view(addrOf(dst), src.byteLength).set(src);
+  }
+  download(src: DevRef, bytes: number, dst: Uint8Array = new Uint8Array(bytes)): Uint8Array {
+    dst.set(this.view(addrOf(src), bytes));
+    return dst;
+  }
+  memInfo() {
+    return { free: 1 << 30, total: 1 << 30 };
+  }
+  exec(p: Program): void {
+    if (p.words) this.run(p.buffer().slice(0, p.words));
+  }
+  capture(p: Program): Graph {
+    const g = new Graph(fakeSyms, this.#graphs.size + 1);
+    this.#graphs.set(g, p.buffer().slice(0, p.words));
+    return g;
+  }
+  launch(g: Graph): void {
+    this.launches++;
+    const words = this.#graphs.get(g);
+    if (!words) throw new Error("emu: unknown graph");
+    this.run(words);
+  }
+  sync(): void {}
+  addTactic(_t: Tactic): number {
+    return this.#tactics++;
+  }
+  tune(_p: TuneProblem): TuneResult[] {
+    return [{ kind: "heuristic", variant: 0, timeUs: 0, workspaceKb: 0 }];
+  }
+  timerStart(): void {}
+  timerStop(): number {
+    return 0;
+  }
+  benchCopy(): number {
+    return 0;
+  }
+  benchGemm(): number {
+    return 0;
+  }
+  destroy(): void {}
+  [Symbol.dispose](): void {}
+
+  // ---- the interpreter ----
+
+  run(words: BigUint64Array): void {
+    const f64 = new Float64Array(words.buffer, words.byteOffset, words.length);
+    let i = 0;
+    while (i < words.length) {
+      const op = Number(words[i]! & 0xffffffffn);
+      const n = Number(words[i]! >> 32n);
+      const a = (k: number) => Number(BigInt.asIntN(64, words[i + 1 + k]!));
+      const f = (k: number) => f64[i + 1 + k]!;
+      const name = CODE[op];
+      if (!name || OP[name][1] !== n) throw new Error(`emu: bad op ${op} with ${n} args`);
+      this.#op(name, a, f);
+      i += 1 + n;
+    }
+  }
+
+  #op(name: keyof typeof OP, a: (k: number) => number, f: (k: number) => number): void {
+    switch (name) {
+      case "EMBED": {
+        const [ids, table, dt, rows, vstart, H, scale, out, T] = [a(0), a(1), DT[a(2)]!, a(3), a(4), a(5), f(6), a(7), a(8)];
+        const id = this.i32(ids, T);
+        const o = new Float32Array(T * H);
+        for (let t = 0; t < T; t++) {
+          const r = id[t]! - vstart;
+          if (r < 0 || r >= rows) continue;
+          const row = this.read(table + r * H * ES[dt], H, dt);
+          for (let j = 0; j < H; j++) o[t * H + j] = row[j]! * scale;
+        }
+        return this.write(out, o, "F32");
+      }
+      case "ADD_NORM": {
+        const [res, delta, ld, db, dn, nw, eps, out, odt, H, T] = [a(0), a(1), a(2), a(3), a(4), a(5), f(6), a(7), DT[a(8)]!, a(9), a(10)];
+        const r = this.read(res, T * H, "F32");
+        const bias = db ? this.read(db, H, "F32") : null;
+        const dnw = dn ? this.read(dn, H, "F32") : null;
+        const w = nw ? this.read(nw, H, "F32") : null;
+        const o = new Float32Array(T * H);
+        for (let t = 0; t < T; t++) {
+          if (delta) {
+            const d = Array.from(this.read(delta + t * ld * 4, H, "F32"), (v, j) => v + (bias ? bias[j]! : 0));
+            if (dnw) {
+              const s = 1 / Math.sqrt(d.reduce((acc, v) => acc + v * v, 0) / H + eps);
+              for (let j = 0; j < H; j++) d[j] = d[j]! * s * dnw[j]!;
+            }
+            for (let j = 0; j < H; j++) r[t * H + j] = r[t * H + j]! + d[j]!;
+          }
+          let ss = 0;
+          for (let j = 0; j < H; j++) ss += r[t * H + j]! ** 2;
+          const s = 1 / Math.sqrt(ss / H + eps);
+          for (let j = 0; j < H; j++) o[t * H + j] = r[t * H + j]! * s * (w ? w[j]! : 1);
+        }
+        this.write(res, r, "F32");
+        if (out) this.write(out, o, odt);
+        return;
+      }
+      case "GEMM": {
+        const [w, x, y, M, N, K, ab, yd, ldx, ldy, xd] = [a(0), a(1), a(2), a(3), a(4), a(5), DT[a(6)]!, DT[a(7)]!, a(8), a(9), DT[a(11)]!];
+        const W = this.read(w, N * K, ab);
+        for (let m = 0; m < M; m++) {
+          const X = this.read(x + m * ldx * ES[xd], K, xd);
+          const Y = new Float32Array(N);
+          for (let nn = 0; nn < N; nn++) {
+            let s = 0;
+            for (let k = 0; k < K; k++) s += X[k]! * W[nn * K + k]!;
+            Y[nn] = s;
+          }
+          this.write(y + m * ldy * ES[yd], Y, yd);
+        }
+        return;
+      }
+      case "QKV_ROPE": {
+        const [qkv, ld, bias, qn, kn, eps, pos, slot, kv, kvdt, tpb, nH, nKV, D, rot, invf, qout, T] = [
+          a(0), a(1), a(2), a(3), a(4), f(5), a(6), a(7), a(8), DT[a(9)]!, a(10), a(11), a(12), a(13), a(14), a(15), a(16), a(17)];
+        const P = this.i32(pos, T);
+        const S = this.i32(slot, T);
+        const inv = this.read(invf, rot / 2, "F32");
+        const b = bias ? this.read(bias, (nH + 2 * nKV) * D, "F32") : null;
+        const qw = qn ? this.read(qn, D, "F32") : null;
+        const kw = kn ? this.read(kn, D, "F32") : null;
+        for (let t = 0; t < T; t++) {
+          for (let h = 0; h < nH + 2 * nKV; h++) {
+            const x = Array.from(this.read(qkv + (t * ld + h * D) * 4, D, "F32"), (v, j) => v + (b ? b[h * D + j]! : 0));
+            const isq = h < nH, isk = !isq && h < nH + nKV;
+            const nw = isq ? qw : isk ? kw : null;
+            if (nw) {
+              const s = 1 / Math.sqrt(x.reduce((acc, v) => acc + v * v, 0) / D + eps);
+              for (let j = 0; j < D; j++) x[j] = x[j]! * s * nw[j]!;
+            }
+            if (isq || isk) {
+              const y = [...x];
+              for (let j = 0; j < rot / 2; j++) {
+                const ang = Math.fround(P[t]! * inv[j]!);
+                const c = Math.cos(ang), sn = Math.sin(ang);
+                y[j] = x[j]! * c - x[j + rot / 2]! * sn;
+                y[j + rot / 2] = x[j + rot / 2]! * c + x[j]! * sn;
+              }
+              x.splice(0, D, ...y);
+            }
+            if (isq) this.write(qout + (t * nH + h) * D * 4, x, "F32");
+            else {
+              const sel = isk ? 0 : 1;
+              const kh = isk ? h - nH : h - nH - nKV;
+              const blk = Math.floor(S[t]! / tpb), off = S[t]! % tpb;
+              this.write(kv + (((blk * 2 + sel) * nKV + kh) * tpb + off) * D * ES[kvdt], x, kvdt);
+            }
+          }
+        }
+        return;
+      }
+      case "ATTN_DECODE": {
+        const [q, kv, kvdt, table, maxB, ctxLen, nH, nKV, D, tpb, scale, cap, win, , , out, odt, B] = [
+          a(0), a(1), DT[a(2)]!, a(3), a(4), a(5), a(6), a(7), a(8), a(9), f(10), f(11), a(12), a(13), a(14), a(15), DT[a(16)]!, a(17)];
+        const lens = this.i32(ctxLen, B);
+        const tb = this.i32(table, B * maxB);
+        for (let b = 0; b < B; b++) this.#attnRow(q + b * nH * D * 4, kv, kvdt, tb.subarray(b * maxB), lens[b]! - 1, nH, nKV, D, tpb, scale, cap, win, out + b * nH * D * ES[odt], odt);
+        return;
+      }
+      case "ATTN_PREFILL": {
+        const [q, kv, kvdt, table, maxB, tiles, nTiles, cuQ, pos0, nH, nKV, D, tpb, scale, cap, win, out, odt] = [
+          a(0), a(1), DT[a(2)]!, a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11), a(12), f(13), f(14), a(15), a(16), DT[a(17)]!];
+        const tl = this.i32(tiles, 2 * nTiles);
+        const seqs = Math.max(...Array.from({ length: nTiles }, (_, i) => tl[2 * i]!)) + 1;
+        const cu = this.i32(cuQ, seqs + 1);
+        const p0 = this.i32(pos0, seqs);
+        const tb = this.i32(table, seqs * maxB);
+        const bq = 64;
+        for (let i = 0; i < nTiles; i++) {
+          const s = tl[2 * i]!, q0 = tl[2 * i + 1]!;
+          const nq = cu[s + 1]! - cu[s]!;
+          for (let r = q0; r < Math.min(nq, q0 + bq); r++) {
+            const tok = cu[s]! + r;
+            this.#attnRow(q + tok * nH * D * 4, kv, kvdt, tb.subarray(s * maxB), p0[s]! + r, nH, nKV, D, tpb, scale, cap, win, out + tok * nH * D * ES[odt], odt);
+          }
+        }
+        return;
+      }
+      case "GATED_ACT": {
+        const [x, xdt, bias, out, odt, I, T, act] = [a(0), DT[a(1)]!, a(2), a(3), DT[a(4)]!, a(5), a(6), a(7)];
+        const v = this.read(x, T * 2 * I, xdt);
+        const b = bias ? this.read(bias, 2 * I, "F32") : null;
+        const o = new Float32Array(T * I);
+        for (let t = 0; t < T; t++) for (let j = 0; j < I; j++) {
+          const up = v[t * 2 * I + j]! + (b ? b[j]! : 0);
+          const g = v[t * 2 * I + I + j]! + (b ? b[I + j]! : 0);
+          o[t * I + j] = up * (act === 0 ? g / (1 + Math.exp(-g)) : 0.5 * g * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (g + 0.044715 * g ** 3))));
+        }
+        return this.write(out, o, odt);
+      }
+      case "GATHER_ROWS": {
+        const [src, dst, idx, R, rb] = [a(0), a(1), a(2), a(3), a(4)];
+        const ix = this.i32(idx, R);
+        for (let r = 0; r < R; r++) this.view(dst + r * rb, rb).set(this.view(src + ix[r]! * rb, rb).slice());
+        return;
+      }
+      case "SCATTER_ADD": {
+        const [y, out, idx, w, R, H] = [a(0), a(1), a(2), a(3), a(4), a(5)];
+        const ix = this.i32(idx, R);
+        const wt = this.read(w, R, "F32");
+        for (let r = 0; r < R; r++) {
+          const o = this.read(out + ix[r]! * H * 4, H, "F32");
+          const v = this.read(y + r * H * 4, H, "F32");
+          for (let j = 0; j < H; j++) o[j] = o[j]! + wt[r]! * v[j]!;
+          this.write(out + ix[r]! * H * 4, o, "F32");
+        }
+        return;
+      }
+      case "SOFTCAP": {
+        const [x, n, cap] = [a(0), a(1), f(2)];
+        return this.write(x, Array.from(this.read(x, n, "F32"), (v) => Math.tanh(v / cap) * cap), "F32");
+      }
+      case "SAMPLE": {
+        const [logits, ld, V, params, out, R] = [a(0), a(1), a(2), a(3), a(4), a(5)];
+        const ids = new Int32Array(R);
+        for (let r = 0; r < R; r++) {
+          const x = this.read(logits + r * ld * 4, V, "F32");
+          const dv = new DataView(this.view(params + r * 32, 32).slice().buffer);
+          const temp = dv.getFloat32(0, true), topK = dv.getInt32(4, true);
+          let best = 0;
+          for (let j = 1; j < V; j++) if (x[j]! > x[best]!) best = j;
+          if (!(temp > 0) || topK === 1) ids[r] = best;
+          else {
+            // emulation: a deterministic draw among the top-k (not the GPU's exact stream)
+            const seed = Number(dv.getBigUint64(16, true) % 1000003n) + Number(dv.getBigUint64(24, true)) * 7919 + r;
+            const order = [...x.keys()].sort((p, q) => x[q]! - x[p]! || p - q).slice(0, topK > 0 ? topK : V);
+            ids[r] = order[seed % order.length]!;
+          }
+        }
+        this.view(out, R * 4).set(new Uint8Array(ids.buffer));
+        return;
+      }
+      case "MEMCPY": {
+        const [dst, src, bytes] = [a(0), a(1), a(2)];
+        this.view(dst, bytes).set(this.view(src, bytes).slice());
+        return;
+      }
+      case "MEMSET": {
+        const [dst, v, bytes] = [a(0), a(1), a(2)];
+        this.view(dst, bytes).fill(v);
+        return;
+      }
+      case "MOE_ROUTE": {
+        const [x, xdt, router, E, H, k, ids, w, T] = [a(0), DT[a(1)]!, a(2), a(3), a(4), a(5), a(6), a(7), a(8)];
+        const W = this.read(router, E * H, "F32");
+        const oi = new Int32Array(T * k);
+        const ow = new Float32Array(T * k);
+        for (let t = 0; t < T; t++) {
+          const xv = this.read(x + t * H * ES[xdt], H, xdt);
+          const l = Array.from({ length: E }, (_, e) => {
+            let s = 0;
+            for (let j = 0; j < H; j++) s += xv[j]! * W[e * H + j]!;
+            return s;
+          });
+          const mx = Math.max(...l);
+          const p = l.map((v) => Math.exp(v - mx));
+          const z = p.reduce((acc, v) => acc + v, 0);
+          const order = [...p.keys()].sort((u, v) => p[v]! - p[u]! || u - v).slice(0, k);
+          const norm = order.reduce((acc, e) => acc + p[e]! / z, 0);
+          order.forEach((e, j) => {
+            oi[t * k + j] = e;
+            ow[t * k + j] = p[e]! / z / norm;
+          });
+        }
+        this.view(ids, T * k * 4).set(new Uint8Array(oi.buffer));
+        return this.write(w, ow, "F32");
+      }
+    }
+  }
+
+  /** One query row (all heads) at position p over the paged cache. */
+  #attnRow(q: number, kv: number, kvdt: "F32" | "F16" | "BF16", table: Int32Array, p: number, nH: number, nKV: number, D: number, tpb: number,
+    scale: number, cap: number, win: number, out: number, odt: "F32" | "F16" | "BF16"): void {
+    const qv = this.read(q, nH * D, "F32");
+    const lo = win > 0 ? Math.max(0, p - win + 1) : 0;
+    const o = new Float32Array(nH * D);
+    const rowAt = (t: number, sel: number, kh: number) => kv + (((table[Math.floor(t / tpb)]! * 2 + sel) * nKV + kh) * tpb + (t % tpb)) * D * ES[kvdt];
+    for (let h = 0; h < nH; h++) {
+      const kh = Math.floor(h / (nH / nKV));
+      const s: number[] = [];
+      for (let t = lo; t <= p; t++) {
+        const k = this.read(rowAt(t, 0, kh), D, kvdt);
+        let acc = 0;
+        for (let j = 0; j < D; j++) acc += qv[h * D + j]! * k[j]!;
+        acc *= scale;
+        if (cap > 0) acc = Math.tanh(acc / cap) * cap;
+        s.push(acc);
+      }
+      const mx = Math.max(...s);
+      const e = s.map((v) => Math.exp(v - mx));
+      const z = e.reduce((acc, v) => acc + v, 0);
+      for (let t = lo; t <= p; t++) {
+        const v = this.read(rowAt(t, 1, kh), D, kvdt);
+        for (let j = 0; j < D; j++) o[h * D + j] = o[h * D + j]! + (e[t - lo]! / z) * v[j]!;
+      }
+    }
+    this.write(out, o, odt);
+  }
+}
+
+function addrOf(r: DevRef): number {
+  return refAddress(r);
+}

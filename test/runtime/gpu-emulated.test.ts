@@ -1,0 +1,107 @@
+/**
+ * The GPU runtime's orchestration on a CPU emulation of the engine library (test/runtime/_emu.ts):
+ * build (fake backend) → engine file → GpuModelRunner → op programs, executed by the emulator.
+ * Runs everywhere (CI included): it checks the input layouts, the paged KV cache, prefill tiles
+ * and chunking, decode steps and graph replay, MoE grouping, against the fixtures' references and
+ * the CPU runner. The kernels themselves are checked on a GPU (gpu-kernels.test.ts).
+ */
+import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { fakeBackend } from "../../src/build/backend.ts";
+import { buildCheckpoint } from "../../src/build/checkpoint.ts";
+import { convertCheckpoint } from "../../src/convert.ts";
+import { loadCpuRunner } from "../../src/runtime/index.ts";
+import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";
+import { asF32, asI32, fixture, readRaw, relMaxErr, tempDir } from "../helpers.ts";
+import { EMU_INFO, EmuContext } from "./_emu.ts";
+
+/** Fast numerics (bf16 activations into GEMMs, bf16 KV), emulated in f64 math. */
+const EMU_LOGITS_REL_TOL = 1e-2;
+
+async function emuEngine(name: string, dir: string): Promise<{ eng: string; ckpt: string }> {
+  const ckpt = join(dir, `${name}-ckpt`);
+  const eng = join(dir, `${name}-eng`);
+  await convertCheckpoint({ modelDir: fixture(name), outputDir: ckpt });
+  await buildCheckpoint({ checkpointDir: ckpt, outputDir: eng, backend: fakeBackend(), buildConfig: { max_num_tokens: 64, max_batch_size: 4 } });
+  return { eng, ckpt };
+}
+
+async function emuRunner(eng: string, opts: { maxNumTokens?: number; cudaGraphs?: boolean; numerics?: "fast" | "exact" } = {}) {
+  const ctx = new EmuContext();
+  const runner = await GpuModelRunner.fromDir(eng, { context: { ctx, info: EMU_INFO }, maxKvTokens: 512, ...opts });
+  return { runner, ctx };
+}
+
+describe("GPU runtime on the CPU emulation", () => {
+  for (const name of ["llama", "mistral", "llama3-tied", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "mixtral"]) {
+    test(name, async () => {
+      using t = tempDir();
+      const { eng, ckpt } = await emuEngine(name, t.path);
+      const ref = readRaw(join(fixture(name), "reference.safetensors"));
+      const [B, S] = ref.get("input_ids")!.shape as [number, number];
+      const ids = asI32(ref.get("input_ids")!);
+      const rows = Array.from({ length: B }, (_, b) => Array.from(ids.subarray(b * S, (b + 1) * S)));
+      const V = ref.get("logits")!.shape[2]!;
+      const refLogits = asF32(ref.get("logits")!);
+      const cpu = await loadCpuRunner(ckpt);
+      // fast numerics: logits within the bf16 tolerance of transformers' fp32 logits
+      const fast = await emuRunner(eng);
+      const logits = fast.runner.forwardLogits(rows);
+      const err = Math.max(...rows.map((_, b) => relMaxErr(logits[b]!, refLogits.subarray(b * S * V, (b + 1) * S * V))));
+      expect(err).toBeLessThanOrEqual(EMU_LOGITS_REL_TOL);
+      fast.runner.generate([rows[0]!], { maxNewTokens: 4 });
+      if (name !== "mixtral") expect(fast.ctx.launches).toBeGreaterThan(0); // decode steps replayed from a graph
+      fast.runner.destroy();
+      // exact numerics: the CPU runner's logits to f32 rounding, and its greedy ids
+      const exact = await emuRunner(eng, { numerics: "exact" });
+      const ex = exact.runner.forwardLogits([rows[1]!])[0]!;
+      expect(relMaxErr(ex, cpu.forward(rows[1]!))).toBeLessThan(1e-5);
+      const greedy = Array.from(asI32(ref.get("greedy_ids")!));
+      const nNew = greedy.length - S;
+      const short = rows[1]!.slice(0, 5);
+      const g = exact.runner.generate([rows[0]!, short], { maxNewTokens: nNew });
+      expect(g.outputIds[0]).toEqual(greedy);
+      expect(g.outputIds[1]).toEqual(cpu.greedy(short, nNew));
+      expect(g.decodeSteps).toBe(nNew - 1);
+      exact.runner.destroy();
+    });
+  }
+
+  test("float16 checkpoints (fp16 weights, activations and KV cache)", async () => {
+    using t = tempDir();
+    const ckpt = join(t.path, "ckpt");
+    const eng = join(t.path, "eng");
+    await convertCheckpoint({ modelDir: fixture("qwen2"), outputDir: ckpt, dtype: "float16" });
+    await buildCheckpoint({ checkpointDir: ckpt, outputDir: eng, backend: fakeBackend(), buildConfig: { max_num_tokens: 64, max_batch_size: 4 } });
+    const ref = readRaw(join(fixture("qwen2"), "reference.safetensors"));
+    const row = Array.from(asI32(ref.get("input_ids")!)).slice(0, 12);
+    const V = ref.get("logits")!.shape[2]!;
+    const { runner } = await emuRunner(eng);
+    expect(runner.dt).toBe("F16");
+    expect(relMaxErr(runner.forwardLogits([row])[0]!, asF32(ref.get("logits")!).subarray(0, 12 * V))).toBeLessThan(EMU_LOGITS_REL_TOL);
+    runner.destroy();
+    const cpu = await loadCpuRunner(ckpt);
+    const { runner: exact } = await emuRunner(eng, { numerics: "exact" });
+    expect(exact.generate([row], { maxNewTokens: 6 }).outputIds[0]).toEqual(cpu.greedy(row, 6));
+    exact.destroy();
+  });
+
+  test("chunked prefill (prompt longer than max tokens per pass) and end ids", async () => {
+    using t = tempDir();
+    const { eng, ckpt } = await emuEngine("llama", t.path);
+    const { runner } = await emuRunner(eng, { maxNumTokens: 8, numerics: "exact" });
+    const ref = readRaw(join(fixture("llama"), "reference.safetensors"));
+    const row = Array.from(asI32(ref.get("input_ids")!)).slice(0, 12);
+    const cpu = await loadCpuRunner(ckpt);
+    const full = runner.forwardLogits([row])[0]!;
+    expect(relMaxErr(full, cpu.forward(row))).toBeLessThan(EMU_LOGITS_REL_TOL);
+    const g = runner.generate([row, row.slice(0, 3), row.slice(2)], { maxNewTokens: 6 });
+    expect(g.outputIds[0]).toEqual(cpu.greedy(row, 6));
+    expect(g.outputIds[1]).toEqual(cpu.greedy(row.slice(0, 3), 6));
+    const first = g.newTokens[0]![0]!;
+    const stop = runner.generate([row, row.slice(0, 3)], { maxNewTokens: 6, endId: first, padId: 0 });
+    expect(stop.newTokens[0]).toEqual([first]);
+    expect(stop.outputIds[0]!.length).toBe(stop.outputIds[1]!.length);
+    runner.destroy();
+  });
+});

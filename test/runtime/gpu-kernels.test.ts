@@ -1,0 +1,441 @@
+/**
+ * libtrtb_engine's ops one by one against plain TypeScript references (f64 math on the same
+ * rounded inputs), on fresh random data, with outputs poisoned before each run. Skipped where the
+ * engine library or a GPU is missing (CI).
+ *
+ * Error budgets (‖Δ‖∞ / ‖ref‖∞): f32 outputs of f32 math 1e-5 (GEMM: f32 accumulation of bf16
+ * products, order differs), attention 1e-4 (expf vs exp, online softmax), bf16 outputs 1e-2.
+ */
+import { describe, expect, test } from "bun:test";
+import { isTrtbError } from "../../src/errors.ts";
+import { type DeviceMem, engineLib, type GpuContext, Program, SAMPLE_PARAMS_BYTES, writeSampleParams } from "../../src/ffi/engine.ts";
+import { castArrayTS, toFloat32 } from "../../src/numeric.ts";
+
+let ctx: GpuContext | null = null;
+let why = "";
+try {
+  const lib = engineLib();
+  if (lib.deviceCount() > 0) ctx = lib.createContext(0);
+  else why = "no CUDA device";
+} catch (e) {
+  why = isTrtbError(e) ? `${e.code}: ${e.message.split("\n")[0]}` : String(e);
+}
+if (!ctx) console.warn(`test/runtime/gpu-kernels.test.ts: skipped (${why})`);
+
+// ---- helpers ------------------------------------------------------------------------------------
+
+let seed = 1;
+const rnd = () => {
+  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+  return seed / 2 ** 32 - 0.5;
+};
+const randF32 = (n: number, scale = 1) => Float32Array.from({ length: n }, () => rnd() * 2 * scale);
+/** bf16-round an f32 array: returns [bf16 bytes, the rounded values as f32]. */
+function bf16(a: Float32Array): [Uint8Array, Float32Array] {
+  const b = new Uint8Array(a.length * 2);
+  castArrayTS(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), "F32", b, "BF16");
+  return [b, toFloat32(b, "BF16")];
+}
+const u8 = (a: Float32Array | Int32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+function relErr(got: ArrayLike<number>, ref: ArrayLike<number>): number {
+  let md = 0;
+  let mr = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const d = Math.abs(got[i]! - ref[i]!);
+    md = Number.isNaN(d) ? Infinity : Math.max(md, d);
+    mr = Math.max(mr, Math.abs(ref[i]!));
+  }
+  return md / (mr || 1);
+}
+function dev(c: GpuContext, data: Uint8Array): DeviceMem {
+  const m = c.alloc(data.byteLength);
+  c.upload(m.at(0), data);
+  return m;
+}
+function poisoned(c: GpuContext, bytes: number): DeviceMem {
+  const m = c.alloc(bytes);
+  c.exec(new Program().memset(m.at(0), 0xff, bytes)); // NaN in f32, bf16 and f16
+  return m;
+}
+const dlF32 = (c: GpuContext, m: DeviceMem, n: number) => new Float32Array(c.download(m.at(0), n * 4).buffer);
+const dlBf16 = (c: GpuContext, m: DeviceMem, n: number) => toFloat32(c.download(m.at(0), n * 2), "BF16");
+
+describe.skipIf(!ctx)("engine kernels", () => {
+  const c = ctx!;
+
+  test("gemm: heuristic, tuned cuBLASLt and GEMV tactics agree with the reference", () => {
+    for (const [M, N, K] of [[1, 200, 256], [3, 96, 512], [8, 264, 128], [33, 128, 384]] as const) {
+      const [wB, w] = bf16(randF32(N * K, 0.5));
+      const [xB, x] = bf16(randF32(M * K));
+      const ref = new Float64Array(M * N);
+      for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) s += x[m * K + k]! * w[n * K + k]!;
+        ref[m * N + n] = s;
+      }
+      using dw = dev(c, wB);
+      using dx = dev(c, xB);
+      const tuned = c.tune({ m: M, n: N, k: K, ab: "BF16", y: "F32", maxAlgos: 4, allowGemv: true, minMs: 0.2 });
+      expect(tuned.length).toBeGreaterThan(0);
+      const tactics = [-1, ...tuned.map((t) => c.addTactic(t))];
+      for (const tactic of tactics) {
+        for (const y of ["F32", "BF16"] as const) {
+          using dy = poisoned(c, M * N * 4);
+          c.exec(new Program().gemm({ w: dw.at(0), x: dx.at(0), y: dy.at(0), M, N, K, ab: "BF16", yDtype: y, tactic }));
+          const got = y === "F32" ? dlF32(c, dy, M * N) : dlBf16(c, dy, M * N);
+          const err = relErr(got, ref);
+          if (err > (y === "F32" ? 1e-5 : 1e-2)) console.log(`gemm M=${M} N=${N} K=${K} tactic ${tactic} y=${y}: err ${err}`);
+          expect(err).toBeLessThan(y === "F32" ? 1e-5 : 1e-2);
+        }
+      }
+      // exact path: f32 activations (GEMV for M ≤ 8, two 16-bit halves + two GEMMs beyond)
+      const xf = randF32(M * K);
+      const refX = new Float64Array(M * N);
+      for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) s += xf[m * K + k]! * w[n * K + k]!;
+        refX[m * N + n] = s;
+      }
+      using dxf = dev(c, u8(xf));
+      using scratch = c.alloc(2 * M * K * 2);
+      for (const tactic of tactics) {
+        using dy = poisoned(c, M * N * 4);
+        c.exec(new Program().gemm({ w: dw.at(0), x: dxf.at(0), y: dy.at(0), M, N, K, ab: "BF16", yDtype: "F32", xDtype: "F32", scratch: scratch.at(0), tactic }));
+        const err = relErr(dlF32(c, dy, M * N), refX);
+        if (err > 1e-4) console.log(`gemm f32-x M=${M} N=${N} K=${K} tactic ${tactic}: err ${err}`);
+        expect(err).toBeLessThan(1e-4);
+      }
+      console.log(`gemm ${M}x${N}x${K}: fastest ${tuned[0]!.kind}/${tuned[0]!.variant} ${tuned[0]!.timeUs.toFixed(1)} µs of ${tuned.length} candidates`);
+    }
+  });
+
+  test("add_norm: residual add with bias and a post-norm, then RMSNorm", () => {
+    const T = 5;
+    const H = 384;
+    const res = randF32(T * H, 2);
+    const delta = randF32(T * H);
+    const bias = randF32(H, 0.1);
+    const dn = randF32(H, 0.5).map((v) => v + 1);
+    const nw = randF32(H, 0.5).map((v) => v + 1);
+    const eps = 1e-5;
+    const rms = (v: ArrayLike<number>, o: number) => {
+      let s = 0;
+      for (let i = 0; i < H; i++) s += v[o + i]! ** 2;
+      return 1 / Math.sqrt(s / H + eps);
+    };
+    for (const withDelta of [true, false]) {
+      const refRes = Float64Array.from(res);
+      const refOut = new Float64Array(T * H);
+      for (let t = 0; t < T; t++) {
+        if (withDelta) {
+          const d = Array.from({ length: H }, (_, i) => delta[t * H + i]! + bias[i]!);
+          const r = rms(d, 0);
+          for (let i = 0; i < H; i++) refRes[t * H + i]! += d[i]! * r * dn[i]!;
+        }
+        const r = rms(refRes, t * H);
+        for (let i = 0; i < H; i++) refOut[t * H + i] = refRes[t * H + i]! * r * nw[i]!;
+      }
+      using dres = dev(c, u8(res));
+      using dd = dev(c, u8(delta));
+      using db = dev(c, u8(bias));
+      using ddn = dev(c, u8(dn));
+      using dnw = dev(c, u8(nw));
+      using out = poisoned(c, T * H * 2);
+      c.exec(new Program().addNorm({
+        res: dres.at(0), delta: withDelta ? dd.at(0) : undefined, deltaBias: withDelta ? db.at(0) : undefined, deltaNorm: withDelta ? ddn.at(0) : undefined,
+        normW: dnw.at(0), eps, out: out.at(0), outDtype: "BF16", H, T,
+      }));
+      expect(relErr(dlF32(c, dres, T * H), refRes)).toBeLessThan(1e-5);
+      expect(relErr(dlBf16(c, out, T * H), refOut)).toBeLessThan(1e-2);
+    }
+  });
+
+  test("qkv_rope: bias, q/k RMSNorm, partial rotate-half RoPE, paged cache write", () => {
+    const T = 6, nH = 4, nKV = 2, D = 128, rot = 96, tpb = 8, blocks = 4;
+    const rows = (nH + 2 * nKV) * D;
+    const qkv = randF32(T * rows);
+    const bias = randF32(rows, 0.1);
+    const qn = randF32(D, 0.3).map((v) => v + 1);
+    const kn = randF32(D, 0.3).map((v) => v + 1);
+    const inv = Float32Array.from({ length: rot / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / rot));
+    const pos = Int32Array.from([0, 1, 2, 7, 30, 100]);
+    const slot = Int32Array.from([9, 0, 31, 17, 4, 22]);
+    const eps = 1e-6;
+    const kvBytes = blocks * 2 * nKV * tpb * D * 2;
+    using dqkv = dev(c, u8(qkv));
+    using dbias = dev(c, u8(bias));
+    using dqn = dev(c, u8(qn));
+    using dkn = dev(c, u8(kn));
+    using dinv = dev(c, u8(inv));
+    using dpos = dev(c, u8(pos));
+    using dslot = dev(c, u8(slot));
+    using kv = poisoned(c, kvBytes);
+    using q = poisoned(c, T * nH * D * 4);
+    c.exec(new Program().qkvRope({
+      qkv: dqkv.at(0), ld: rows, bias: dbias.at(0), qNorm: dqn.at(0), kNorm: dkn.at(0), eps, pos: dpos.at(0), slot: dslot.at(0), kv: kv.at(0),
+      kvDtype: "BF16", tpb, nH, nKV, D, rot, invFreq: dinv.at(0), qOut: q.at(0), T,
+    }));
+    const gq = dlF32(c, q, T * nH * D);
+    const gkv = toFloat32(c.download(kv.at(0), kvBytes), "BF16");
+    const refQ = new Float64Array(T * nH * D);
+    const refK: number[] = [];
+    const gotK: number[] = [];
+    for (let t = 0; t < T; t++) {
+      for (let h = 0; h < nH + 2 * nKV; h++) {
+        const x = Array.from({ length: D }, (_, i) => qkv[t * rows + h * D + i]! + bias[h * D + i]!);
+        const isq = h < nH, isk = !isq && h < nH + nKV;
+        if (isq || isk) {
+          const w = isq ? qn : kn;
+          let s = 0;
+          for (const v of x) s += v * v;
+          const r = 1 / Math.sqrt(s / D + eps);
+          for (let i = 0; i < D; i++) x[i] = x[i]! * r * w[i]!;
+          const y = [...x];
+          for (let i = 0; i < rot / 2; i++) {
+            const ang = Math.fround(pos[t]! * inv[i]!);
+            const cs = Math.cos(ang), sn = Math.sin(ang);
+            y[i] = x[i]! * cs - x[i + rot / 2]! * sn;
+            y[i + rot / 2] = x[i + rot / 2]! * cs + x[i]! * sn;
+          }
+          x.splice(0, D, ...y);
+        }
+        if (isq) for (let i = 0; i < D; i++) refQ[(t * nH + h) * D + i] = x[i]!;
+        else {
+          const kvSel = isk ? 0 : 1;
+          const kh = isk ? h - nH : h - nH - nKV;
+          const blk = Math.floor(slot[t]! / tpb), off = slot[t]! % tpb;
+          for (let i = 0; i < D; i++) {
+            refK.push(x[i]!);
+            gotK.push(gkv[(((blk * 2 + kvSel) * nKV + kh) * tpb + off) * D + i]!);
+          }
+        }
+      }
+    }
+    expect(relErr(gq, refQ)).toBeLessThan(1e-4);
+    expect(relErr(gotK, refK)).toBeLessThan(1e-2);
+  });
+
+  /** Random paged cache + queries; CPU reference of causal (windowed, soft-capped) GQA attention. */
+  function attentionCase(D: number, nH: number, nKV: number, lens: number[], qLens: number[], window: number, softcap: number, kvF32 = false) {
+    const tpb = 16;
+    const maxBlocks = Math.max(...lens.map((l) => Math.ceil(l / tpb)));
+    const nBlocks = lens.reduce((a, l) => a + Math.ceil(l / tpb), 0) + 3;
+    // shuffled block ids so that tables are not contiguous
+    const ids = Array.from({ length: nBlocks }, (_, i) => i).sort(() => rnd());
+    let next = 0;
+    const tables = lens.map((l) => Array.from({ length: Math.ceil(l / tpb) }, () => ids[next++]!));
+    const kvF = randF32(nBlocks * 2 * nKV * tpb * D);
+    const [kvB, kvR] = kvF32 ? [u8(kvF), kvF] : bf16(kvF);
+    const K = (b: number, t: number, h: number, sel: number) => {
+      const blk = tables[b]![Math.floor(t / tpb)]!;
+      return (((blk * 2 + sel) * nKV + h) * tpb + (t % tpb)) * D;
+    };
+    const totalQ = qLens.reduce((a, b) => a + b, 0);
+    const q = randF32(totalQ * nH * D);
+    const scale = 1 / Math.sqrt(D);
+    const ref = new Float64Array(totalQ * nH * D);
+    let t0 = 0;
+    lens.forEach((L, b) => {
+      const nq = qLens[b]!;
+      for (let j = 0; j < nq; j++) {
+        const p = L - nq + j;
+        for (let h = 0; h < nH; h++) {
+          const kh = Math.floor(h / (nH / nKV));
+          const lo = window > 0 ? Math.max(0, p - window + 1) : 0;
+          const s: number[] = [];
+          for (let t = lo; t <= p; t++) {
+            let acc = 0;
+            for (let i = 0; i < D; i++) acc += q[((t0 + j) * nH + h) * D + i]! * kvR[K(b, t, kh, 0) + i]!;
+            acc *= scale;
+            if (softcap > 0) acc = Math.tanh(acc / softcap) * softcap;
+            s.push(acc);
+          }
+          const mx = Math.max(...s);
+          const e = s.map((v) => Math.exp(v - mx));
+          const z = e.reduce((a, v) => a + v, 0);
+          for (let i = 0; i < D; i++) {
+            let o = 0;
+            for (let t = lo; t <= p; t++) o += (e[t - lo]! / z) * kvR[K(b, t, kh, 1) + i]!;
+            ref[((t0 + j) * nH + h) * D + i] = o;
+          }
+        }
+      }
+      t0 += nq;
+    });
+    const table = new Int32Array(lens.length * maxBlocks);
+    tables.forEach((tb, b) => table.set(tb, b * maxBlocks));
+    return { tpb, maxBlocks, kvB, q, ref, table, totalQ, scale };
+  }
+
+  for (const D of [64, 128, 256]) {
+    test(`attention prefill and decode, head size ${D} (GQA, window, soft-cap)`, () => {
+      for (const [window, softcap, kvF32] of [[0, 0, false], [5, 0, false], [0, 30, false], [5, 30, true]] as const) {
+        const nH = 8, nKV = 2;
+        const kvDtype = kvF32 ? "F32" : "BF16";
+        // prefill: 3 sequences, some with cached prefixes (chunked prefill)
+        const lens = [70, 13, 33];
+        const qLens = [70, 5, 33];
+        const a = attentionCase(D, nH, nKV, lens, qLens, window, softcap, kvF32);
+        const bq = 64;
+        const tiles: number[] = [];
+        qLens.forEach((n, i) => {
+          for (let q0 = 0; q0 < n; q0 += bq) tiles.push(i, q0);
+        });
+        const cuQ = Int32Array.from([0, 70, 75, 108]);
+        const pos0 = Int32Array.from(lens.map((l, i) => l - qLens[i]!));
+        using dkv = dev(c, a.kvB);
+        using dq = dev(c, u8(a.q));
+        using dt = dev(c, u8(a.table));
+        using dtiles = dev(c, u8(Int32Array.from(tiles)));
+        using dcu = dev(c, u8(cuQ));
+        using dp0 = dev(c, u8(pos0));
+        using out = poisoned(c, a.totalQ * nH * D * 4);
+        c.exec(new Program().attnPrefill({
+          q: dq.at(0), kv: dkv.at(0), kvDtype, blockTable: dt.at(0), maxBlocks: a.maxBlocks, tiles: dtiles.at(0), nTiles: tiles.length / 2,
+          cuQ: dcu.at(0), pos0: dp0.at(0), nH, nKV, D, tpb: a.tpb, scale: a.scale, softcap, window, out: out.at(0), outDtype: "F32",
+        }));
+        const ep = relErr(dlF32(c, out, a.totalQ * nH * D), a.ref);
+        // decode: one query per sequence (the last position)
+        const d1 = attentionCase(D, nH, nKV, [1, 77, 300], [1, 1, 1], window, softcap, kvF32);
+        using dkv2 = dev(c, d1.kvB);
+        using dq2 = dev(c, u8(d1.q));
+        using dt2 = dev(c, u8(d1.table));
+        using dlen = dev(c, u8(Int32Array.from([1, 77, 300])));
+        const errs: number[] = [];
+        for (const nsplit of [1, 3, 16]) {
+          using ws = c.alloc(65536 * 4 + 3 * nH * nsplit * (D + 2) * 4);
+          c.exec(new Program().memset(ws.at(0), 0, 65536 * 4));
+          using out2 = poisoned(c, 3 * nH * D * 4);
+          c.exec(new Program().attnDecode({
+            q: dq2.at(0), kv: dkv2.at(0), kvDtype, blockTable: dt2.at(0), maxBlocks: d1.maxBlocks, ctxLen: dlen.at(0), nH, nKV, D, tpb: d1.tpb,
+            scale: d1.scale, softcap, window, nsplit, ws: ws.at(0), out: out2.at(0), outDtype: "F32", B: 3,
+          }));
+          errs.push(relErr(dlF32(c, out2, 3 * nH * D), d1.ref));
+        }
+        console.log(`attention D=${D} window=${window} softcap=${softcap} kv ${kvDtype}: prefill ${ep.toExponential(2)}, decode ${errs.map((e) => e.toExponential(2)).join(" ")}`);
+        // 16-bit KV prefill runs on tensor cores, with q and the probabilities rounded to bf16
+        expect(ep).toBeLessThan(kvF32 ? 1e-4 : 1e-2);
+        for (const e of errs) expect(e).toBeLessThan(1e-4);
+      }
+    });
+  }
+
+  test("gated activation (SiLU and tanh-GELU) over [up | gate] rows", () => {
+    const T = 3, I = 1000;
+    const [inB, inR] = bf16(randF32(T * 2 * I, 3));
+    const bias = randF32(2 * I, 0.1);
+    using din = dev(c, inB);
+    using db = dev(c, u8(bias));
+    for (const act of ["silu", "gelu_tanh"] as const) {
+      using out = poisoned(c, T * I * 4);
+      c.exec(new Program().gatedAct({ in: din.at(0), inDtype: "BF16", bias: db.at(0), out: out.at(0), outDtype: "F32", I, T, act }));
+      const ref = new Float64Array(T * I);
+      for (let t = 0; t < T; t++) for (let i = 0; i < I; i++) {
+        const up = inR[t * 2 * I + i]! + bias[i]!;
+        const g = inR[t * 2 * I + I + i]! + bias[I + i]!;
+        const a = act === "silu" ? g / (1 + Math.exp(-g)) : 0.5 * g * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (g + 0.044715 * g ** 3)));
+        ref[t * I + i] = up * a;
+      }
+      expect(relErr(dlF32(c, out, T * I), ref)).toBeLessThan(1e-5);
+    }
+  });
+
+  test("MoE routing (softmax, top-k, renormalise), gather and weighted scatter-add", () => {
+    const T = 7, H = 64, E = 8, k = 2;
+    const [xB, x] = bf16(randF32(T * H));
+    const router = randF32(E * H);
+    using dx = dev(c, xB);
+    using dr = dev(c, u8(router));
+    using ids = poisoned(c, T * k * 4);
+    using w = poisoned(c, T * k * 4);
+    c.exec(new Program().moeRoute({ x: dx.at(0), xDtype: "BF16", router: dr.at(0), E, H, topK: k, ids: ids.at(0), w: w.at(0), T }));
+    const gi = new Int32Array(c.download(ids.at(0), T * k * 4).buffer);
+    const gw = dlF32(c, w, T * k);
+    for (let t = 0; t < T; t++) {
+      const l = Array.from({ length: E }, (_, e) => {
+        let s = 0;
+        for (let i = 0; i < H; i++) s += x[t * H + i]! * router[e * H + i]!;
+        return s;
+      });
+      const mx = Math.max(...l);
+      const p = l.map((v) => Math.exp(v - mx));
+      const order = [...p.keys()].sort((a, b) => p[b]! - p[a]! || a - b).slice(0, k);
+      const z = order.reduce((a, e) => a + p[e]!, 0);
+      expect(Array.from(gi.subarray(t * k, t * k + k))).toEqual(order);
+      for (let j = 0; j < k; j++) expect(Math.abs(gw[t * k + j]! - p[order[j]!]! / z)).toBeLessThan(1e-5);
+    }
+    // gather rows 5, 1, 3 of a [T, H] f32 matrix; scatter-add them back weighted
+    const m = randF32(T * H);
+    const idx = Int32Array.from([5, 1, 3]);
+    const wts = Float32Array.from([0.5, 2, -1]);
+    using dm = dev(c, u8(m));
+    using di = dev(c, u8(idx));
+    using dwt = dev(c, u8(wts));
+    using g = poisoned(c, 3 * H * 4);
+    using acc = dev(c, u8(new Float32Array(T * H)));
+    c.exec(new Program().gatherRows({ src: dm.at(0), dst: g.at(0), idx: di.at(0), R: 3, rowBytes: H * 4 }).scatterAdd({ y: g.at(0), out: acc.at(0), idx: di.at(0), w: dwt.at(0), R: 3, H }));
+    const got = dlF32(c, acc, T * H);
+    const ref = new Float32Array(T * H);
+    idx.forEach((r, j) => {
+      for (let i = 0; i < H; i++) ref[r * H + i] = wts[j]! * m[r * H + i]!;
+    });
+    expect(relErr(got, ref)).toBeLessThan(1e-6);
+  });
+
+  test("sampling: greedy = argmax, top-k/top-p stay in their sets, same seed same draw", () => {
+    const V = 5000, R = 64;
+    const logits = randF32(R * V, 4);
+    // make row r's top tokens known: bump 5 tokens per row
+    for (let r = 0; r < R; r++) for (let j = 0; j < 5; j++) logits[r * V + ((r * 131 + j * 977) % V)] = 20 - j * 0.5;
+    using dl = dev(c, u8(logits));
+    using prm = c.alloc(R * SAMPLE_PARAMS_BYTES);
+    using out = poisoned(c, R * 4);
+    const hp = new Uint8Array(R * SAMPLE_PARAMS_BYTES);
+    const run = (fill: (r: number) => { temperature: number; topK: number; topP: number; seed: number; step: number }) => {
+      const dv = new DataView(hp.buffer);
+      for (let r = 0; r < R; r++) writeSampleParams(dv, r * SAMPLE_PARAMS_BYTES, fill(r));
+      c.upload(prm.at(0), hp);
+      c.exec(new Program().sample({ logits: dl.at(0), ld: V, V, params: prm.at(0), out: out.at(0), R }));
+      return Array.from(new Int32Array(c.download(out.at(0), R * 4).buffer));
+    };
+    const top = (r: number, n: number) => Array.from({ length: n }, (_, j) => (r * 131 + j * 977) % V);
+    expect(run(() => ({ temperature: 0, topK: 0, topP: 1, seed: 0, step: 0 }))).toEqual(Array.from({ length: R }, (_, r) => top(r, 1)[0]!));
+    expect(run(() => ({ temperature: 1, topK: 1, topP: 1, seed: 3, step: 0 }))).toEqual(Array.from({ length: R }, (_, r) => top(r, 1)[0]!));
+    const k3 = run((r) => ({ temperature: 2, topK: 3, topP: 1, seed: 7, step: r }));
+    k3.forEach((id, r) => expect(top(r, 3)).toContain(id));
+    expect(new Set(k3.map((id, r) => top(r, 3).indexOf(id))).size).toBeGreaterThan(1); // it does sample
+    expect(run((r) => ({ temperature: 2, topK: 3, topP: 1, seed: 7, step: r }))).toEqual(k3);
+    // top-p 0.5 at temperature 1: the top token holds ~0.5 of the mass here, the set is {top-1 [, top-2]}
+    const p5 = run((r) => ({ temperature: 1, topK: 0, topP: 0.3, seed: 11, step: r }));
+    p5.forEach((id, r) => expect(id).toBe(top(r, 1)[0]!));
+    const full = run((r) => ({ temperature: 1, topK: 0, topP: 1, seed: 5, step: r }));
+    full.forEach((id) => expect(id >= 0 && id < V).toBe(true));
+  });
+
+  test("CUDA graph replay equals eager execution; errors name the op", () => {
+    const n = 4096;
+    const x = randF32(n, 10);
+    using a = dev(c, u8(x));
+    const p = new Program().softcap({ x: a.at(0), n, cap: 5 });
+    using g = c.capture(p);
+    c.launch(g);
+    c.sync();
+    const once = dlF32(c, a, n);
+    for (let i = 0; i < n; i++) expect(Math.abs(once[i]! - Math.tanh(x[i]! / 5) * 5)).toBeLessThan(1e-5);
+    let err: unknown;
+    try {
+      c.exec(new Program().softcap({ x: a.at(0), n, cap: -1 }));
+    } catch (e) {
+      err = e;
+    }
+    expect(isTrtbError(err) && /op #0 \(SOFTCAP\)/.test((err as Error).message)).toBe(true);
+  });
+
+  test("reference rates are measurable", () => {
+    const gbps = c.benchCopy(256 << 20, 10);
+    const tf = c.benchGemm(2048, 2048, 2048, 5);
+    console.log(`copy ${gbps.toFixed(0)} GB/s, bf16 GEMM 2048³ ${tf.toFixed(0)} TFLOP/s`);
+    expect(gbps).toBeGreaterThan(100);
+    expect(tf).toBeGreaterThan(10);
+  });
+});
