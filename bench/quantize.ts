@@ -24,12 +24,10 @@
  * Timings of GPU work: host clock around N launches and one stream synchronize (METHOD.md), median
  * of 5 such measurements after a warm-up.
  */
-import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { cudaLib } from "../src/ffi/index.ts";
-import { SafetensorsWriter } from "../src/format/safetensors.ts";
 import { openHFCheckpoint } from "../src/format/hf-checkpoint.ts";
 import { Mapping } from "../src/mapping.ts";
 import { cpuQuantBackend } from "../src/quant/backend.ts";
@@ -39,17 +37,10 @@ import { quantize } from "../src/quant/quantize.ts";
 import { schemeForQformat } from "../src/quant/apply.ts";
 import type { LinearInfo } from "../src/quant/modules.ts";
 
-const MB = 1e6;
-const argv = process.argv.slice(2);
-const flag = (name: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
+import { bestChildRun, type ChildResult, cpBaselines as cpRuns, DIMS, fillNoise, flags, MB, rssAnonKB, writeSyntheticLlama } from "./_common.ts";
 
-function rssAnonKB(): number {
-  const s = fs.readFileSync("/proc/self/status", "utf8");
-  return Number(/^RssAnon:\s+(\d+) kB/m.exec(s)?.[1] ?? Number.NaN);
-}
+const argv = process.argv.slice(2);
+const flag = flags(argv);
 
 // ---------------------------------------------------------------------------------------------
 // child: one quantization, JSON on stdout
@@ -79,121 +70,28 @@ const src = path.join(root, "hf");
 fs.mkdirSync(src, { recursive: true });
 const results: Record<string, unknown> = { sizeGB, formats, device, host: { cpus: os.cpus().length, model: os.cpus()[0]?.model } };
 
-const H = 4096, nH = 32, nKV = 8, d = 128, I = 14336, V = 32000;
-const layerBytes = 2 * (H * (nH + 2 * nKV) * d + H * nH * d + 3 * H * I + 2 * H);
-const L = Math.max(1, Math.ceil((sizeGB * 1e9 - 2 * V * H * 2) / layerBytes));
-
-type Spec = { name: string; dtype: "BF16"; shape: number[] };
-function layerSpecs(l: number): Spec[] {
-  const P = `model.layers.${l}.`;
-  return [
-    { name: `${P}input_layernorm.weight`, dtype: "BF16", shape: [H] },
-    { name: `${P}post_attention_layernorm.weight`, dtype: "BF16", shape: [H] },
-    { name: `${P}self_attn.q_proj.weight`, dtype: "BF16", shape: [nH * d, H] },
-    { name: `${P}self_attn.k_proj.weight`, dtype: "BF16", shape: [nKV * d, H] },
-    { name: `${P}self_attn.v_proj.weight`, dtype: "BF16", shape: [nKV * d, H] },
-    { name: `${P}self_attn.o_proj.weight`, dtype: "BF16", shape: [H, nH * d] },
-    { name: `${P}mlp.gate_proj.weight`, dtype: "BF16", shape: [I, H] },
-    { name: `${P}mlp.up_proj.weight`, dtype: "BF16", shape: [I, H] },
-    { name: `${P}mlp.down_proj.weight`, dtype: "BF16", shape: [H, I] },
-  ];
-}
-
-// Realistic weights: bf16 of uniform(-0.05, 0.05) (never zeros or denormals, which can time differently).
-const noise = new Uint8Array(1 << 22);
-{
-  const dv = new DataView(noise.buffer);
-  let s = 0x12345678;
-  for (let i = 0; i < noise.length / 2; i++) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    const x = (s / 2 ** 32 - 0.5) * 0.1;
-    const f = new Float32Array([x]);
-    dv.setUint16(i * 2, new Uint32Array(f.buffer)[0]! >>> 16, true);
-  }
-}
-let phaseCounter = 0;
-/** Fill `dst` with the noise, starting at a different even offset for every tensor. */
-function fillNoise(dst: Uint8Array) {
-  let phase = (phaseCounter++ * 8198) % noise.length;
-  for (let o = 0; o < dst.length; ) {
-    const n = Math.min(noise.length - phase, dst.length - o);
-    dst.set(noise.subarray(phase, phase + n), o);
-    o += n;
-    phase = 0;
-  }
-}
-function writeShard(file: string, specs: Spec[]) {
-  const w = SafetensorsWriter.create(file, specs);
-  for (const s of specs) w.writeWith(s.name, fillNoise);
-  w.commit();
-}
+const { H, I } = DIMS;
 
 const rows: string[] = [];
-const files = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"];
-const sync = () => spawnSync("sync");
-const time = fs.existsSync("/usr/bin/time") ? "/usr/bin/time" : null;
-type ChildResult = { seconds: number; bytes: number; peakAnonKB: number; maxRssKB: number };
+let files: string[] = [];
 
 /** The synthetic HF checkpoint in `src`; returns the shard bytes. */
 function prepareCheckpoint(): number {
-  const shards: Spec[][] = [[{ name: "model.embed_tokens.weight", dtype: "BF16", shape: [V, H] }], []];
-  for (let l = 0; l < L; l++) shards[l < L / 2 ? 0 : 1]!.push(...layerSpecs(l));
-  shards[1]!.push({ name: "model.norm.weight", dtype: "BF16", shape: [H] }, { name: "lm_head.weight", dtype: "BF16", shape: [V, H] });
-  const weightMap: Record<string, string> = {};
-  shards.forEach((sh, i) => { for (const t of sh) weightMap[t.name] = files[i]!; });
-  console.log(`writing synthetic checkpoint: ${L} layers, H=${H}, I=${I}, V=${V} in ${src}`);
-  shards.forEach((sh, i) => writeShard(path.join(src, files[i]!), sh));
-  fs.writeFileSync(path.join(src, "model.safetensors.index.json"), JSON.stringify({ metadata: {}, weight_map: weightMap }));
-  fs.writeFileSync(path.join(src, "config.json"), JSON.stringify({
-    architectures: ["LlamaForCausalLM"], hidden_size: H, intermediate_size: I, num_attention_heads: nH, num_key_value_heads: nKV,
-    num_hidden_layers: L, vocab_size: V, rms_norm_eps: 1e-5, torch_dtype: "bfloat16", rope_theta: 500000, max_position_embeddings: 8192, hidden_act: "silu",
-  }));
-  for (const f of files) spawnSync("cat", [path.join(src, f)], { stdio: ["ignore", "ignore", "inherit"] }); // warm the page cache
-  return files.reduce((acc, f) => acc + fs.statSync(path.join(src, f)).size, 0);
+  const syn = writeSyntheticLlama(src, sizeGB);
+  files = syn.files;
+  results.layers = syn.layers;
+  return syn.bytes;
 }
 
-/** Best-of-RUNS seconds of `cp` of the shards, plain (page cache) and followed by `sync` (durable, as
- * our writer is: every rank file is fsynced before it is renamed into place). */
-function cpBaselines(): { plain: number; durable: number } {
-  let plain = Infinity;
-  let durable = Infinity;
-  const cpDst = path.join(root, "cp");
-  for (let r = 0; r < RUNS; r++) {
-    for (const withSync of [false, true]) {
-      fs.rmSync(cpDst, { recursive: true, force: true });
-      fs.mkdirSync(cpDst);
-      sync();
-      const t0 = performance.now();
-      const res = spawnSync("cp", [...files.map((f) => path.join(src, f)), cpDst]);
-      if (res.status !== 0) throw new Error(`cp failed: ${res.stderr}`);
-      if (withSync) sync();
-      const t = (performance.now() - t0) / 1000;
-      if (withSync) durable = Math.min(durable, t);
-      else plain = Math.min(plain, t);
-    }
-  }
-  fs.rmSync(cpDst, { recursive: true, force: true });
-  return { plain, durable };
-}
+const cpBaselines = () => cpRuns(files, path.join(root, "cp"), RUNS);
 
 /** Best of RUNS end-to-end quantizations in a child process. */
 function runChild(qformat: string, dev: "cpu" | "cuda"): ChildResult {
-  let best: ChildResult | null = null;
-  for (let r = 0; r < RUNS; r++) {
-    const out = path.join(root, `out-${qformat}-${dev}`);
-    fs.rmSync(out, { recursive: true, force: true });
-    sync();
-    const cmd = [process.execPath, import.meta.path, "--child", src, out, qformat, dev];
-    const report = path.join(root, "time.txt");
-    const res = Bun.spawnSync(time ? [time, "-v", "-o", report, ...cmd] : cmd, { stdout: "pipe", stderr: "pipe" });
-    if (res.exitCode !== 0) throw new Error(`quantize ${qformat} on ${dev} failed: ${res.stderr.toString()}`);
-    const j = JSON.parse(res.stdout.toString().trim().split("\n").pop()!);
-    const tv = time ? /Maximum resident set size \(kbytes\): (\d+)/.exec(fs.readFileSync(report, "utf8")) : null;
-    if (tv) j.maxRssKB = Number(tv[1]);
-    if (!best || j.seconds < best.seconds) best = j;
-    if (!argv.includes("--keep")) fs.rmSync(out, { recursive: true, force: true });
-  }
-  return best!;
+  const out = path.join(root, `out-${qformat}-${dev}`);
+  const best = bestChildRun([process.execPath, import.meta.path, "--child", src, out, qformat, dev], root, RUNS,
+    () => fs.rmSync(out, { recursive: true, force: true }));
+  if (!argv.includes("--keep")) fs.rmSync(out, { recursive: true, force: true });
+  return best;
 }
 
 let bytes = 0;
@@ -201,10 +99,9 @@ let cp = { plain: Number.NaN, durable: Number.NaN };
 if (!kernelsOnly) {
   bytes = prepareCheckpoint();
   results.sourceBytes = bytes;
-  results.layers = L;
   cp = cpBaselines();
   results.cp = { seconds: cp.plain, MBps: bytes / MB / cp.plain, syncSeconds: cp.durable, syncMBps: bytes / MB / cp.durable };
-  rows.push(`source ${(bytes / MB).toFixed(0)} MB (${L} layers) in ${files.length} shards; ${os.cpus().length} CPUs`);
+  rows.push(`source ${(bytes / MB).toFixed(0)} MB (${results.layers} layers) in ${files.length} shards; ${os.cpus().length} CPUs`);
   rows.push(`cp (warm, best of ${RUNS}): ${cp.plain.toFixed(2)} s  ${(bytes / MB / cp.plain).toFixed(0)} MB/s;  cp + sync: ${cp.durable.toFixed(2)} s  ${(bytes / MB / cp.durable).toFixed(0)} MB/s`);
   const largest = I * H * 2;
   for (const qf of formats) {
