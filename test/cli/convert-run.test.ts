@@ -1,28 +1,15 @@
-import { afterEach, beforeEach, describe, expect, type Mock, spyOn, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { runCli } from "../../cli/_main.ts";
 import { main } from "../../cli/trtllm.ts";
 import { SafetensorsWriter } from "../../src/format/safetensors.ts";
-import { log } from "../../src/log.ts";
+import { captureCli } from "./_capture.ts";
 import { asF32, asI32, fixture, readRaw, relMaxErr, tempDir } from "../helpers.ts";
 import { LOGITS_REL_TOL } from "../runtime/reference.ts";
 
-let stdout: Mock<(...a: unknown[]) => void>;
-let errors: Mock<typeof log.error>;
-let level: number;
-beforeEach(() => {
-  level = log.level;
-  stdout = spyOn(console, "log").mockImplementation(() => {});
-  errors = spyOn(log, "error").mockImplementation(Object.assign(() => {}, { raw: () => {} }));
-});
-afterEach(() => {
-  stdout.mockRestore();
-  errors.mockRestore();
-  log.level = level;
-});
-const printed = () => stdout.mock.calls.map((c) => c.join(" ")).join("\n");
-const logged = () => errors.mock.calls.map((c) => String(c[0] instanceof Error ? c[0].message : c[0])).join("\n");
+const io = captureCli();
+const { printed, logged } = io;
 const cli = (...args: string[]) => runCli(main, [...args, "--log_level", "error"]);
 
 describe("trtllm convert + run", () => {
@@ -46,7 +33,7 @@ describe("trtllm convert + run", () => {
     expect(got.get("output_ids")!.shape).toEqual([2, 20]);
     expect(Array.from(asI32(got.get("output_ids")!)).slice(0, 20)).toEqual(Array.from(asI32(ref.get("greedy_ids")!)));
     expect(printed()).toContain(Array.from(asI32(ref.get("greedy_ids")!)).slice(12).join(" "));
-    expect(errors).not.toHaveBeenCalled();
+    expect(io.errors).not.toHaveBeenCalled();
   });
 
   test("convert --meta_ckpt_dir", async () => {
@@ -65,11 +52,11 @@ describe("trtllm convert + run", () => {
       [["run", "--checkpoint_dir", out.path, "--input_file", join(out.path, "x.safetensors")], "x.safetensors"],
     ];
     for (const [args, msg] of cases) {
-      errors.mockClear();
+      io.errors.mockClear();
       expect(await cli(...args)).toBe(1);
-      expect(errors).toHaveBeenCalledTimes(1);
+      expect(io.errors).toHaveBeenCalledTimes(1);
       expect(logged()).toContain(msg);
-      expect(typeof errors.mock.calls[0]![0]).toBe("string"); // no stack without --verbose
+      expect(typeof io.errors.mock.calls[0]![0]).toBe("string"); // no stack without --verbose
     }
     expect(existsSync(join(out.path, "config.json"))).toBe(false);
   });

@@ -1,27 +1,14 @@
-import { afterEach, beforeEach, describe, expect, type Mock, spyOn, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { runCli } from "../../cli/_main.ts";
 import { main } from "../../cli/trtllm.ts";
 import { SafetensorsWriter } from "../../src/format/safetensors.ts";
-import { log } from "../../src/log.ts";
+import { captureCli } from "./_capture.ts";
 import { asF32, fixture, readRaw, tempDir } from "../helpers.ts";
 
-let stdout: Mock<(...a: unknown[]) => void>;
-let errors: Mock<typeof log.error>;
-let level: number;
-beforeEach(() => {
-  level = log.level;
-  stdout = spyOn(console, "log").mockImplementation(() => {});
-  errors = spyOn(log, "error").mockImplementation(Object.assign(() => {}, { raw: () => {} }));
-});
-afterEach(() => {
-  stdout.mockRestore();
-  errors.mockRestore();
-  log.level = level;
-});
-const printed = () => stdout.mock.calls.map((c) => c.join(" ")).join("\n");
-const logged = () => errors.mock.calls.map((c) => String(c[0] instanceof Error ? c[0].message : c[0])).join("\n");
+const io = captureCli();
+const { printed, logged } = io;
 const cli = (...args: string[]) => runCli(main, [...args, "--log_level", "error"]);
 const quantOf = (dir: string) => JSON.parse(readFileSync(join(dir, "config.json"), "utf8")).quantization;
 
@@ -30,7 +17,7 @@ describe("trtllm quantize", () => {
     using out = tempDir();
     const ckpt = join(out.path, "ckpt");
     expect(await cli("quantize", "--model_dir", fixture("qwen2"), "--output_dir", ckpt, "--qformat", "int4_awq_rtn", "--group_size", "64", "--tp_size", "2")).toBe(0);
-    expect(errors).not.toHaveBeenCalled();
+    expect(io.errors).not.toHaveBeenCalled();
     expect(quantOf(ckpt)).toMatchObject({ quant_algo: "W4A16_AWQ", group_size: 64, pre_quant_scale: true });
     const r1 = readRaw(join(ckpt, "rank1.safetensors"));
     expect(r1.get("transformer.layers.0.mlp.proj.weight")!.dtype).toBe("I8");
@@ -65,7 +52,7 @@ describe("trtllm quantize", () => {
       [["convert", "--model_dir", fixture("llama"), "--output_dir", out.path, "--use_weight_only", "--use_fp8_rowwise"], "only one of"],
     ];
     for (const [args, msg] of cases) {
-      errors.mockClear();
+      io.errors.mockClear();
       expect(await cli(...args)).toBe(1);
       expect(logged()).toContain(msg);
     }
