@@ -3,6 +3,8 @@ import { readFileSync } from "node:fs";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { expect } from "bun:test";
+import { TrtbError } from "../src/errors.ts";
 
 export const SHARED = resolve(import.meta.dir, "../../shared");
 export const FIXTURES = join(SHARED, "fixtures/hf-tiny");
@@ -91,4 +93,19 @@ export function asF32(t: RawTensor): Float32Array {
 }
 export function asI32(t: RawTensor): Int32Array {
   return new Int32Array(t.bytes.buffer.slice(t.bytes.byteOffset, t.bytes.byteOffset + t.bytes.byteLength));
+}
+
+/** Run `f`, expect a TrtbError with `code` (and a message matching `msg`), and return it. */
+export function expectCode(f: () => unknown, code: string, msg?: RegExp): TrtbError {
+  let err: unknown;
+  try {
+    f();
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(TrtbError);
+  const t = err as TrtbError;
+  expect(t.code).toBe(code);
+  if (msg) expect(t.message).toMatch(msg);
+  return t;
 }

@@ -6,6 +6,7 @@ import { TrtbError } from "../../src/errors.ts";
 import { isTuple, PyGlobal, unpickle, type PickleValue } from "../../src/format/pickle.ts";
 import { loadTorchPickle, TORCH_GLOBALS, TorchTensorRef } from "../../src/format/pth.ts";
 import { ZipArchive } from "../../src/format/zip.ts";
+import { expectCode } from "../helpers.ts";
 
 const SHARED = path.resolve(import.meta.dir, "../../../shared");
 const FIXTURE = path.join(SHARED, "fixtures/hf-tiny/llama-meta-mp2/consolidated.00.pth");
@@ -42,19 +43,6 @@ const EMPTY_TUPLE = ")";
 const STOP = ".";
 const hex = (s: string) => Uint8Array.from(s.match(/../g)!.map((h) => parseInt(h, 16)));
 
-function expectCode(f: () => unknown, code: string, msg?: RegExp): TrtbError {
-  let err: unknown;
-  try {
-    f();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(TrtbError);
-  const t = err as TrtbError;
-  expect(t.code).toBe(code);
-  if (msg) expect(t.message).toMatch(msg);
-  return t;
-}
 
 // ---- values -----------------------------------------------------------------------------------
 

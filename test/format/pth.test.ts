@@ -15,6 +15,7 @@ import {
   type TorchCheckpoint,
 } from "../../src/format/pth.ts";
 import { ZipArchive } from "../../src/format/zip.ts";
+import { expectCode } from "../helpers.ts";
 
 const SHARED = path.resolve(import.meta.dir, "../../../shared");
 const META_DIR = path.join(SHARED, "fixtures/hf-tiny/llama-meta-mp2");
@@ -22,19 +23,6 @@ const SHARD = (i: number) => path.join(META_DIR, `consolidated.0${i}.pth`);
 const tmp = mkdtempSync(path.join(tmpdir(), "trtb-pth-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-function expectCode(f: () => unknown, code: string, msg?: RegExp): TrtbError {
-  let err: unknown;
-  try {
-    f();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(TrtbError);
-  const t = err as TrtbError;
-  expect(t.code).toBe(code);
-  if (msg) expect(t.message).toMatch(msg);
-  return t;
-}
 
 // ---- the real Meta fixture --------------------------------------------------------------------
 

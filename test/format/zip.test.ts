@@ -10,6 +10,7 @@ import path from "node:path";
 import { deflateRawSync } from "node:zlib";
 import { TrtbError } from "../../src/errors.ts";
 import { ZipArchive } from "../../src/format/zip.ts";
+import { expectCode } from "../helpers.ts";
 
 const SHARED = path.resolve(import.meta.dir, "../../../shared");
 const FIXTURE = path.join(SHARED, "fixtures/hf-tiny/llama-meta-mp2/consolidated.00.pth");
@@ -134,19 +135,6 @@ function codeOf(f: () => unknown): string {
     throw e;
   }
   return "OK";
-}
-function expectCode(f: () => unknown, code: string, msg?: RegExp): TrtbError {
-  let err: unknown;
-  try {
-    f();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(TrtbError);
-  const t = err as TrtbError;
-  expect(t.code).toBe(code);
-  if (msg) expect(t.message).toMatch(msg);
-  return t;
 }
 
 function writeTmp(name: string, bytes: Uint8Array): string {
