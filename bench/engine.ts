@@ -2,7 +2,7 @@
 /**
  * Engine benchmark, one script, one run (on a GPU machine):
  *
- *   bun bench/engine.ts [--work DIR] [--layers 32] [--new 256] [--peers] [--json FILE]
+ *   bun bench/engine.ts [--work DIR] [--layers 32] [--new 256] [--variants bf16,w8a16,w4a16] [--peers] [--json FILE]
  *
  *  1. writes a Llama-3-8B-shaped random bf16 TRT-LLM checkpoint with our own writer (H 4096,
  *     32 layers, 32/8 heads, I 14336, V 128256: 16 GB)
@@ -11,12 +11,15 @@
  *     batch-1 decode tokens/s (128-token prompt, --new tokens) against the roofline
  *     weight bytes ÷ copy bandwidth; prefill of 2,048 tokens in TFLOP/s against the GEMM rate;
  *     batch 8 and 32 decode throughput
+ *     Steps 2–3 run once per variant: bf16, and the W8A16 / W4A16 weight-only engines of the same
+ *     checkpoint (its config with quant_algo set: the build quantizes). Each reports its own roofline
+ *     (its engine's weight bytes; also the bytes a decode step reads, without the embedding table).
  *  4. --peers: PyTorch/transformers on the same GPU (bench/peer_transformers.py): eager, and
  *     torch.compile with a static cache. Python is used for the peer only.
  *
  * Prints a table last; --json writes every number.
  */
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { buildCheckpoint } from "../src/build/checkpoint.ts";
@@ -33,6 +36,7 @@ const { values: opt } = parseArgs({
     new: { type: "string", default: "256" },
     peers: { type: "boolean", default: false },
     json: { type: "string" },
+    variants: { type: "string", default: "bf16,w8a16,w4a16" },
     "keep": { type: "boolean", default: false },
   },
 });
@@ -41,7 +45,6 @@ const NEW = Number(opt.new);
 const H = 4096, NH = 32, NKV = 8, D = 128, I = 14336, V = 128256;
 const work = opt.work!;
 const ckpt = join(work, "ckpt");
-const eng = join(work, "engine");
 const results: Record<string, unknown> = { shape: { H, L, NH, NKV, I, V } };
 const t = () => performance.now();
 const line = (s: string) => console.log(s);
@@ -111,89 +114,128 @@ if (!existsSync(join(ckpt, "config.json"))) {
   line(`checkpoint written in ${(results.checkpoint_write_s as number).toFixed(1)} s`);
 }
 
-// ---- 2. build ---------------------------------------------------------------------------------
-t0 = t();
-const built = await buildCheckpoint({
-  checkpointDir: ckpt, outputDir: eng, buildConfig: { max_batch_size: 64, max_num_tokens: 4096, max_seq_len: 4096, max_input_len: 2048 },
-  onRank: (r) => line(`rank ${r.rank}: tactics ${r.buildSeconds.toFixed(1)} s (${r.cacheMisses} timed), write ${r.saveSeconds.toFixed(1)} s, ${(r.bytes / 1e9).toFixed(2)} GB`),
-});
-results.build_s = (t() - t0) / 1000;
-results.build_tactics_s = built.ranks[0]!.buildSeconds;
-results.build_write_s = built.ranks[0]!.saveSeconds;
-const engine = await Engine.fromDir(eng, 0);
-const weightBytes = engine.weightBytes;
-results.weight_bytes = weightBytes;
-
-// ---- 3. runtime -------------------------------------------------------------------------------
-t0 = t();
-const runner = await GpuModelRunner.fromDir(eng, { maxBatchSize: 32, maxNumTokens: 2048, maxKvTokens: 32 * 1024 + 4096 });
-results.load_s = (t() - t0) / 1000;
-const ctx = runner.context;
-const copyGBs = ctx.benchCopy(2 * 2 ** 30, 10);
-const gemmTF = ctx.benchGemm(8192, 8192, 8192, 50);
-const gemmPrefillTF = ctx.benchGemm(2048, 14336 * 2, 4096, 20);
-results.copy_GBps = copyGBs;
-results.cublas_bf16_8192_TFLOPs = gemmTF;
-results.cublas_bf16_2048x28672x4096_TFLOPs = gemmPrefillTF;
-const roofline = (copyGBs * 1e9) / weightBytes;
-results.roofline_tok_s = roofline;
-line(`load ${f(results.load_s)} s; copy ${f(copyGBs, 0)} GB/s; cuBLASLt bf16 8192³ ${f(gemmTF, 0)} TFLOP/s; roofline ${f(roofline)} tok/s`);
-
-let seed = 7;
-const randIds = (n: number) => Array.from({ length: n }, () => (seed = (seed * 48271) % 2147483647) % V);
-
-// prefill 2048 tokens (1 new token: the first sample), median of 3
-const prompt2k = randIds(2048);
-runner.generate([prompt2k.slice(0, 64)], { maxNewTokens: 1 }); // warm-up
-const pre: number[] = [];
-for (let i = 0; i < 3; i++) pre.push(runner.generate([prompt2k], { maxNewTokens: 1 }).prefillMs);
-pre.sort((a, b) => a - b);
-const prefillMs = pre[1]!;
-const gemmFlopPerTok = 2 * L * ((NH + 2 * NKV) * D * H + H * NH * D + 2 * I * H + H * I);
-const attnFlop = 2 * 2048 * 2048 * D * NH * L; // causal: QK^T and PV over half the square
-const prefillFlop = 2048 * gemmFlopPerTok + attnFlop + 2 * V * H;
-results.prefill_2048_ms = prefillMs;
-results.prefill_TFLOPs = prefillFlop / (prefillMs / 1000) / 1e12;
-line(`prefill 2048: ${f(prefillMs)} ms, ${f(results.prefill_TFLOPs, 0)} TFLOP/s`);
-const pprof = runner.profilePrefill(prompt2k);
-results.prefill_profile = pprof;
-line(`  op by op: ${pprof.total.toFixed(2)} ms = ${Object.entries(pprof.byOp).map(([k, v]) => `${k} ${v.ms.toFixed(2)} (${v.count})`).join(", ")}`);
-
-// batch-1 decode
-const p128 = randIds(128);
-runner.generate([p128], { maxNewTokens: 8 }); // captures the batch-1 graph
-const d1: number[] = [];
-for (let i = 0; i < 3; i++) {
-  const r = runner.generate([p128], { maxNewTokens: NEW });
-  d1.push(r.decodeSteps / (r.decodeMs / 1000));
+// ---- 2–3. per variant: build, then runtime ---------------------------------------------------------
+/** A checkpoint directory for a variant: the bf16 one, or its config with quant_algo set (weights linked). */
+function variantCheckpoint(v: string): string {
+  if (v === "bf16") return ckpt;
+  const algo = v === "w8a16" ? "W8A16" : v === "w4a16" ? "W4A16" : null;
+  if (!algo) throw new Error(`unknown variant ${v} (bf16, w8a16, w4a16)`);
+  const dir = join(work, `ckpt-${v}`);
+  mkdirSync(dir, { recursive: true });
+  const cfg = JSON.parse(readFileSync(join(ckpt, "config.json"), "utf8"));
+  cfg.quantization.quant_algo = algo;
+  writeFileSync(join(dir, "config.json"), JSON.stringify(cfg, null, 4));
+  rmSync(join(dir, "rank0.safetensors"), { force: true });
+  symlinkSync(join(ckpt, "rank0.safetensors"), join(dir, "rank0.safetensors"));
+  return dir;
 }
-d1.sort((a, b) => a - b);
-results.decode_b1_tok_s = d1[1];
-results.decode_b1_pct_roofline = (100 * d1[1]!) / roofline;
-line(`decode b1: ${f(d1[1])} tok/s (${d1.map((x) => x.toFixed(1)).join(", ")}) = ${f(results.decode_b1_pct_roofline)}% of roofline`);
 
-// where a batch-1 decode step's time goes (op by op, events; includes per-launch gaps)
-const prof = runner.profileDecode([p128]);
-results.decode_b1_profile = prof;
-line(`decode step b1 op by op: ${prof.total.toFixed(3)} ms = ${Object.entries(prof.byOp).map(([k, v]) => `${k} ${v.ms.toFixed(3)} (${v.count})`).join(", ")}`);
-line(`  GEMM by site: ${Object.entries(prof.gemm).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")} ms`);
-const sites = engine.plan.gemm.sites;
-line(`  tuned m=1: ${Object.entries(sites).map(([k, v]) => `${k} ${engine.plan.gemm.tactics[v.buckets[0]![1]]!.kind}/${engine.plan.gemm.tactics[v.buckets[0]![1]]!.variant} ${v.buckets[0]![2].toFixed(1)} µs (${((2 * v.n * v.k) / (v.buckets[0]![2] * 1e-6) / 1e9).toFixed(0)} GB/s)`).join(", ")}`);
-const prof8 = runner.profileDecode(Array.from({ length: 8 }, () => p128));
-results.decode_b8_profile = prof8;
-line(`decode step b8 op by op: ${prof8.total.toFixed(3)} ms; GEMM by site: ${Object.entries(prof8.gemm).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")} ms`);
-line(`  tuned m=8: ${Object.entries(sites).map(([k, v]) => { const b = v.buckets.find((x) => x[0] === 8)!; return `${k} ${engine.plan.gemm.tactics[b[1]]!.kind}/${engine.plan.gemm.tactics[b[1]]!.variant} ${b[2].toFixed(1)} µs`; }).join(", ")}`);
+const variants = opt.variants!.split(",").map((x) => x.trim()).filter(Boolean);
+const byVariant: Record<string, Record<string, unknown>> = {};
+results.variants = byVariant;
+for (const variant of variants) {
+  line(`\n== ${variant} ==`);
+  const r: Record<string, unknown> = (byVariant[variant] = {});
+  const vckpt = variantCheckpoint(variant);
+  const eng = join(work, `engine-${variant}`);
+  t0 = t();
+  const built = await buildCheckpoint({
+    checkpointDir: vckpt, outputDir: eng, buildConfig: { max_batch_size: 64, max_num_tokens: 4096, max_seq_len: 4096, max_input_len: 2048 },
+    onRank: (x) => line(`rank ${x.rank}: tactics ${x.buildSeconds.toFixed(1)} s (${x.cacheMisses} timed), write ${x.saveSeconds.toFixed(1)} s, ${(x.bytes / 1e9).toFixed(2)} GB`),
+  });
+  r.build_s = (t() - t0) / 1000;
+  r.build_tactics_s = built.ranks[0]!.buildSeconds;
+  r.build_write_s = built.ranks[0]!.saveSeconds;
+  const engine = await Engine.fromDir(eng, 0);
+  const weightBytes = engine.weightBytes;
+  r.weight_bytes = weightBytes;
+  const embBytes = engine.plan.tensors.find((x) => x.name === "embedding")!.bytes;
+  r.read_bytes_per_step = weightBytes - embBytes;
 
-// batch 8 and 32
-for (const B of [8, 32]) {
-  const prompts = Array.from({ length: B }, () => randIds(128));
-  runner.generate(prompts, { maxNewTokens: 4 });
-  const r = runner.generate(prompts, { maxNewTokens: 128 });
-  results[`decode_b${B}_tok_s`] = (B * r.decodeSteps) / (r.decodeMs / 1000);
-  results[`decode_b${B}_step_ms`] = r.decodeMs / r.decodeSteps;
-  line(`decode b${B}: ${f(results[`decode_b${B}_tok_s`], 0)} tok/s`);
+  // ---- 3. runtime -------------------------------------------------------------------------------
+  t0 = t();
+  const runner = await GpuModelRunner.fromDir(eng, { maxBatchSize: 32, maxNumTokens: 2048, maxKvTokens: 32 * 1024 + 4096 });
+  r.load_s = (t() - t0) / 1000;
+  const ctx = runner.context;
+  const copyGBs = ctx.benchCopy(2 * 2 ** 30, 10);
+  const gemmTF = ctx.benchGemm(8192, 8192, 8192, 50);
+  const gemmPrefillTF = ctx.benchGemm(2048, 14336 * 2, 4096, 20);
+  r.copy_GBps = copyGBs;
+  r.cublas_bf16_8192_TFLOPs = gemmTF;
+  r.cublas_bf16_2048x28672x4096_TFLOPs = gemmPrefillTF;
+  const roofline = (copyGBs * 1e9) / weightBytes;
+  r.roofline_tok_s = roofline;
+  r.roofline_read_tok_s = (copyGBs * 1e9) / (weightBytes - embBytes);
+  line(`load ${f(r.load_s)} s; copy ${f(copyGBs, 0)} GB/s; cuBLASLt bf16 8192³ ${f(gemmTF, 0)} TFLOP/s; roofline ${f(roofline)} tok/s`);
+
+  let seed = 7;
+  const randIds = (n: number) => Array.from({ length: n }, () => (seed = (seed * 48271) % 2147483647) % V);
+
+  // prefill 2048 tokens (1 new token: the first sample), median of 3
+  const prompt2k = randIds(2048);
+  runner.generate([prompt2k.slice(0, 64)], { maxNewTokens: 1 }); // warm-up
+  const pre: number[] = [];
+  for (let i = 0; i < 3; i++) pre.push(runner.generate([prompt2k], { maxNewTokens: 1 }).prefillMs);
+  pre.sort((a, b) => a - b);
+  const prefillMs = pre[1]!;
+  const gemmFlopPerTok = 2 * L * ((NH + 2 * NKV) * D * H + H * NH * D + 2 * I * H + H * I);
+  const attnFlop = 2 * 2048 * 2048 * D * NH * L; // causal: QK^T and PV over half the square
+  const prefillFlop = 2048 * gemmFlopPerTok + attnFlop + 2 * V * H;
+  r.prefill_2048_ms = prefillMs;
+  r.prefill_TFLOPs = prefillFlop / (prefillMs / 1000) / 1e12;
+  line(`prefill 2048: ${f(prefillMs)} ms, ${f(r.prefill_TFLOPs, 0)} TFLOP/s`);
+  const pprof = runner.profilePrefill(prompt2k);
+  r.prefill_profile = pprof;
+  line(`  op by op: ${pprof.total.toFixed(2)} ms = ${Object.entries(pprof.byOp).map(([k, v]) => `${k} ${v.ms.toFixed(2)} (${v.count})`).join(", ")}`);
+
+  // batch-1 decode
+  const p128 = randIds(128);
+  runner.generate([p128], { maxNewTokens: 8 }); // captures the batch-1 graph
+  const d1: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const r = runner.generate([p128], { maxNewTokens: NEW });
+    d1.push(r.decodeSteps / (r.decodeMs / 1000));
+  }
+  d1.sort((a, b) => a - b);
+  r.decode_b1_tok_s = d1[1];
+  r.decode_b1_pct_roofline = (100 * d1[1]!) / roofline;
+  r.decode_b1_pct_roofline_read = (100 * d1[1]!) / (r.roofline_read_tok_s as number);
+  line(`decode b1: ${f(d1[1])} tok/s (${d1.map((x) => x.toFixed(1)).join(", ")}) = ${f(r.decode_b1_pct_roofline)}% of roofline`);
+
+  // where a batch-1 decode step's time goes (op by op, events; includes per-launch gaps)
+  const prof = runner.profileDecode([p128]);
+  r.decode_b1_profile = prof;
+  line(`decode step b1 op by op: ${prof.total.toFixed(3)} ms = ${Object.entries(prof.byOp).map(([k, v]) => `${k} ${v.ms.toFixed(3)} (${v.count})`).join(", ")}`);
+  line(`  GEMM by site: ${Object.entries(prof.gemm).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")} ms`);
+  const sites = engine.plan.gemm.sites;
+  line(`  tuned m=1: ${Object.entries(sites).map(([k, v]) => `${k} ${engine.plan.gemm.tactics[v.buckets[0]![1]]!.kind}/${engine.plan.gemm.tactics[v.buckets[0]![1]]!.variant} ${v.buckets[0]![2].toFixed(1)} µs (${(((v.wbits ? v.wbits / 8 : 2) * v.n * v.k) / (v.buckets[0]![2] * 1e-6) / 1e9).toFixed(0)} GB/s)`).join(", ")}`);
+  const prof8 = runner.profileDecode(Array.from({ length: 8 }, () => p128));
+  r.decode_b8_profile = prof8;
+  line(`decode step b8 op by op: ${prof8.total.toFixed(3)} ms; GEMM by site: ${Object.entries(prof8.gemm).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")} ms`);
+  line(`  tuned m=8: ${Object.entries(sites).map(([k, v]) => { const b = v.buckets.find((x) => x[0] === 8)!; return `${k} ${engine.plan.gemm.tactics[b[1]]!.kind}/${engine.plan.gemm.tactics[b[1]]!.variant} ${b[2].toFixed(1)} µs`; }).join(", ")}`);
+
+  // batch 8 and 32
+  for (const B of [8, 32]) {
+    const prompts = Array.from({ length: B }, () => randIds(128));
+    runner.generate(prompts, { maxNewTokens: 4 });
+    const g = runner.generate(prompts, { maxNewTokens: 128 });
+    r[`decode_b${B}_tok_s`] = (B * g.decodeSteps) / (g.decodeMs / 1000);
+    r[`decode_b${B}_step_ms`] = g.decodeMs / g.decodeSteps;
+    line(`decode b${B}: ${f(r[`decode_b${B}_tok_s`], 0)} tok/s`);
+  }
+  runner.destroy();
+  if (!opt.keep) rmSync(eng, { recursive: true, force: true });
+
+
+  line("");
+  line(`${variant}: Llama-3-8B shape, ${L} layers, ${(weightBytes / 1e9).toFixed(2)} GB of weights (${((weightBytes - embBytes) / 1e9).toFixed(2)} GB read per decode step)`);
+  line(`build:            ${f(r.build_s)} s (tactics and quantization ${f(r.build_tactics_s)} s, write ${f(r.build_write_s)} s); load ${f(r.load_s)} s`);
+  line(`copy bandwidth:   ${f(copyGBs, 0)} GB/s (read+write)   roofline ${f(roofline)} tok/s (bytes read per step: ${f(r.roofline_read_tok_s)} tok/s)`);
+  line(`decode batch 1:   ${f(r.decode_b1_tok_s)} tok/s = ${f(r.decode_b1_pct_roofline)}% of roofline (${f(r.decode_b1_pct_roofline_read)}% of the read-bytes roofline)`);
+  line(`decode batch 8:   ${f(r.decode_b8_tok_s, 0)} tok/s (${f(r.decode_b8_step_ms, 2)} ms/step)`);
+  line(`decode batch 32:  ${f(r.decode_b32_tok_s, 0)} tok/s (${f(r.decode_b32_step_ms, 2)} ms/step)`);
+  line(`prefill 2048:     ${f(prefillMs)} ms = ${f(r.prefill_TFLOPs, 0)} TFLOP/s; cuBLASLt bf16 8192³ ${f(gemmTF, 0)} TFLOP/s, 2048x28672x4096 ${f(gemmPrefillTF, 0)} TFLOP/s`);
 }
-runner.destroy();
 
 // ---- 4. peers -------------------------------------------------------------------------------
 if (opt.peers) {
@@ -206,14 +248,9 @@ if (opt.peers) {
 }
 
 if (opt.json) writeFileSync(opt.json, JSON.stringify(results, null, 2));
-if (!opt.keep) rmSync(eng, { recursive: true, force: true });
 
 line("");
-line(`Llama-3-8B shape, ${L} layers, bf16, ${(weightBytes / 1e9).toFixed(2)} GB of weights`);
-line(`build:            ${f(results.build_s)} s (tactics ${f(results.build_tactics_s)} s, write ${f(results.build_write_s)} s); load ${f(results.load_s)} s`);
-line(`copy bandwidth:   ${f(copyGBs, 0)} GB/s (read+write)   roofline ${f(roofline)} tok/s`);
-line(`decode batch 1:   ${f(results.decode_b1_tok_s)} tok/s = ${f(results.decode_b1_pct_roofline)}% of roofline`);
-line(`decode batch 8:   ${f(results.decode_b8_tok_s, 0)} tok/s (${f(results.decode_b8_step_ms, 2)} ms/step)`);
-line(`decode batch 32:  ${f(results.decode_b32_tok_s, 0)} tok/s (${f(results.decode_b32_step_ms, 2)} ms/step)`);
-line(`prefill 2048:     ${f(prefillMs)} ms = ${f(results.prefill_TFLOPs, 0)} TFLOP/s; cuBLASLt bf16 8192³ ${f(gemmTF, 0)} TFLOP/s, 2048x28672x4096 ${f(gemmPrefillTF, 0)} TFLOP/s`);
-if (results.peers) line(`peers:            ${JSON.stringify(results.peers)}`);
+line("variant   build s   decode b1 tok/s (% roofline, % read roofline)   b8 tok/s   b32 tok/s   prefill 2048 ms (TFLOP/s)");
+for (const [v, r] of Object.entries(byVariant))
+  line(`${v.padEnd(9)} ${f(r.build_s).padStart(7)}   ${f(r.decode_b1_tok_s).padStart(7)} (${f(r.decode_b1_pct_roofline)}%, ${f(r.decode_b1_pct_roofline_read)}%)`.padEnd(70) + `${f(r.decode_b8_tok_s, 0).padStart(8)}   ${f(r.decode_b32_tok_s, 0).padStart(9)}   ${f(r.prefill_2048_ms)} (${f(r.prefill_TFLOPs, 0)})`);
+if (results.peers) line(`peers (bf16, same GPU): ${JSON.stringify(results.peers)}`);

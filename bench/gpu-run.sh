@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything the engine needs checked on a GPU machine, in one go (the device recipe):
 #   bash bench/gpu-run.sh [OUTDIR] [steps...]      steps: build kernels families e2e bench peers
+#   env: BENCH_VARIANTS (default bf16,w8a16,w4a16), BENCH_TIMEOUT (s, default 540)
 # Logs go to OUTDIR (default ./gpu-run-out); a summary is printed per step.
 set -u -o pipefail
 OUT=${1:-gpu-run-out}; shift || true
@@ -25,12 +26,12 @@ if has kernels || has families; then
     if has kernels; then
       env $m timeout 200 bun test test/runtime/gpu-kernels.test.ts > "$OUT/kernels-$tag.log" 2>&1 || ok=0
       echo "kernels [$tag] ok=$ok"
-      grep -E "^\(fail|^ *[0-9]+ (pass|fail)$|^gemm |^attention D|^copy |err |error:" "$OUT/kernels-$tag.log" | head -40
+      grep -E "^\(fail|^ *[0-9]+ (pass|fail)$|^gemm |^gemm_wo |^attention D|^copy |err |error:" "$OUT/kernels-$tag.log" | head -60
     fi
     if [ $ok = 1 ] && has families; then
       env $m timeout 240 bun test test/runtime/gpu-families.test.ts > "$OUT/families-$tag.log" 2>&1 || ok=0
       echo "families [$tag] ok=$ok"
-      grep -E "^\(fail|^ *[0-9]+ (pass|fail)$|GPU logits error|greedy identical|error:|Expected|Received" "$OUT/families-$tag.log" | head -40
+      grep -E "^\(fail|^ *[0-9]+ (pass|fail)$|GPU logits error|greedy identical|W8A16|W4A16|error:|Expected|Received" "$OUT/families-$tag.log" | head -60
     fi
     if [ $ok = 1 ]; then MODE="$m"; break; fi
   done
@@ -41,5 +42,5 @@ if has e2e; then
 fi
 if has bench; then
   P=""; has peers && P="--peers"
-  env $MODE timeout 420 bun bench/engine.ts --json "$OUT/bench.json" $P > "$OUT/bench.log" 2>&1; echo "bench rc=$? (mode ${MODE:-default})"; tail -18 "$OUT/bench.log"
+  env $MODE timeout ${BENCH_TIMEOUT:-540} bun bench/engine.ts --json "$OUT/bench.json" --variants "${BENCH_VARIANTS:-bf16,w8a16,w4a16}" $P > "$OUT/bench.log" 2>&1; echo "bench rc=$? (mode ${MODE:-default})"; grep -E "^== |^decode b|^prefill|^rank|tuned m=|^load" "$OUT/bench.log" | head -60; tail -8 "$OUT/bench.log"
 fi

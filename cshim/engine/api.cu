@@ -18,7 +18,8 @@
 // src/ffi/engine-symbols.ts reads and writes these layouts by offset.
 static_assert(sizeof(trtb_engine_device_info) == 304 && offsetof(trtb_engine_device_info, name) == 48,
               "trtb_engine_device_info layout changed: update DEVICE_INFO");
-static_assert(sizeof(trtb_engine_tune_params) == 40 && offsetof(trtb_engine_tune_params, min_ms) == 32,
+static_assert(sizeof(trtb_engine_tune_params) == 48 && offsetof(trtb_engine_tune_params, min_ms) == 32 &&
+                  offsetof(trtb_engine_tune_params, w_bits) == 40,
               "trtb_engine_tune_params layout changed: update TUNE_PARAMS");
 static_assert(sizeof(trtb_engine_tune_result) == 80 && offsetof(trtb_engine_tune_result, algo) == 16,
               "trtb_engine_tune_result layout changed: update TUNE_RESULT");
@@ -345,6 +346,7 @@ static const OpSpec kOps[] = {
     {"?", 0},           {"EMBED", 9},      {"ADD_NORM", 11},     {"GEMM", 13},  {"QKV_ROPE", 18},
     {"ATTN_DECODE", 18}, {"ATTN_PREFILL", 18}, {"GATED_ACT", 8},  {"GATHER_ROWS", 5}, {"SCATTER_ADD", 6},
     {"SOFTCAP", 3},     {"SAMPLE", 6},     {"MEMCPY", 4},        {"MEMSET", 3}, {"MOE_ROUTE", 9},
+    {"GEMM_WO", 16},
 };
 #define N_OPS ((uint32_t)(sizeof kOps / sizeof kOps[0]))
 
@@ -370,6 +372,9 @@ static int32_t run_op(trtb_engine_ctx *ctx, uint32_t op, const uint64_t *a) {
     case TRTB_OP_GEMM:
       return trtbe_gemm(ctx, P(0), P(1), P(2), (int32_t)I(3), (int32_t)I(4), (int32_t)I(5), (int32_t)I(6), (int32_t)I(7), I(8),
                         I(9), (int32_t)I(10), (int32_t)I(11), P(12));
+    case TRTB_OP_GEMM_WO:
+      return trtbe_gemm_wo(ctx, P(0), (const float *)P(1), P(2), P(3), (int32_t)I(4), (int32_t)I(5), (int32_t)I(6), (int32_t)I(7),
+                           (int32_t)I(8), (int32_t)I(9), I(10), I(11), (int32_t)I(12), (int32_t)I(13), P(14), P(15));
     case TRTB_OP_QKV_ROPE: {
       QkvRopeArgs x{(const float *)P(0), I(1), (const float *)P(2), (const float *)P(3), (const float *)P(4), (float)F(5),
                     (const int32_t *)P(6), (const int32_t *)P(7), P(8), (int32_t)I(9), (int32_t)I(10), (int32_t)I(11),
@@ -508,11 +513,13 @@ TRTB_API int32_t trtb_engine_graph_destroy(trtb_engine_graph *graph) {
 TRTB_API int32_t trtb_engine_tactic_add(trtb_engine_ctx *ctx, int32_t kind, int32_t variant, const uint64_t *algo, int32_t *out_id) {
   const char *fn = "trtb_engine_tactic_add";
   if (ctx == NULL || out_id == NULL) return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: NULL argument", fn);
-  if (kind != TRTB_TACTIC_HEURISTIC && kind != TRTB_TACTIC_CUBLASLT && kind != TRTB_TACTIC_GEMV)
+  if (kind != TRTB_TACTIC_HEURISTIC && kind != TRTB_TACTIC_CUBLASLT && kind != TRTB_TACTIC_GEMV && kind != TRTB_TACTIC_WO)
     return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: unknown tactic kind %d", fn, kind);
   if (kind == TRTB_TACTIC_CUBLASLT && algo == NULL) return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: cuBLASLt tactic without algorithm bytes", fn);
   if (kind == TRTB_TACTIC_GEMV && variant != 1 && variant != 2 && variant != 4)
     return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: GEMV variant %d (1, 2 or 4 rows per warp)", fn, variant);
+  if (kind == TRTB_TACTIC_WO && variant != 1 && variant != 2 && variant != 4)
+    return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: weight-only variant %d (1, 2 or 4 row tiles per block)", fn, variant);
   if (ctx->n_tactics == ctx->cap_tactics) {
     const int32_t cap = ctx->cap_tactics ? ctx->cap_tactics * 2 : 64;
     trtbe_tactic *t = (trtbe_tactic *)realloc(ctx->tactics, (size_t)cap * sizeof *t);

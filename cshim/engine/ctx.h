@@ -9,7 +9,7 @@
 
 struct trtbe_tactic {
   int32_t kind;     /* TRTB_TACTIC_* */
-  int32_t variant;  /* GEMV rows per warp */
+  int32_t variant;  /* GEMV rows per warp; WO row tiles per block */
   cublasLtMatmulAlgo_t algo;
 };
 
@@ -63,6 +63,10 @@ struct trtb_engine_graph {
  * GEMV for m <= 8, else x split into two 16-bit halves in `scratch` (2·m·k elements) and two GEMMs). */
 int32_t trtbe_gemm(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, int32_t m, int32_t n, int32_t k,
                    int32_t ab, int32_t yt, int64_t ldx, int64_t ldy, int32_t tactic, int32_t xt, void *scratch);
+/* Weight-only GEMM (TRTB_OP_GEMM_WO). */
+int32_t trtbe_gemm_wo(trtb_engine_ctx *ctx, const void *w, const float *scale, const void *x, void *y, int32_t m, int32_t n,
+                      int32_t k, int32_t bits, int32_t ab, int32_t yt, int64_t ldx, int64_t ldy, int32_t tactic, int32_t xt,
+                      void *scratch, void *deq);
 int32_t trtbe_gemm_ctx_init(trtb_engine_ctx *ctx);
 void trtbe_gemm_ctx_free(trtb_engine_ctx *ctx);
 int32_t trtbe_tune(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, trtb_engine_tune_result *out, int32_t max_out,

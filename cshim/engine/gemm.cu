@@ -12,6 +12,7 @@
  * cublasLtMatmulAlgoCheck; when it does not apply, the heuristic's answer for that shape is used.
  */
 #include <algorithm>
+#include <stddef.h>
 #include <string.h>
 #include <vector>
 
@@ -267,10 +268,20 @@ static int32_t time_it(trtb_engine_ctx *ctx, double min_ms, F run, float *us) {
   return TRTB_OK;
 }
 
+static int32_t tune_wo(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, int bits, trtb_engine_tune_result *out,
+                       int32_t max_out, int32_t *n_out);
+
 int32_t trtbe_tune(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, trtb_engine_tune_result *out, int32_t max_out,
                    int32_t *n_out) {
   *n_out = 0;
   const int m = p->m, n = p->n, k = p->k;
+  const int wbits = p->struct_size >= offsetof(trtb_engine_tune_params, w_bits) + sizeof(int32_t) ? p->w_bits : 0;
+  if (wbits) {
+    if (!(wbits == 8 || wbits == 4) || m <= 0 || n <= 0 || k <= 0 || k % 2 || !TRTBE_DTYPE_OK16(p->ab_dtype) ||
+        !(p->y_dtype == TRTB_DTYPE_F32 || p->y_dtype == p->ab_dtype))
+      return trtb__fail(TRTB_ERR_INVALID_ARG, "tune: bad weight-only problem m=%d n=%d k=%d int%d dtypes %d -> %d", m, n, k, wbits, p->ab_dtype, p->y_dtype);
+    return tune_wo(ctx, p, wbits, out, max_out, n_out);
+  }
   if (m <= 0 || n <= 0 || k <= 0 || !TRTBE_DTYPE_OK16(p->ab_dtype) || !(p->y_dtype == TRTB_DTYPE_F32 || TRTBE_DTYPE_OK16(p->y_dtype)))
     return trtb__fail(TRTB_ERR_INVALID_ARG, "tune: bad problem m=%d n=%d k=%d dtypes %d -> %d", m, n, k, p->ab_dtype, p->y_dtype);
   const size_t es = 2, ys = p->y_dtype == TRTB_DTYPE_F32 ? 4 : 2;
@@ -369,5 +380,127 @@ int32_t trtbe_bench_gemm(trtb_engine_ctx *ctx, int32_t m, int32_t n, int32_t k, 
   if (st != TRTB_OK) return st;
   if (nr < 1) return trtb__fail(TRTB_ERR_UNSUPPORTED, "bench_gemm: no cuBLASLt algorithm for %d x %d x %d", m, n, k);
   *tflops = 2.0 * m * (double)n * k / (r[0].time_us * 1e-6) / 1e12;
+  return TRTB_OK;
+}
+
+// ----------------------------------------------------------------------------------------------
+// weight-only GEMMs (W8A16 / W4A16): our tensor-core kernel up to 64 rows, else the weights are
+// expanded to 16-bit in `deq` and multiplied by cuBLASLt
+
+int32_t trtbe_gemm_wo(trtb_engine_ctx *ctx, const void *w, const float *scale, const void *x, void *y, int32_t m, int32_t n,
+                      int32_t k, int32_t bits, int32_t ab, int32_t yt, int64_t ldx, int64_t ldy, int32_t tactic, int32_t xt,
+                      void *scratch, void *deq) {
+  if (m <= 0 || n <= 0) return TRTB_OK;
+  if (k <= 0 || !(bits == 8 || bits == 4) || !TRTBE_DTYPE_OK16(ab) || !(yt == TRTB_DTYPE_F32 || yt == ab) || !(xt == ab || xt == TRTB_DTYPE_F32))
+    return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: bad shape or dtypes (m=%d n=%d k=%d, int%d, x %d -> %d)", m, n, k, bits, xt, yt);
+  if (ldx < k || ldy < n) return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: ldx %lld < k %d or ldy %lld < n %d", (long long)ldx, k, (long long)ldy, n);
+  if (tactic >= ctx->n_tactics) return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: tactic %d is not registered", tactic);
+  const trtbe_tactic *t = tactic >= 0 ? &ctx->tactics[tactic] : nullptr;
+  const bool exact = xt == TRTB_DTYPE_F32;
+  if (exact && yt != TRTB_DTYPE_F32) return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: an f32 input needs an f32 output");
+  if (exact && !scratch) return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: f32 input needs a scratch buffer");
+  char *hi = (char *)scratch, *lo = hi ? hi + (size_t)m * k * 2 : nullptr;
+  int32_t st;
+  if (exact && (st = trtbe_split16(ctx->stream, (const float *)x, ldx, hi, lo, m, k, ab)) != TRTB_OK) return st;
+  if (m <= 64 && !(t && t->kind == TRTB_TACTIC_CUBLASLT)) {
+    const int rt = t && t->kind == TRTB_TACTIC_WO ? t->variant : 1;
+    if (exact) return trtbe_wo_gemm(ctx->stream, w, scale, hi, lo, y, m, n, k, bits, ab, yt, k, ldy, rt);
+    return trtbe_wo_gemm(ctx->stream, w, scale, x, nullptr, y, m, n, k, bits, ab, yt, ldx, ldy, rt);
+  }
+  if (!deq) return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: m=%d needs the dequantization scratch buffer", m);
+  const trtbe_tactic *lt = t && t->kind == TRTB_TACTIC_CUBLASLT ? t : nullptr;
+  const int32_t lid = lt ? tactic : -1;
+  if (exact) {
+    // q exactly in 16 bits, both halves of x, then the per-channel scale on the f32 sums
+    if ((st = trtbe_wo_dequant(ctx->stream, w, scale, deq, n, k, bits, ab, 0)) != TRTB_OK) return st;
+    if ((st = gemm16(ctx, deq, hi, y, m, n, k, ab, yt, k, ldy, lt, lid, 0.f)) != TRTB_OK) return st;
+    if ((st = gemm16(ctx, deq, lo, y, m, n, k, ab, yt, k, ldy, lt, lid, 1.f)) != TRTB_OK) return st;
+    return trtbe_scale_cols(ctx->stream, (float *)y, scale, m, n, ldy);
+  }
+  if ((st = trtbe_wo_dequant(ctx->stream, w, scale, deq, n, k, bits, ab, 1)) != TRTB_OK) return st;
+  return gemm16(ctx, deq, x, y, m, n, k, ab, yt, ldx, ldy, lt, lid, 0.f);
+}
+
+/* trtbe_tune for a weight-only site: our kernel's row-tile variants up to 64 rows, else cuBLASLt's
+ * candidates timed together with the expansion of the weights they need. */
+static int32_t tune_wo(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, int bits, trtb_engine_tune_result *out,
+                       int32_t max_out, int32_t *n_out) {
+  const int m = p->m, n = p->n, k = p->k;
+  const size_t np = (size_t)(n + 15) / 16 * 16, kp = (size_t)trtbe_wo_kp(k, bits);
+  const size_t wbytes = np * kp * bits / 8, ys = p->y_dtype == TRTB_DTYPE_F32 ? 4 : 2;
+  int copies = (int)std::min<size_t>(8, std::max<size_t>(1, ((size_t)256 << 20) / std::max<size_t>(wbytes, 1)));
+  TuneBufs b;
+  int32_t st;
+  for (int i = 0; i < copies; i++) {
+    void *a = nullptr;
+    TRTB_CUDA_TRY(cudaMalloc(&a, wbytes));
+    b.a.push_back(a);
+    if ((st = trtbe_fill_random(ctx->stream, a, (int64_t)(wbytes / 2), TRTB_DTYPE_BF16, 0x1234u + i, 1.0f)) != TRTB_OK) return st;
+  }
+  void *scale = nullptr, *deq = nullptr;
+  TRTB_CUDA_TRY(cudaMalloc(&scale, np * 4));
+  b.a.push_back(scale);
+  TRTB_CUDA_TRY(cudaMemsetAsync(scale, 0x3c, np * 4, ctx->stream));
+  TRTB_CUDA_TRY(cudaMalloc(&b.x, (size_t)m * k * 2));
+  TRTB_CUDA_TRY(cudaMalloc(&b.y, (size_t)m * n * ys));
+  if ((st = trtbe_fill_random(ctx->stream, b.x, (int64_t)m * k, p->ab_dtype, 0x9876u, 1.0f)) != TRTB_OK) return st;
+  std::vector<trtb_engine_tune_result> res;
+  if (m <= 64) {
+    for (int rt = 1; rt <= trtbe_wo_max_rt(m); rt *= 2) {
+      float us = 0;
+      st = time_it(ctx, p->min_ms, [&](int it) {
+        return trtbe_wo_gemm(ctx->stream, b.a[it % copies], (const float *)scale, b.x, nullptr, b.y, m, n, k, bits, p->ab_dtype, p->y_dtype, k, n, rt);
+      }, &us);
+      if (st != TRTB_OK) return st;
+      trtb_engine_tune_result r;
+      memset(&r, 0, sizeof r);
+      r.kind = TRTB_TACTIC_WO;
+      r.variant = rt;
+      r.time_us = us;
+      res.push_back(r);
+    }
+  } else {
+    TRTB_CUDA_TRY(cudaMalloc(&deq, (size_t)n * k * 2));
+    b.a.push_back(deq);
+    trtbe_gemm_key key;
+    memset(&key, 0, sizeof key);
+    key.m = m;
+    key.n = n;
+    key.k = k;
+    key.ab = p->ab_dtype;
+    key.y = p->y_dtype;
+    key.ldx = k;
+    key.ldy = n;
+    trtbe_gemm_entry *e = nullptr;
+    if ((st = entry_get(ctx, key, &e)) != TRTB_OK) return st;
+    const int want = std::max(1, std::min(p->max_algos > 0 ? p->max_algos : 8, 32));
+    cublasLtMatmulHeuristicResult_t hr[32];
+    int nh = 0;
+    if ((st = heuristic(ctx, e, want, hr, &nh)) != TRTB_OK) return st;
+    for (int i = 0; i < nh; i++) {
+      if (hr[i].state != CUBLAS_STATUS_SUCCESS || hr[i].workspaceSize > ctx->ws_bytes) continue;
+      float us = 0;
+      const cublasLtMatmulAlgo_t algo = hr[i].algo;
+      st = time_it(ctx, p->min_ms, [&](int it) {
+        int32_t s2 = trtbe_wo_dequant(ctx->stream, b.a[it % copies], (const float *)scale, deq, n, k, bits, p->ab_dtype, 1);
+        return s2 != TRTB_OK ? s2 : run_lt(ctx, e, &algo, deq, b.x, b.y);
+      }, &us);
+      if (st == TRTB_ERR_UNSUPPORTED) continue;
+      if (st != TRTB_OK) return st;
+      trtb_engine_tune_result r;
+      memset(&r, 0, sizeof r);
+      r.kind = TRTB_TACTIC_CUBLASLT;
+      r.variant = i;
+      r.time_us = us;
+      r.workspace_kb = (uint32_t)(hr[i].workspaceSize / 1024);
+      memcpy(r.algo, &algo, sizeof r.algo);
+      res.push_back(r);
+    }
+  }
+  TRTB_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
+  std::sort(res.begin(), res.end(), [](const trtb_engine_tune_result &a, const trtb_engine_tune_result &c) { return a.time_us < c.time_us; });
+  const int nres = (int)std::min<size_t>(res.size(), (size_t)std::max(0, max_out));
+  for (int i = 0; i < nres; i++) out[i] = res[i];
+  *n_out = nres;
   return TRTB_OK;
 }

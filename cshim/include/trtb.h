@@ -54,7 +54,7 @@ extern "C" {
  * trtb_cuda_abi_version(). The loader rejects a library whose number differs.
  *   1  convert, transpose, devices, streams, memory
  *   2  quantization: trtb_quantize / trtb_dequantize and their trtb_cuda_* twins */
-#define TRTB_ABI_VERSION 2u
+#define TRTB_ABI_VERSION 3u
 
 /* ---------------------------------------------------------------------------------------------
  * Status codes (returned as int32_t). Append-only.
@@ -340,6 +340,14 @@ TRTB_API int32_t trtb_quantize(const trtb_quant_params *p, const void *src, uint
  * BF16). Uses format, scale_dtype, rows, cols and group_size of p. Same status codes. */
 TRTB_API int32_t trtb_dequantize(const trtb_quant_params *p, const void *q, uint64_t q_bytes, const void *scales,
                                  uint64_t scales_bytes, void *dst, uint64_t dst_bytes, int32_t dst_dtype);
+
+/* Weight-only engine layout (ABI 3): q (rows x cols int8 values, row-major; int4 values in
+ * [-8, 7] for bits 4) into the tiled, offset-binary layout of the engine kernel described in
+ * cshim/engine/kernels/gemm_wo.cu: rows padded to 16, cols to 32 (bits 8) or 64 (bits 4);
+ * dst_bytes = ceil(rows/16) * ceil(cols/kt) * 512. Threaded by row tile.
+ * Returns TRTB_OK, TRTB_ERR_INVALID_ARG (bits, shape, NULL) or TRTB_ERR_SIZE (buffer lengths). */
+TRTB_API int32_t trtb_wo_pack(const void *q, uint64_t q_bytes, int64_t rows, int64_t cols, int32_t bits, void *dst,
+                              uint64_t dst_bytes);
 
 /* trtb_quantize / trtb_dequantize on device pointers, queued on stream, bit-identical to the CPU.
  * Same status codes, plus TRTB_ERR_INVALID_ARG for a NULL stream. */

@@ -47,7 +47,7 @@ extern "C" {
  * src/ffi/engine.ts refuses a library whose number differs. Bump it on any change to a signature,
  * a struct layout or an op's argument list. (trtb_engine_abi_version() reports trtb.h's
  * TRTB_ABI_VERSION, the number the shared loader in src/ffi/lib.ts checks for every library.) */
-#define TRTB_ENGINE_ABI_VERSION 1u
+#define TRTB_ENGINE_ABI_VERSION 2u
 
 typedef struct trtb_engine_ctx trtb_engine_ctx;     /* opaque */
 typedef struct trtb_engine_graph trtb_engine_graph; /* opaque */
@@ -108,14 +108,24 @@ enum {
   TRTB_OP_MEMSET = 13,
   /* args: x([T,H]), x_dtype, router(f32[E,H]), E, H, top_k, ids_out(i32[T,k]), w_out(f32[T,k]), T
    * softmax over E experts, top-k (ties to the lower index), renormalised weights. */
-  TRTB_OP_MOE_ROUTE = 14
+  TRTB_OP_MOE_ROUTE = 14,
+  /* args: w(tiled q), scale(f32[N]), x, y, M, N, K, bits (8, 4), ab (activation dtype F16/BF16),
+   *       y_dtype (F32 or ab), ldx, ldy, tactic_id (-1: heuristic), x_dtype (ab or F32), scratch,
+   *       deq
+   * Weight-only GEMM: y[M,N] = (x[M,K] . q[N,K]^T) * scale[N], q int8/int4 in the tiled layout of
+   * cshim/engine/kernels/gemm_wo.cu (N padded to 16, K to 32 / 64 values). M <= 64 runs our
+   * tensor-core kernel (any tactic but a cuBLASLt one); otherwise (or with a cuBLASLt tactic) the weights
+   * are expanded into deq (a_dtype [N, K], 2·N·K bytes) and cuBLASLt multiplies. x_dtype F32 is the
+   * exact path (y F32; x split into two 16-bit halves in scratch, 4·M·K bytes). */
+  TRTB_OP_GEMM_WO = 15
 };
 
 /* Kinds of GEMM tactic (trtb_engine_tactic_add, trtb_engine_tune_result.kind). */
 enum {
   TRTB_TACTIC_HEURISTIC = 0, /* cuBLASLt's first heuristic answer for the exact shape */
   TRTB_TACTIC_CUBLASLT = 1,  /* a saved cublasLtMatmulAlgo_t (64 bytes) */
-  TRTB_TACTIC_GEMV = 2       /* our GEMV kernel for M <= 8; variant = rows per warp (1, 2, 4) */
+  TRTB_TACTIC_GEMV = 2,      /* our GEMV kernel for M <= 8; variant = rows per warp (1, 2, 4) */
+  TRTB_TACTIC_WO = 3         /* our weight-only kernel for M <= 64; variant = row tiles per block (1, 2, 4) */
 };
 
 /* Per-row sampling parameters for TRTB_OP_SAMPLE (device memory, 32 bytes each). */
@@ -149,6 +159,9 @@ typedef struct trtb_engine_tune_params {
   int32_t max_algos;            /* cuBLASLt heuristic candidates to time (<= 32) */
   int32_t allow_gemv;           /* also time our GEMV variants when m <= 8 */
   double min_ms;                /* each measurement spans at least this much GPU time */
+  int32_t w_bits;               /* 0: 16-bit weights; 8 / 4: a weight-only site (TRTB_OP_GEMM_WO): our
+                                   kernel for m <= 64, else cuBLASLt after expanding the weights */
+  int32_t reserved;
 } trtb_engine_tune_params;
 
 /* Out: one timed candidate. */

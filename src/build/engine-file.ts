@@ -159,7 +159,7 @@ export function openEngineFile(path: string): EngineFile {
     const dv = new DataView(header.buffer);
     if (new TextDecoder().decode(header.subarray(0, 8)) !== ENGINE_MAGIC) bad("not an engine file of this toolkit (bad magic); TensorRT engines are not supported");
     const version = dv.getUint32(8, true);
-    if (version !== ENGINE_FORMAT_VERSION) bad(`engine format version ${version}; this build reads version ${ENGINE_FORMAT_VERSION} (rebuild the engine)`);
+    if (version < 1 || version > ENGINE_FORMAT_VERSION) bad(`engine format version ${version}; this build reads versions 1 to ${ENGINE_FORMAT_VERSION} (rebuild the engine)`);
     if (dv.getUint32(56, true) !== ENDIAN) bad("byte order marker mismatch");
     const planOff = Number(dv.getBigUint64(16, true));
     const planLen = Number(dv.getBigUint64(24, true));

@@ -132,9 +132,10 @@ export async function readEngineConfig(dir: string): Promise<EngineConfig> {
 /** What the CUDA backend cannot build, as one clear error (checked before any work). */
 export function checkBuildable(cfg: PretrainedConfig, bc: BuildConfig): void {
   const q = configQuant(cfg);
-  if (q.quant_algo !== null || q.kv_cache_quant_algo !== null)
+  const wo = q.quant_algo === "W8A16" || q.quant_algo === "W4A16";
+  if ((q.quant_algo !== null && !wo) || q.kv_cache_quant_algo !== null)
     throw new TrtbError("BUILD_UNSUPPORTED",
-      `quantized checkpoints (quant_algo ${q.quant_algo ?? "none"}, kv_cache_quant_algo ${q.kv_cache_quant_algo ?? "none"}) are not supported by the CUDA backend yet; build from an unquantized float16/bfloat16 checkpoint`);
+      `quant_algo ${q.quant_algo ?? "none"}, kv_cache_quant_algo ${q.kv_cache_quant_algo ?? "none"} is not supported by the CUDA backend; it builds float16/bfloat16 checkpoints and weight-only W8A16 / W4A16 ones (trtllm quantize --qformat int8_wo / int4_wo)`);
   const no = (cond: boolean, what: string) => {
     if (cond) throw new TrtbError("BUILD_UNSUPPORTED", `${what} is not supported by the CUDA backend`);
   };
@@ -192,7 +193,7 @@ export async function build(model: PretrainedModel, buildConfig: BuildConfig | B
       const h0 = cache.hits;
       const m0 = cache.misses;
       const buckets = tokenBuckets(Math.max(bc.max_num_tokens!, bc.max_batch_size));
-      plan.gemm = selectTactics(backend, gemmSites(desc), buckets, cache);
+      plan.gemm = selectTactics(backend, gemmSites(desc, tensors), buckets, cache);
       plan.device = backend.device;
       plan.backend = backend.name;
       plan.build.timing_cache_hits = cache.hits - h0;

@@ -24,19 +24,29 @@
  *
  * Matrices stay [out, in]: the GEMMs use the "TN" layout, so no transpose is needed. The [up; gate]
  * order lets one GEMM produce both halves, which the gated-activation kernel reads row by row.
+ *
+ * Weight-only engines (quant_algo W8A16 / W4A16; the checkpoint keeps fp weights): every decoder
+ * linear the checkpoint's quant config quantizes (qkv, dense, gate_up, down, MoE experts) is
+ * quantized here per output channel, exactly as the CPU runner replays it, and stored as
+ * `<name>` I8 in the tiled layout of wo-pack.ts plus `<name>.scale` F32 [rows]. A fused tensor
+ * ([gate; fc]) must be quantized or excluded as a whole.
  */
-import type { PretrainedConfig } from "../config.ts";
+import { configQuant, type PretrainedConfig } from "../config.ts";
 import type { DType } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
 import type { PretrainedModel } from "../models/model.ts";
+import { schemeForAlgo } from "../quant/apply.ts";
+import { cpuQuantBackend } from "../quant/backend.ts";
+import { linearOfWeight } from "../quant/modules.ts";
 import { ropeInvFreq } from "../runtime/rope.ts";
 import { tensorFromBytes } from "../tensor.ts";
 import { cast, concat, type LazyTensor, lazy, renamed } from "../tensor/lazy.ts";
 import type { EngineModelDesc } from "./plan.ts";
+import { type WoBits, WoLinear, WoPackedTensor, WoScaleTensor } from "./wo-pack.ts";
 
 export interface EngineTensor {
   name: string;
-  dtype: "F32" | "F16" | "BF16";
+  dtype: "F32" | "F16" | "BF16" | "I8";
   shape: number[];
   source: LazyTensor;
 }
@@ -53,7 +63,9 @@ export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): En
   const opt = (name: string) => w.get(name);
   const modelDt = (t: LazyTensor): "F16" | "BF16" => {
     if (t.dtype !== "F16" && t.dtype !== "BF16")
-      throw new TrtbError("BUILD_UNSUPPORTED", `${t.name} is ${t.dtype}; the CUDA backend takes F16/BF16 weights (quantized checkpoints are not supported yet)`, { tensor: t.name });
+      throw new TrtbError("BUILD_UNSUPPORTED",
+        `${t.name} is ${t.dtype}; the CUDA backend takes F16/BF16 weights (weight-only W8A16/W4A16 checkpoints keep them: trtllm quantize --qformat int8_wo / int4_wo; pre-quantized and other quantized layouts are not supported)`,
+        { tensor: t.name });
     return t.dtype;
   };
   const add = (name: string, t: LazyTensor, dtype?: "F32") => {
@@ -61,20 +73,28 @@ export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): En
     out.push({ name, dtype: dt, shape: [...t.shape], source: renamed(cast(t, dt), name) });
   };
   const f32 = (name: string, t: LazyTensor) => add(name, t, "F32");
+  const wo = desc.weight_only ? weightOnlyContext(model, desc.weight_only.bits) : null;
+  /** A decoder linear: packed + scales when the quant config quantizes its modules, else as is. */
+  const linear = (name: string, t: LazyTensor, modules: string[]) => {
+    const wl = wo?.linear(name, t, modules, modelDt(t));
+    if (!wl) return add(name, t);
+    out.push({ name, dtype: "I8", shape: [], source: new WoPackedTensor(name, wl) }, { name: `${name}.scale`, dtype: "F32", shape: [], source: new WoScaleTensor(`${name}.scale`, wl) });
+    for (const e of out.slice(-2)) e.shape = [...e.source.shape];
+  };
 
   if (desc.first_pp_rank) add("embedding", get("transformer.vocab_embedding.weight"));
   desc.layers.forEach((_, i) => {
     const P = `transformer.layers.${i}.`;
     const L = `layers.${i}.`;
     f32(`${L}input_norm`, get(`${P}input_layernorm.weight`));
-    add(`${L}qkv`, get(`${P}attention.qkv.weight`));
+    linear(`${L}qkv`, get(`${P}attention.qkv.weight`), [`${P}attention.qkv`]);
     const qb = opt(`${P}attention.qkv.bias`);
     if (qb) f32(`${L}qkv_bias`, qb);
     if (desc.qk_norm) {
       f32(`${L}q_norm`, get(`${P}attention.q_layernorm.weight`));
       f32(`${L}k_norm`, get(`${P}attention.k_layernorm.weight`));
     }
-    add(`${L}dense`, get(`${P}attention.dense.weight`));
+    linear(`${L}dense`, get(`${P}attention.dense.weight`), [`${P}attention.dense`]);
     const db = opt(`${P}attention.dense.bias`);
     if (db) f32(`${L}dense_bias`, db);
     f32(`${L}post_norm`, get(`${P}post_layernorm.weight`));
@@ -84,24 +104,24 @@ export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): En
     }
     if (desc.moe) {
       f32(`${L}router`, get(`${P}mlp.router.weight`));
-      add(`${L}experts.gate_up`, get(`${P}mlp.fc.weight`));
-      add(`${L}experts.down`, get(`${P}mlp.proj.weight`));
+      linear(`${L}experts.gate_up`, get(`${P}mlp.fc.weight`), [`${P}mlp.fc`]);
+      linear(`${L}experts.down`, get(`${P}mlp.proj.weight`), [`${P}mlp.proj`]);
       return;
     }
     const fc = get(`${P}mlp.fc.weight`);
     const gate = opt(`${P}mlp.gate.weight`);
     if (gate) {
       // GatedMLP: fc = activated (HF gate_proj), gate = linear (HF up_proj) → [up; gate]
-      add(`${L}gate_up`, concat([gate, fc], 0, `${L}gate_up`));
+      linear(`${L}gate_up`, concat([gate, fc], 0, `${L}gate_up`), [`${P}mlp.gate`, `${P}mlp.fc`]);
       const fb = opt(`${P}mlp.fc.bias`);
       const gb = opt(`${P}mlp.gate.bias`);
       if (fb && gb) f32(`${L}gate_up_bias`, concat([gb, fb], 0, `${L}gate_up_bias`));
     } else {
-      add(`${L}gate_up`, fc); // Phi-3: already [up; gate]
+      linear(`${L}gate_up`, fc, [`${P}mlp.fc`]); // Phi-3: already [up; gate]
       const fb = opt(`${P}mlp.fc.bias`);
       if (fb) f32(`${L}gate_up_bias`, fb);
     }
-    add(`${L}down`, get(`${P}mlp.proj.weight`));
+    linear(`${L}down`, get(`${P}mlp.proj.weight`), [`${P}mlp.proj`]);
     const pb = opt(`${P}mlp.proj.bias`);
     if (pb) f32(`${L}down_bias`, pb);
   });
@@ -125,4 +145,28 @@ function ropeFrequencies(cfg: PretrainedConfig, desc: EngineModelDesc): Float32A
   } catch (e) {
     throw new TrtbError("BUILD_UNSUPPORTED", (e as Error).message, { cause: e });
   }
+}
+
+/** What decides which linears a weight-only engine quantizes, and how (the checkpoint's scheme). */
+function weightOnlyContext(model: PretrainedModel, bits: WoBits) {
+  const cfg = model.config;
+  const q = configQuant(cfg);
+  const scheme = schemeForAlgo(q.quant_algo)!;
+  const layers = model.mapping.ppLayers(cfg.num_hidden_layers);
+  const backend = cpuQuantBackend();
+  return {
+    linear(name: string, t: LazyTensor, modules: string[], dt: "F16" | "BF16"): WoLinear | null {
+      const infos = modules.map((m) => linearOfWeight(`${m}.weight`, t.shape, (i) => layers[i] ?? i));
+      const yes = infos.map((l) => l !== null && scheme.quantizes(l, cfg, q));
+      if (yes.every((y) => !y)) return null;
+      if (!yes.every((y) => y))
+        throw new TrtbError("BUILD_UNSUPPORTED", `${modules.join(" and ")} are fused into one engine GEMM (${name}); exclude both from quantization or neither (exclude_modules)`);
+      const l = infos[0]!;
+      const rows = t.shape.slice(0, -1).reduce((a, b) => a * b, 1);
+      if (t.shape.length === 3 && t.shape[1]! % 16 !== 0)
+        throw new TrtbError("BUILD_UNSUPPORTED", `${name}: weight-only MoE experts need a multiple of 16 rows per expert, got ${t.shape[1]}`);
+      const p = scheme.kernelParams({ ...l, shape: [rows, t.shape[t.shape.length - 1]!] }, dt, q);
+      return new WoLinear(t, p, bits, backend);
+    },
+  };
 }

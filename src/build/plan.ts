@@ -7,14 +7,15 @@
  * The model description is derived from the checkpoint config with the CPU reference runner's
  * own reading of it (`runnerSettings`), so both runtimes interpret every family the same way.
  */
-import { headSize, numKvHeads, type PretrainedConfig } from "../config.ts";
+import { configQuant, headSize, numKvHeads, type PretrainedConfig } from "../config.ts";
 import { TrtbError } from "../errors.ts";
 import { Mapping } from "../mapping.ts";
 import { kvHeadsPerRank, padVocab } from "../models/split.ts";
 import { runnerSettings } from "../runtime/cpu.ts";
 
 export const ENGINE_FORMAT = "trtb-engine";
-export const ENGINE_FORMAT_VERSION = 1;
+/** 1: 16-bit weights only; 2: adds weight-only (W8A16/W4A16) tensors (`model.weight_only`). */
+export const ENGINE_FORMAT_VERSION = 2;
 
 /** One rank's model, as the runtime sees it (local sizes). */
 export interface EngineModelDesc {
@@ -53,6 +54,12 @@ export interface EngineModelDesc {
   moe: { num_experts: number; top_k: number; local_experts: number[] } | null;
   first_pp_rank: boolean;
   last_pp_rank: boolean;
+  /**
+   * W8A16 / W4A16: the decoder linears the checkpoint's quant config quantizes are stored as
+   * `<name>` (I8, the tiled layout of wo-pack.ts) plus `<name>.scale` (F32 [out]); absent in
+   * version-1 plans.
+   */
+  weight_only?: { algo: "W8A16" | "W4A16"; bits: 8 | 4 } | null;
 }
 
 export interface EngineLimits {
@@ -66,7 +73,7 @@ export interface EngineLimits {
 
 /** A GEMM tactic in the plan: our GEMV kernel, a saved cuBLASLt algorithm (hex), or the heuristic. */
 export interface PlanTactic {
-  kind: "heuristic" | "cublaslt" | "gemv";
+  kind: "heuristic" | "cublaslt" | "gemv" | "wo";
   variant: number;
   algo?: string;
 }
@@ -77,6 +84,8 @@ export interface PlanGemmSite {
   k: number;
   ab: "F16" | "BF16";
   y: "F32" | "F16" | "BF16";
+  /** 8 / 4: a weight-only site (absent: 16-bit weights) */
+  wbits?: 8 | 4;
   /** [bucket m, tactic index, measured µs (0 when not timed)] */
   buckets: [number, number, number][];
 }
@@ -94,7 +103,7 @@ export interface PlanDevice {
 
 export interface PlanTensor {
   name: string;
-  dtype: "F32" | "F16" | "BF16";
+  dtype: "F32" | "F16" | "BF16" | "I8";
   shape: number[];
   /** Byte offset within the weight blob (256-byte aligned). */
   offset: number;
@@ -139,6 +148,8 @@ export function describeModel(cfg: PretrainedConfig, rank: number, has: (name: s
   const layers = m.ppLayers(cfg.num_hidden_layers);
   const moeCfg = cfg.moe as { num_experts?: number; top_k?: number } | undefined;
   const moe = moeCfg?.num_experts ? { num_experts: moeCfg.num_experts, top_k: moeCfg.top_k ?? 2, local_experts: m.epExperts(moeCfg.num_experts) } : null;
+  const qa = configQuant(cfg).quant_algo;
+  const weightOnly = qa === "W8A16" || qa === "W4A16" ? { algo: qa, bits: qa === "W8A16" ? 8 : 4 } as const : null;
   const parallelEmb = cfg.use_parallel_embedding && tp > 1;
   const embDim0 = parallelEmb && cfg.embedding_sharding_dim === 0;
   const embRows = embDim0 ? Math.ceil(V / tp) : V;
@@ -175,6 +186,7 @@ export function describeModel(cfg: PretrainedConfig, rank: number, has: (name: s
     moe,
     first_pp_rank: m.isFirstPpRank(),
     last_pp_rank: m.isLastPpRank(),
+    weight_only: weightOnly,
   };
 }
 

@@ -1,11 +1,12 @@
 /**
  * Tactic selection: for every GEMM shape of the engine and every token-count bucket, time the
- * candidates on the GPU (cuBLASLt heuristic top-N and our GEMV kernel for m ≤ 8) and keep the
+ * candidates on the GPU (cuBLASLt heuristic top-N and our GEMV kernel for m ≤ 8; for weight-only
+ * sites our tensor-core kernel for m ≤ 64, else cuBLASLt after expanding the weights) and keep the
  * fastest. Results go into the plan and into a timing cache file reused across builds
  * (`--input_timing_cache` / `--output_timing_cache`, default `model.cache` in the output dir).
  *
  * Timing cache (JSON): { format: "trtb-timing-cache", version: 1, entries: { key: entry } } with
- * key = device|sm|cublasLt version|ab>y|m|n|k, so entries from another GPU or library are never used.
+ * key = device|sm|cublasLt version|ab>y|m|n|k (ab = w8/BF16 etc. for weight-only sites), so entries from another GPU or library are never used.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { TrtbError } from "../errors.ts";
@@ -61,14 +62,42 @@ export interface GemmSiteShape {
   k: number;
   ab: "F16" | "BF16";
   y: "F32" | "F16" | "BF16";
+  /** 8 / 4: weight-only weights (the site is named `<name>.wo`) */
+  wbits?: 8 | 4;
 }
+
+/** The plan site of a weight-only GEMM (its 16-bit twin keeps the plain name). */
+export const woSite = (name: string) => `${name}.wo`;
 
 /**
  * The distinct GEMM shapes of one rank. Outputs feeding the f32 residual stream (qkv, dense, down,
  * lm_head) are f32; the gate/up projection writes the model dtype (its consumer is the gated
  * activation, which rounds anyway).
+ *
+ * `tensors` (the engine's, when known) tells weight-only sites apart: a site whose layers hold
+ * `<site>.scale` tensors gets a `<site>.wo` twin with the weight bits, and keeps its 16-bit entry
+ * only if some layer left it unquantized (exclude_modules).
  */
-export function gemmSites(d: EngineModelDesc): GemmSiteShape[] {
+export function gemmSites(d: EngineModelDesc, tensors?: readonly { name: string; dtype: string }[]): GemmSiteShape[] {
+  const base = gemmSites16(d);
+  if (!d.weight_only || !tensors) return base;
+  const quantized = new Set<string>();
+  const plain = new Set<string>();
+  for (const t of tensors) {
+    const m = /^layers\.\d+\.(.+?)(\.scale)?$/.exec(t.name);
+    if (!m) continue;
+    if (m[2]) quantized.add(m[1]!);
+    else if (t.dtype === "F16" || t.dtype === "BF16") plain.add(m[1]!);
+  }
+  const out: GemmSiteShape[] = [];
+  for (const s of base) {
+    if (!quantized.has(s.name) || plain.has(s.name)) out.push(s);
+    if (quantized.has(s.name)) out.push({ ...s, name: woSite(s.name), wbits: d.weight_only.bits });
+  }
+  return out;
+}
+
+function gemmSites16(d: EngineModelDesc): GemmSiteShape[] {
   const ab = d.dtype === "bfloat16" ? "BF16" : "F16";
   const H = d.hidden_size;
   const I = d.intermediate_size;
@@ -105,9 +134,9 @@ export function selectTactics(backend: Backend, sites: GemmSiteShape[], buckets:
   for (const s of sites) {
     const t0 = performance.now();
     let timed = 0;
-    const site: PlanGemmSite = { n: s.n, k: s.k, ab: s.ab, y: s.y, buckets: [] };
+    const site: PlanGemmSite = { n: s.n, k: s.k, ab: s.ab, y: s.y, ...(s.wbits ? { wbits: s.wbits } : {}), buckets: [] };
     for (const m of buckets) {
-      const key = TimingCache.key(backend.device, s.ab, s.y, m, s.n, s.k);
+      const key = TimingCache.key(backend.device, s.wbits ? `w${s.wbits}/${s.ab}` : s.ab, s.y, m, s.n, s.k);
       let e = cache.entries.get(key);
       if (e) cache.hits++;
       else {
@@ -115,7 +144,7 @@ export function selectTactics(backend: Backend, sites: GemmSiteShape[], buckets:
         timed++;
         // Bigger problems need fewer repeats to fill the measurement window.
         const flop = 2 * m * s.n * s.k;
-        const res = backend.tune({ m, n: s.n, k: s.k, ab: s.ab, y: s.y, maxAlgos: 8, allowGemv: true, minMs: flop > 1e11 ? 3 : 1 });
+        const res = backend.tune({ m, n: s.n, k: s.k, ab: s.ab, y: s.y, maxAlgos: 8, allowGemv: true, minMs: flop > 1e11 ? 3 : 1, wBits: s.wbits ?? 0 });
         const best = res[0];
         e = best
           ? { kind: best.kind, variant: best.variant, algo: best.algo ? hex(best.algo) : undefined, us: best.timeUs }

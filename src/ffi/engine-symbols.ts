@@ -10,7 +10,7 @@
  */
 
 /** `TRTB_ENGINE_ABI_VERSION` this TypeScript was written against. */
-export const ENGINE_INTERFACE_VERSION = 1;
+export const ENGINE_INTERFACE_VERSION = 2;
 
 export const ENGINE_SYMBOLS = {
   trtb_engine_abi_version: { args: [], returns: "u32" },
@@ -59,10 +59,11 @@ export const OP = {
   MEMCPY: [12, 4],
   MEMSET: [13, 3],
   MOE_ROUTE: [14, 9],
+  GEMM_WO: [15, 16],
 } as const satisfies Record<string, readonly [number, number]>;
 
 /** `TRTB_TACTIC_*`. */
-export const TACTIC_KIND = { heuristic: 0, cublaslt: 1, gemv: 2 } as const;
+export const TACTIC_KIND = { heuristic: 0, cublaslt: 1, gemv: 2, wo: 3 } as const;
 
 /** `trtb_engine_device_info` (x86-64/aarch64 Linux). */
 export const DEVICE_INFO = {
@@ -71,7 +72,7 @@ export const DEVICE_INFO = {
 } as const;
 
 /** `trtb_engine_tune_params`. */
-export const TUNE_PARAMS = { size: 40, m: 4, n: 8, k: 12, ab: 16, y: 20, maxAlgos: 24, allowGemv: 28, minMs: 32 } as const;
+export const TUNE_PARAMS = { size: 48, m: 4, n: 8, k: 12, ab: 16, y: 20, maxAlgos: 24, allowGemv: 28, minMs: 32, wBits: 40 } as const;
 
 /** `trtb_engine_tune_result`. */
 export const TUNE_RESULT = { size: 80, kind: 0, variant: 4, timeUs: 8, workspaceKb: 12, algo: 16 } as const;

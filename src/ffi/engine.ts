@@ -57,6 +57,8 @@ export interface TuneProblem {
   allowGemv?: boolean;
   /** Each measurement spans at least this much GPU time (ms). */
   minMs?: number;
+  /** 8 / 4: a weight-only site (`Program.gemmWo`); default 0 (16-bit weights). */
+  wBits?: 0 | 4 | 8;
 }
 
 export interface TuneResult extends Tactic {
@@ -437,6 +439,7 @@ export class GpuContext implements EngineContext {
     dv.setInt32(TUNE_PARAMS.maxAlgos, p.maxAlgos ?? 8, true);
     dv.setInt32(TUNE_PARAMS.allowGemv, p.allowGemv === false ? 0 : 1, true);
     dv.setFloat64(TUNE_PARAMS.minMs, p.minMs ?? 1, true);
+    dv.setInt32(TUNE_PARAMS.wBits, p.wBits ?? 0, true);
     const max = 40;
     const out = new Uint8Array(TUNE_RESULT.size * max);
     this.#check(this.#s.trtb_engine_tune(this.#ctx, buf, out, max, this.#i32));
@@ -623,6 +626,23 @@ export class Program {
       () => this.#a(a.w), () => this.#a(a.x), () => this.#a(a.y), () => this.#u(a.M), () => this.#u(a.N), () => this.#u(a.K),
       () => this.#u(this.#dt(a.ab)), () => this.#u(this.#dt(a.yDtype)), () => this.#u(a.ldx ?? a.K), () => this.#u(a.ldy ?? a.N), () => this.#u(a.tactic),
       () => this.#u(this.#dt(a.xDtype ?? a.ab)), () => this.#a(a.scratch),
+    ]);
+  }
+
+  /**
+   * Weight-only GEMM: `w` is q in the tiled layout of src/build/wo-pack.ts (`bits` 8 or 4), `scale`
+   * f32 [N]; `ab` the activation dtype. M ≤ 64 runs our kernel; beyond that (or with a cuBLASLt
+   * tactic) the weights are expanded into `deq` (2·N·K bytes). `xDtype` F32 is the exact path
+   * (needs `scratch` of 4·M·K bytes).
+   */
+  gemmWo(a: {
+    w: DevRef; scale: DevRef; x: DevRef; y: DevRef; M: number; N: number; K: number; bits: 8 | 4; ab: Dt; yDtype: Dt; ldx?: number; ldy?: number;
+    tactic: number; xDtype?: Dt; scratch?: DevRef; deq?: DevRef;
+  }): this {
+    return this.#op("GEMM_WO", [
+      () => this.#a(a.w), () => this.#a(a.scale), () => this.#a(a.x), () => this.#a(a.y), () => this.#u(a.M), () => this.#u(a.N), () => this.#u(a.K),
+      () => this.#u(a.bits), () => this.#u(this.#dt(a.ab)), () => this.#u(this.#dt(a.yDtype)), () => this.#u(a.ldx ?? a.K), () => this.#u(a.ldy ?? a.N),
+      () => this.#u(a.tactic), () => this.#u(this.#dt(a.xDtype ?? a.ab)), () => this.#a(a.scratch), () => this.#a(a.deq),
     ]);
   }
 

@@ -39,6 +39,11 @@ export interface Native {
   quantize(p: QuantKernelParams, src: Uint8Array, dst: Uint8Array, scales: Uint8Array): void;
   /** `trtb_dequantize`: `dst` (dstDtype F32/F16/BF16) = q · scale per group. Same errors. */
   dequantize(p: QuantKernelParams, q: Uint8Array, scales: Uint8Array, dst: Uint8Array, dstDtype: DType): void;
+  /**
+   * `trtb_wo_pack` (ABI 3): int8 values `q` [rows, cols] into the engine weight-only layout of
+   * `bits` (src/build/wo-pack.ts), threaded. Throws `TrtbError` (`NATIVE_INVALID_ARG`, `NATIVE_SIZE`).
+   */
+  woPack(q: Uint8Array, rows: number, cols: number, bits: 8 | 4, dst: Uint8Array): void;
 }
 
 /** The params struct, after checking the integers bun:ffi would otherwise wrap. */
@@ -118,6 +123,11 @@ export class NativeLib implements Native {
     const dp = hostArg("dst", dst);
     const cp = hostArg("scales", scales);
     this.#check(this.#s.trtb_quantize(pp, sp, src.byteLength, dp, dst.byteLength, cp, scales.byteLength));
+  }
+
+  woPack(q: Uint8Array, rows: number, cols: number, bits: 8 | 4, dst: Uint8Array): void {
+    if (bits !== 8 && bits !== 4) throw new TrtbError("NATIVE_INVALID_ARG", `bits must be 8 or 4, got ${bits}`);
+    this.#check(this.#s.trtb_wo_pack(hostArg("q", q), q.byteLength, sizeArg("rows", rows), sizeArg("cols", cols), bits, hostArg("dst", dst), dst.byteLength));
   }
 
   dequantize(p: QuantKernelParams, q: Uint8Array, scales: Uint8Array, dst: Uint8Array, dstDtype: DType): void {

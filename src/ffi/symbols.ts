@@ -10,8 +10,8 @@
 import type { DType } from "../dtype.ts";
 import type { QuantKernelParams } from "../quant/kernel.ts";
 
-/** `TRTB_ABI_VERSION` this TypeScript was written against (2: quantization). */
-export const ABI_VERSION = 2;
+/** `TRTB_ABI_VERSION` this TypeScript was written against (2: quantization, 3: weight-only engine layout). */
+export const ABI_VERSION = 3;
 
 /** libtrtb.so: CPU conversions and transpose. */
 export const CPU_SYMBOLS = {
@@ -24,6 +24,7 @@ export const CPU_SYMBOLS = {
   trtb_transpose2d: { args: ["ptr", "u64", "ptr", "u64", "u64", "u64", "u32"], returns: "i32" },
   trtb_quantize: { args: ["ptr", "ptr", "u64", "ptr", "u64", "ptr", "u64"], returns: "i32" },
   trtb_dequantize: { args: ["ptr", "ptr", "u64", "ptr", "u64", "ptr", "u64", "i32"], returns: "i32" },
+  trtb_wo_pack: { args: ["ptr", "u64", "i64", "i64", "i32", "ptr", "u64"], returns: "i32" },
 } as const;
 
 /** libtrtb_cuda.so: devices, streams, device memory and GPU kernels. */

@@ -93,6 +93,48 @@ describe("engine build and file (fake backend)", () => {
     expect(c.entries.size).toBeGreaterThan(0);
   });
 
+  test("weight-only W8A16 / W4A16 checkpoints: packed I8 weights, f32 scales, .wo GEMM sites", async () => {
+    using t = tempDir();
+    for (const [algo, bits] of [["W8A16", 8], ["W4A16", 4]] as const) {
+      const ckpt = join(t.path, `ckpt-${algo}`);
+      const out = join(t.path, `eng-${algo}`);
+      await convertCheckpoint({ modelDir: fixture("llama"), outputDir: ckpt, quantConfig: { quant_algo: algo, exclude_modules: ["*layers.0.mlp.*"] } });
+      await buildCheckpoint({ checkpointDir: ckpt, outputDir: out, backend: fakeBackend(), buildConfig: { max_num_tokens: 32 } });
+      const e = await Engine.fromDir(out, 0);
+      expect(e.plan.model.weight_only).toEqual({ algo, bits });
+      const byName = new Map(e.plan.tensors.map((x) => [x.name, x]));
+      // qkv [256, 128]: 16 row tiles × (128 / k tile) tiles of 512 bytes
+      const kt = bits === 8 ? 32 : 64;
+      expect(byName.get("layers.0.qkv")).toMatchObject({ dtype: "I8", shape: [256, (128 * bits) / 8], bytes: 16 * (128 / kt) * 512 });
+      expect(byName.get("layers.0.qkv.scale")).toMatchObject({ dtype: "F32", shape: [256] });
+      // layer 0's MLP is excluded: 16-bit gate_up/down there, packed in layer 1
+      expect(byName.get("layers.0.gate_up")!.dtype).toBe("BF16");
+      expect(byName.has("layers.0.gate_up.scale")).toBe(false);
+      expect(byName.get("layers.1.gate_up")!.dtype).toBe("I8");
+      expect(byName.get("layers.1.down.scale")!.shape).toEqual([128]);
+      expect(byName.has("lm_head.scale")).toBe(false);
+      const sites = e.plan.gemm.sites;
+      expect(sites["qkv.wo"]!.wbits).toBe(bits);
+      expect(sites.qkv).toBeUndefined();
+      expect(sites.gate_up).toBeDefined();
+      expect(sites["gate_up.wo"]).toBeDefined();
+      expect(sites.lm_head!.wbits).toBeUndefined();
+      const cache = TimingCache.load(join(out, "model.cache"));
+      expect([...cache.entries.keys()].some((k) => k.includes(`|w${bits}/BF16>F32|`))).toBe(true);
+    }
+    // a fused [gate; fc] GEMM cannot be half quantized
+    const half = join(t.path, "half");
+    await convertCheckpoint({ modelDir: fixture("llama"), outputDir: half, quantConfig: { quant_algo: "W8A16", exclude_modules: ["*mlp.gate"] } });
+    const e = await err(() => buildCheckpoint({ checkpointDir: half, outputDir: join(t.path, "half-e"), backend: fakeBackend() }));
+    expect((e as { code?: string }).code).toBe("BUILD_UNSUPPORTED");
+    expect(e.message).toContain("exclude both");
+    // checkpoints holding already-quantized weights (fp8 rowwise) are refused up front
+    const fp8 = join(t.path, "fp8");
+    await convertCheckpoint({ modelDir: fixture("llama"), outputDir: fp8, quantConfig: { quant_algo: "FP8_PER_CHANNEL_PER_TOKEN" } });
+    const e2 = await err(() => buildCheckpoint({ checkpointDir: fp8, outputDir: join(t.path, "fp8-e"), backend: fakeBackend() }));
+    expect((e2 as { code?: string }).code).toBe("BUILD_UNSUPPORTED");
+  });
+
   test("unsupported checkpoints and broken files fail with clear codes", async () => {
     using t = tempDir();
     const ckpt = join(t.path, "ckpt");
@@ -100,11 +142,16 @@ describe("engine build and file (fake backend)", () => {
     const cfgPath = join(ckpt, "config.json");
     const orig = readFileSync(cfgPath, "utf8");
     const q = JSON.parse(orig);
-    q.quantization.quant_algo = "W8A16";
+    q.quantization.quant_algo = "W4A16_AWQ";
     writeFileSync(cfgPath, JSON.stringify(q));
     const e1 = await err(() => buildCheckpoint({ checkpointDir: ckpt, outputDir: join(t.path, "x"), backend: fakeBackend() }));
     expect((e1 as { code?: string }).code).toBe("BUILD_UNSUPPORTED");
-    expect(e1.message).toContain("W8A16");
+    expect(e1.message).toContain("W4A16_AWQ");
+    q.quantization.quant_algo = null;
+    q.quantization.kv_cache_quant_algo = "FP8";
+    writeFileSync(cfgPath, JSON.stringify(q));
+    const e3 = await err(() => buildCheckpoint({ checkpointDir: ckpt, outputDir: join(t.path, "x"), backend: fakeBackend() }));
+    expect((e3 as { code?: string }).code).toBe("BUILD_UNSUPPORTED");
     writeFileSync(cfgPath, orig);
     const e2 = await err(() => buildCheckpoint({ checkpointDir: ckpt, outputDir: join(t.path, "x"), backend: fakeBackend(), buildConfig: { kv_cache_type: "CONTINUOUS" } }));
     expect((e2 as { code?: string }).code).toBe("BUILD_UNSUPPORTED");

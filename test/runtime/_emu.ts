@@ -10,6 +10,7 @@ import {
   type TuneResult,
 } from "../../src/ffi/engine.ts";
 import { OP } from "../../src/ffi/engine-symbols.ts";
+import { woPackedBytes, woUnpackTS } from "../../src/build/wo-pack.ts";
 import { castArrayTS, toFloat32 } from "../../src/numeric.ts";
 
 const DT: Record<number, "F32" | "F16" | "BF16"> = { 1: "F32", 2: "F16", 3: "BF16" };
@@ -187,6 +188,23 @@ export class EmuContext implements EngineContext {
             let s = 0;
             for (let k = 0; k < K; k++) s += X[k]! * W[nn * K + k]!;
             Y[nn] = s;
+          }
+          this.write(y + m * ldy * ES[yd], Y, yd);
+        }
+        return;
+      }
+      case "GEMM_WO": {
+        // y = (x . q^T) * scale; exact path (x f32): x used to ~16 bits, emulated as f32
+        const [w, sc, x, y, M, N, K, bits, yd, ldx, ldy, xd] = [a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7) as 8 | 4, DT[a(9)]!, a(10), a(11), DT[a(13)]!];
+        const q = woUnpackTS(this.view(w, woPackedBytes(N, K, bits)), N, K, bits);
+        const S = this.read(sc, N, "F32");
+        for (let m = 0; m < M; m++) {
+          const X = this.read(x + m * ldx * ES[xd], K, xd);
+          const Y = new Float32Array(N);
+          for (let nn = 0; nn < N; nn++) {
+            let acc = 0;
+            for (let k = 0; k < K; k++) acc += X[k]! * q[nn * K + k]!;
+            Y[nn] = Math.fround(acc) * S[nn]!;
           }
           this.write(y + m * ldy * ES[yd], Y, yd);
         }

@@ -86,6 +86,27 @@ describe("GPU runtime on the CPU emulation", () => {
     exact.destroy();
   });
 
+  // Weight-only engines: the build quantizes like the CPU runner replays, so exact numerics must
+  // match the CPU runner on the same W8A16/W4A16 checkpoint (packing, scales, MoE expert offsets).
+  for (const [name, algo] of [["llama", "W8A16"], ["phi3", "W4A16"], ["qwen2", "W8A16"], ["mixtral", "W4A16"]] as const) {
+    test(`weight-only ${algo} engine: ${name}`, async () => {
+      using t = tempDir();
+      const ckpt = join(t.path, "ckpt");
+      const eng = join(t.path, "eng");
+      await convertCheckpoint({ modelDir: fixture(name), outputDir: ckpt, quantConfig: { quant_algo: algo } });
+      await buildCheckpoint({ checkpointDir: ckpt, outputDir: eng, backend: fakeBackend(), buildConfig: { max_num_tokens: 128, max_batch_size: 4 } });
+      const cpu = await loadCpuRunner(ckpt);
+      const ref = readRaw(join(fixture(name), "reference.safetensors"));
+      const row = Array.from(asI32(ref.get("input_ids")!)).slice(0, 12);
+      const { runner } = await emuRunner(eng, { numerics: "exact" });
+      expect(runner.plan.model.weight_only?.bits).toBe(algo === "W8A16" ? 8 : 4);
+      expect(runner.plan.tensors.find((x) => x.name === "layers.0.qkv")?.dtype).toBe("I8");
+      expect(relMaxErr(runner.forwardLogits([row])[0]!, cpu.forward(row))).toBeLessThan(1e-5);
+      expect(runner.generate([row], { maxNewTokens: 4 }).outputIds[0]).toEqual(cpu.greedy(row, 4));
+      runner.destroy();
+    });
+  }
+
   test("chunked prefill (prompt longer than max tokens per pass) and end ids", async () => {
     using t = tempDir();
     const { eng, ckpt } = await emuEngine("llama", t.path);

@@ -9,6 +9,7 @@
 import { describe, expect, test } from "bun:test";
 import { isTrtbError } from "../../src/errors.ts";
 import { type DeviceMem, engineLib, type GpuContext, Program, SAMPLE_PARAMS_BYTES, writeSampleParams } from "../../src/ffi/engine.ts";
+import { woPackTS } from "../../src/build/wo-pack.ts";
 import { castArrayTS, toFloat32 } from "../../src/numeric.ts";
 
 let ctx: GpuContext | null = null;
@@ -106,6 +107,63 @@ describe.skipIf(!ctx)("engine kernels", () => {
         expect(err).toBeLessThan(1e-4);
       }
       console.log(`gemm ${M}x${N}x${K}: fastest ${tuned[0]!.kind}/${tuned[0]!.variant} ${tuned[0]!.timeUs.toFixed(1)} µs of ${tuned.length} candidates`);
+    }
+  });
+
+  test("gemm_wo: int8/int4 weight-only kernel (M ≤ 64) and the expand + cuBLASLt path agree with the reference", () => {
+    // budgets: f32 output of f32 accumulation 1e-5; bf16/f16 output 1e-2; the expand path in fast
+    // numerics multiplies by 16-bit q·scale (one extra rounding per weight) 4e-3
+    for (const bits of [8, 4] as const) {
+      for (const [M, N, K, ab] of [[1, 200, 200, "BF16"], [5, 256, 384, "BF16"], [16, 96, 130, "F16"], [33, 64, 256, "BF16"], [64, 48, 512, "BF16"], [80, 72, 192, "F16"]] as const) {
+        const qmax = bits === 8 ? 127 : 7;
+        const q = Int8Array.from({ length: N * K }, () => Math.max(-qmax - 1, Math.min(qmax, Math.round(rnd() * 2 * (qmax + 1)))));
+        const scale = Float32Array.from({ length: N }, () => 0.001 + Math.abs(rnd()) * 0.02);
+        const cast = (a: Float32Array): [Uint8Array, Float32Array] => {
+          if (ab === "BF16") return bf16(a);
+          const b = new Uint8Array(a.length * 2);
+          castArrayTS(u8(a), "F32", b, "F16");
+          return [b, toFloat32(b, "F16")];
+        };
+        const [xB, x] = cast(randF32(M * K));
+        const xf = randF32(M * K);
+        const refOf = (xs: Float32Array) => {
+          const r = new Float64Array(M * N);
+          for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+            let acc = 0;
+            for (let k = 0; k < K; k++) acc += xs[m * K + k]! * q[n * K + k]!;
+            r[m * N + n] = acc * scale[n]!;
+          }
+          return r;
+        };
+        const ref = refOf(x);
+        const refX = refOf(xf);
+        using dw = dev(c, woPackTS(q, N, K, bits));
+        using ds = dev(c, u8(scale));
+        using dx = dev(c, xB);
+        using dxf = dev(c, u8(xf));
+        using scratch = c.alloc(2 * M * K * 2);
+        using deq = c.alloc(N * K * 2);
+        const tuned = c.tune({ m: M, n: N, k: K, ab, y: "F32", maxAlgos: 3, minMs: 0.2, wBits: bits });
+        expect(tuned.length).toBeGreaterThan(0);
+        expect(tuned[0]!.kind).toBe(M <= 64 ? "wo" : "cublaslt");
+        for (const tactic of [-1, ...tuned.map((t) => c.addTactic(t))]) {
+          for (const y of ["F32", ab] as const) {
+            using dy = poisoned(c, M * N * 4);
+            c.exec(new Program().gemmWo({ w: dw.at(0), scale: ds.at(0), x: dx.at(0), y: dy.at(0), M, N, K, bits, ab, yDtype: y, tactic, deq: deq.at(0) }));
+            const got = y === "F32" ? dlF32(c, dy, M * N) : toFloat32(c.download(dy.at(0), M * N * 2), ab);
+            const err = relErr(got, ref);
+            const tol = y !== "F32" ? 1e-2 : M > 64 ? 4e-3 : 1e-5;
+            if (err > tol) console.log(`gemm_wo int${bits} M=${M} N=${N} K=${K} ${ab} tactic ${tactic} y=${y}: err ${err}`);
+            expect(err).toBeLessThan(tol);
+          }
+          using dy = poisoned(c, M * N * 4);
+          c.exec(new Program().gemmWo({ w: dw.at(0), scale: ds.at(0), x: dxf.at(0), y: dy.at(0), M, N, K, bits, ab, yDtype: "F32", xDtype: "F32", scratch: scratch.at(0), tactic, deq: deq.at(0) }));
+          const err = relErr(dlF32(c, dy, M * N), refX);
+          if (err > 1e-4) console.log(`gemm_wo f32-x int${bits} M=${M} N=${N} K=${K} tactic ${tactic}: err ${err}`);
+          expect(err).toBeLessThan(1e-4);
+        }
+        console.log(`gemm_wo int${bits} ${M}x${N}x${K} ${ab}: fastest ${tuned[0]!.kind}/${tuned[0]!.variant} ${tuned[0]!.timeUs.toFixed(1)} µs of ${tuned.length}`);
+      }
     }
   });
 

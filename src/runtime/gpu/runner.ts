@@ -28,6 +28,8 @@ import {
 } from "../../ffi/engine.ts";
 import { Engine } from "../../build/engine.ts";
 import { type EngineModelDesc, type EnginePlan, type PlanGemmSite, tacticFor } from "../../build/plan.ts";
+import { woSite } from "../../build/tactics.ts";
+import { woPackedBytes } from "../../build/wo-pack.ts";
 import { BlockAllocator, slotOf } from "./kv-cache.ts";
 
 export interface RunnerOptions {
@@ -88,7 +90,7 @@ export interface GenerateResult {
   decodeSteps: number;
 }
 
-type Tensor = { ref: DevRef; dtype: Dt; shape: number[] };
+type Tensor = { ref: DevRef; dtype: Dt | "I8"; shape: number[] };
 
 interface PrefillLayout {
   ids: number; pos: number; slot: number; tiles: number; cuQ: number; pos0: number; lastIdx: number; params: number; table: number; bytes: number;
@@ -215,6 +217,8 @@ export class GpuModelRunner implements Disposable {
       };
       // exact numerics: the two 16-bit halves of a GEMM input of up to T rows
       if (exact) sizes.scratch = 2 * T * Math.max(H, nHD, I) * 2;
+      // weight-only GEMMs beyond 64 rows expand their weights to 16 bits here (the largest matrix)
+      if (d.weight_only && T > 64) sizes.deq = Math.max(d.qkv_rows * H, H * nHD, 2 * I * H) * 2;
       if (d.moe) {
         const k = d.moe.top_k;
         Object.assign(sizes, { routeIds: T * k * I32, routeW: T * k * F32, moeOut: T * H * F32, xe: T * H * es, ye: T * H * F32, moeIdx: T * k * I32, moeW: T * k * F32 });
@@ -364,7 +368,7 @@ export class GpuModelRunner implements Disposable {
     const L = d.layers.length;
     for (let l = 0; l < L; l++) {
       const P = `layers.${l}.`;
-      this.#gemm(p, "qkv", this.#w_(`${P}qkv`).ref, b.h!, b.qkv!, T, d.qkv_rows, H, "F32");
+      this.#gemm(p, "qkv", `${P}qkv`, b.h!, b.qkv!, T, d.qkv_rows, H, "F32");
       p.qkvRope({
         qkv: b.qkv!, ld: d.qkv_rows, bias: this.#wo(`${P}qkv_bias`), qNorm: this.#wo(`${P}q_norm`), kNorm: this.#wo(`${P}k_norm`), eps,
         pos: inp.pos, slot: inp.slot, kv: this.#kv.at(l * this.#kvLayerBytes), kvDtype: this.#kvdt, tpb: this.tokensPerBlock, nH: d.num_heads,
@@ -372,7 +376,7 @@ export class GpuModelRunner implements Disposable {
       });
       attention(p, l);
       const nHD = d.num_heads * d.head_size;
-      this.#gemm(p, "dense", this.#w_(`${P}dense`).ref, b.ctx!, b.dense!, T, H, nHD, "F32");
+      this.#gemm(p, "dense", `${P}dense`, b.ctx!, b.dense!, T, H, nHD, "F32");
       p.addNorm({
         res: b.res!, delta: b.dense, deltaBias: this.#wo(`${P}dense_bias`), deltaNorm: d.sandwich_norms ? this.#w_(`${P}post_norm`).ref : undefined,
         normW: this.#w_(d.sandwich_norms ? `${P}pre_ff_norm` : `${P}post_norm`).ref, eps, out: b.h, outDtype: adt, H, T,
@@ -382,9 +386,9 @@ export class GpuModelRunner implements Disposable {
         p = this.#emitMoe(p, l, T);
         delta = b.moeOut!;
       } else {
-        const fcDt = this.#gemm(p, "gate_up", this.#w_(`${P}gate_up`).ref, b.h!, b.fc!, T, 2 * I, H, dt);
+        const fcDt = this.#gemm(p, "gate_up", `${P}gate_up`, b.h!, b.fc!, T, 2 * I, H, dt);
         p.gatedAct({ in: b.fc!, inDtype: fcDt, bias: this.#wo(`${P}gate_up_bias`), out: b.act!, outDtype: adt, I, T, act: d.act });
-        this.#gemm(p, "down", this.#w_(`${P}down`).ref, b.act!, b.proj!, T, H, I, "F32");
+        this.#gemm(p, "down", `${P}down`, b.act!, b.proj!, T, H, I, "F32");
         delta = b.proj!;
       }
       const next = l + 1 < L ? `layers.${l + 1}.input_norm` : "ln_f";
@@ -396,11 +400,27 @@ export class GpuModelRunner implements Disposable {
     return p;
   }
 
-  /** One GEMM with the site's tactic for M rows; returns the output dtype (f32 in exact numerics). */
-  #gemm(p: Program, site: string, w: DevRef, x: DevRef, y: DevRef, M: number, N: number, K: number, yFast: Dt): Dt {
+  /**
+   * One GEMM with the site's tactic for M rows against weight tensor `weight` (matrix `expert` of
+   * a stacked MoE tensor); weight-only tensors (with `<weight>.scale`) go through the `<site>.wo`
+   * tactics. Returns the output dtype (f32 in exact numerics).
+   */
+  #gemm(p: Program, site: string, weight: string, x: DevRef, y: DevRef, M: number, N: number, K: number, yFast: Dt, expert = 0): Dt {
     const exact = this.numerics === "exact";
     const yDtype: Dt = exact ? "F32" : yFast;
-    p.gemm({ w, x, y, M, N, K, ab: this.dt, yDtype, xDtype: this.#adt, scratch: exact ? this.#b.scratch : undefined, tactic: this.#tactic(site, M) });
+    const w = this.#w_(weight);
+    const scale = this.#w.get(`${weight}.scale`);
+    const scratch = exact ? this.#b.scratch : undefined;
+    if (scale) {
+      const bits = this.desc.weight_only?.bits;
+      if (!bits) throw new TrtbError("ENGINE_FORMAT", `${weight} has scales but the plan declares no weight-only quantization`);
+      p.gemmWo({
+        w: w.ref.add(expert * woPackedBytes(N, K, bits)), scale: scale.ref.add(expert * N * F32), x, y, M, N, K, bits, ab: this.dt, yDtype,
+        xDtype: this.#adt, scratch, deq: this.#b.deq, tactic: this.#tactic(woSite(site), M),
+      });
+    } else {
+      p.gemm({ w: w.ref.add(expert * N * K * this.#es), x, y, M, N, K, ab: this.dt, yDtype, xDtype: this.#adt, scratch, tactic: this.#tactic(site, M) });
+    }
     return yDtype;
   }
 
@@ -443,16 +463,14 @@ export class GpuModelRunner implements Disposable {
     }
     q.memcpy(b.moeIdx!, hm.at(0), n * 4);
     q.memcpy(b.moeW!, hm.at(n * 4), n * 4);
-    const gu = this.#w_(`${P}experts.gate_up`).ref;
-    const dn = this.#w_(`${P}experts.down`).ref;
     lists.forEach((li, e) => {
       const ne = li.idx.length;
       if (ne === 0) return;
       const idx = b.moeIdx!.add(starts[e]! * I32);
       q.gatherRows({ src: b.h!, dst: b.xe!, idx, R: ne, rowBytes: H * this.#aes });
-      const fcDt = this.#gemm(q, "experts.gate_up", gu.add(e * 2 * I * H * this.#es), b.xe!, b.fc!, ne, 2 * I, H, dt);
+      const fcDt = this.#gemm(q, "experts.gate_up", `${P}experts.gate_up`, b.xe!, b.fc!, ne, 2 * I, H, dt, e);
       q.gatedAct({ in: b.fc!, inDtype: fcDt, out: b.act!, outDtype: this.#adt, I, T: ne, act: d.act });
-      this.#gemm(q, "experts.down", dn.add(e * H * I * this.#es), b.act!, b.ye!, ne, H, I, "F32");
+      this.#gemm(q, "experts.down", `${P}experts.down`, b.act!, b.ye!, ne, H, I, "F32", e);
       q.scatterAdd({ y: b.ye!, out: b.moeOut!, idx, w: b.moeW!.add(starts[e]! * F32), R: ne, H });
     });
     return q;
@@ -469,7 +487,7 @@ export class GpuModelRunner implements Disposable {
       p.gatherRows({ src: b.h!, dst: b.hg!, idx, R, rowBytes: H * this.#aes });
       x = b.hg!;
     }
-    this.#gemm(p, "lm_head", this.#w_("lm_head").ref, x, b.logits!, R, V, H, "F32");
+    this.#gemm(p, "lm_head", "lm_head", x, b.logits!, R, V, H, "F32");
     if (d.final_softcap !== null) p.softcap({ x: b.logits!, n: R * V, cap: d.final_softcap });
     if (sample) {
       p.sample({ logits: b.logits!, ld: V, V: d.vocab_size, params: sample, out: b.outIds!, R });
@@ -769,8 +787,8 @@ export class GpuModelRunner implements Disposable {
         e.count++;
         e.ms += best;
         total += best;
-        if (name === "GEMM") {
-          // emitted per layer in the order qkv, dense, gate_up, down; lm_head last
+        if (name === "GEMM" || name === "GEMM_WO") {
+          // emitted per layer in the order qkv, dense, gate_up, down; lm_head last (16-bit or weight-only)
           const site = gi >= this.desc.layers.length * 4 ? "lm_head" : sites[gi % 4]!;
           gemm[site] = (gemm[site] ?? 0) + best;
           gi++;

@@ -1,0 +1,347 @@
+/*
+ * gemm_wo.cu: weight-only quantized GEMM (W8A16 / W4A16) for decode-sized M, on tensor cores.
+ *
+ *   y[M, N] = (x[M, K] . q[N, K]^T) * scale[N]        q int8 or int4, x bf16/fp16, fp32 accumulation
+ *
+ * Weights are stored at build time in an "mma tile" layout (src/build/wo-pack.ts and trtb_wo_pack
+ * in libtrtb write it; the tests check all three agree): the matrix is padded to Np = N rounded up
+ * to 16 rows and Kp = K rounded up to the k-tile (32 int8 values, 64 int4 values), and cut into
+ * 16-row x k-tile tiles of 512 bytes, row tile major: tile (rt, kt) at byte (rt * Kp/KT + kt) * 512.
+ * Inside a tile, lane l (g = l / 4, t = l % 4) owns bytes [16 l, 16 l + 16): exactly its A-operand
+ * fragments of mma.m16n8k16 for every 16-wide k step of the tile, so one coalesced 16-byte load per
+ * lane feeds 2 (int8) or 4 (int4) MMAs with no shuffles. For k step s (k0 = kt*KT + 16 s):
+ *   a0 = (g, k0+2t .. +1)  a1 = (g+8, k0+2t .. +1)  a2 = (g, k0+2t+8 .. +9)  a3 = (g+8, k0+2t+8 .. +9)
+ *   int8: bytes 8s .. 8s+7 = a0.lo a0.hi a1.lo a1.hi a2.lo a2.hi a3.lo a3.hi, each q + 128
+ *   int4: 32-bit word s; pair j (a_j) has its low element in bits [4j, 4j+4) and its high element
+ *         in bits [16+4j, 20+4j), each q + 8
+ * Offset-binary values turn into 16-bit floats with exponent tricks (no integer-to-float
+ * instructions): OR the nibble into the mantissa of 128.0 (bf16) / 1024.0 (fp16) and subtract, or
+ * for int8 into 2^23 as fp32 and keep the top half. q is exact in bf16/fp16, and the per-channel
+ * scale is applied once to the fp32 sum, so the result is scale * sum(q * x) as upstream defines it.
+ *
+ * A block owns RT row tiles; its 8 warps split the k tiles; each warp keeps fp32 accumulators for
+ * RT x MT mma tiles (MT n-tiles of 8 tokens) and the block reduces them through shared memory in a
+ * fixed order (deterministic). Weights stream with an evict-first hint, UNROLL tiles in flight.
+ * The exact path (f32 activations) passes x split into two 16-bit halves and runs both through the
+ * MMAs.
+ *
+ * Beyond 64 rows (prefill) the weights are expanded to 16-bit in a scratch buffer
+ * (trtbe_wo_dequant) and multiplied by cuBLASLt (gemm.cu).
+ */
+#include <algorithm>
+
+#include "../internal.cuh"
+
+#define WO_WARPS 8
+#define WO_THREADS (WO_WARPS * 32)
+#define WO_UNROLL 4
+
+template <typename A> struct MmaOp;
+template <> struct MmaOp<__nv_bfloat16> {
+  static __device__ __forceinline__ void run(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+template <> struct MmaOp<__half> {
+  static __device__ __forceinline__ void run(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+/* Two offset-binary int8 values (bytes j, j+1 of w) to a packed 16-bit pair. */
+template <typename A> __device__ __forceinline__ uint32_t i8pair(uint32_t w, int j);
+template <> __device__ __forceinline__ uint32_t i8pair<__nv_bfloat16>(uint32_t w, int j) {
+  // 0x4B000000 | u is 2^23 + u as f32; minus 2^23 + 128 gives q exactly; its top 16 bits are bf16(q)
+  const float f0 = __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7540 + j)) - 8388736.f;
+  const float f1 = __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7540 + j + 1)) - 8388736.f;
+  return __byte_perm(__float_as_uint(f0), __float_as_uint(f1), 0x7632);
+}
+template <> __device__ __forceinline__ uint32_t i8pair<__half>(uint32_t w, int j) {
+  // [byte, 0x64] is fp16 1024 + u; minus 1152 gives q
+  const uint32_t v = __byte_perm(w, 0x64646464u, j == 0 ? 0x4140 : 0x4342);
+  __half2 h = *reinterpret_cast<const __half2 *>(&v);
+  h = __hsub2(h, __half2half2(__ushort_as_half((unsigned short)0x6480)));
+  return *reinterpret_cast<uint32_t *>(&h);
+}
+
+/* The offset-binary int4 pair j of w (bits 4j and 16+4j) to a packed 16-bit pair. */
+template <typename A> __device__ __forceinline__ uint32_t i4pair(uint32_t w, int j);
+template <> __device__ __forceinline__ uint32_t i4pair<__nv_bfloat16>(uint32_t w, int j) {
+  const uint32_t v = ((w >> (4 * j)) & 0x000F000Fu) | 0x43004300u;  // 128 + u
+  __nv_bfloat162 h = *reinterpret_cast<const __nv_bfloat162 *>(&v);
+  h = __hsub2(h, __bfloat162bfloat162(__ushort_as_bfloat16((unsigned short)0x4308)));  // - 136
+  return *reinterpret_cast<uint32_t *>(&h);
+}
+template <> __device__ __forceinline__ uint32_t i4pair<__half>(uint32_t w, int j) {
+  const uint32_t v = ((w >> (4 * j)) & 0x000F000Fu) | 0x64006400u;  // 1024 + u
+  __half2 h = *reinterpret_cast<const __half2 *>(&v);
+  h = __hsub2(h, __half2half2(__ushort_as_half((unsigned short)0x6408)));  // - 1032
+  return *reinterpret_cast<uint32_t *>(&h);
+}
+
+/* A fragments of k step s of a lane's 16 tile bytes. */
+template <typename A, int BITS>
+__device__ __forceinline__ void afrag(const uint4 &wv, int s, uint32_t a[4]) {
+  const uint32_t *wd = reinterpret_cast<const uint32_t *>(&wv);
+  if (BITS == 8) {
+    const uint32_t w0 = wd[2 * s], w1 = wd[2 * s + 1];
+    a[0] = i8pair<A>(w0, 0);
+    a[1] = i8pair<A>(w0, 2);
+    a[2] = i8pair<A>(w1, 0);
+    a[3] = i8pair<A>(w1, 2);
+  } else {
+    const uint32_t w0 = wd[s];
+#pragma unroll
+    for (int j = 0; j < 4; j++) a[j] = i4pair<A>(w0, j);
+  }
+}
+
+__device__ __forceinline__ uint32_t ldx32(const void *p, int k, int K) {
+  return k < K ? __ldg(reinterpret_cast<const uint32_t *>(p) + (k >> 1)) : 0u;
+}
+
+template <typename A, typename OutT, int BITS, int MT, int RT>
+__global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__restrict__ w, const float *__restrict__ scale,
+                                                             const A *__restrict__ x, const A *__restrict__ xlo,
+                                                             OutT *__restrict__ y, int M, int N, int K, int Kp, int64_t ldx,
+                                                             int64_t ldy) {
+  constexpr int KT = BITS == 8 ? 32 : 64;
+  constexpr int STEPS = KT / 16;
+  __shared__ float red[WO_WARPS][RT * MT * 4 * 32];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const int ktiles = Kp / KT;
+  const int rtiles = (N + 15) / 16;
+  const int rt0 = blockIdx.x * RT;
+  const uint4 *wp[RT];
+#pragma unroll
+  for (int r = 0; r < RT; r++) wp[r] = w + (int64_t)min(rt0 + r, rtiles - 1) * ktiles * 32 + lane;
+  const int per = (ktiles + WO_WARPS - 1) / WO_WARPS;
+  const int kt0 = warp * per, kt1 = min(kt0 + per, ktiles);
+  // token rows of this lane's B fragments (rows past M repeat the last one; never written)
+  const A *xr[MT];
+  const A *xl[MT];
+#pragma unroll
+  for (int nt = 0; nt < MT; nt++) {
+    const int tok = min(nt * 8 + g, M - 1);
+    xr[nt] = x + (int64_t)tok * ldx;
+    xl[nt] = xlo ? xlo + (int64_t)tok * ldx : nullptr;
+  }
+  float acc[RT][MT][4];
+#pragma unroll
+  for (int r = 0; r < RT; r++)
+#pragma unroll
+    for (int nt = 0; nt < MT; nt++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) acc[r][nt][c] = 0.f;
+
+  pdl_wait();
+  for (int kt = kt0; kt < kt1; kt += WO_UNROLL) {
+    uint4 wv[WO_UNROLL][RT];
+#pragma unroll
+    for (int u = 0; u < WO_UNROLL; u++)
+#pragma unroll
+      for (int r = 0; r < RT; r++)
+        if (kt + u < kt1) wv[u][r] = __ldcs(wp[r] + (int64_t)(kt + u) * 32);
+#pragma unroll
+    for (int u = 0; u < WO_UNROLL; u++) {
+      if (kt + u >= kt1) break;
+#pragma unroll
+      for (int s = 0; s < STEPS; s++) {
+        const int k = (kt + u) * KT + s * 16 + 2 * t;
+        uint32_t b[MT][2], bl[MT][2];
+#pragma unroll
+        for (int nt = 0; nt < MT; nt++) {
+          b[nt][0] = ldx32(xr[nt], k, K);
+          b[nt][1] = ldx32(xr[nt], k + 8, K);
+          if (xlo) {
+            bl[nt][0] = ldx32(xl[nt], k, K);
+            bl[nt][1] = ldx32(xl[nt], k + 8, K);
+          }
+        }
+#pragma unroll
+        for (int r = 0; r < RT; r++) {
+          uint32_t a[4];
+          afrag<A, BITS>(wv[u][r], s, a);
+#pragma unroll
+          for (int nt = 0; nt < MT; nt++) {
+            MmaOp<A>::run(acc[r][nt], a, b[nt][0], b[nt][1]);
+            if (xlo) MmaOp<A>::run(acc[r][nt], a, bl[nt][0], bl[nt][1]);
+          }
+        }
+      }
+    }
+  }
+  pdl_trigger();  // the weights are read
+#pragma unroll
+  for (int r = 0; r < RT; r++)
+#pragma unroll
+    for (int nt = 0; nt < MT; nt++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) red[warp][((r * MT + nt) * 4 + c) * 32 + lane] = acc[r][nt][c];
+  __syncthreads();
+  for (int e = threadIdx.x; e < RT * MT * 4 * 32; e += WO_THREADS) {
+    float sum = 0.f;
+#pragma unroll
+    for (int wi = 0; wi < WO_WARPS; wi++) sum += red[wi][e];
+    const int l = e & 31, c = (e >> 5) & 3, idx = e >> 7;
+    const int r = idx / MT, nt = idx % MT;
+    const int row = (rt0 + r) * 16 + (l >> 2) + (c >= 2 ? 8 : 0);
+    const int tok = nt * 8 + 2 * (l & 3) + (c & 1);
+    if (row < N && tok < M) y[(int64_t)tok * ldy + row] = from_f<OutT>(sum * scale[row]);
+  }
+}
+
+/* Expand the tiled weights to a row-major 16-bit [N, K] matrix: q * scale (scaled) or q. */
+template <typename A, int BITS>
+__global__ void wo_dequant_kernel(const uint4 *__restrict__ w, const float *__restrict__ scale, A *__restrict__ out, int N, int K,
+                                  int Kp, int scaled) {
+  constexpr int KT = BITS == 8 ? 32 : 64;
+  constexpr int STEPS = KT / 16;
+  pdl_wait();
+  pdl_trigger_if_one_wave();
+  const int ktiles = Kp / KT;
+  const int64_t chunks = (int64_t)((N + 15) / 16) * ktiles * 32;
+  for (int64_t ci = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ci < chunks; ci += (int64_t)gridDim.x * blockDim.x) {
+    const int lane = (int)(ci & 31);
+    const int64_t tile = ci >> 5;
+    const int rt = (int)(tile / ktiles), kt = (int)(tile % ktiles);
+    const int g = lane >> 2, t = lane & 3;
+    const uint4 wv = w[ci];
+    const int r0 = rt * 16 + g, r1 = r0 + 8;
+    const float s0 = r0 < N ? (scaled ? scale[r0] : 1.f) : 0.f, s1 = r1 < N ? (scaled ? scale[r1] : 1.f) : 0.f;
+#pragma unroll
+    for (int s = 0; s < STEPS; s++) {
+      uint32_t a[4];
+      afrag<A, BITS>(wv, s, a);
+      const int k0 = kt * KT + s * 16 + 2 * t;
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        const int row = (j & 1) ? r1 : r0;
+        const int k = k0 + ((j & 2) ? 8 : 0);
+        if (row >= N || k >= K) continue;
+        const A *h = reinterpret_cast<const A *>(&a[j]);
+        const float sc = (j & 1) ? s1 : s0;
+        out[(int64_t)row * K + k] = from_f<A>(to_f<A>(h[0]) * sc);
+        if (k + 1 < K) out[(int64_t)row * K + k + 1] = from_f<A>(to_f<A>(h[1]) * sc);
+      }
+    }
+  }
+}
+
+__global__ void scale_cols_kernel(float *__restrict__ y, const float *__restrict__ scale, int M, int N, int64_t ldy) {
+  pdl_wait();
+  pdl_trigger_if_one_wave();
+  const int64_t n = (int64_t)M * N;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t m = i / N;
+    const int c = (int)(i % N);
+    y[m * ldy + c] *= scale[c];
+  }
+}
+
+// ----------------------------------------------------------------------------------------------
+// launchers
+
+int trtbe_wo_mt(int32_t m) { return m <= 8 ? 1 : m <= 16 ? 2 : m <= 32 ? 4 : m <= 64 ? 8 : 0; }
+
+int trtbe_wo_max_rt(int32_t m) {
+  switch (trtbe_wo_mt(m)) {
+    case 1: case 2: return 4;
+    case 4: return 2;
+    case 8: return 1;
+    default: return 0;
+  }
+}
+
+template <typename A, typename OutT, int BITS, int MT, int RT>
+static cudaError_t launch_wo(cudaStream_t s, const void *w, const float *scale, const void *x, const void *xlo, void *y, int M,
+                             int N, int K, int Kp, int64_t ldx, int64_t ldy) {
+  const unsigned blocks = (unsigned)(((N + 15) / 16 + RT - 1) / RT);
+  return trtbe_launch(wo_gemm_kernel<A, OutT, BITS, MT, RT>, dim3(blocks), dim3(WO_THREADS), 0, s, (const uint4 *)w, scale,
+                      (const A *)x, (const A *)xlo, (OutT *)y, M, N, K, Kp, ldx, ldy);
+}
+
+template <typename A, typename OutT, int BITS>
+static bool by_shape(cudaStream_t s, const void *w, const float *scale, const void *x, const void *xlo, void *y, int M, int N,
+                     int K, int Kp, int64_t ldx, int64_t ldy, int rt) {
+#define WO_CASE(MT_, RT_) \
+  if (mt == MT_ && rt == RT_) return launch_wo<A, OutT, BITS, MT_, RT_>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy), true;
+  const int mt = trtbe_wo_mt(M);
+  WO_CASE(1, 1) WO_CASE(1, 2) WO_CASE(1, 4)
+  WO_CASE(2, 1) WO_CASE(2, 2) WO_CASE(2, 4)
+  WO_CASE(4, 1) WO_CASE(4, 2)
+  WO_CASE(8, 1)
+#undef WO_CASE
+  return false;
+}
+
+template <typename A>
+static bool by_out_bits(cudaStream_t s, const void *w, const float *scale, const void *x, const void *xlo, void *y, int M, int N,
+                        int K, int Kp, int64_t ldx, int64_t ldy, int bits, int y_dtype, int rt) {
+  const bool f32 = y_dtype == TRTB_DTYPE_F32;
+  if (bits == 8)
+    return f32 ? by_shape<A, float, 8>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, rt)
+               : by_shape<A, A, 8>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, rt);
+  return f32 ? by_shape<A, float, 4>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, rt)
+             : by_shape<A, A, 4>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, rt);
+}
+
+int32_t trtbe_wo_kp(int32_t k, int32_t bits) {
+  const int kt = bits == 8 ? 32 : 64;
+  return (k + kt - 1) / kt * kt;
+}
+
+int32_t trtbe_wo_gemm(cudaStream_t s, const void *w, const float *scale, const void *x, const void *xlo, void *y, int32_t M,
+                      int32_t N, int32_t K, int32_t bits, int32_t a_dtype, int32_t y_dtype, int64_t ldx, int64_t ldy, int32_t rt) {
+  if (M <= 0 || N <= 0) return TRTB_OK;
+  if (!(bits == 8 || bits == 4) || !TRTBE_DTYPE_OK16(a_dtype) || !(y_dtype == TRTB_DTYPE_F32 || y_dtype == a_dtype))
+    return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: bits %d, activations %d, output %d are not supported", bits, a_dtype, y_dtype);
+  if (M > 64 || K <= 0 || K % 2 || ldx % 2 || ((uintptr_t)x % 4) || (xlo && ((uintptr_t)xlo % 4)) || ((uintptr_t)w % 16))
+    return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: unsupported call (M=%d K=%d ldx=%lld, alignment)", M, K, (long long)ldx);
+  const int maxrt = trtbe_wo_max_rt(M);
+  if (rt < 1) rt = 1;
+  while (rt > maxrt || (rt & (rt - 1))) rt--;
+  const int Kp = trtbe_wo_kp(K, bits);
+  const bool ok = a_dtype == TRTB_DTYPE_BF16
+                      ? by_out_bits<__nv_bfloat16>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, bits, y_dtype, rt)
+                      : by_out_bits<__half>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, bits, y_dtype, rt);
+  if (!ok) return trtb__fail(TRTB_ERR_INTERNAL, "gemm_wo: no instantiation for M=%d rt=%d", M, rt);
+  TRTB_CUDA_CHECK_LAUNCH("wo_gemm_kernel");
+  return TRTB_OK;
+}
+
+int32_t trtbe_wo_dequant(cudaStream_t s, const void *w, const float *scale, void *out, int32_t N, int32_t K, int32_t bits,
+                         int32_t a_dtype, int32_t scaled) {
+  if (N <= 0 || K <= 0) return TRTB_OK;
+  if (!(bits == 8 || bits == 4) || !TRTBE_DTYPE_OK16(a_dtype))
+    return trtb__fail(TRTB_ERR_INVALID_ARG, "wo_dequant: bits %d, dtype %d are not supported", bits, a_dtype);
+  const int Kp = trtbe_wo_kp(K, bits);
+  const int64_t chunks = (int64_t)((N + 15) / 16) * (Kp / (bits == 8 ? 32 : 64)) * 32;
+  const unsigned grid = (unsigned)std::min<int64_t>((chunks + 255) / 256, 132 * 16);
+  if (bits == 8 && a_dtype == TRTB_DTYPE_BF16)
+    (void)trtbe_launch(wo_dequant_kernel<__nv_bfloat16, 8>, dim3(grid), dim3(256), 0, s, (const uint4 *)w, scale, (__nv_bfloat16 *)out, N, K, Kp, scaled);
+  else if (bits == 8)
+    (void)trtbe_launch(wo_dequant_kernel<__half, 8>, dim3(grid), dim3(256), 0, s, (const uint4 *)w, scale, (__half *)out, N, K, Kp, scaled);
+  else if (a_dtype == TRTB_DTYPE_BF16)
+    (void)trtbe_launch(wo_dequant_kernel<__nv_bfloat16, 4>, dim3(grid), dim3(256), 0, s, (const uint4 *)w, scale, (__nv_bfloat16 *)out, N, K, Kp, scaled);
+  else
+    (void)trtbe_launch(wo_dequant_kernel<__half, 4>, dim3(grid), dim3(256), 0, s, (const uint4 *)w, scale, (__half *)out, N, K, Kp, scaled);
+  TRTB_CUDA_CHECK_LAUNCH("wo_dequant_kernel");
+  return TRTB_OK;
+}
+
+int32_t trtbe_scale_cols(cudaStream_t s, float *y, const float *scale, int32_t M, int32_t N, int64_t ldy) {
+  const int64_t n = (int64_t)M * N;
+  if (n <= 0) return TRTB_OK;
+  const unsigned grid = (unsigned)std::min<int64_t>((n + 255) / 256, 132 * 16);
+  (void)trtbe_launch(scale_cols_kernel, dim3(grid), dim3(256), 0, s, y, scale, M, N, ldy);
+  TRTB_CUDA_CHECK_LAUNCH("scale_cols_kernel");
+  return TRTB_OK;
+}

@@ -1,0 +1,181 @@
+/**
+ * The weight-only (W8A16 / W4A16) weight layout of our engine's tensor-core kernel
+ * (cshim/engine/kernels/gemm_wo.cu has the full description):
+ *
+ *   q [N, K] int8 values (int4 values in [-8, 7]) → rows padded to 16, cols to the k tile
+ *   (32 int8 / 64 int4 values), cut into 16 × k-tile tiles of 512 bytes, row tile major. Lane l
+ *   (g = l >> 2, t = l & 3) of a tile owns bytes [16 l, 16 l + 16): for each 16-wide k step s
+ *   (k0 = tile k + 16 s) the mma.m16n8k16 A fragments
+ *     a0 = (g, k0+2t..+1)  a1 = (g+8, k0+2t..+1)  a2 = (g, k0+2t+8..+9)  a3 = (g+8, k0+2t+8..+9)
+ *   int8: bytes 8s..8s+7 = a0 a0' a1 a1' a2 a2' a3 a3', each q + 128
+ *   int4: little-endian word s; pair j in bits 4j (first) and 16 + 4j (second), each q + 8
+ *   Padding holds q = 0.
+ *
+ * `woPack` uses libtrtb (threaded) when it loads, else `woPackTS`; tests hold them to the same bytes.
+ */
+import type { DType } from "../dtype.ts";
+import { TrtbError } from "../errors.ts";
+import { nativeLib } from "../ffi/index.ts";
+import { toFloat32 } from "../numeric.ts";
+import type { QuantBackend } from "../quant/backend.ts";
+import { type QuantKernelParams, quantSizes } from "../quant/kernel.ts";
+import { fpBytesOf } from "../quant/lazy.ts";
+import { castInto } from "../tensor/cast.ts";
+import { LazyTensor } from "../tensor/lazy.ts";
+
+export type WoBits = 8 | 4;
+
+/** Elements per k tile. */
+export const woKTile = (bits: WoBits) => (bits === 8 ? 32 : 64);
+
+/** Bytes of the packed layout of an [N, K] matrix. */
+export function woPackedBytes(N: number, K: number, bits: WoBits): number {
+  return Math.ceil(N / 16) * Math.ceil(K / woKTile(bits)) * 512;
+}
+
+/** The TypeScript reference of the layout. `q` holds N·K int8 values, row-major. */
+export function woPackTS(q: Int8Array, N: number, K: number, bits: WoBits): Uint8Array {
+  const kt = woKTile(bits);
+  const rtiles = Math.ceil(N / 16);
+  const ktiles = Math.ceil(K / kt);
+  const out = new Uint8Array(rtiles * ktiles * 512);
+  const at = (r: number, c: number) => (r < N && c < K ? q[r * K + c]! : 0);
+  for (let rt = 0; rt < rtiles; rt++)
+    for (let t0 = 0; t0 < ktiles; t0++) {
+      const tile = (rt * ktiles + t0) * 512;
+      for (let lane = 0; lane < 32; lane++) {
+        const g = lane >> 2;
+        const t = lane & 3;
+        const r0 = rt * 16 + g;
+        const r1 = r0 + 8;
+        const o = tile + lane * 16;
+        for (let s = 0; s < kt / 16; s++) {
+          const k = t0 * kt + s * 16 + 2 * t;
+          const v = [at(r0, k), at(r0, k + 1), at(r1, k), at(r1, k + 1), at(r0, k + 8), at(r0, k + 9), at(r1, k + 8), at(r1, k + 9)];
+          if (bits === 8) {
+            for (let e = 0; e < 8; e++) out[o + s * 8 + e] = (v[e]! + 128) & 0xff;
+          } else {
+            let w = 0;
+            for (let p = 0; p < 4; p++) {
+              w |= ((v[2 * p]! + 8) & 15) << (4 * p);
+              w |= ((v[2 * p + 1]! + 8) & 15) << (16 + 4 * p);
+            }
+            out[o + s * 4] = w & 0xff;
+            out[o + s * 4 + 1] = (w >>> 8) & 0xff;
+            out[o + s * 4 + 2] = (w >>> 16) & 0xff;
+            out[o + s * 4 + 3] = (w >>> 24) & 0xff;
+          }
+        }
+      }
+    }
+  return out;
+}
+
+/** The inverse of the layout: q [N, K] as int8 values (tests, the CPU emulator of engine programs). */
+export function woUnpackTS(packed: Uint8Array, N: number, K: number, bits: WoBits): Int8Array {
+  const kt = woKTile(bits);
+  const ktiles = Math.ceil(K / kt);
+  const q = new Int8Array(N * K);
+  const put = (r: number, c: number, v: number) => {
+    if (r < N && c < K) q[r * K + c] = v;
+  };
+  for (let rt = 0; rt < Math.ceil(N / 16); rt++)
+    for (let t0 = 0; t0 < ktiles; t0++)
+      for (let lane = 0; lane < 32; lane++) {
+        const o = (rt * ktiles + t0) * 512 + lane * 16;
+        const r0 = rt * 16 + (lane >> 2);
+        const r1 = r0 + 8;
+        for (let s = 0; s < kt / 16; s++) {
+          const k = t0 * kt + s * 16 + 2 * (lane & 3);
+          const pos: [number, number][] = [[r0, k], [r0, k + 1], [r1, k], [r1, k + 1], [r0, k + 8], [r0, k + 9], [r1, k + 8], [r1, k + 9]];
+          if (bits === 8) pos.forEach(([r, c], e) => put(r, c, packed[o + s * 8 + e]! - 128));
+          else {
+            const w = packed[o + s * 4]! | (packed[o + s * 4 + 1]! << 8) | (packed[o + s * 4 + 2]! << 16) | (packed[o + s * 4 + 3]! << 24);
+            for (let p = 0; p < 4; p++) {
+              put(pos[2 * p]![0], pos[2 * p]![1], ((w >>> (4 * p)) & 15) - 8);
+              put(pos[2 * p + 1]![0], pos[2 * p + 1]![1], ((w >>> (16 + 4 * p)) & 15) - 8);
+            }
+          }
+        }
+      }
+  return q;
+}
+
+/** Pack `q` (N·K int8 values) into `dst` (woPackedBytes) with libtrtb, or the TypeScript reference. */
+export function woPack(q: Int8Array, N: number, K: number, bits: WoBits, dst: Uint8Array): void {
+  const n = nativeLib();
+  const qb = new Uint8Array(q.buffer, q.byteOffset, q.byteLength);
+  if (n) n.woPack(qb, N, K, bits, dst);
+  else dst.set(woPackTS(q, N, K, bits));
+}
+
+// ---- build-time quantization ----------------------------------------------------------------------
+
+/**
+ * One weight-only linear of an engine: its fp weight (lazy), quantized per output channel with the
+ * checkpoint scheme's kernel parameters (the same call the CPU runner replays, so both see the same
+ * q and scales), packed into the layout above. The packed tensor is written first (the kernel
+ * writes straight into the writer's buffer); the scales are kept until written, then dropped.
+ */
+export class WoLinear {
+  #scales: Float32Array | null = null;
+  readonly packedBytes: number;
+
+  constructor(readonly weight: LazyTensor, readonly params: QuantKernelParams, readonly bits: WoBits, readonly backend: QuantBackend) {
+    if (params.format !== "int8" || params.groupSize !== params.cols)
+      throw new TrtbError("BUILD_INTERNAL", `${weight.name}: weight-only engines take per-channel int8-format quantization`);
+    this.packedBytes = woPackedBytes(params.rows, params.cols, bits);
+  }
+
+  get rows(): number {
+    return this.params.rows;
+  }
+
+  /** Quantize and pack into `dst` (packedBytes); keeps the scales. */
+  pack(dst: Uint8Array): void {
+    const p = this.params;
+    const sz = quantSizes(p);
+    const q = new Uint8Array(sz.q);
+    const s = new Uint8Array(sz.scales);
+    this.backend.quantize(p, fpBytesOf(this.weight, p.srcDtype), q, s);
+    woPack(new Int8Array(q.buffer), p.rows, p.cols, this.bits, dst);
+    this.#scales = toFloat32(s, p.scaleDtype);
+  }
+
+  /** The per-channel scales as f32 (the stored model-dtype values, widened). */
+  scales(): Float32Array {
+    if (!this.#scales) this.pack(new Uint8Array(this.packedBytes));
+    return this.#scales!;
+  }
+
+  release(): void {
+    this.#scales = null;
+  }
+}
+
+/** The packed weights of a WoLinear: I8 [ceil(N/16)·16, K_padded·bits/8]. */
+export class WoPackedTensor extends LazyTensor {
+  constructor(name: string, readonly owner: WoLinear) {
+    const kt = woKTile(owner.bits);
+    super(name, "I8", [Math.ceil(owner.params.rows / 16) * 16, (Math.ceil(owner.params.cols / kt) * kt * owner.bits) / 8]);
+  }
+  writeRange(dst: Uint8Array, dtype: DType, start: number, count: number): void {
+    if (dtype !== "I8") throw new TrtbError("BUILD_INTERNAL", `${this.name}: packed weights cannot be written as ${dtype}`);
+    if (start === 0 && count === this.numel) return this.owner.pack(dst);
+    const all = new Uint8Array(this.numel);
+    this.owner.pack(all);
+    dst.set(all.subarray(start, start + count));
+  }
+}
+
+/** The f32 scales of a WoLinear: [N]. */
+export class WoScaleTensor extends LazyTensor {
+  constructor(name: string, readonly owner: WoLinear) {
+    super(name, "F32", [owner.params.rows]);
+  }
+  writeRange(dst: Uint8Array, dtype: DType, start: number, count: number): void {
+    const s = this.owner.scales();
+    castInto(new Uint8Array(s.buffer, s.byteOffset + start * 4, count * 4), "F32", dst, dtype);
+    if (start + count === this.numel) this.owner.release();
+  }
+}
