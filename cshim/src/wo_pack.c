@@ -2,7 +2,7 @@
  * wo_pack.c: trtb_wo_pack, the build-time layout of weight-only (W8A16 / W4A16) weights for the
  * engine's tensor-core kernel (cshim/engine/kernels/gemm_wo.cu documents the layout; the TypeScript
  * reference is src/build/wo-pack.ts). Pure data movement: 16-row x k-tile tiles of 512 bytes, each
- * lane's 16 bytes holding its mma.m16n8k16 A fragments, values stored offset-binary (q + 128 for
+ * lane's 16 bytes holding its mma.m16n8k16 A fragments (lane t: columns t·KT/4 .. of the tile), values stored offset-binary (q + 128 for
  * int8, q + 8 for int4); padding rows and columns hold q = 0. Split across threads by row tile.
  */
 #include <string.h>
@@ -32,10 +32,10 @@ static void wo_range(void *ctx, uint64_t begin, uint64_t end) {
         const int64_t r0 = (int64_t)rt * 16 + g, r1 = r0 + 8;
         unsigned char *o = tile + lane * 16;
         for (int s = 0; s < kt_elems / 16; s++) {
-          const int64_t k = kt * kt_elems + s * 16 + 2 * t;
-          /* a0 (r0, k..k+1), a1 (r1, k..k+1), a2 (r0, k+8..k+9), a3 (r1, k+8..k+9) */
+          /* columns c0..c3 = k .. k+3; a0 (r0, c0 c1), a1 (r1, c0 c1), a2 (r0, c2 c3), a3 (r1, c2 c3) */
+          const int64_t k = kt * kt_elems + t * (kt_elems / 4) + s * 4;
           const int v[8] = {qat(j, r0, k), qat(j, r0, k + 1), qat(j, r1, k), qat(j, r1, k + 1),
-                            qat(j, r0, k + 8), qat(j, r0, k + 9), qat(j, r1, k + 8), qat(j, r1, k + 9)};
+                            qat(j, r0, k + 2), qat(j, r0, k + 3), qat(j, r1, k + 2), qat(j, r1, k + 3)};
           if (j->bits == 8) {
             for (int e = 0; e < 8; e++) o[s * 8 + e] = (unsigned char)(v[e] + 128);
           } else {

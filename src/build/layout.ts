@@ -163,9 +163,11 @@ function weightOnlyContext(model: PretrainedModel, bits: WoBits) {
         throw new TrtbError("BUILD_UNSUPPORTED", `${modules.join(" and ")} are fused into one engine GEMM (${name}); exclude both from quantization or neither (exclude_modules)`);
       const l = infos[0]!;
       const rows = t.shape.slice(0, -1).reduce((a, b) => a * b, 1);
+      const cols = t.shape[t.shape.length - 1]!;
+      if (cols % 8 !== 0) throw new TrtbError("BUILD_UNSUPPORTED", `${name}: weight-only GEMMs need an input size that is a multiple of 8, got ${cols}`);
       if (t.shape.length === 3 && t.shape[1]! % 16 !== 0)
         throw new TrtbError("BUILD_UNSUPPORTED", `${name}: weight-only MoE experts need a multiple of 16 rows per expert, got ${t.shape[1]}`);
-      const p = scheme.kernelParams({ ...l, shape: [rows, t.shape[t.shape.length - 1]!] }, dt, q);
+      const p = scheme.kernelParams({ ...l, shape: [rows, cols] }, dt, q);
       return new WoLinear(t, p, bits, backend);
     },
   };

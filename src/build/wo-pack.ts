@@ -4,9 +4,10 @@
  *
  *   q [N, K] int8 values (int4 values in [-8, 7]) → rows padded to 16, cols to the k tile
  *   (32 int8 / 64 int4 values), cut into 16 × k-tile tiles of 512 bytes, row tile major. Lane l
- *   (g = l >> 2, t = l & 3) of a tile owns bytes [16 l, 16 l + 16): for each 16-wide k step s
- *   (k0 = tile k + 16 s) the mma.m16n8k16 A fragments
- *     a0 = (g, k0+2t..+1)  a1 = (g+8, k0+2t..+1)  a2 = (g, k0+2t+8..+9)  a3 = (g+8, k0+2t+8..+9)
+ *   (g = l >> 2, t = l & 3) of a tile owns bytes [16 l, 16 l + 16): for each 16-wide k step s the
+ *   mma.m16n8k16 A fragments over columns c0..c3 = tile k + t·KT/4 + 4s + 0..3 (the MMA's k order
+ *   is permuted so each lane's activations are contiguous)
+ *     a0 = (g, c0 c1)  a1 = (g+8, c0 c1)  a2 = (g, c2 c3)  a3 = (g+8, c2 c3)
  *   int8: bytes 8s..8s+7 = a0 a0' a1 a1' a2 a2' a3 a3', each q + 128
  *   int4: little-endian word s; pair j in bits 4j (first) and 16 + 4j (second), each q + 8
  *   Padding holds q = 0.
@@ -50,8 +51,8 @@ export function woPackTS(q: Int8Array, N: number, K: number, bits: WoBits): Uint
         const r1 = r0 + 8;
         const o = tile + lane * 16;
         for (let s = 0; s < kt / 16; s++) {
-          const k = t0 * kt + s * 16 + 2 * t;
-          const v = [at(r0, k), at(r0, k + 1), at(r1, k), at(r1, k + 1), at(r0, k + 8), at(r0, k + 9), at(r1, k + 8), at(r1, k + 9)];
+          const k = t0 * kt + t * (kt / 4) + s * 4;
+          const v = [at(r0, k), at(r0, k + 1), at(r1, k), at(r1, k + 1), at(r0, k + 2), at(r0, k + 3), at(r1, k + 2), at(r1, k + 3)];
           if (bits === 8) {
             for (let e = 0; e < 8; e++) out[o + s * 8 + e] = (v[e]! + 128) & 0xff;
           } else {
@@ -86,8 +87,8 @@ export function woUnpackTS(packed: Uint8Array, N: number, K: number, bits: WoBit
         const r0 = rt * 16 + (lane >> 2);
         const r1 = r0 + 8;
         for (let s = 0; s < kt / 16; s++) {
-          const k = t0 * kt + s * 16 + 2 * (lane & 3);
-          const pos: [number, number][] = [[r0, k], [r0, k + 1], [r1, k], [r1, k + 1], [r0, k + 8], [r0, k + 9], [r1, k + 8], [r1, k + 9]];
+          const k = t0 * kt + (lane & 3) * (kt / 4) + s * 4;
+          const pos: [number, number][] = [[r0, k], [r0, k + 1], [r1, k], [r1, k + 1], [r0, k + 2], [r0, k + 3], [r1, k + 2], [r1, k + 3]];
           if (bits === 8) pos.forEach(([r, c], e) => put(r, c, packed[o + s * 8 + e]! - 128));
           else {
             const w = packed[o + s * 4]! | (packed[o + s * 4 + 1]! << 8) | (packed[o + s * 4 + 2]! << 16) | (packed[o + s * 4 + 3]! << 24);

@@ -37,14 +37,15 @@ describe("weight-only layout", () => {
     const q = Int8Array.from({ length: N * K }, (_, i) => ((Math.floor(i / K) * 7 + (i % K)) % 15) - 7);
     const at = (r: number, c: number) => q[r * K + c]!;
     const p8 = woPackTS(q, N, K, 8);
-    // k step 0: a0 = (1, 2..3), a1 = (9, 2..3), a2 = (1, 10..11), a3 = (9, 10..11), each + 128
-    expect(Array.from(p8.subarray(5 * 16, 5 * 16 + 8))).toEqual([at(1, 2), at(1, 3), at(9, 2), at(9, 3), at(1, 10), at(1, 11), at(9, 10), at(9, 11)].map((v) => v + 128));
-    // k step 1 starts at column 16
-    expect(p8[5 * 16 + 8]).toBe(at(1, 18) + 128);
+    // int8 (k tile 32): lane t=1 covers columns 8..15; k step 0: a0 = (1, 8 9), a1 = (9, 8 9), a2 = (1, 10 11), a3 = (9, 10 11), each + 128
+    expect(Array.from(p8.subarray(5 * 16, 5 * 16 + 8))).toEqual([at(1, 8), at(1, 9), at(9, 8), at(9, 9), at(1, 10), at(1, 11), at(9, 10), at(9, 11)].map((v) => v + 128));
+    // k step 1 continues at column 12
+    expect(p8[5 * 16 + 8]).toBe(at(1, 12) + 128);
     const p4 = woPackTS(q, N, K, 4);
     const w = p4[5 * 16]! | (p4[5 * 16 + 1]! << 8) | (p4[5 * 16 + 2]! << 16) | (p4[5 * 16 + 3]! << 24);
     const nib = (bit: number) => ((w >>> bit) & 15) - 8;
-    expect([nib(0), nib(16), nib(4), nib(20), nib(8), nib(24), nib(12), nib(28)]).toEqual([at(1, 2), at(1, 3), at(9, 2), at(9, 3), at(1, 10), at(1, 11), at(9, 10), at(9, 11)]);
+    // int4 (k tile 64): lane t=1 covers columns 16..31; word 0 = k step 0 = columns 16..19
+    expect([nib(0), nib(16), nib(4), nib(20), nib(8), nib(24), nib(12), nib(28)]).toEqual([at(1, 16), at(1, 17), at(9, 16), at(9, 17), at(1, 18), at(1, 19), at(9, 18), at(9, 19)]);
   });
 
   const native = nativeLib();

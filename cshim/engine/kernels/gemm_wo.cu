@@ -8,9 +8,13 @@
  * to 16 rows and Kp = K rounded up to the k-tile (32 int8 values, 64 int4 values), and cut into
  * 16-row x k-tile tiles of 512 bytes, row tile major: tile (rt, kt) at byte (rt * Kp/KT + kt) * 512.
  * Inside a tile, lane l (g = l / 4, t = l % 4) owns bytes [16 l, 16 l + 16): exactly its A-operand
- * fragments of mma.m16n8k16 for every 16-wide k step of the tile, so one coalesced 16-byte load per
- * lane feeds 2 (int8) or 4 (int4) MMAs with no shuffles. For k step s (k0 = kt*KT + 16 s):
- *   a0 = (g, k0+2t .. +1)  a1 = (g+8, k0+2t .. +1)  a2 = (g, k0+2t+8 .. +9)  a3 = (g+8, k0+2t+8 .. +9)
+ * fragments of mma.m16n8k16 for every 16-wide k step s of the tile, so one coalesced 16-byte load per
+ * lane feeds 2 (int8) or 4 (int4) MMAs with no shuffles. The MMA's k order inside a step is
+ * permuted so that each lane's columns are contiguous: lane t covers columns
+ * c(s, j) = kt*KT + t*4*STEPS + 4 s + j (STEPS = KT / 16, j = 0..3), hardware k 2t, 2t+1 = j 0, 1
+ * and 2t+8, 2t+9 = j 2, 3. Then its activations for a whole tile are 8 (int8) / 16 (int4)
+ * consecutive elements: one or two 16-byte loads per token row instead of 4 / 8 small ones.
+ *   a0 = (g, c0 c1)  a1 = (g+8, c0 c1)  a2 = (g, c2 c3)  a3 = (g+8, c2 c3)
  *   int8: bytes 8s .. 8s+7 = a0.lo a0.hi a1.lo a1.hi a2.lo a2.hi a3.lo a3.hi, each q + 128
  *   int4: 32-bit word s; pair j (a_j) has its low element in bits [4j, 4j+4) and its high element
  *         in bits [16+4j, 20+4j), each q + 8
@@ -21,7 +25,8 @@
  *
  * A block owns RT row tiles; its 8 warps split the k tiles; each warp keeps fp32 accumulators for
  * RT x MT mma tiles (MT n-tiles of 8 tokens) and the block reduces them through shared memory in a
- * fixed order (deterministic). Weights stream with an evict-first hint, UNROLL tiles in flight.
+ * fixed order (deterministic). Weights stream with an evict-first hint, double-buffered in
+ * registers: the next U x RT tiles are in flight while the current ones are multiplied.
  * The exact path (f32 activations) passes x split into two 16-bit halves and runs both through the
  * MMAs.
  *
@@ -102,8 +107,9 @@ __device__ __forceinline__ void afrag(const uint4 &wv, int s, uint32_t a[4]) {
   }
 }
 
-__device__ __forceinline__ uint32_t ldx32(const void *p, int k, int K) {
-  return k < K ? __ldg(reinterpret_cast<const uint32_t *>(p) + (k >> 1)) : 0u;
+/* 8 activations at element k of row p (16-byte aligned), zeros past K (K % 8 == 0). */
+template <typename A> __device__ __forceinline__ uint4 ldx8(const A *p, int k, int K) {
+  return k < K ? __ldg(reinterpret_cast<const uint4 *>(p + k)) : make_uint4(0u, 0u, 0u, 0u);
 }
 
 template <typename A, typename OutT, int BITS, int MT, int RT>
@@ -141,42 +147,55 @@ __global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__rest
 #pragma unroll
       for (int c = 0; c < 4; c++) acc[r][nt][c] = 0.f;
 
-  pdl_wait();
-  for (int kt = kt0; kt < kt1; kt += WO_UNROLL) {
-    uint4 wv[WO_UNROLL][RT];
+  constexpr int U = RT >= 4 ? 1 : 4 / RT;  // tiles per row tile per stage: U x RT = 4 loads in flight, twice
+  auto load = [&](uint4 (&dst)[U][RT], int base) {
 #pragma unroll
-    for (int u = 0; u < WO_UNROLL; u++)
+    for (int u = 0; u < U; u++)
 #pragma unroll
       for (int r = 0; r < RT; r++)
-        if (kt + u < kt1) wv[u][r] = __ldcs(wp[r] + (int64_t)(kt + u) * 32);
+        if (base + u < kt1) dst[u][r] = __ldcs(wp[r] + (int64_t)(base + u) * 32);
+  };
+  auto compute = [&](const uint4 (&wv)[U][RT], int base) {
 #pragma unroll
-    for (int u = 0; u < WO_UNROLL; u++) {
-      if (kt + u >= kt1) break;
+    for (int u = 0; u < U; u++) {
+      if (base + u >= kt1) break;
+      const int k = (base + u) * KT + t * 4 * STEPS;  // this lane's first column of the tile
+      uint4 xv[MT][STEPS / 2], xw[MT][STEPS / 2];
+#pragma unroll
+      for (int nt = 0; nt < MT; nt++)
+#pragma unroll
+        for (int h = 0; h < STEPS / 2; h++) {
+          xv[nt][h] = ldx8(xr[nt], k + 8 * h, K);
+          if (xlo) xw[nt][h] = ldx8(xl[nt], k + 8 * h, K);
+        }
 #pragma unroll
       for (int s = 0; s < STEPS; s++) {
-        const int k = (kt + u) * KT + s * 16 + 2 * t;
-        uint32_t b[MT][2], bl[MT][2];
-#pragma unroll
-        for (int nt = 0; nt < MT; nt++) {
-          b[nt][0] = ldx32(xr[nt], k, K);
-          b[nt][1] = ldx32(xr[nt], k + 8, K);
-          if (xlo) {
-            bl[nt][0] = ldx32(xl[nt], k, K);
-            bl[nt][1] = ldx32(xl[nt], k + 8, K);
-          }
-        }
 #pragma unroll
         for (int r = 0; r < RT; r++) {
           uint32_t a[4];
           afrag<A, BITS>(wv[u][r], s, a);
 #pragma unroll
           for (int nt = 0; nt < MT; nt++) {
-            MmaOp<A>::run(acc[r][nt], a, b[nt][0], b[nt][1]);
-            if (xlo) MmaOp<A>::run(acc[r][nt], a, bl[nt][0], bl[nt][1]);
+            const uint32_t *bx = reinterpret_cast<const uint32_t *>(&xv[nt][s / 2]) + 2 * (s & 1);
+            MmaOp<A>::run(acc[r][nt], a, bx[0], bx[1]);
+            if (xlo) {
+              const uint32_t *bl = reinterpret_cast<const uint32_t *>(&xw[nt][s / 2]) + 2 * (s & 1);
+              MmaOp<A>::run(acc[r][nt], a, bl[0], bl[1]);
+            }
           }
         }
       }
     }
+  };
+
+  uint4 wa[U][RT], wb[U][RT];
+  load(wa, kt0);  // weights do not depend on the previous kernel: fetch before waiting for it
+  pdl_wait();
+  for (int kt = kt0; kt < kt1; kt += 2 * U) {
+    load(wb, kt + U);
+    compute(wa, kt);
+    load(wa, kt + 2 * U);
+    compute(wb, kt + U);
   }
   pdl_trigger();  // the weights are read
 #pragma unroll
@@ -198,7 +217,8 @@ __global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__rest
   }
 }
 
-/* Expand the tiled weights to a row-major 16-bit [N, K] matrix: q * scale (scaled) or q. */
+/* Expand the tiled weights to a row-major 16-bit [N, K] matrix: q * scale (scaled) or q. Each lane
+ * writes its two rows' 4*STEPS consecutive columns with 16-byte stores (K % 8 == 0). */
 template <typename A, int BITS>
 __global__ void wo_dequant_kernel(const uint4 *__restrict__ w, const float *__restrict__ scale, A *__restrict__ out, int N, int K,
                                   int Kp, int scaled) {
@@ -213,24 +233,32 @@ __global__ void wo_dequant_kernel(const uint4 *__restrict__ w, const float *__re
     const int64_t tile = ci >> 5;
     const int rt = (int)(tile / ktiles), kt = (int)(tile % ktiles);
     const int g = lane >> 2, t = lane & 3;
-    const uint4 wv = w[ci];
+    const uint4 wv = __ldcs(w + ci);
     const int r0 = rt * 16 + g, r1 = r0 + 8;
-    const float s0 = r0 < N ? (scaled ? scale[r0] : 1.f) : 0.f, s1 = r1 < N ? (scaled ? scale[r1] : 1.f) : 0.f;
+    const int k0 = kt * KT + t * 4 * STEPS;
+    if (k0 >= K) continue;
+    const float s0 = r0 < N && scaled ? scale[r0] : 1.f, s1 = r1 < N && scaled ? scale[r1] : 1.f;
+    A v0[4 * STEPS], v1[4 * STEPS];  // rows r0, r1: columns k0 .. k0 + 4 STEPS
 #pragma unroll
     for (int s = 0; s < STEPS; s++) {
       uint32_t a[4];
       afrag<A, BITS>(wv, s, a);
-      const int k0 = kt * KT + s * 16 + 2 * t;
+      const A *h0 = reinterpret_cast<const A *>(&a[0]), *h1 = reinterpret_cast<const A *>(&a[1]);
+      const A *h2 = reinterpret_cast<const A *>(&a[2]), *h3 = reinterpret_cast<const A *>(&a[3]);
+      v0[4 * s + 0] = from_f<A>(to_f<A>(h0[0]) * s0);
+      v0[4 * s + 1] = from_f<A>(to_f<A>(h0[1]) * s0);
+      v0[4 * s + 2] = from_f<A>(to_f<A>(h2[0]) * s0);
+      v0[4 * s + 3] = from_f<A>(to_f<A>(h2[1]) * s0);
+      v1[4 * s + 0] = from_f<A>(to_f<A>(h1[0]) * s1);
+      v1[4 * s + 1] = from_f<A>(to_f<A>(h1[1]) * s1);
+      v1[4 * s + 2] = from_f<A>(to_f<A>(h3[0]) * s1);
+      v1[4 * s + 3] = from_f<A>(to_f<A>(h3[1]) * s1);
+    }
 #pragma unroll
-      for (int j = 0; j < 4; j++) {
-        const int row = (j & 1) ? r1 : r0;
-        const int k = k0 + ((j & 2) ? 8 : 0);
-        if (row >= N || k >= K) continue;
-        const A *h = reinterpret_cast<const A *>(&a[j]);
-        const float sc = (j & 1) ? s1 : s0;
-        out[(int64_t)row * K + k] = from_f<A>(to_f<A>(h[0]) * sc);
-        if (k + 1 < K) out[(int64_t)row * K + k + 1] = from_f<A>(to_f<A>(h[1]) * sc);
-      }
+    for (int h = 0; h < STEPS / 2; h++) {
+      if (k0 + 8 * h >= K) break;
+      if (r0 < N) *reinterpret_cast<uint4 *>(out + (int64_t)r0 * K + k0 + 8 * h) = *reinterpret_cast<const uint4 *>(&v0[8 * h]);
+      if (r1 < N) *reinterpret_cast<uint4 *>(out + (int64_t)r1 * K + k0 + 8 * h) = *reinterpret_cast<const uint4 *>(&v1[8 * h]);
     }
   }
 }
@@ -303,7 +331,7 @@ int32_t trtbe_wo_gemm(cudaStream_t s, const void *w, const float *scale, const v
   if (M <= 0 || N <= 0) return TRTB_OK;
   if (!(bits == 8 || bits == 4) || !TRTBE_DTYPE_OK16(a_dtype) || !(y_dtype == TRTB_DTYPE_F32 || y_dtype == a_dtype))
     return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: bits %d, activations %d, output %d are not supported", bits, a_dtype, y_dtype);
-  if (M > 64 || K <= 0 || K % 2 || ldx % 2 || ((uintptr_t)x % 4) || (xlo && ((uintptr_t)xlo % 4)) || ((uintptr_t)w % 16))
+  if (M > 64 || K <= 0 || K % 8 || ldx % 8 || ((uintptr_t)x % 16) || (xlo && ((uintptr_t)xlo % 16)) || ((uintptr_t)w % 16))
     return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: unsupported call (M=%d K=%d ldx=%lld, alignment)", M, K, (long long)ldx);
   const int maxrt = trtbe_wo_max_rt(M);
   if (rt < 1) rt = 1;
@@ -320,11 +348,11 @@ int32_t trtbe_wo_gemm(cudaStream_t s, const void *w, const float *scale, const v
 int32_t trtbe_wo_dequant(cudaStream_t s, const void *w, const float *scale, void *out, int32_t N, int32_t K, int32_t bits,
                          int32_t a_dtype, int32_t scaled) {
   if (N <= 0 || K <= 0) return TRTB_OK;
-  if (!(bits == 8 || bits == 4) || !TRTBE_DTYPE_OK16(a_dtype))
-    return trtb__fail(TRTB_ERR_INVALID_ARG, "wo_dequant: bits %d, dtype %d are not supported", bits, a_dtype);
+  if (!(bits == 8 || bits == 4) || !TRTBE_DTYPE_OK16(a_dtype) || K % 8 || ((uintptr_t)out % 16))
+    return trtb__fail(TRTB_ERR_INVALID_ARG, "wo_dequant: bits %d, dtype %d, K %d (a multiple of 8, 16-byte aligned output)", bits, a_dtype, K);
   const int Kp = trtbe_wo_kp(K, bits);
   const int64_t chunks = (int64_t)((N + 15) / 16) * (Kp / (bits == 8 ? 32 : 64)) * 32;
-  const unsigned grid = (unsigned)std::min<int64_t>((chunks + 255) / 256, 132 * 16);
+  const unsigned grid = (unsigned)std::min<int64_t>((chunks + 255) / 256, 132 * 32);
   if (bits == 8 && a_dtype == TRTB_DTYPE_BF16)
     (void)trtbe_launch(wo_dequant_kernel<__nv_bfloat16, 8>, dim3(grid), dim3(256), 0, s, (const uint4 *)w, scale, (__nv_bfloat16 *)out, N, K, Kp, scaled);
   else if (bits == 8)
