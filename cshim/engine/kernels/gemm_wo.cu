@@ -148,32 +148,57 @@ __global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__rest
       for (int c = 0; c < 4; c++) acc[r][nt][c] = 0.f;
 
   constexpr int U = RT >= 4 ? 1 : 4 / RT;  // tiles per row tile per stage: U x RT = 4 loads in flight, twice
-  auto load = [&](uint4 (&dst)[U][RT], int base) {
+  // One token tile (decode up to 8 rows): the stage's activations are fetched with its weights, so
+  // their (L2) latency overlaps the previous stage's math too. More tiles load them per use.
+  constexpr bool PREX = MT == 1;
+  constexpr int XU = PREX ? U : 1;
+  struct Stage {
+    uint4 w[U][RT];
+    uint4 x[XU][STEPS / 2], xl[XU][STEPS / 2];
+  };
+  auto loadx = [&](uint4 (&xv)[STEPS / 2], uint4 (&xw)[STEPS / 2], int nt, int tile) {
+    const int k = tile * KT + t * 4 * STEPS;  // this lane's first column of the tile
+#pragma unroll
+    for (int h = 0; h < STEPS / 2; h++) {
+      xv[h] = ldx8(xr[nt], k + 8 * h, K);
+      if (xlo) xw[h] = ldx8(xl[nt], k + 8 * h, K);
+    }
+  };
+  auto load_w = [&](Stage &st, int base) {
 #pragma unroll
     for (int u = 0; u < U; u++)
 #pragma unroll
       for (int r = 0; r < RT; r++)
-        if (base + u < kt1) dst[u][r] = __ldcs(wp[r] + (int64_t)(base + u) * 32);
+        if (base + u < kt1) st.w[u][r] = __ldcs(wp[r] + (int64_t)(base + u) * 32);
   };
-  auto compute = [&](const uint4 (&wv)[U][RT], int base) {
+  auto load_x = [&](Stage &st, int base) {
+    if (PREX) {
+#pragma unroll
+      for (int u = 0; u < XU; u++)
+        if (base + u < kt1) loadx(st.x[u], st.xl[u], 0, base + u);
+    }
+  };
+  auto compute = [&](Stage &st, int base) {
 #pragma unroll
     for (int u = 0; u < U; u++) {
       if (base + u >= kt1) break;
-      const int k = (base + u) * KT + t * 4 * STEPS;  // this lane's first column of the tile
       uint4 xv[MT][STEPS / 2], xw[MT][STEPS / 2];
-#pragma unroll
-      for (int nt = 0; nt < MT; nt++)
+      if (PREX) {
 #pragma unroll
         for (int h = 0; h < STEPS / 2; h++) {
-          xv[nt][h] = ldx8(xr[nt], k + 8 * h, K);
-          if (xlo) xw[nt][h] = ldx8(xl[nt], k + 8 * h, K);
+          xv[0][h] = st.x[PREX ? u : 0][h];
+          xw[0][h] = st.xl[PREX ? u : 0][h];
         }
+      } else {
+#pragma unroll
+        for (int nt = 0; nt < MT; nt++) loadx(xv[nt], xw[nt], nt, base + u);
+      }
 #pragma unroll
       for (int s = 0; s < STEPS; s++) {
 #pragma unroll
         for (int r = 0; r < RT; r++) {
           uint32_t a[4];
-          afrag<A, BITS>(wv[u][r], s, a);
+          afrag<A, BITS>(st.w[u][r], s, a);
 #pragma unroll
           for (int nt = 0; nt < MT; nt++) {
             const uint32_t *bx = reinterpret_cast<const uint32_t *>(&xv[nt][s / 2]) + 2 * (s & 1);
@@ -188,14 +213,17 @@ __global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__rest
     }
   };
 
-  uint4 wa[U][RT], wb[U][RT];
-  load(wa, kt0);  // weights do not depend on the previous kernel: fetch before waiting for it
+  Stage sa, sb;
+  load_w(sa, kt0);  // weights do not depend on the previous kernel: fetch them before waiting for it
   pdl_wait();
+  load_x(sa, kt0);
   for (int kt = kt0; kt < kt1; kt += 2 * U) {
-    load(wb, kt + U);
-    compute(wa, kt);
-    load(wa, kt + 2 * U);
-    compute(wb, kt + U);
+    load_w(sb, kt + U);
+    load_x(sb, kt + U);
+    compute(sa, kt);
+    load_w(sa, kt + 2 * U);
+    load_x(sa, kt + 2 * U);
+    compute(sb, kt + U);
   }
   pdl_trigger();  // the weights are read
 #pragma unroll
