@@ -518,8 +518,8 @@ TRTB_API int32_t trtb_engine_tactic_add(trtb_engine_ctx *ctx, int32_t kind, int3
   if (kind == TRTB_TACTIC_CUBLASLT && algo == NULL) return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: cuBLASLt tactic without algorithm bytes", fn);
   if (kind == TRTB_TACTIC_GEMV && variant != 1 && variant != 2 && variant != 4)
     return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: GEMV variant %d (1, 2 or 4 rows per warp)", fn, variant);
-  if (kind == TRTB_TACTIC_WO && variant != 1 && variant != 2 && variant != 4)
-    return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: weight-only variant %d (1, 2 or 4 row tiles per block)", fn, variant);
+  if (kind == TRTB_TACTIC_WO && !((variant & ~TRTBE_WO_PREFETCH) == 1 || (variant & ~TRTBE_WO_PREFETCH) == 2 || (variant & ~TRTBE_WO_PREFETCH) == 4))
+    return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: weight-only variant %d (1, 2 or 4 row tiles per block, + 8 to prefetch activations)", fn, variant);
   if (ctx->n_tactics == ctx->cap_tactics) {
     const int32_t cap = ctx->cap_tactics ? ctx->cap_tactics * 2 : 64;
     trtbe_tactic *t = (trtbe_tactic *)realloc(ctx->tactics, (size_t)cap * sizeof *t);

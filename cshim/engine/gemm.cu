@@ -446,16 +446,18 @@ static int32_t tune_wo(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, i
   if ((st = trtbe_fill_random(ctx->stream, b.x, (int64_t)m * k, p->ab_dtype, 0x9876u, 1.0f)) != TRTB_OK) return st;
   std::vector<trtb_engine_tune_result> res;
   if (m <= 64) {
+    for (int v = 1; v <= (m <= 8 ? 2 : 1); v++)
     for (int rt = 1; rt <= trtbe_wo_max_rt(m); rt *= 2) {
+      const int variant = rt | (v == 2 ? TRTBE_WO_PREFETCH : 0);
       float us = 0;
       st = time_it(ctx, p->min_ms, [&](int it) {
-        return trtbe_wo_gemm(ctx->stream, b.a[it % copies], (const float *)scale, b.x, nullptr, b.y, m, n, k, bits, p->ab_dtype, p->y_dtype, k, n, rt);
+        return trtbe_wo_gemm(ctx->stream, b.a[it % copies], (const float *)scale, b.x, nullptr, b.y, m, n, k, bits, p->ab_dtype, p->y_dtype, k, n, variant);
       }, &us);
       if (st != TRTB_OK) return st;
       trtb_engine_tune_result r;
       memset(&r, 0, sizeof r);
       r.kind = TRTB_TACTIC_WO;
-      r.variant = rt;
+      r.variant = variant;
       r.time_us = us;
       res.push_back(r);
     }

@@ -260,7 +260,9 @@ bool trtbe_gemv_ok(const void *w, const void *x, int32_t M, int32_t K, int32_t w
 int32_t trtbe_split16(cudaStream_t s, const float *x, int64_t ldx, void *hi, void *lo, int64_t M, int64_t K, int32_t dtype);
 /* Weight-only GEMM (gemm_wo.cu) for M <= 64: y = (x . q^T) * scale, q in the tiled layout of
  * bits 8/4; x (and xlo, the low half on the exact path, or NULL) in a_dtype; y F32 or a_dtype;
- * rt = row tiles per block (1, 2, 4; lowered to what M allows). */
+ * rt = row tiles per block (1, 2, 4; lowered to what M allows), plus TRTBE_WO_PREFETCH to fetch
+ * activations a stage ahead (M <= 8 only). */
+#define TRTBE_WO_PREFETCH 8
 int32_t trtbe_wo_gemm(cudaStream_t s, const void *w, const float *scale, const void *x, const void *xlo, void *y, int32_t M,
                       int32_t N, int32_t K, int32_t bits, int32_t a_dtype, int32_t y_dtype, int64_t ldx, int64_t ldy, int32_t rt);
 /* Largest rt trtbe_wo_gemm takes for M rows (0: M > 64). */

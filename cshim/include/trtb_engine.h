@@ -125,7 +125,8 @@ enum {
   TRTB_TACTIC_HEURISTIC = 0, /* cuBLASLt's first heuristic answer for the exact shape */
   TRTB_TACTIC_CUBLASLT = 1,  /* a saved cublasLtMatmulAlgo_t (64 bytes) */
   TRTB_TACTIC_GEMV = 2,      /* our GEMV kernel for M <= 8; variant = rows per warp (1, 2, 4) */
-  TRTB_TACTIC_WO = 3         /* our weight-only kernel for M <= 64; variant = row tiles per block (1, 2, 4) */
+  TRTB_TACTIC_WO = 3         /* our weight-only kernel for M <= 64; variant = row tiles per block (1, 2, 4),
+                                + 8: activations fetched a stage ahead (M <= 8) */
 };
 
 /* Per-row sampling parameters for TRTB_OP_SAMPLE (device memory, 32 bytes each). */

@@ -112,7 +112,7 @@ template <typename A> __device__ __forceinline__ uint4 ldx8(const A *p, int k, i
   return k < K ? __ldg(reinterpret_cast<const uint4 *>(p + k)) : make_uint4(0u, 0u, 0u, 0u);
 }
 
-template <typename A, typename OutT, int BITS, int MT, int RT>
+template <typename A, typename OutT, int BITS, int MT, int RT, bool PREX>
 __global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__restrict__ w, const float *__restrict__ scale,
                                                              const A *__restrict__ x, const A *__restrict__ xlo,
                                                              OutT *__restrict__ y, int M, int N, int K, int Kp, int64_t ldx,
@@ -148,9 +148,10 @@ __global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__rest
       for (int c = 0; c < 4; c++) acc[r][nt][c] = 0.f;
 
   constexpr int U = RT >= 4 ? 1 : 4 / RT;  // tiles per row tile per stage: U x RT = 4 loads in flight, twice
-  // One token tile (decode up to 8 rows): the stage's activations are fetched with its weights, so
-  // their (L2) latency overlaps the previous stage's math too. More tiles load them per use.
-  constexpr bool PREX = MT == 1;
+  // PREX (one token tile only): the stage's activations are fetched with its weights, so their (L2)
+  // latency overlaps the previous stage's math too; otherwise they are loaded where used. Which is
+  // faster depends on the shape (registers vs latency): the build times both.
+  static_assert(!PREX || MT == 1, "activation prefetch is for one token tile");
   constexpr int XU = PREX ? U : 1;
   struct Stage {
     uint4 w[U][RT];
@@ -316,37 +317,41 @@ int trtbe_wo_max_rt(int32_t m) {
   }
 }
 
-template <typename A, typename OutT, int BITS, int MT, int RT>
+template <typename A, typename OutT, int BITS, int MT, int RT, bool PREX = false>
 static cudaError_t launch_wo(cudaStream_t s, const void *w, const float *scale, const void *x, const void *xlo, void *y, int M,
                              int N, int K, int Kp, int64_t ldx, int64_t ldy) {
   const unsigned blocks = (unsigned)(((N + 15) / 16 + RT - 1) / RT);
-  return trtbe_launch(wo_gemm_kernel<A, OutT, BITS, MT, RT>, dim3(blocks), dim3(WO_THREADS), 0, s, (const uint4 *)w, scale,
+  return trtbe_launch(wo_gemm_kernel<A, OutT, BITS, MT, RT, PREX>, dim3(blocks), dim3(WO_THREADS), 0, s, (const uint4 *)w, scale,
                       (const A *)x, (const A *)xlo, (OutT *)y, M, N, K, Kp, ldx, ldy);
 }
 
 template <typename A, typename OutT, int BITS>
 static bool by_shape(cudaStream_t s, const void *w, const float *scale, const void *x, const void *xlo, void *y, int M, int N,
-                     int K, int Kp, int64_t ldx, int64_t ldy, int rt) {
+                     int K, int Kp, int64_t ldx, int64_t ldy, int rt, bool prefetch) {
 #define WO_CASE(MT_, RT_) \
   if (mt == MT_ && rt == RT_) return launch_wo<A, OutT, BITS, MT_, RT_>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy), true;
+#define WO_CASE_PRE(RT_) \
+  if (mt == 1 && rt == RT_ && prefetch) return launch_wo<A, OutT, BITS, 1, RT_, true>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy), true;
   const int mt = trtbe_wo_mt(M);
+  WO_CASE_PRE(1) WO_CASE_PRE(2) WO_CASE_PRE(4)
   WO_CASE(1, 1) WO_CASE(1, 2) WO_CASE(1, 4)
   WO_CASE(2, 1) WO_CASE(2, 2) WO_CASE(2, 4)
   WO_CASE(4, 1) WO_CASE(4, 2)
   WO_CASE(8, 1)
 #undef WO_CASE
+#undef WO_CASE_PRE
   return false;
 }
 
 template <typename A>
 static bool by_out_bits(cudaStream_t s, const void *w, const float *scale, const void *x, const void *xlo, void *y, int M, int N,
-                        int K, int Kp, int64_t ldx, int64_t ldy, int bits, int y_dtype, int rt) {
+                        int K, int Kp, int64_t ldx, int64_t ldy, int bits, int y_dtype, int rt, bool pre) {
   const bool f32 = y_dtype == TRTB_DTYPE_F32;
   if (bits == 8)
-    return f32 ? by_shape<A, float, 8>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, rt)
-               : by_shape<A, A, 8>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, rt);
-  return f32 ? by_shape<A, float, 4>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, rt)
-             : by_shape<A, A, 4>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, rt);
+    return f32 ? by_shape<A, float, 8>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, rt, pre)
+               : by_shape<A, A, 8>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, rt, pre);
+  return f32 ? by_shape<A, float, 4>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, rt, pre)
+             : by_shape<A, A, 4>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, rt, pre);
 }
 
 int32_t trtbe_wo_kp(int32_t k, int32_t bits) {
@@ -361,13 +366,15 @@ int32_t trtbe_wo_gemm(cudaStream_t s, const void *w, const float *scale, const v
     return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: bits %d, activations %d, output %d are not supported", bits, a_dtype, y_dtype);
   if (M > 64 || K <= 0 || K % 8 || ldx % 8 || ((uintptr_t)x % 16) || (xlo && ((uintptr_t)xlo % 16)) || ((uintptr_t)w % 16))
     return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: unsupported call (M=%d K=%d ldx=%lld, alignment)", M, K, (long long)ldx);
+  const bool pre = (rt & TRTBE_WO_PREFETCH) != 0 && M <= 8;
+  rt &= ~TRTBE_WO_PREFETCH;
   const int maxrt = trtbe_wo_max_rt(M);
   if (rt < 1) rt = 1;
   while (rt > maxrt || (rt & (rt - 1))) rt--;
   const int Kp = trtbe_wo_kp(K, bits);
   const bool ok = a_dtype == TRTB_DTYPE_BF16
-                      ? by_out_bits<__nv_bfloat16>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, bits, y_dtype, rt)
-                      : by_out_bits<__half>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, bits, y_dtype, rt);
+                      ? by_out_bits<__nv_bfloat16>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, bits, y_dtype, rt, pre)
+                      : by_out_bits<__half>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, bits, y_dtype, rt, pre);
   if (!ok) return trtb__fail(TRTB_ERR_INTERNAL, "gemm_wo: no instantiation for M=%d rt=%d", M, rt);
   TRTB_CUDA_CHECK_LAUNCH("wo_gemm_kernel");
   return TRTB_OK;
