@@ -231,7 +231,7 @@ const fmtRank = (r: RankResult) =>
   `rank ${r.rank}: ${(r.bytes / 2 ** 20).toFixed(1)} MiB, tactics ${r.buildSeconds.toFixed(1)} s (${r.cacheHits} cached, ${r.cacheMisses} timed), write ${r.saveSeconds.toFixed(1)} s`;
 
 export const main = defineCommand({
-  meta: { name: "trtllm-build", version: pkg.version, description: "Build engines from a TensorRT-LLM checkpoint (CUDA backend: cuBLASLt + fused kernels, tuned on this GPU)" },
+  meta: { name: "trtllm-build", version: pkg.version, description: "Build engines from a TensorRT-LLM checkpoint: float16/bfloat16, or weight-only W8A16/W4A16 (quantized here) (CUDA backend: cuBLASLt + fused kernels, tuned on this GPU)" },
   args: ARGS,
   async run({ args, rawArgs }) {
     setLogLevel(args.verbose ? "debug" : String(args.log_level ?? "info"));

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { ARGS, main, parseBuildArgs } from "../../cli/trtllm-build.ts";
 import { runCli } from "../../cli/_main.ts";
 import { main as trtllm } from "../../cli/trtllm.ts";
+import { openEngineFile } from "../../src/build/engine-file.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
 import { isTrtbError } from "../../src/errors.ts";
 import { engineLib } from "../../src/ffi/engine.ts";
@@ -80,6 +81,31 @@ describe("trtllm-build", () => {
     const out3 = join(t.path, "engine3");
     expect(await cli("--checkpoint_dir", ckpt, "--output_dir", out3, "--dry_run")).toBe(0);
     expect(existsSync(out3)).toBe(false);
+  });
+
+  test("a W4A16 checkpoint (tp=2) builds weight-only engines, also with --workers 2", async () => {
+    using t = tempDir();
+    const ckpt = join(t.path, "ckpt");
+    await convertCheckpoint({ modelDir: fixture("llama"), outputDir: ckpt, tpSize: 2, quantConfig: { quant_algo: "W4A16" } });
+    for (const workers of ["1", "2"]) {
+      const out = join(t.path, `engine-${workers}`);
+      expect(await cli("--checkpoint_dir", ckpt, "--output_dir", out, "--workers", workers, "--max_num_tokens", "64")).toBe(0);
+      expect(errors).not.toHaveBeenCalled();
+      expect(readdirSync(out).sort()).toEqual(["config.json", "model.cache", "rank0.engine", "rank1.engine"]);
+      expect(JSON.parse(readFileSync(join(out, "config.json"), "utf8")).pretrained_config.quantization.quant_algo).toBe("W4A16");
+    }
+    // the same weights whether ranks were built in this process or in child processes
+    for (const rank of [0, 1]) {
+      const blobs = ["engine-1", "engine-2"].map((d) => {
+        const f = openEngineFile(join(t.path, d, `rank${rank}.engine`));
+        const parts: Buffer[] = [];
+        f.forEachWindow((_, b) => parts.push(Buffer.from(b)));
+        return { tensors: f.plan.tensors, blob: Buffer.concat(parts) };
+      });
+      expect(blobs[1]!.tensors).toEqual(blobs[0]!.tensors);
+      expect(blobs[0]!.tensors.find((x) => x.name === "layers.0.qkv")!.dtype).toBe("I8");
+      expect(blobs[1]!.blob.equals(blobs[0]!.blob)).toBe(true);
+    }
   });
 
   test("bad flags, values and unsupported features: exit 1, one clear message, no stack", async () => {
