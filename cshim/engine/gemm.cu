@@ -268,52 +268,37 @@ static int32_t time_it(trtb_engine_ctx *ctx, double min_ms, F run, float *us) {
   return TRTB_OK;
 }
 
-static int32_t tune_wo(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, int bits, trtb_engine_tune_result *out,
-                       int32_t max_out, int32_t *n_out);
 
-int32_t trtbe_tune(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, trtb_engine_tune_result *out, int32_t max_out,
-                   int32_t *n_out) {
-  *n_out = 0;
-  const int m = p->m, n = p->n, k = p->k;
-  const int wbits = p->struct_size >= offsetof(trtb_engine_tune_params, w_bits) + sizeof(int32_t) ? p->w_bits : 0;
-  if (wbits) {
-    if (!(wbits == 8 || wbits == 4) || m <= 0 || n <= 0 || k <= 0 || k % 2 || !TRTBE_DTYPE_OK16(p->ab_dtype) ||
-        !(p->y_dtype == TRTB_DTYPE_F32 || p->y_dtype == p->ab_dtype))
-      return trtb__fail(TRTB_ERR_INVALID_ARG, "tune: bad weight-only problem m=%d n=%d k=%d int%d dtypes %d -> %d", m, n, k, wbits, p->ab_dtype, p->y_dtype);
-    return tune_wo(ctx, p, wbits, out, max_out, n_out);
-  }
-  if (m <= 0 || n <= 0 || k <= 0 || !TRTBE_DTYPE_OK16(p->ab_dtype) || !(p->y_dtype == TRTB_DTYPE_F32 || TRTBE_DTYPE_OK16(p->y_dtype)))
-    return trtb__fail(TRTB_ERR_INVALID_ARG, "tune: bad problem m=%d n=%d k=%d dtypes %d -> %d", m, n, k, p->ab_dtype, p->y_dtype);
-  const size_t es = 2, ys = p->y_dtype == TRTB_DTYPE_F32 ? 4 : 2;
-  const size_t wbytes = (size_t)n * k * es;
-  // Rotate weight copies so that repeated runs do not read from L2 (it holds ~50 MB on H100).
-  int copies = (int)std::min<size_t>(8, std::max<size_t>(1, ((size_t)256 << 20) / std::max<size_t>(wbytes, 1)));
-  TuneBufs b;
-  for (int i = 0; i < copies; i++) {
+/* Random weight copies (bytes each, filled as 16-bit dtype values in [-scale, scale)), rotated
+ * between runs so that repeated runs do not read from L2 (it holds ~50 MB on H100). */
+static int32_t tune_weights(trtb_engine_ctx *ctx, TuneBufs &b, size_t bytes, int32_t dtype, float scale, int *copies) {
+  *copies = (int)std::min<size_t>(8, std::max<size_t>(1, ((size_t)256 << 20) / std::max<size_t>(bytes, 1)));
+  for (int i = 0; i < *copies; i++) {
     void *a = nullptr;
-    TRTB_CUDA_TRY(cudaMalloc(&a, wbytes));
+    TRTB_CUDA_TRY(cudaMalloc(&a, bytes));
     b.a.push_back(a);
-    int32_t st = trtbe_fill_random(ctx->stream, a, (int64_t)n * k, p->ab_dtype, 0x1234u + i, 0.05f);
+    int32_t st = trtbe_fill_random(ctx->stream, a, (int64_t)(bytes / 2), dtype, 0x1234u + i, scale);
     if (st != TRTB_OK) return st;
   }
-  TRTB_CUDA_TRY(cudaMalloc(&b.x, (size_t)m * k * es));
-  TRTB_CUDA_TRY(cudaMalloc(&b.y, (size_t)m * n * ys));
-  int32_t st = trtbe_fill_random(ctx->stream, b.x, (int64_t)m * k, p->ab_dtype, 0x9876u, 1.0f);
-  if (st != TRTB_OK) return st;
+  return TRTB_OK;
+}
 
-  std::vector<trtb_engine_tune_result> res;
-  // cuBLASLt candidates
+/* Time cuBLASLt's heuristic candidates for p's shape (x ld k, y ld n) and append them to res;
+ * run(e, algo, it) queues one call. Algorithms offered but unable to run are skipped. */
+template <typename F>
+static int32_t time_lt_candidates(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, std::vector<trtb_engine_tune_result> &res, F run) {
   trtbe_gemm_key key;
   memset(&key, 0, sizeof key);
-  key.m = m;
-  key.n = n;
-  key.k = k;
+  key.m = p->m;
+  key.n = p->n;
+  key.k = p->k;
   key.ab = p->ab_dtype;
   key.y = p->y_dtype;
-  key.ldx = k;
-  key.ldy = n;
+  key.ldx = p->k;
+  key.ldy = p->n;
   trtbe_gemm_entry *e = nullptr;
-  if ((st = entry_get(ctx, key, &e)) != TRTB_OK) return st;
+  int32_t st = entry_get(ctx, key, &e);
+  if (st != TRTB_OK) return st;
   const int want = std::max(1, std::min(p->max_algos > 0 ? p->max_algos : 8, 32));
   cublasLtMatmulHeuristicResult_t hr[32];
   int nh = 0;
@@ -322,7 +307,7 @@ int32_t trtbe_tune(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, trtb_
     if (hr[i].state != CUBLAS_STATUS_SUCCESS || hr[i].workspaceSize > ctx->ws_bytes) continue;
     float us = 0;
     const cublasLtMatmulAlgo_t algo = hr[i].algo;
-    st = time_it(ctx, p->min_ms, [&](int it) { return run_lt(ctx, e, &algo, b.a[it % copies], b.x, b.y); }, &us);
+    st = time_it(ctx, p->min_ms, [&](int it) { return run(e, &algo, it); }, &us);
     if (st == TRTB_ERR_UNSUPPORTED) continue;  // an algorithm the heuristic offered but cannot run
     if (st != TRTB_OK) return st;
     trtb_engine_tune_result r;
@@ -335,6 +320,51 @@ int32_t trtbe_tune(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, trtb_
     memcpy(r.algo, &algo, sizeof r.algo);
     res.push_back(r);
   }
+  return TRTB_OK;
+}
+
+/* Wait for the timings, sort them fastest first and copy out up to max_out. */
+static int32_t tune_results(trtb_engine_ctx *ctx, std::vector<trtb_engine_tune_result> &res, trtb_engine_tune_result *out,
+                            int32_t max_out, int32_t *n_out) {
+  TRTB_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
+  std::sort(res.begin(), res.end(), [](const trtb_engine_tune_result &a, const trtb_engine_tune_result &c) { return a.time_us < c.time_us; });
+  const int nres = (int)std::min<size_t>(res.size(), (size_t)std::max(0, max_out));
+  for (int i = 0; i < nres; i++) out[i] = res[i];
+  *n_out = nres;
+  return TRTB_OK;
+}
+
+static int32_t tune_wo(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, int bits, trtb_engine_tune_result *out,
+                       int32_t max_out, int32_t *n_out);
+
+int32_t trtbe_tune(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, trtb_engine_tune_result *out, int32_t max_out,
+                   int32_t *n_out) {
+  *n_out = 0;
+  const int m = p->m, n = p->n, k = p->k;
+  const int wbits = p->struct_size >= offsetof(trtb_engine_tune_params, w_bits) + sizeof(int32_t) ? p->w_bits : 0;
+  if (wbits) {
+    if (!(wbits == 8 || wbits == 4) || m <= 0 || n <= 0 || k <= 0 || k % 8 || !TRTBE_DTYPE_OK16(p->ab_dtype) ||
+        !(p->y_dtype == TRTB_DTYPE_F32 || p->y_dtype == p->ab_dtype))
+      return trtb__fail(TRTB_ERR_INVALID_ARG, "tune: bad weight-only problem m=%d n=%d k=%d int%d dtypes %d -> %d", m, n, k, wbits, p->ab_dtype, p->y_dtype);
+    return tune_wo(ctx, p, wbits, out, max_out, n_out);
+  }
+  if (m <= 0 || n <= 0 || k <= 0 || !TRTBE_DTYPE_OK16(p->ab_dtype) || !(p->y_dtype == TRTB_DTYPE_F32 || TRTBE_DTYPE_OK16(p->y_dtype)))
+    return trtb__fail(TRTB_ERR_INVALID_ARG, "tune: bad problem m=%d n=%d k=%d dtypes %d -> %d", m, n, k, p->ab_dtype, p->y_dtype);
+  const size_t es = 2, ys = p->y_dtype == TRTB_DTYPE_F32 ? 4 : 2;
+  TuneBufs b;
+  int copies = 0;
+  int32_t st = tune_weights(ctx, b, (size_t)n * k * es, p->ab_dtype, 0.05f, &copies);
+  if (st != TRTB_OK) return st;
+  TRTB_CUDA_TRY(cudaMalloc(&b.x, (size_t)m * k * es));
+  TRTB_CUDA_TRY(cudaMalloc(&b.y, (size_t)m * n * ys));
+  if ((st = trtbe_fill_random(ctx->stream, b.x, (int64_t)m * k, p->ab_dtype, 0x9876u, 1.0f)) != TRTB_OK) return st;
+
+  std::vector<trtb_engine_tune_result> res;
+  // cuBLASLt candidates
+  st = time_lt_candidates(ctx, p, res, [&](trtbe_gemm_entry *e, const cublasLtMatmulAlgo_t *algo, int it) {
+    return run_lt(ctx, e, algo, b.a[it % copies], b.x, b.y);
+  });
+  if (st != TRTB_OK) return st;
   // our GEMV
   if (p->allow_gemv && m <= 8) {
     const int rows_opts[3] = {1, 2, 4};
@@ -354,12 +384,7 @@ int32_t trtbe_tune(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, trtb_
       res.push_back(r);
     }
   }
-  TRTB_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
-  std::sort(res.begin(), res.end(), [](const trtb_engine_tune_result &a, const trtb_engine_tune_result &c) { return a.time_us < c.time_us; });
-  const int nres = (int)std::min<size_t>(res.size(), (size_t)std::max(0, max_out));
-  for (int i = 0; i < nres; i++) out[i] = res[i];
-  *n_out = nres;
-  return TRTB_OK;
+  return tune_results(ctx, res, out, max_out, n_out);
 }
 
 int32_t trtbe_bench_gemm(trtb_engine_ctx *ctx, int32_t m, int32_t n, int32_t k, int32_t iters, double *tflops) {
@@ -427,16 +452,11 @@ static int32_t tune_wo(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, i
                        int32_t max_out, int32_t *n_out) {
   const int m = p->m, n = p->n, k = p->k;
   const size_t np = (size_t)(n + 15) / 16 * 16, kp = (size_t)trtbe_wo_kp(k, bits);
-  const size_t wbytes = np * kp * bits / 8, ys = p->y_dtype == TRTB_DTYPE_F32 ? 4 : 2;
-  int copies = (int)std::min<size_t>(8, std::max<size_t>(1, ((size_t)256 << 20) / std::max<size_t>(wbytes, 1)));
+  const size_t ys = p->y_dtype == TRTB_DTYPE_F32 ? 4 : 2;
   TuneBufs b;
-  int32_t st;
-  for (int i = 0; i < copies; i++) {
-    void *a = nullptr;
-    TRTB_CUDA_TRY(cudaMalloc(&a, wbytes));
-    b.a.push_back(a);
-    if ((st = trtbe_fill_random(ctx->stream, a, (int64_t)(wbytes / 2), TRTB_DTYPE_BF16, 0x1234u + i, 1.0f)) != TRTB_OK) return st;
-  }
+  int copies = 0;
+  int32_t st = tune_weights(ctx, b, np * kp * bits / 8, TRTB_DTYPE_BF16, 1.0f, &copies);  // any bytes are valid q
+  if (st != TRTB_OK) return st;
   void *scale = nullptr, *deq = nullptr;
   TRTB_CUDA_TRY(cudaMalloc(&scale, np * 4));
   b.a.push_back(scale);
@@ -464,45 +484,11 @@ static int32_t tune_wo(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, i
   } else {
     TRTB_CUDA_TRY(cudaMalloc(&deq, (size_t)n * k * 2));
     b.a.push_back(deq);
-    trtbe_gemm_key key;
-    memset(&key, 0, sizeof key);
-    key.m = m;
-    key.n = n;
-    key.k = k;
-    key.ab = p->ab_dtype;
-    key.y = p->y_dtype;
-    key.ldx = k;
-    key.ldy = n;
-    trtbe_gemm_entry *e = nullptr;
-    if ((st = entry_get(ctx, key, &e)) != TRTB_OK) return st;
-    const int want = std::max(1, std::min(p->max_algos > 0 ? p->max_algos : 8, 32));
-    cublasLtMatmulHeuristicResult_t hr[32];
-    int nh = 0;
-    if ((st = heuristic(ctx, e, want, hr, &nh)) != TRTB_OK) return st;
-    for (int i = 0; i < nh; i++) {
-      if (hr[i].state != CUBLAS_STATUS_SUCCESS || hr[i].workspaceSize > ctx->ws_bytes) continue;
-      float us = 0;
-      const cublasLtMatmulAlgo_t algo = hr[i].algo;
-      st = time_it(ctx, p->min_ms, [&](int it) {
-        int32_t s2 = trtbe_wo_dequant(ctx->stream, b.a[it % copies], (const float *)scale, deq, n, k, bits, p->ab_dtype, 1);
-        return s2 != TRTB_OK ? s2 : run_lt(ctx, e, &algo, deq, b.x, b.y);
-      }, &us);
-      if (st == TRTB_ERR_UNSUPPORTED) continue;
-      if (st != TRTB_OK) return st;
-      trtb_engine_tune_result r;
-      memset(&r, 0, sizeof r);
-      r.kind = TRTB_TACTIC_CUBLASLT;
-      r.variant = i;
-      r.time_us = us;
-      r.workspace_kb = (uint32_t)(hr[i].workspaceSize / 1024);
-      memcpy(r.algo, &algo, sizeof r.algo);
-      res.push_back(r);
-    }
+    st = time_lt_candidates(ctx, p, res, [&](trtbe_gemm_entry *e, const cublasLtMatmulAlgo_t *algo, int it) {
+      int32_t s2 = trtbe_wo_dequant(ctx->stream, b.a[it % copies], (const float *)scale, deq, n, k, bits, p->ab_dtype, 1);
+      return s2 != TRTB_OK ? s2 : run_lt(ctx, e, algo, deq, b.x, b.y);
+    });
+    if (st != TRTB_OK) return st;
   }
-  TRTB_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
-  std::sort(res.begin(), res.end(), [](const trtb_engine_tune_result &a, const trtb_engine_tune_result &c) { return a.time_us < c.time_us; });
-  const int nres = (int)std::min<size_t>(res.size(), (size_t)std::max(0, max_out));
-  for (int i = 0; i < nres; i++) out[i] = res[i];
-  *n_out = nres;
-  return TRTB_OK;
+  return tune_results(ctx, res, out, max_out, n_out);
 }
