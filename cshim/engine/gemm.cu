@@ -323,6 +323,22 @@ static int32_t time_lt_candidates(trtb_engine_ctx *ctx, const trtb_engine_tune_p
   return TRTB_OK;
 }
 
+/* Time one of our kernels (run(it) queues one call) and append it to res as tactic (kind, variant). */
+template <typename F>
+static int32_t time_ours(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, std::vector<trtb_engine_tune_result> &res, int32_t kind,
+                         int32_t variant, F run) {
+  float us = 0;
+  int32_t st = time_it(ctx, p->min_ms, run, &us);
+  if (st != TRTB_OK) return st;
+  trtb_engine_tune_result r;
+  memset(&r, 0, sizeof r);
+  r.kind = kind;
+  r.variant = variant;
+  r.time_us = us;
+  res.push_back(r);
+  return TRTB_OK;
+}
+
 /* Wait for the timings, sort them fastest first and copy out up to max_out. */
 static int32_t tune_results(trtb_engine_ctx *ctx, std::vector<trtb_engine_tune_result> &res, trtb_engine_tune_result *out,
                             int32_t max_out, int32_t *n_out) {
@@ -371,17 +387,10 @@ int32_t trtbe_tune(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, trtb_
     for (int ri = 0; ri < 3; ri++) {
       const int rows = rows_opts[ri];
       if (!trtbe_gemv_ok(b.a[0], b.x, m, k, p->ab_dtype, p->ab_dtype, p->y_dtype, k, rows)) continue;
-      float us = 0;
-      st = time_it(ctx, p->min_ms,
-                   [&](int it) { return trtbe_gemv(ctx->stream, b.a[it % copies], b.x, b.y, m, n, k, p->ab_dtype, p->ab_dtype, p->y_dtype, k, n, rows); },
-                   &us);
+      st = time_ours(ctx, p, res, TRTB_TACTIC_GEMV, rows, [&](int it) {
+        return trtbe_gemv(ctx->stream, b.a[it % copies], b.x, b.y, m, n, k, p->ab_dtype, p->ab_dtype, p->y_dtype, k, n, rows);
+      });
       if (st != TRTB_OK) return st;
-      trtb_engine_tune_result r;
-      memset(&r, 0, sizeof r);
-      r.kind = TRTB_TACTIC_GEMV;
-      r.variant = rows;
-      r.time_us = us;
-      res.push_back(r);
     }
   }
   return tune_results(ctx, res, out, max_out, n_out);
@@ -469,17 +478,10 @@ static int32_t tune_wo(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, i
     for (int v = 1; v <= (m <= 8 ? 2 : 1); v++)
     for (int rt = 1; rt <= trtbe_wo_max_rt(m); rt *= 2) {
       const int variant = rt | (v == 2 ? TRTBE_WO_PREFETCH : 0);
-      float us = 0;
-      st = time_it(ctx, p->min_ms, [&](int it) {
+      st = time_ours(ctx, p, res, TRTB_TACTIC_WO, variant, [&](int it) {
         return trtbe_wo_gemm(ctx->stream, b.a[it % copies], (const float *)scale, b.x, nullptr, b.y, m, n, k, bits, p->ab_dtype, p->y_dtype, k, n, variant);
-      }, &us);
+      });
       if (st != TRTB_OK) return st;
-      trtb_engine_tune_result r;
-      memset(&r, 0, sizeof r);
-      r.kind = TRTB_TACTIC_WO;
-      r.variant = variant;
-      r.time_us = us;
-      res.push_back(r);
     }
   } else {
     TRTB_CUDA_TRY(cudaMalloc(&deq, (size_t)n * k * 2));
