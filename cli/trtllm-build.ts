@@ -23,7 +23,7 @@ import { TimingCache } from "../src/build/tactics.ts";
 import { configMapping } from "../src/config.ts";
 import { TrtbError } from "../src/errors.ts";
 import { log, setLogLevel } from "../src/log.ts";
-import { readCheckpointConfig } from "../src/models/model.ts";
+import { readCheckpointConfig } from "../src/models/common/model.ts";
 import { ensureDir } from "../src/util/fs.ts";
 import { runCli } from "./_main.ts";
 

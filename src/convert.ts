@@ -17,9 +17,9 @@ import { readHFConfig } from "./format/hf-config.ts";
 import { TrtbError } from "./errors.ts";
 import { log } from "./log.ts";
 import { Mapping } from "./mapping.ts";
-import type { FromSourceOptions } from "./models/config-common.ts";
-import { convertRank } from "./models/convert.ts";
-import { DecoderModel } from "./models/decoder-model.ts";
+import type { FromSourceOptions } from "./models/common/config-common.ts";
+import { convertRank } from "./models/common/convert.ts";
+import { DecoderModel } from "./models/common/decoder-model.ts";
 import { familyForHF } from "./models/registry.ts";
 import { applyQuantConfig } from "./quant/apply.ts";
 import { type QuantBackend, type QuantDevice, quantBackend } from "./quant/backend.ts";
@@ -61,7 +61,7 @@ export interface OpenedSource {
   cfg: PretrainedConfig;
   src: TensorSource;
   label: string;
-  family: import("./models/family.ts").Family;
+  family: import("./models/common/family.ts").Family;
 }
 
 /** Open a HF or Meta source and derive the checkpoint config for `mapping`. */

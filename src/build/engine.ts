@@ -17,7 +17,7 @@ import { configQuant, type PretrainedConfig, parsePretrainedConfig } from "../co
 import { TrtbError } from "../errors.ts";
 import { log } from "../log.ts";
 import { Mapping } from "../mapping.ts";
-import type { PretrainedModel } from "../models/model.ts";
+import type { PretrainedModel } from "../models/common/model.ts";
 import { ensureDir, writeFileAtomic } from "../util/fs.ts";
 import { type Backend, defaultBackend } from "./backend.ts";
 import { type BuildConfig, type BuildConfigInput, buildConfigToJSON, parseBuildConfig, resolveBuildConfig } from "./config.ts";

@@ -34,11 +34,11 @@
 import { configQuant, type PretrainedConfig } from "../config.ts";
 import type { DType } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
-import type { PretrainedModel } from "../models/model.ts";
+import type { PretrainedModel } from "../models/common/model.ts";
 import { schemeForAlgo } from "../quant/apply.ts";
 import { cpuQuantBackend } from "../quant/backend.ts";
 import { linearOfWeight } from "../quant/modules.ts";
-import { ropeInvFreq } from "../runtime/rope.ts";
+import { ropeInvFreq } from "../models/common/rope.ts";
 import { tensorFromBytes } from "../tensor.ts";
 import { cast, concat, type LazyTensor, lazy, renamed } from "../tensor/lazy.ts";
 import type { EngineModelDesc } from "./plan.ts";

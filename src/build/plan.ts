@@ -10,7 +10,7 @@
 import { configQuant, headSize, numKvHeads, type PretrainedConfig } from "../config.ts";
 import { TrtbError } from "../errors.ts";
 import { Mapping } from "../mapping.ts";
-import { kvHeadsPerRank, padVocab } from "../models/split.ts";
+import { kvHeadsPerRank, padVocab } from "../models/common/split.ts";
 import { runnerSettings } from "../runtime/cpu.ts";
 
 export const ENGINE_FORMAT = "trtb-engine";

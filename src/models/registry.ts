@@ -3,7 +3,7 @@
  * checkpoint's `architecture` picks the reader. Families load lazily.
  */
 import { TrtbError } from "../errors.ts";
-import type { Family } from "./family.ts";
+import type { Family } from "./common/family.ts";
 
 type Loader = () => Promise<Family>;
 

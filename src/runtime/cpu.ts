@@ -14,7 +14,7 @@
 import { headSize, numKvHeads, type PretrainedConfig } from "../config.ts";
 import { TrtbError } from "../errors.ts";
 import type { F32Tensor, FullWeights } from "./merge.ts";
-import { ropeInvFreq } from "./rope.ts";
+import { ropeInvFreq } from "../models/common/rope.ts";
 
 export interface RunnerSettings {
   act: "silu" | "gelu_tanh";

@@ -6,8 +6,8 @@
 import { headSize, numKvHeads, type PretrainedConfig } from "../config.ts";
 import { TrtbError } from "../errors.ts";
 import { Mapping } from "../mapping.ts";
-import { openRankFile } from "../models/model.ts";
-import { kvHeadsPerRank } from "../models/split.ts";
+import { openRankFile } from "../models/common/model.ts";
+import { kvHeadsPerRank } from "../models/common/split.ts";
 import { dequantizedSource } from "../quant/apply.ts";
 import type { TensorSource } from "../tensor.ts";
 import { chunk, concat, type LazyTensor, lazy, slice } from "../tensor/lazy.ts";

@@ -11,7 +11,7 @@ import { convertCheckpoint } from "../../src/convert.ts";
 import { isTrtbError } from "../../src/errors.ts";
 import { Mapping } from "../../src/mapping.ts";
 import { LLaMAForCausalLM } from "../../src/models/llama/model.ts";
-import { PretrainedModel } from "../../src/models/model.ts";
+import { PretrainedModel } from "../../src/models/common/model.ts";
 import { fnmatchCase } from "../../src/quant/modules.ts";
 import { quantize } from "../../src/quant/quantize.ts";
 import { bytesEqual, fixture, readRaw, type RawTensor, tempDir } from "../helpers.ts";

@@ -18,11 +18,11 @@ import type { PretrainedConfig } from "../../config.ts";
 import { TrtbError } from "../../errors.ts";
 import { type HFConfig, hfRope } from "../../format/hf-config.ts";
 import type { Mapping } from "../../mapping.ts";
-import { baseConfigFromHF, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../config-common.ts";
-import type { FamilyTable, NameRow } from "../convert.ts";
-import { type DecoderLayout, LLAMA_LAYOUT } from "../decoder.ts";
-import { DecoderModel, fromCheckpoint, fromHuggingFace } from "../decoder-model.ts";
-import type { Family } from "../family.ts";
+import { baseConfigFromHF, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../common/config-common.ts";
+import type { FamilyTable, NameRow } from "../common/convert.ts";
+import { type DecoderLayout, LLAMA_LAYOUT } from "../common/decoder.ts";
+import { DecoderModel, fromCheckpoint, fromHuggingFace } from "../common/decoder-model.ts";
+import type { Family } from "../common/family.ts";
 
 const isGemma2 = (c: PretrainedConfig) => c.inter_layernorms === true;
 const norm = (trt: string, src: string, when?: (c: PretrainedConfig) => boolean): NameRow =>

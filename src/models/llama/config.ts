@@ -5,7 +5,7 @@
 import type { PretrainedConfig } from "../../config.ts";
 import { TrtbError } from "../../errors.ts";
 import { type HFConfig, hfRope } from "../../format/hf-config.ts";
-import { baseConfigFromHF, checkRope, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../config-common.ts";
+import { baseConfigFromHF, checkRope, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../common/config-common.ts";
 
 export type { FromSourceOptions };
 

@@ -19,7 +19,7 @@ import { listMetaShards, openTorchCheckpoint, readMetaParams } from "../../forma
 import { Mapping } from "../../mapping.ts";
 import type { TensorSource, TensorView } from "../../tensor.ts";
 import { concat, gatherRows, type LazyTensor, lazy, renamed } from "../../tensor/lazy.ts";
-import { baseConfig, checkSplits, type FromSourceOptions } from "../config-common.ts";
+import { baseConfig, checkSplits, type FromSourceOptions } from "../common/config-common.ts";
 import { llamaFamily } from "./model.ts";
 
 /** Defaults of Llama 3.1's scaled rope when params.json only says `use_scaled_rope: true`. */

@@ -4,9 +4,9 @@
  */
 import type { PretrainedConfig } from "../../config.ts";
 import { Mapping } from "../../mapping.ts";
-import { type DecoderLayout, LLAMA_LAYOUT } from "../decoder.ts";
-import { DecoderModel, fromCheckpoint, fromHuggingFace, withLmHeadSource } from "../decoder-model.ts";
-import type { Family } from "../family.ts";
+import { type DecoderLayout, LLAMA_LAYOUT } from "../common/decoder.ts";
+import { DecoderModel, fromCheckpoint, fromHuggingFace, withLmHeadSource } from "../common/decoder-model.ts";
+import type { Family } from "../common/family.ts";
 import { type FromSourceOptions, llamaConfigFromHF } from "./config.ts";
 import { LLAMA_TABLE } from "./weights.ts";
 

@@ -6,7 +6,7 @@
  * `up_proj` (§2.4, §7.1).
  */
 import type { PretrainedConfig } from "../../config.ts";
-import type { FamilyTable } from "../convert.ts";
+import type { FamilyTable } from "../common/convert.ts";
 
 const attnBias = (c: PretrainedConfig) => c.attn_bias === true;
 const mlpBias = (c: PretrainedConfig) => c.mlp_bias === true;

@@ -13,11 +13,11 @@ import type { PretrainedConfig } from "../../config.ts";
 import { TrtbError } from "../../errors.ts";
 import type { HFConfig } from "../../format/hf-config.ts";
 import type { Mapping } from "../../mapping.ts";
-import { checkSplits, type FromSourceOptions, mappingOf } from "../config-common.ts";
-import type { FamilyTable } from "../convert.ts";
-import { type DecoderLayout, LLAMA_LAYOUT } from "../decoder.ts";
-import { DecoderModel, fromCheckpoint, fromHuggingFace, withLmHeadSource } from "../decoder-model.ts";
-import type { Family } from "../family.ts";
+import { checkSplits, type FromSourceOptions, mappingOf } from "../common/config-common.ts";
+import type { FamilyTable } from "../common/convert.ts";
+import { type DecoderLayout, LLAMA_LAYOUT } from "../common/decoder.ts";
+import { DecoderModel, fromCheckpoint, fromHuggingFace, withLmHeadSource } from "../common/decoder-model.ts";
+import type { Family } from "../common/family.ts";
 import { llamaConfigFromHF } from "../llama/config.ts";
 import { LLAMA_TABLE } from "../llama/weights.ts";
 

@@ -15,11 +15,11 @@ import type { PretrainedConfig } from "../../config.ts";
 import { TrtbError } from "../../errors.ts";
 import { type HFConfig, hfPartialRotaryFactor, hfRope } from "../../format/hf-config.ts";
 import type { Mapping } from "../../mapping.ts";
-import { baseConfigFromHF, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../config-common.ts";
-import type { FamilyTable } from "../convert.ts";
-import { type DecoderLayout, LLAMA_LAYOUT } from "../decoder.ts";
-import { DecoderModel, fromCheckpoint, fromHuggingFace, withLmHeadSource } from "../decoder-model.ts";
-import type { Family } from "../family.ts";
+import { baseConfigFromHF, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../common/config-common.ts";
+import type { FamilyTable } from "../common/convert.ts";
+import { type DecoderLayout, LLAMA_LAYOUT } from "../common/decoder.ts";
+import { DecoderModel, fromCheckpoint, fromHuggingFace, withLmHeadSource } from "../common/decoder-model.ts";
+import type { Family } from "../common/family.ts";
 
 export const PHI3_TABLE: FamilyTable = {
   first: [{ trt: "transformer.vocab_embedding.weight", src: "model.embed_tokens.weight", split: "embedding" }],

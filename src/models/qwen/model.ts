@@ -15,11 +15,11 @@ import type { PretrainedConfig } from "../../config.ts";
 import { TrtbError } from "../../errors.ts";
 import { type HFConfig, hfRope } from "../../format/hf-config.ts";
 import type { Mapping } from "../../mapping.ts";
-import { baseConfigFromHF, checkRope, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../config-common.ts";
-import type { FamilyTable, NameRow } from "../convert.ts";
-import { type DecoderLayout, LLAMA_LAYOUT } from "../decoder.ts";
-import { DecoderModel, fromCheckpoint, fromHuggingFace, withLmHeadSource } from "../decoder-model.ts";
-import type { Family } from "../family.ts";
+import { baseConfigFromHF, checkRope, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../common/config-common.ts";
+import type { FamilyTable, NameRow } from "../common/convert.ts";
+import { type DecoderLayout, LLAMA_LAYOUT } from "../common/decoder.ts";
+import { DecoderModel, fromCheckpoint, fromHuggingFace, withLmHeadSource } from "../common/decoder-model.ts";
+import type { Family } from "../common/family.ts";
 import { LLAMA_TABLE } from "../llama/weights.ts";
 
 const isQwen3 = (c: PretrainedConfig) => c.qwen_type === "qwen3";

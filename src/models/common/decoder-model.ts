@@ -2,12 +2,12 @@
  * `DecoderModel`: one rank of a decoder-only model of any family, plus the shared constructors
  * every family class (`LLaMAForCausalLM`, `QWenForCausalLM`, …) exposes.
  */
-import type { PretrainedConfig } from "../config.ts";
-import { TrtbError } from "../errors.ts";
-import { openHFCheckpoint } from "../format/hf-checkpoint.ts";
-import { readHFConfig } from "../format/hf-config.ts";
-import { Mapping } from "../mapping.ts";
-import type { TensorSource } from "../tensor.ts";
+import type { PretrainedConfig } from "../../config.ts";
+import { TrtbError } from "../../errors.ts";
+import { openHFCheckpoint } from "../../format/hf-checkpoint.ts";
+import { readHFConfig } from "../../format/hf-config.ts";
+import { Mapping } from "../../mapping.ts";
+import type { TensorSource } from "../../tensor.ts";
 import { type ConvertContext, convertRank, type FamilyTable } from "./convert.ts";
 import { decoderParams } from "./decoder.ts";
 import type { Family, FromSourceOptions } from "./family.ts";

@@ -7,17 +7,17 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { configMapping, configToJSONText, type PretrainedConfig, parsePretrainedConfig, type QuantConfig } from "../config.ts";
-import type { ConvertResult } from "../convert.ts";
-import { type DType, DTYPE_SIZE } from "../dtype.ts";
-import { TrtbError } from "../errors.ts";
-import { openSafetensors, SafetensorsWriter } from "../format/safetensors.ts";
-import { log } from "../log.ts";
-import type { Mapping } from "../mapping.ts";
-import type { QuantizeOptions } from "../quant/quantize.ts";
-import type { TensorSource, TensorView } from "../tensor.ts";
-import { type LazyTensor, lazy } from "../tensor/lazy.ts";
-import { ensureDir, writeFileAtomic } from "../util/fs.ts";
+import { configMapping, configToJSONText, type PretrainedConfig, parsePretrainedConfig, type QuantConfig } from "../../config.ts";
+import type { ConvertResult } from "../../convert.ts";
+import { type DType, DTYPE_SIZE } from "../../dtype.ts";
+import { TrtbError } from "../../errors.ts";
+import { openSafetensors, SafetensorsWriter } from "../../format/safetensors.ts";
+import { log } from "../../log.ts";
+import type { Mapping } from "../../mapping.ts";
+import type { QuantizeOptions } from "../../quant/quantize.ts";
+import type { TensorSource, TensorView } from "../../tensor.ts";
+import { type LazyTensor, lazy } from "../../tensor/lazy.ts";
+import { ensureDir, writeFileAtomic } from "../../util/fs.ts";
 
 /** A parameter the model declares for one rank: what `load` requires. */
 export interface ParamSpec {
@@ -50,7 +50,7 @@ export abstract class PretrainedModel {
    * FP8_PER_CHANNEL_PER_TOKEN).
    */
   static async quantize(hfDir: string, outDir: string, quantConfig: Partial<QuantConfig>, opts: QuantizeOptions = {}): Promise<ConvertResult> {
-    const { quantize } = await import("../quant/quantize.ts");
+    const { quantize } = await import("../../quant/quantize.ts");
     return quantize(hfDir, outDir, quantConfig, opts);
   }
 

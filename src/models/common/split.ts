@@ -5,9 +5,9 @@
  *   Row layers (dense, proj): split dim 1; biases replicated (added once after the all-reduce).
  *   QKV: per rank [q_r; k_r; v_r]; with nKV < tp each KV head is repeated tp/nKV times first.
  */
-import { TrtbError } from "../errors.ts";
-import type { Mapping } from "../mapping.ts";
-import { chunk, concat, gatherRows, type LazyTensor, padRows, reshape } from "../tensor/lazy.ts";
+import { TrtbError } from "../../errors.ts";
+import type { Mapping } from "../../mapping.ts";
+import { chunk, concat, gatherRows, type LazyTensor, padRows, reshape } from "../../tensor/lazy.ts";
 
 /** KV heads per rank: ceil(nKV / tp) (the Attention layer uses the same ceil). */
 export function kvHeadsPerRank(nKV: number, tp: number): number {

@@ -2,8 +2,8 @@
  * Rotary embedding frequencies, as Hugging Face computes them (fp32): default, linear and llama3
  * scaling. Shared by the CPU runner and (later) the GPU runtime's table upload.
  */
-import { TrtbError } from "../errors.ts";
-import { ropeType } from "../format/hf-config.ts";
+import { TrtbError } from "../../errors.ts";
+import { ropeType } from "../../format/hf-config.ts";
 
 const f = Math.fround;
 

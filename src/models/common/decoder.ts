@@ -4,10 +4,10 @@
  * upstream's module tree (`transformer.vocab_embedding`, `transformer.layers.{i}.…`,
  * `transformer.ln_f`, `lm_head`).
  */
-import { headSize, numKvHeads, type PretrainedConfig } from "../config.ts";
-import { type DType, modelDTypeToST } from "../dtype.ts";
-import type { Mapping } from "../mapping.ts";
-import { quantizeParamSpecs } from "../quant/apply.ts";
+import { headSize, numKvHeads, type PretrainedConfig } from "../../config.ts";
+import { type DType, modelDTypeToST } from "../../dtype.ts";
+import type { Mapping } from "../../mapping.ts";
+import { quantizeParamSpecs } from "../../quant/apply.ts";
 import type { ParamSpec } from "./model.ts";
 import { kvHeadsPerRank, padVocab } from "./split.ts";
 

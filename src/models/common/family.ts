@@ -2,10 +2,10 @@
  * What every model family provides, so the registry, the converter driver, the CLI and the runners
  * treat them alike.
  */
-import type { PretrainedConfig } from "../config.ts";
-import type { HFConfig } from "../format/hf-config.ts";
-import type { Mapping } from "../mapping.ts";
-import type { TensorSource } from "../tensor.ts";
+import type { PretrainedConfig } from "../../config.ts";
+import type { HFConfig } from "../../format/hf-config.ts";
+import type { Mapping } from "../../mapping.ts";
+import type { TensorSource } from "../../tensor.ts";
 import type { FamilyTable } from "./convert.ts";
 import type { DecoderLayout } from "./decoder.ts";
 import type { FromSourceOptions } from "./config-common.ts";

@@ -2,11 +2,11 @@
  * Config pieces every family shares: conversion options, the base key set of a decoder config,
  * and the split/rope checks.
  */
-import { defaultQuantConfig, type PretrainedConfig, type QuantConfig, quantConfigToJSON } from "../config.ts";
-import type { ModelDType } from "../dtype.ts";
-import { TrtbError } from "../errors.ts";
-import { type HFConfig, hfSourceDType, resolveDType } from "../format/hf-config.ts";
-import { Mapping } from "../mapping.ts";
+import { defaultQuantConfig, type PretrainedConfig, type QuantConfig, quantConfigToJSON } from "../../config.ts";
+import type { ModelDType } from "../../dtype.ts";
+import { TrtbError } from "../../errors.ts";
+import { type HFConfig, hfSourceDType, resolveDType } from "../../format/hf-config.ts";
+import { Mapping } from "../../mapping.ts";
 import { checkHeadSplit } from "./split.ts";
 
 export interface FromSourceOptions {

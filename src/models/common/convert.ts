@@ -6,14 +6,14 @@
  * split over TP, and an optional element-wise transform. The driver walks the rows for this rank's
  * pipeline stage and returns lazy tensors; nothing is read until they are written.
  */
-import { headSize, numKvHeads, type PretrainedConfig } from "../config.ts";
-import { type DType, modelDTypeToST } from "../dtype.ts";
-import { TrtbError } from "../errors.ts";
-import type { Mapping } from "../mapping.ts";
-import type { QuantBackend } from "../quant/backend.ts";
-import { quantizeRankWeights } from "../quant/apply.ts";
-import type { TensorSource } from "../tensor.ts";
-import { cast, chunk, concat, type LazyTensor, lazy, mapF32, renamed, reshape, slice } from "../tensor/lazy.ts";
+import { headSize, numKvHeads, type PretrainedConfig } from "../../config.ts";
+import { type DType, modelDTypeToST } from "../../dtype.ts";
+import { TrtbError } from "../../errors.ts";
+import type { Mapping } from "../../mapping.ts";
+import type { QuantBackend } from "../../quant/backend.ts";
+import { quantizeRankWeights } from "../../quant/apply.ts";
+import type { TensorSource } from "../../tensor.ts";
+import { cast, chunk, concat, type LazyTensor, lazy, mapF32, renamed, reshape, slice } from "../../tensor/lazy.ts";
 import { columnSplit, embeddingForRank, fuseQkvForRank, lmHeadForRank, rowSplit } from "./split.ts";
 
 export type SplitRule =
