@@ -75,7 +75,7 @@ export async function buildCheckpoint(opts: BuildCheckpointOptions): Promise<Bui
   const bc = engineConfig.build_config;
   // Fail before touching the output directory on anything the backend cannot build.
   checkBuildable(cfg, bc);
-  for (const r of ranks) describeModel(cfg, r);
+  for (const r of ranks) describeModel(cfg, r, family);
 
   const writeConfig = opts.writeConfig ?? true;
   if (!bc.dry_run) {

@@ -17,7 +17,7 @@ import { configQuant, type PretrainedConfig, parsePretrainedConfig } from "../co
 import { TrtbError } from "../errors.ts";
 import { log } from "../log.ts";
 import { Mapping } from "../mapping.ts";
-import type { PretrainedModel } from "../models/common/model.ts";
+import type { DecoderModel } from "../models/common/decoder-model.ts";
 import { ensureDir, writeFileAtomic } from "../util/fs.ts";
 import { type Backend, defaultBackend } from "./backend.ts";
 import { type BuildConfig, type BuildConfigInput, buildConfigToJSON, parseBuildConfig, resolveBuildConfig } from "./config.ts";
@@ -152,13 +152,13 @@ export function checkBuildable(cfg: PretrainedConfig, bc: BuildConfig): void {
  * Build one rank's engine. `model` is one rank of a checkpoint (`LLaMAForCausalLM.fromCheckpoint(dir,
  * rank)` etc.); the GEMM tactics are timed on the backend's device.
  */
-export async function build(model: PretrainedModel, buildConfig: BuildConfig | BuildConfigInput = {}, opts: BuildOptions = {}): Promise<Engine> {
+export async function build(model: DecoderModel, buildConfig: BuildConfig | BuildConfigInput = {}, opts: BuildOptions = {}): Promise<Engine> {
   const t0 = performance.now();
   const cfg = structuredClone(model.config) as PretrainedConfig;
   const bc = resolveBuildConfig(cfg, buildConfig);
   checkBuildable(cfg, bc);
   const rank = model.mapping.rank;
-  const desc = describeModel(cfg, rank, (n) => model.weights.has(n));
+  const desc = describeModel(cfg, rank, model.family, (n) => model.weights.has(n));
   const ok = new Set([64, 128, 256]);
   if (!ok.has(desc.head_size)) throw new TrtbError("BUILD_UNSUPPORTED", `head size ${desc.head_size} is not supported by the CUDA backend (64, 128, 256)`);
   if (desc.num_heads % desc.num_kv_heads !== 0 || desc.num_heads / desc.num_kv_heads > 16)

@@ -4,14 +4,16 @@
  * description and limits) and backend-specific where it must be (`gemm`: which kernel or cuBLASLt
  * algorithm serves each GEMM shape and token-count bucket, and the device it was tuned on).
  *
- * The model description is derived from the checkpoint config with the CPU reference runner's
- * own reading of it (`runnerSettings`), so both runtimes interpret every family the same way.
+ * The model description is derived from the checkpoint config and the family's semantics
+ * (`Family.semantics`), the same reading the CPU reference runner applies, so both runtimes
+ * interpret every family the same way.
  */
 import { configQuant, headSize, numKvHeads, type PretrainedConfig } from "../config.ts";
 import { TrtbError } from "../errors.ts";
 import { Mapping } from "../mapping.ts";
 import { kvHeadsPerRank, padVocab } from "../models/common/split.ts";
-import { runnerSettings } from "../runtime/cpu.ts";
+import type { Family } from "../models/common/family.ts";
+import type { ModelSemantics } from "../models/common/semantics.ts";
 
 export const ENGINE_FORMAT = "trtb-engine";
 /** 1: 16-bit weights only; 2: adds weight-only (W8A16/W4A16) tensors (`model.weight_only`). */
@@ -128,12 +130,12 @@ export interface EnginePlan {
  * Derive one rank's model description; throws `BUILD_UNSUPPORTED` for what the runtime cannot run.
  * `has(name)` says whether the rank's weights hold a tensor (biases are read off the weights).
  */
-export function describeModel(cfg: PretrainedConfig, rank: number, has: (name: string) => boolean = () => false): EngineModelDesc {
+export function describeModel(cfg: PretrainedConfig, rank: number, family: Pick<Family, "semantics">, has: (name: string) => boolean = () => false): EngineModelDesc {
   if (cfg.dtype !== "float16" && cfg.dtype !== "bfloat16")
     throw new TrtbError("BUILD_UNSUPPORTED", `dtype ${cfg.dtype} is not supported by the CUDA backend (float16, bfloat16); convert with --dtype bfloat16 or float16`);
-  let st: ReturnType<typeof runnerSettings>;
+  let st: ModelSemantics;
   try {
-    st = runnerSettings(cfg);
+    st = family.semantics(cfg);
   } catch (e) {
     throw new TrtbError("BUILD_UNSUPPORTED", (e as Error).message, { cause: e });
   }

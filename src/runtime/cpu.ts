@@ -14,52 +14,7 @@
 import { headSize, numKvHeads, type PretrainedConfig } from "../config.ts";
 import { TrtbError } from "../errors.ts";
 import type { F32Tensor, FullWeights } from "./merge.ts";
-import { ropeInvFreq } from "../models/common/rope.ts";
-
-export interface RunnerSettings {
-  act: "silu" | "gelu_tanh";
-  embedScale: number;
-  attnScale: number;
-  attnSoftcap: number | null;
-  finalSoftcap: number | null;
-  /** Sliding window for a given global layer, or null for full attention. */
-  window: (layer: number) => number | null;
-  sandwich: boolean;
-  qkNorm: boolean;
-  rotaryDim: number;
-  invFreq: Float32Array;
-  moeTopK: number;
-}
-
-export function runnerSettings(cfg: PretrainedConfig): RunnerSettings {
-  const d = headSize(cfg);
-  const act = cfg.hidden_act;
-  const actKind = act === "silu" || act === "swiglu" ? "silu" : act === "gelu" || act === "gelu_pytorch_tanh" || act === "gelu_tanh" || act === "geglu" ? "gelu_tanh" : null;
-  if (!actKind) throw new TrtbError("RUN_UNSUPPORTED", `hidden_act ${JSON.stringify(act)} is not supported by the CPU runner`);
-  const rotaryDim = cfg.rotary_embedding_dim ?? d;
-  const num = (k: string): number | null => (typeof cfg[k] === "number" ? (cfg[k] as number) : null);
-  const qpas = num("query_pre_attn_scalar");
-  const windowSize = num("sliding_window");
-  const layerTypes = Array.isArray(cfg.layer_types) ? (cfg.layer_types as string[]) : null;
-  const moe = cfg.moe as { num_experts?: number; top_k?: number } | undefined;
-  return {
-    act: actKind,
-    embedScale: cfg.architecture.startsWith("Gemma") ? Math.fround(Math.sqrt(cfg.hidden_size)) : 1,
-    attnScale: 1 / Math.sqrt(qpas ?? d),
-    attnSoftcap: num("attn_logit_softcapping"),
-    finalSoftcap: num("final_logit_softcapping"),
-    window: (l) => {
-      if (windowSize === null) return null;
-      if (layerTypes) return layerTypes[l] === "sliding_attention" ? windowSize : null;
-      return windowSize;
-    },
-    sandwich: cfg.inter_layernorms === true,
-    qkNorm: cfg.qk_layernorm === true || cfg.qwen_type === "qwen3",
-    rotaryDim,
-    invFreq: ropeInvFreq(rotaryDim, (cfg.rotary_base as number | undefined) ?? 10000, cfg.rotary_scaling as Record<string, unknown> | null),
-    moeTopK: moe?.num_experts ? (moe.top_k ?? 2) : 0,
-  };
-}
+import type { ModelSemantics } from "../models/common/semantics.ts";
 
 // ---------------------------------------------------------------------------------------------
 // small dense helpers (row-major)
@@ -109,10 +64,8 @@ function softmaxInPlace(a: Float64Array | Float32Array, n: number): void {
 // ---------------------------------------------------------------------------------------------
 
 export class CpuRunner {
-  readonly settings: RunnerSettings;
-  constructor(readonly cfg: PretrainedConfig, readonly w: FullWeights) {
-    this.settings = runnerSettings(cfg);
-  }
+  /** `settings`: the family's semantics (`family.semantics(cfg)`), which this runner applies. */
+  constructor(readonly cfg: PretrainedConfig, readonly w: FullWeights, readonly settings: ModelSemantics) {}
 
   private t(name: string): F32Tensor {
     const t = this.w.get(name);

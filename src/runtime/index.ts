@@ -9,6 +9,6 @@ export { CpuRunner } from "./cpu.ts";
 /** Load every rank of a checkpoint, merged to fp32, into a CPU runner. */
 export async function loadCpuRunner(checkpointDir: string): Promise<CpuRunner> {
   const cfg = await readCheckpointConfig(checkpointDir);
-  await familyForCheckpoint(cfg.architecture); // refuse unknown architectures up front
-  return new CpuRunner(cfg, mergeCheckpoint(checkpointDir, cfg));
+  const semantics = (await familyForCheckpoint(cfg.architecture)).semantics(cfg); // refuses unknown architectures up front
+  return new CpuRunner(cfg, mergeCheckpoint(checkpointDir, cfg, semantics.fusedGateUp), semantics);
 }

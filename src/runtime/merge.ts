@@ -26,7 +26,8 @@ export function materialize(t: LazyTensor): F32Tensor {
 /** Full-model weights by TRT-LLM name with global layer indices, e.g. `transformer.layers.7.attention.qkv.weight`. */
 export type FullWeights = Map<string, F32Tensor>;
 
-export function mergeCheckpoint(dir: string, cfg: PretrainedConfig): FullWeights {
+/** `fusedGateUp`: the family's `mlp.fc` holds [up_r; gate_r] per rank (ModelSemantics). */
+export function mergeCheckpoint(dir: string, cfg: PretrainedConfig, fusedGateUp: boolean): FullWeights {
   const m = Mapping.fromJSON(cfg.mapping);
   const tp = m.tpSize;
   const files: TensorSource[] = [];
@@ -66,7 +67,7 @@ export function mergeCheckpoint(dir: string, cfg: PretrainedConfig): FullWeights
       } else if (suffix === "mlp.proj.weight" && parts[0]!.shape.length === 3) {
         t = mergeMoeProj(parts, m, global);
       } else if (/^mlp\.(fc|gate)\.(weight|bias)$/.test(suffix)) {
-        t = isFusedMlp(cfg) && suffix.startsWith("mlp.fc.")
+        t = fusedGateUp && suffix.startsWith("mlp.fc.")
           ? concat([concat(parts.map((p) => chunk(p, 0, 2, 0)), 0, global), concat(parts.map((p) => chunk(p, 0, 2, 1)), 0, global)], 0, global)
           : concat(parts, 0, global);
       } else if (suffix === "lm_head.weight") {
@@ -97,11 +98,6 @@ export function mergeCheckpoint(dir: string, cfg: PretrainedConfig): FullWeights
   } finally {
     for (const f of files) f.close();
   }
-}
-
-/** Phi-3 style fused MLP: `mlp.fc` holds [up; gate] per rank (no separate mlp.gate). */
-function isFusedMlp(cfg: PretrainedConfig): boolean {
-  return cfg.architecture === "Phi3ForCausalLM";
 }
 
 /** MoE fc [E_local, 2·I_local, H] per rank, [w3_r; w1_r] per expert → [E, 2I, H] as [w3; w1]. */

@@ -9,6 +9,7 @@ import type { TensorSource } from "../../tensor.ts";
 import type { FamilyTable } from "./convert.ts";
 import type { DecoderLayout } from "./decoder.ts";
 import type { FromSourceOptions } from "./config-common.ts";
+import type { ModelSemantics } from "./semantics.ts";
 
 export interface Family {
   /** Short name (`llama`, `qwen`, `gemma`, …). */
@@ -21,7 +22,10 @@ export interface Family {
   /** The name table, resolved against the source (tied embeddings, optional tensors). */
   table(cfg: PretrainedConfig, src: TensorSource): FamilyTable;
   layout(cfg: PretrainedConfig): DecoderLayout;
+  /** How a checkpoint of this family computes (read by the CPU runner and the engine builder). */
+  semantics(cfg: PretrainedConfig): ModelSemantics;
 }
 
 export type { FromSourceOptions };
 export type { Mapping };
+export type { ModelSemantics };

@@ -7,6 +7,7 @@ import { Mapping } from "../../mapping.ts";
 import { type DecoderLayout, LLAMA_LAYOUT } from "../common/decoder.ts";
 import { DecoderModel, fromCheckpoint, fromHuggingFace, withLmHeadSource } from "../common/decoder-model.ts";
 import type { Family } from "../common/family.ts";
+import { decoderSemantics } from "../common/semantics.ts";
 import { type FromSourceOptions, llamaConfigFromHF } from "./config.ts";
 import { LLAMA_TABLE } from "./weights.ts";
 
@@ -22,6 +23,7 @@ export const llamaFamily: Family = {
     denseBias: cfg.attn_bias === true,
     mlpBias: cfg.mlp_bias === true,
   }),
+  semantics: decoderSemantics,
 };
 
 export class LLaMAForCausalLM extends DecoderModel {

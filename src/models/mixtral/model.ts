@@ -8,6 +8,7 @@ import type { FromSourceOptions } from "../common/config-common.ts";
 import { type DecoderLayout, LLAMA_LAYOUT } from "../common/decoder.ts";
 import { DecoderModel, fromCheckpoint, fromHuggingFace, withLmHeadSource } from "../common/decoder-model.ts";
 import type { Family } from "../common/family.ts";
+import { decoderSemantics } from "../common/semantics.ts";
 import { mixtralConfigFromHF } from "./config.ts";
 import { MIXTRAL_TABLE } from "./weights.ts";
 
@@ -21,6 +22,7 @@ export const mixtralFamily: Family = {
     const moe = cfg.moe as { num_experts: number; top_k: number };
     return { ...LLAMA_LAYOUT, qkvBias: cfg.attn_bias === true, denseBias: cfg.attn_bias === true, moe: { numExperts: moe.num_experts, topK: moe.top_k } };
   },
+  semantics: decoderSemantics,
 };
 
 export class MixtralForCausalLM extends DecoderModel {

@@ -9,6 +9,7 @@ import type { FromSourceOptions } from "../common/config-common.ts";
 import { type DecoderLayout, LLAMA_LAYOUT } from "../common/decoder.ts";
 import { DecoderModel, fromCheckpoint, fromHuggingFace, withLmHeadSource } from "../common/decoder-model.ts";
 import type { Family } from "../common/family.ts";
+import { decoderSemantics } from "../common/semantics.ts";
 import { phi3ConfigFromHF } from "./config.ts";
 import { PHI3_TABLE } from "./weights.ts";
 
@@ -19,6 +20,7 @@ export const phi3Family: Family = {
   configFromHF: phi3ConfigFromHF,
   table: (cfg, src) => withLmHeadSource(PHI3_TABLE, cfg, src, "model.embed_tokens.weight"),
   layout: (): DecoderLayout => ({ ...LLAMA_LAYOUT, mlp: "fused" }),
+  semantics: (cfg) => ({ ...decoderSemantics(cfg), fusedGateUp: true }),
 };
 
 export class Phi3ForCausalLM extends DecoderModel {

@@ -9,6 +9,7 @@ import type { FromSourceOptions } from "../common/config-common.ts";
 import { type DecoderLayout, LLAMA_LAYOUT } from "../common/decoder.ts";
 import { DecoderModel, fromCheckpoint, fromHuggingFace, withLmHeadSource } from "../common/decoder-model.ts";
 import type { Family } from "../common/family.ts";
+import { decoderSemantics } from "../common/semantics.ts";
 import { isQwen3, qwenConfigFromHF } from "./config.ts";
 import { QWEN_TABLE } from "./weights.ts";
 
@@ -19,6 +20,7 @@ export const qwenFamily: Family = {
   configFromHF: qwenConfigFromHF,
   table: (cfg, src) => withLmHeadSource(QWEN_TABLE, cfg, src, "model.embed_tokens.weight"),
   layout: (cfg): DecoderLayout => ({ ...LLAMA_LAYOUT, qkvBias: cfg.attn_bias === true, qkNorm: isQwen3(cfg) }),
+  semantics: (cfg) => ({ ...decoderSemantics(cfg), qkNorm: cfg.qk_layernorm === true || isQwen3(cfg) }),
 };
 
 export class QWenForCausalLM extends DecoderModel {
