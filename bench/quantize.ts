@@ -33,7 +33,7 @@ import { Mapping } from "../src/mapping.ts";
 import { cpuQuantBackend } from "../src/quant/backend.ts";
 import type { QuantKernelParams } from "../src/quant/kernel.ts";
 import { quantSizes } from "../src/quant/kernel.ts";
-import { quantize } from "../src/quant/quantize.ts";
+import { quantize } from "../src/quantize.ts";
 import { schemeForQformat } from "../src/quant/apply.ts";
 import type { LinearInfo } from "../src/quant/modules.ts";
 

@@ -20,7 +20,7 @@ import { Mapping } from "./mapping.ts";
 import type { FromSourceOptions } from "./models/common/config-common.ts";
 import { convertRank } from "./models/common/convert.ts";
 import { DecoderModel } from "./models/common/decoder-model.ts";
-import { familyForHF } from "./models/registry.ts";
+import { familyForHF, familyForMeta } from "./models/registry.ts";
 import { applyQuantConfig } from "./quant/apply.ts";
 import { type QuantBackend, type QuantDevice, quantBackend } from "./quant/backend.ts";
 import { releaseQuantScratch } from "./quant/lazy.ts";
@@ -73,8 +73,8 @@ export async function openSource(opts: ConvertOptions, mapping: Mapping): Promis
     embeddingShardingDim: opts.embeddingShardingDim,
   };
   if (opts.metaCkptDir) {
-    const meta = await import("./models/llama/meta.ts");
-    return meta.openMetaSource(opts.metaCkptDir, fopts);
+    const family = await familyForMeta();
+    return { ...(await family.openMeta!(opts.metaCkptDir, fopts)), family };
   }
   if (!opts.modelDir) throw new TrtbError("CLI_BAD_ARG", "give a model directory (--model_dir) or a Meta checkpoint (--meta_ckpt_dir)");
   const hf = await readHFConfig(opts.modelDir);

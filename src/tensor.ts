@@ -27,3 +27,11 @@ export interface TensorSource {
 export function tensorFromBytes(name: string, dtype: DType, shape: readonly number[], data: Uint8Array): TensorView {
   return { name, dtype, shape, bytes: () => data };
 }
+
+/** A parameter a model declares for one rank: what `PretrainedModel.load` requires. */
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+  /** Expected dtype; undefined accepts any (quantized layers choose their own). */
+  dtype?: DType;
+}

@@ -8,7 +8,7 @@ import type { QuantConfig } from "../../src/config.ts";
 import { TrtbError } from "../../src/errors.ts";
 import { log, setLogLevel } from "../../src/log.ts";
 import { Mapping } from "../../src/mapping.ts";
-import { quantize } from "../../src/quant/quantize.ts";
+import { quantize } from "../../src/quantize.ts";
 import { schemeForQformat } from "../../src/quant/apply.ts";
 import { QFORMATS } from "../../src/quant/scheme.ts";
 import { progressBar } from "./_progress.ts";

@@ -21,7 +21,7 @@ import type { DType } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
 import { type Checker, makeChecker } from "./check.ts";
 import { debugFfi } from "./lib.ts";
-import type { QuantKernelParams } from "../quant/kernel.ts";
+import type { QuantKernelParams } from "./quant-params.ts";
 import { dtypeArg, hostArg, quantParamsArg, sizeArg } from "./native.ts";
 import type { CudaSymbols } from "./symbols.ts";
 import { CUDA_FEATURE, DEVICE_PROPS } from "./symbols.ts";

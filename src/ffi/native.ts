@@ -7,7 +7,7 @@ import type { Library } from "bun:ffi";
 import type { DType } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
 import { type Checker, makeChecker } from "./check.ts";
-import type { QuantKernelParams } from "../quant/kernel.ts";
+import type { QuantKernelParams } from "./quant-params.ts";
 import type { CpuSymbols } from "./symbols.ts";
 import { DTYPE_CODE, encodeQuantParams } from "./symbols.ts";
 

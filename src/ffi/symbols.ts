@@ -8,7 +8,7 @@
  * (exact below 2^53, far beyond any buffer); `i32` statuses come back as numbers.
  */
 import type { DType } from "../dtype.ts";
-import type { QuantKernelParams } from "../quant/kernel.ts";
+import type { QuantKernelParams } from "./quant-params.ts";
 
 /** `TRTB_ABI_VERSION` this TypeScript was written against (2: quantization, 3: weight-only engine layout). */
 export const ABI_VERSION = 3;

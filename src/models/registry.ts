@@ -42,6 +42,11 @@ export async function familyForHF(arch: string): Promise<Family> {
   return l();
 }
 
+/** The family that reads Meta checkpoints (Llama). */
+export async function familyForMeta(): Promise<Family> {
+  return llama();
+}
+
 export async function familyForCheckpoint(arch: string): Promise<Family> {
   const l = TRT_ARCHITECTURES[arch];
   if (!l) throw new TrtbError("CFG_UNSUPPORTED_ARCH", `checkpoint architecture ${arch} is not supported; supported: ${Object.keys(TRT_ARCHITECTURES).sort().join(", ")}`);

@@ -8,8 +8,7 @@ import { configQuant, type PretrainedConfig, type QuantAlgo, type QuantConfig, q
 import { modelDTypeToST } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
 import type { Mapping } from "../mapping.ts";
-import type { ParamSpec } from "../models/common/model.ts";
-import type { TensorSource, TensorView } from "../tensor.ts";
+import type { ParamSpec, TensorSource, TensorView } from "../tensor.ts";
 import { type LazyTensor, lazy } from "../tensor/lazy.ts";
 import { cpuQuantBackend, type QuantBackend } from "./backend.ts";
 import { fp8Rowwise } from "./fp8-rowwise.ts";

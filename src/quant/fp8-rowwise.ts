@@ -30,7 +30,7 @@
 import { type PretrainedConfig, type QuantConfig, QuantConfigSchema } from "../config.ts";
 import type { DType } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
-import type { ParamSpec } from "../models/common/model.ts";
+import type { ParamSpec } from "../tensor.ts";
 import type { LazyTensor } from "../tensor/lazy.ts";
 import type { FloatDType, QuantKernelParams } from "./kernel.ts";
 import { QuantizedLinear, QuantTensor, ScaleTensor } from "./lazy.ts";

@@ -23,29 +23,10 @@
 import type { DType } from "../dtype.ts";
 import { DTYPE_SIZE } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
+import type { FloatDType, QFormat, QRounding, QuantKernelParams } from "../ffi/quant-params.ts";
 import { bf16BitsToF32Bits, bitsToF32, f16BitsToF32Bits, f32Bits, f32BitsToBf16Bits, f32BitsToF16Bits } from "../numeric.ts";
 
-export type FloatDType = "F32" | "F16" | "BF16";
-export type QFormat = "int8" | "int4_packed_rows" | "fp8_e4m3";
-export type QRounding = "half_even" | "half_away";
-
-/** One quantization call: the shape, the formats and the scale rule (see the file comment). */
-export interface QuantKernelParams {
-  format: QFormat;
-  srcDtype: FloatDType;
-  scaleDtype: FloatDType;
-  rows: number;
-  cols: number;
-  groupSize: number;
-  divisor: number;
-  minScale: number;
-  zeroScale: number;
-  clamp: readonly [number, number] | null;
-  qmin: number;
-  qmax: number;
-  rounding: QRounding;
-  divideByStoredScale: boolean;
-}
+export type { FloatDType, QFormat, QRounding, QuantKernelParams };
 
 export function isFloatDType(d: DType): d is FloatDType {
   return d === "F32" || d === "F16" || d === "BF16";

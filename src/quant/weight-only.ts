@@ -25,7 +25,7 @@
  */
 import { type PretrainedConfig, type QuantAlgo, type QuantConfig, QuantConfigSchema } from "../config.ts";
 import type { DType } from "../dtype.ts";
-import type { ParamSpec } from "../models/common/model.ts";
+import type { ParamSpec } from "../tensor.ts";
 import type { LazyTensor } from "../tensor/lazy.ts";
 import type { QuantBackend } from "./backend.ts";
 import type { FloatDType, QuantKernelParams } from "./kernel.ts";

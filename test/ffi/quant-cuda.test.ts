@@ -14,7 +14,7 @@ import { Mapping } from "../../src/mapping.ts";
 import { cpuQuantBackend } from "../../src/quant/backend.ts";
 import type { FloatDType, QuantKernelParams } from "../../src/quant/kernel.ts";
 import { quantSizes } from "../../src/quant/kernel.ts";
-import { quantize } from "../../src/quant/quantize.ts";
+import { quantize } from "../../src/quantize.ts";
 import { tempDir } from "../helpers.ts";
 import { writeSyntheticLlama } from "../quant/_synthetic.ts";
 import { quantCases, specialWeights } from "./_quant-ref.ts";

@@ -21,7 +21,7 @@ import type { QuantAlgo } from "../../src/config.ts";
 import type { DType } from "../../src/dtype.ts";
 import { SafetensorsWriter } from "../../src/format/safetensors.ts";
 import { Mapping } from "../../src/mapping.ts";
-import { quantize } from "../../src/quant/quantize.ts";
+import { quantize } from "../../src/quantize.ts";
 import { loadCpuRunner } from "../../src/runtime/index.ts";
 import { asF32, asI32, fixture, type RawTensor, readRaw, tempDir } from "../helpers.ts";
 

@@ -11,9 +11,8 @@ import { convertCheckpoint } from "../../src/convert.ts";
 import { isTrtbError } from "../../src/errors.ts";
 import { Mapping } from "../../src/mapping.ts";
 import { LLaMAForCausalLM } from "../../src/models/llama/model.ts";
-import { PretrainedModel } from "../../src/models/common/model.ts";
 import { fnmatchCase } from "../../src/quant/modules.ts";
-import { quantize } from "../../src/quant/quantize.ts";
+import { quantize } from "../../src/quantize.ts";
 import { bytesEqual, fixture, readRaw, type RawTensor, tempDir } from "../helpers.ts";
 import { decodeFloats, f32, nearestE4m3, rne, roundTo, unpackInt4Rows } from "./_ref.ts";
 import { writeSyntheticLlama } from "./_synthetic.ts";
@@ -124,7 +123,7 @@ describe("W4A16_AWQ (int4_awq_rtn)", () => {
 
   test("quantized ranks load back through fromCheckpoint (declared params match the scheme)", async () => {
     using out = tempDir();
-    await PretrainedModel.quantize(fixture("llama"), out.path, { quant_algo: "W4A16_AWQ", group_size: 64 }, { mapping: new Mapping({ tpSize: 2 }) });
+    await quantize(fixture("llama"), out.path, { quant_algo: "W4A16_AWQ", group_size: 64 }, { mapping: new Mapping({ tpSize: 2 }) });
     const m = await LLaMAForCausalLM.fromCheckpoint(out.path, 1);
     expect(m.weights.get("transformer.layers.0.attention.dense.weight")!.dtype).toBe("I8");
     m.close();

@@ -8,7 +8,7 @@ import { headSize, numKvHeads, type PretrainedConfig } from "../../config.ts";
 import { type DType, modelDTypeToST } from "../../dtype.ts";
 import type { Mapping } from "../../mapping.ts";
 import { quantizeParamSpecs } from "../../quant/apply.ts";
-import type { ParamSpec } from "./model.ts";
+import type { ParamSpec } from "../../tensor.ts";
 import { kvHeadsPerRank, padVocab } from "./split.ts";
 
 export interface DecoderLayout {

@@ -24,6 +24,8 @@ export interface Family {
   layout(cfg: PretrainedConfig): DecoderLayout;
   /** How a checkpoint of this family computes (read by the CPU runner and the engine builder). */
   semantics(cfg: PretrainedConfig): ModelSemantics;
+  /** Families that read Meta checkpoints (params.json + consolidated.NN.pth): one HF-named source. */
+  openMeta?(dir: string, opts: FromSourceOptions): Promise<{ cfg: PretrainedConfig; src: TensorSource; label: string }>;
 }
 
 export type { FromSourceOptions };

@@ -7,25 +7,17 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { configMapping, configToJSONText, type PretrainedConfig, parsePretrainedConfig, type QuantConfig } from "../../config.ts";
-import type { ConvertResult } from "../../convert.ts";
+import { configMapping, configToJSONText, type PretrainedConfig, parsePretrainedConfig } from "../../config.ts";
 import { type DType, DTYPE_SIZE } from "../../dtype.ts";
 import { TrtbError } from "../../errors.ts";
 import { openSafetensors, SafetensorsWriter } from "../../format/safetensors.ts";
 import { log } from "../../log.ts";
 import type { Mapping } from "../../mapping.ts";
-import type { QuantizeOptions } from "../../quant/quantize.ts";
-import type { TensorSource, TensorView } from "../../tensor.ts";
+import type { ParamSpec, TensorSource, TensorView } from "../../tensor.ts";
 import { type LazyTensor, lazy } from "../../tensor/lazy.ts";
 import { ensureDir, writeFileAtomic } from "../../util/fs.ts";
 
-/** A parameter the model declares for one rank: what `load` requires. */
-export interface ParamSpec {
-  name: string;
-  shape: number[];
-  /** Expected dtype; undefined accepts any (quantized layers choose their own). */
-  dtype?: DType;
-}
+export type { ParamSpec };
 
 export interface SaveOptions {
   /** Write config.json too (upstream writes it from rank 0 only). Default true. */
@@ -42,17 +34,6 @@ export abstract class PretrainedModel {
 
   /** The parameters this rank declares, derived from config and mapping (upstream's module tree). */
   abstract expectedParams(): ParamSpec[];
-
-  /**
-   * Upstream's `PretrainedModel.quantize(hf_model_dir, output_dir, …)`: quantize a Hugging Face
-   * checkpoint (any supported family; no calibration) and write every rank of `opts.mapping` to
-   * `outDir`. See src/quant/ for the schemes (`quant_algo` W8A16, W4A16, W4A16_AWQ,
-   * FP8_PER_CHANNEL_PER_TOKEN).
-   */
-  static async quantize(hfDir: string, outDir: string, quantConfig: Partial<QuantConfig>, opts: QuantizeOptions = {}): Promise<ConvertResult> {
-    const { quantize } = await import("../../quant/quantize.ts");
-    return quantize(hfDir, outDir, quantConfig, opts);
-  }
 
   /**
    * Load weights for this rank. Missing → CKPT_MISSING_TENSOR, wrong shape → CKPT_SHAPE_MISMATCH

@@ -13,6 +13,7 @@
  * q/k rows are permuted from Meta's interleaved rotary pairs to rotate-half (HF layout): viewed as
  * [heads, d/2, 2, in], the middle axes are swapped. v is unchanged.
  */
+import type { PretrainedConfig } from "../../config.ts";
 import type { ModelDType } from "../../dtype.ts";
 import { TrtbError } from "../../errors.ts";
 import { listMetaShards, openTorchCheckpoint, readMetaParams } from "../../format/pth.ts";
@@ -20,7 +21,6 @@ import { Mapping } from "../../mapping.ts";
 import type { TensorSource, TensorView } from "../../tensor.ts";
 import { concat, gatherRows, type LazyTensor, lazy, renamed } from "../../tensor/lazy.ts";
 import { baseConfig, checkSplits, type FromSourceOptions } from "../common/config-common.ts";
-import { llamaFamily } from "./model.ts";
 
 /** Defaults of Llama 3.1's scaled rope when params.json only says `use_scaled_rope: true`. */
 const LLAMA31_SCALING = { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192, rope_type: "llama3" };
@@ -32,6 +32,12 @@ export function metaToHFRotaryRows(heads: number, d: number): number[] {
   for (let h = 0; h < heads; h++)
     for (let k = 0; k < 2; k++) for (let j = 0; j < half; j++) rows[h * d + k * half + j] = h * d + 2 * j + k;
   return rows;
+}
+
+export interface MetaSource {
+  cfg: PretrainedConfig;
+  src: TensorSource;
+  label: string;
 }
 
 class VirtualSource implements TensorSource {
@@ -46,7 +52,8 @@ class VirtualSource implements TensorSource {
   close() { for (const s of this.shards) s.close(); }
 }
 
-export async function openMetaSource(dir: string, opts: FromSourceOptions) {
+/** The Meta shards of `dir` as one HF-named Llama source, and its checkpoint config for `opts.mapping`. */
+export async function openMetaSource(dir: string, opts: FromSourceOptions): Promise<MetaSource> {
   const params = await readMetaParams(dir);
   const files = listMetaShards(dir);
   const shards = files.map((f) => openTorchCheckpoint(f));
@@ -110,7 +117,7 @@ export async function openMetaSource(dir: string, opts: FromSourceOptions) {
       moe: { num_experts: 0, top_k: 0, normalization_mode: null }, tie_word_embeddings: false,
     });
     checkSplits(cfg, mapping);
-    return { cfg, src: src as TensorSource, label: dir, family: llamaFamily };
+    return { cfg, src: src as TensorSource, label: dir };
   } catch (e) {
     for (const s of shards) s.close();
     throw e;

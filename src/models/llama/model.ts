@@ -24,6 +24,7 @@ export const llamaFamily: Family = {
     mlpBias: cfg.mlp_bias === true,
   }),
   semantics: decoderSemantics,
+  openMeta: (dir, opts) => import("./meta.ts").then((m) => m.openMetaSource(dir, opts)),
 };
 
 export class LLaMAForCausalLM extends DecoderModel {
@@ -38,9 +39,8 @@ export class LLaMAForCausalLM extends DecoderModel {
 
   /** Convert a Meta checkpoint (params.json + consolidated.NN.pth) for `opts.mapping`'s rank; any tp. */
   static async fromMetaCkpt(dir: string, opts: FromSourceOptions = {}): Promise<LLaMAForCausalLM> {
-    const { openMetaSource } = await import("./meta.ts");
     const mapping = opts.mapping ?? new Mapping();
-    const { cfg, src, label } = await openMetaSource(dir, { ...opts, mapping });
+    const { cfg, src, label } = await llamaFamily.openMeta!(dir, { ...opts, mapping });
     try {
       const model = new LLaMAForCausalLM(cfg, mapping).convertFrom(src, label);
       model.adoptSource(src);

@@ -5,12 +5,12 @@
  * `PretrainedModel.quantize(hf_model_dir, output_dir, dtype, mapping, quant_config, device=…)`,
  * without calibration: the schemes here need none.
  */
-import type { QuantConfig } from "../config.ts";
-import { type ConvertOptions, type ConvertResult, convertCheckpoint } from "../convert.ts";
-import type { ModelDType } from "../dtype.ts";
-import { TrtbError } from "../errors.ts";
-import type { Mapping } from "../mapping.ts";
-import type { QuantDevice } from "./backend.ts";
+import type { QuantConfig } from "./config.ts";
+import { type ConvertOptions, type ConvertResult, convertCheckpoint } from "./convert.ts";
+import type { ModelDType } from "./dtype.ts";
+import { TrtbError } from "./errors.ts";
+import type { Mapping } from "./mapping.ts";
+import type { QuantDevice } from "./quant/backend.ts";
 
 export interface QuantizeOptions {
   mapping?: Mapping;
