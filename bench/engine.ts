@@ -22,8 +22,8 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { buildCheckpoint } from "../src/build/checkpoint.ts";
-import { Engine } from "../src/build/engine.ts";
+import { buildCheckpoint } from "../src/builder/checkpoint.ts";
+import { Engine } from "../src/engine/engine.ts";
 import { SafetensorsWriter } from "../src/format/safetensors.ts";
 import { f32BitsToBf16Bits, f32Bits } from "../src/numeric.ts";
 import { GpuModelRunner } from "../src/runtime/gpu/runner.ts";

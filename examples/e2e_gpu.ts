@@ -12,7 +12,7 @@
  * Defaults to the bundled tiny model. Needs a CUDA GPU and libtrtb_engine (`bun run build`).
  */
 import { join } from "node:path";
-import { buildCheckpoint } from "../src/build/index.ts";
+import { buildCheckpoint } from "../src/builder/index.ts";
 import { convertCheckpoint, loadCpuRunner } from "../src/index.ts";
 import { GpuModelRunner } from "../src/runtime/gpu/index.ts";
 

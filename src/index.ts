@@ -23,10 +23,9 @@ export { Phi3ForCausalLM } from "./models/phi3/model.ts";
 export { MixtralForCausalLM } from "./models/mixtral/model.ts";
 export { supportedHFArchitectures } from "./models/registry.ts";
 export { convertCheckpoint, type ConvertOptions } from "./convert.ts";
-export { quantize } from "./quant/index.ts";
+export { quantize, type QuantizeOptions } from "./quantize.ts";
 export { CpuRunner, loadCpuRunner } from "./runtime/index.ts";
 export { setLogLevel } from "./log.ts";
-export {
-  build, buildCheckpoint, Engine, type BuildConfig, type BuildConfigInput, parseBuildConfig, resolveBuildConfig,
-} from "./build/index.ts";
+export { build, buildCheckpoint, resolveBuildConfig } from "./builder/index.ts";
+export { Engine, type BuildConfig, type BuildConfigInput, parseBuildConfig } from "./engine/index.ts";
 export { GpuModelRunner, type GenerateOptions, type RunnerOptions } from "./runtime/gpu/index.ts";

@@ -11,7 +11,6 @@
  * cshim/kernels/quant.cu); backend.ts picks CPU, TS or CUDA; apply.ts wires schemes into
  * conversion, parameter lists and the CPU runner.
  */
-export { quantize, type QuantizeOptions } from "../quantize.ts";
 export { applyQuantConfig, dequantizedSource, SCHEMES, schemeForAlgo, schemeForQformat } from "./apply.ts";
 export { QFORMATS, type QFormatName, type QuantScheme } from "./scheme.ts";
 export { cpuQuantBackend, cudaQuantBackend, quantBackend, type QuantBackend, type QuantDevice, tsQuantBackend } from "./backend.ts";

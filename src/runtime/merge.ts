@@ -1,6 +1,6 @@
 /**
  * Reassemble full (unsharded) fp32 weights from every rank of a TRT-LLM checkpoint: the inverse of
- * the split rules in `src/models/split.ts`. Used by the CPU reference runner, so it is written for
+ * the split rules in `src/models/common/split.ts`. Used by the CPU reference runner, so it is written for
  * clarity; it holds the whole model in f32 (fine for the small models the oracle is meant for).
  */
 import { headSize, numKvHeads, type PretrainedConfig } from "../config.ts";

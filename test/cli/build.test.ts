@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { ARGS, main, parseBuildArgs } from "../../cli/trtllm-build.ts";
 import { runCli } from "../../cli/_main.ts";
 import { main as trtllm } from "../../cli/trtllm.ts";
-import { openEngineFile } from "../../src/build/engine-file.ts";
+import { openEngineFile } from "../../src/engine/engine-file.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
 import { isTrtbError } from "../../src/errors.ts";
 import { engineLib } from "../../src/ffi/engine.ts";

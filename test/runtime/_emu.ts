@@ -10,7 +10,7 @@ import {
   type TuneResult,
 } from "../../src/ffi/engine.ts";
 import { OP } from "../../src/ffi/engine-symbols.ts";
-import { woPackedBytes, woUnpackTS } from "../../src/build/wo-pack.ts";
+import { woPackedBytes, woUnpackTS } from "../../src/engine/wo-layout.ts";
 import { castArrayTS, toFloat32 } from "../../src/numeric.ts";
 
 const DT: Record<number, "F32" | "F16" | "BF16"> = { 1: "F32", 2: "F16", 3: "BF16" };

@@ -7,8 +7,8 @@
  */
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { fakeBackend } from "../../src/build/backend.ts";
-import { buildCheckpoint } from "../../src/build/checkpoint.ts";
+import { fakeBackend } from "../../src/builder/backend.ts";
+import { buildCheckpoint } from "../../src/builder/checkpoint.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
 import { loadCpuRunner } from "../../src/runtime/index.ts";
 import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";

@@ -9,7 +9,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { buildCheckpoint } from "../../src/build/checkpoint.ts";
+import { buildCheckpoint } from "../../src/builder/checkpoint.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
 import { isTrtbError } from "../../src/errors.ts";
 import { engineLib } from "../../src/ffi/engine.ts";

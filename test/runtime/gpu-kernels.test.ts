@@ -9,7 +9,7 @@
 import { describe, expect, test } from "bun:test";
 import { isTrtbError } from "../../src/errors.ts";
 import { type DeviceMem, engineLib, type GpuContext, Program, SAMPLE_PARAMS_BYTES, writeSampleParams } from "../../src/ffi/engine.ts";
-import { woPackTS } from "../../src/build/wo-pack.ts";
+import { woPackTS } from "../../src/engine/wo-layout.ts";
 import { castArrayTS, toFloat32 } from "../../src/numeric.ts";
 
 let ctx: GpuContext | null = null;

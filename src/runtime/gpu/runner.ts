@@ -26,10 +26,9 @@ import {
   type DeviceMem, type DevRef, type Dt, type EngineContext, type EngineDeviceInfo, engineLib, type Graph, type PinnedHost, Program,
   SAMPLE_PARAMS_BYTES, writeSampleParams,
 } from "../../ffi/engine.ts";
-import { Engine } from "../../build/engine.ts";
-import { type EngineModelDesc, type EnginePlan, type PlanGemmSite, tacticFor } from "../../build/plan.ts";
-import { woSite } from "../../build/tactics.ts";
-import { woPackedBytes } from "../../build/wo-pack.ts";
+import { Engine } from "../../engine/engine.ts";
+import { type EngineModelDesc, type EnginePlan, type PlanGemmSite, tacticFor, woSite } from "../../engine/plan.ts";
+import { woPackedBytes } from "../../engine/wo-layout.ts";
 import { BlockAllocator, slotOf } from "./kv-cache.ts";
 
 export interface RunnerOptions {

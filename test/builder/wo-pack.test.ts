@@ -1,10 +1,10 @@
 /**
- * The weight-only engine layout (src/build/wo-pack.ts): libtrtb's threaded packer gives the
+ * The weight-only engine layout (src/engine/wo-layout.ts, packed by src/builder/wo-pack.ts): libtrtb's threaded packer gives the
  * TypeScript reference's bytes, unpacking inverts packing (padding dropped), the fragment positions
  * match the kernel's description for a hand-checked tile, and bad calls fail with their codes.
  */
 import { describe, expect, test } from "bun:test";
-import { woPackedBytes, woPackTS, woUnpackTS } from "../../src/build/wo-pack.ts";
+import { woPackedBytes, woPackTS, woUnpackTS } from "../../src/engine/wo-layout.ts";
 import { nativeLib } from "../../src/ffi/index.ts";
 import { expectCode } from "../helpers.ts";
 

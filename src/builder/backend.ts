@@ -6,7 +6,7 @@
  */
 import { TrtbError } from "../errors.ts";
 import { type EngineDeviceInfo, engineLib, type GpuContext, type TuneProblem, type TuneResult } from "../ffi/engine.ts";
-import type { PlanDevice } from "./plan.ts";
+import type { PlanDevice } from "../engine/plan.ts";
 
 export interface Backend {
   /** Recorded in the plan (`plan.backend`). */

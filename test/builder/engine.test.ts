@@ -5,12 +5,12 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fakeBackend } from "../../src/build/backend.ts";
-import { buildCheckpoint } from "../../src/build/checkpoint.ts";
-import { build, Engine } from "../../src/build/engine.ts";
-import { ENGINE_MAGIC, openEngineFile } from "../../src/build/engine-file.ts";
-import { tokenBuckets } from "../../src/build/plan.ts";
-import { TimingCache } from "../../src/build/tactics.ts";
+import { fakeBackend } from "../../src/builder/backend.ts";
+import { buildCheckpoint } from "../../src/builder/checkpoint.ts";
+import { build } from "../../src/builder/build.ts";
+import { TimingCache, tokenBuckets } from "../../src/builder/tactics.ts";
+import { Engine } from "../../src/engine/engine.ts";
+import { ENGINE_MAGIC, openEngineFile } from "../../src/engine/engine-file.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
 import { isTrtbError } from "../../src/errors.ts";
 import { LLaMAForCausalLM } from "../../src/models/llama/model.ts";

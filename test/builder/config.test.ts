@@ -1,6 +1,7 @@
 /** BuildConfig / PluginConfig: upstream defaults, max_seq_len deduction, clipping and token checks. */
 import { describe, expect, test } from "bun:test";
-import { buildConfigToJSON, parseBuildConfig, resolveBuildConfig, rotaryFactor } from "../../src/build/config.ts";
+import { resolveBuildConfig, rotaryFactor } from "../../src/builder/config.ts";
+import { buildConfigToJSON, parseBuildConfig } from "../../src/engine/build-config.ts";
 import type { PretrainedConfig } from "../../src/config.ts";
 import { isTrtbError } from "../../src/errors.ts";
 

@@ -16,10 +16,11 @@ import { loadCheckpointRank, readCheckpointConfig } from "../models/common/model
 import { familyForCheckpoint } from "../models/registry.ts";
 import { ensureDir } from "../util/fs.ts";
 import { type Backend, defaultBackend } from "./backend.ts";
-import type { BuildConfigInput } from "./config.ts";
+import type { BuildConfigInput } from "../engine/build-config.ts";
+import { type EngineConfig, TOOLKIT_VERSION, writeEngineConfig } from "../engine/engine.ts";
+import { build, checkBuildable } from "./build.ts";
 import { resolveBuildConfig } from "./config.ts";
-import { build, checkBuildable, type EngineConfig, TOOLKIT_VERSION, writeEngineConfig } from "./engine.ts";
-import { describeModel } from "./plan.ts";
+import { describeModel } from "./describe.ts";
 import { TimingCache } from "./tactics.ts";
 
 export interface BuildCheckpointOptions {

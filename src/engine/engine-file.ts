@@ -23,8 +23,16 @@ import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync
 import { basename, dirname, join } from "node:path";
 import { DTYPE_SIZE } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
-import type { EngineTensor } from "./layout.ts";
+import type { LazyTensor } from "../tensor/lazy.ts";
 import { ENGINE_FORMAT, ENGINE_FORMAT_VERSION, type EnginePlan, type PlanTensor } from "./plan.ts";
+
+/** One tensor of an engine file: its name and layout, and the lazy source of its bytes. */
+export interface EngineTensor {
+  name: string;
+  dtype: "F32" | "F16" | "BF16" | "I8";
+  shape: number[];
+  source: LazyTensor;
+}
 
 export const ENGINE_MAGIC = "TRTBENG\0";
 const HEADER_BYTES = 64;

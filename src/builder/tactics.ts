@@ -13,7 +13,7 @@ import { TrtbError } from "../errors.ts";
 import { log } from "../log.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 import type { Backend } from "./backend.ts";
-import type { EngineModelDesc, PlanDevice, PlanGemm, PlanGemmSite, PlanTactic } from "./plan.ts";
+import { type EngineModelDesc, type PlanDevice, type PlanGemm, type PlanGemmSite, type PlanTactic, woSite } from "../engine/plan.ts";
 
 export interface CacheEntry {
   kind: PlanTactic["kind"];
@@ -65,9 +65,6 @@ export interface GemmSiteShape {
   /** 8 / 4: weight-only weights (the site is named `<name>.wo`) */
   wbits?: 8 | 4;
 }
-
-/** The plan site of a weight-only GEMM (its 16-bit twin keeps the plain name). */
-export const woSite = (name: string) => `${name}.wo`;
 
 /**
  * The distinct GEMM shapes of one rank. Outputs feeding the f32 residual stream (qkv, dense, down,
@@ -158,4 +155,14 @@ export function selectTactics(backend: Backend, sites: GemmSiteShape[], buckets:
     log.debug(`gemm ${s.name} [${s.n} x ${s.k}] ${s.ab}->${s.y}: ${timed}/${buckets.length} buckets timed in ${((performance.now() - t0) / 1000).toFixed(2)} s; m=1: ${tactics[b1[1]]!.kind} ${b1[2].toFixed(1)} µs`);
   }
   return { tactics, sites: out };
+}
+
+/** Token-count buckets tuned for each GEMM: powers of two up to (and including one ≥) maxTokens. */
+export function tokenBuckets(maxTokens: number): number[] {
+  const out: number[] = [];
+  for (let m = 1; ; m *= 2) {
+    out.push(m);
+    if (m >= maxTokens || m >= 16384) break;
+  }
+  return out;
 }

@@ -41,15 +41,10 @@ import { linearOfWeight } from "../quant/modules.ts";
 import { ropeInvFreq } from "../models/common/rope.ts";
 import { tensorFromBytes } from "../tensor.ts";
 import { cast, concat, type LazyTensor, lazy, renamed } from "../tensor/lazy.ts";
-import type { EngineModelDesc } from "./plan.ts";
-import { type WoBits, WoLinear, WoPackedTensor, WoScaleTensor } from "./wo-pack.ts";
-
-export interface EngineTensor {
-  name: string;
-  dtype: "F32" | "F16" | "BF16" | "I8";
-  shape: number[];
-  source: LazyTensor;
-}
+import type { EngineModelDesc } from "../engine/plan.ts";
+import type { EngineTensor } from "../engine/engine-file.ts";
+import type { WoBits } from "../engine/wo-layout.ts";
+import { WoLinear, WoPackedTensor, WoScaleTensor } from "./wo-pack.ts";
 
 export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): EngineTensor[] {
   const w = model.weights;

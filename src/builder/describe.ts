@@ -1,0 +1,78 @@
+/**
+ * The engine plan's model description, derived from the checkpoint config and the family's
+ * semantics (`Family.semantics`): the same reading the CPU reference runner applies, so both
+ * runtimes interpret every family the same way.
+ */
+import { configQuant, headSize, numKvHeads, type PretrainedConfig } from "../config.ts";
+import { TrtbError } from "../errors.ts";
+import { Mapping } from "../mapping.ts";
+import { kvHeadsPerRank, padVocab } from "../models/common/split.ts";
+import type { Family } from "../models/common/family.ts";
+import type { ModelSemantics } from "../models/common/semantics.ts";
+import type { EngineModelDesc } from "../engine/plan.ts";
+
+/**
+ * Derive one rank's model description; throws `BUILD_UNSUPPORTED` for what the runtime cannot run.
+ * `has(name)` says whether the rank's weights hold a tensor (biases are read off the weights).
+ */
+export function describeModel(cfg: PretrainedConfig, rank: number, family: Pick<Family, "semantics">, has: (name: string) => boolean = () => false): EngineModelDesc {
+  if (cfg.dtype !== "float16" && cfg.dtype !== "bfloat16")
+    throw new TrtbError("BUILD_UNSUPPORTED", `dtype ${cfg.dtype} is not supported by the CUDA backend (float16, bfloat16); convert with --dtype bfloat16 or float16`);
+  let st: ModelSemantics;
+  try {
+    st = family.semantics(cfg);
+  } catch (e) {
+    throw new TrtbError("BUILD_UNSUPPORTED", (e as Error).message, { cause: e });
+  }
+  const m = Mapping.fromJSON(cfg.mapping, rank);
+  const tp = m.tpSize;
+  const H = cfg.hidden_size;
+  const V = cfg.vocab_size;
+  const nH = cfg.num_attention_heads;
+  const nKV = numKvHeads(cfg);
+  const d = headSize(cfg);
+  const I = cfg.intermediate_size ?? 4 * H;
+  const layers = m.ppLayers(cfg.num_hidden_layers);
+  const moeCfg = cfg.moe as { num_experts?: number; top_k?: number } | undefined;
+  const moe = moeCfg?.num_experts ? { num_experts: moeCfg.num_experts, top_k: moeCfg.top_k ?? 2, local_experts: m.epExperts(moeCfg.num_experts) } : null;
+  const qa = configQuant(cfg).quant_algo;
+  const weightOnly = qa === "W8A16" || qa === "W4A16" ? { algo: qa, bits: qa === "W8A16" ? 8 : 4 } as const : null;
+  const parallelEmb = cfg.use_parallel_embedding && tp > 1;
+  const embDim0 = parallelEmb && cfg.embedding_sharding_dim === 0;
+  const embRows = embDim0 ? Math.ceil(V / tp) : V;
+  return {
+    architecture: cfg.architecture,
+    dtype: cfg.dtype,
+    vocab_size: V,
+    lm_head_rows: padVocab(V, tp) / tp,
+    embedding_rows: embRows,
+    embedding_vocab_start: embDim0 ? m.tpRank * embRows : 0,
+    embedding_hidden_split: parallelEmb && cfg.embedding_sharding_dim === 1,
+    hidden_size: H,
+    layers,
+    num_heads: nH / tp,
+    num_kv_heads: kvHeadsPerRank(nKV, tp),
+    head_size: d,
+    qkv_rows: (nH / tp + 2 * kvHeadsPerRank(nKV, tp)) * d,
+    intermediate_size: moe ? I / m.moeTpSize : I / tp,
+    act: st.act,
+    norm_eps: cfg.norm_epsilon,
+    embed_scale: st.embedScale,
+    attn_scale: st.attnScale,
+    attn_softcap: st.attnSoftcap,
+    final_softcap: st.finalSoftcap,
+    windows: layers.map((l) => st.window(l)),
+    sandwich_norms: st.sandwich,
+    qk_norm: st.qkNorm,
+    rotary_dim: st.rotaryDim,
+    bias: {
+      qkv: has("transformer.layers.0.attention.qkv.bias"),
+      dense: has("transformer.layers.0.attention.dense.bias"),
+      mlp: has("transformer.layers.0.mlp.proj.bias") || has("transformer.layers.0.mlp.fc.bias"),
+    },
+    moe,
+    first_pp_rank: m.isFirstPpRank(),
+    last_pp_rank: m.isLastPpRank(),
+    weight_only: weightOnly,
+  };
+}
