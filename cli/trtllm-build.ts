@@ -21,10 +21,10 @@ import { type BuildConfigInput, PLUGIN_BOOL_FIELDS, PLUGIN_DTYPE_FIELDS, PLUGIN_
 import { checkBuildable } from "../src/builder/build.ts";
 import { writeEngineConfig } from "../src/engine/engine.ts";
 import { TimingCache } from "../src/builder/tactics.ts";
-import { configMapping } from "../src/config.ts";
+import { configMapping } from "../src/format/checkpoint-config.ts";
 import { TrtbError } from "../src/errors.ts";
 import { log, setLogLevel } from "../src/log.ts";
-import { readCheckpointConfig } from "../src/models/common/model.ts";
+import { readCheckpointConfig } from "../src/format/checkpoint.ts";
 import { ensureDir } from "../src/util/fs.ts";
 import { runCli } from "./_main.ts";
 

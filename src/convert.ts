@@ -9,8 +9,8 @@
  * `config.json` is removed first and written last: an interrupted run never looks complete.
  */
 import { join } from "node:path";
-import type { PretrainedConfig, QuantConfig } from "./config.ts";
-import { configToJSONText } from "./config.ts";
+import type { PretrainedConfig, QuantConfig } from "./format/checkpoint-config.ts";
+import { configToJSONText } from "./format/checkpoint-config.ts";
 import type { ModelDType } from "./dtype.ts";
 import { openHFCheckpoint } from "./format/hf-checkpoint.ts";
 import { readHFConfig } from "./format/hf-config.ts";

@@ -9,12 +9,13 @@ export { Mapping } from "./mapping.ts";
 export {
   type PretrainedConfig, type QuantConfig, type QuantAlgo, QUANT_ALGOS,
   parsePretrainedConfig, defaultQuantConfig,
-} from "./config.ts";
+} from "./format/checkpoint-config.ts";
 export type { TensorView, TensorSource } from "./tensor.ts";
 export { openSafetensors, SafetensorsWriter } from "./format/safetensors.ts";
 export { openHFCheckpoint } from "./format/hf-checkpoint.ts";
 export { openTorchCheckpoint } from "./format/pth.ts";
-export { PretrainedModel, readCheckpointConfig } from "./models/common/model.ts";
+export { PretrainedModel } from "./models/common/model.ts";
+export { readCheckpointConfig } from "./format/checkpoint.ts";
 export { DecoderModel } from "./models/common/decoder-model.ts";
 export { LLaMAForCausalLM } from "./models/llama/model.ts";
 export { QWenForCausalLM } from "./models/qwen/model.ts";

@@ -5,7 +5,7 @@
  * `PretrainedModel.quantize(hf_model_dir, output_dir, dtype, mapping, quant_config, device=…)`,
  * without calibration: the schemes here need none.
  */
-import type { QuantConfig } from "./config.ts";
+import type { QuantConfig } from "./format/checkpoint-config.ts";
 import { type ConvertOptions, type ConvertResult, convertCheckpoint } from "./convert.ts";
 import type { ModelDType } from "./dtype.ts";
 import { TrtbError } from "./errors.ts";

@@ -4,7 +4,7 @@
  * scales). All logic is in src/quant/.
  */
 import { defineCommand } from "citty";
-import type { QuantConfig } from "../../src/config.ts";
+import type { QuantConfig } from "../../src/format/checkpoint-config.ts";
 import { TrtbError } from "../../src/errors.ts";
 import { log, setLogLevel } from "../../src/log.ts";
 import { Mapping } from "../../src/mapping.ts";

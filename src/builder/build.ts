@@ -5,7 +5,7 @@
  *   describe the model → lay out the weights (lazy) → time the GEMM tactics on the device
  *   (timing cache first) → Engine (config + plan + lazy weights), saved by `engine.save(dir)`.
  */
-import { configQuant, type PretrainedConfig } from "../config.ts";
+import { configQuant, type PretrainedConfig } from "../format/checkpoint-config.ts";
 import { TrtbError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { DecoderModel } from "../models/common/decoder-model.ts";

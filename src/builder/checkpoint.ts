@@ -8,11 +8,12 @@
  */
 import { readdirSync, rmSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
-import { configMapping, type PretrainedConfig } from "../config.ts";
+import { configMapping, type PretrainedConfig } from "../format/checkpoint-config.ts";
 import { TrtbError } from "../errors.ts";
 import { log } from "../log.ts";
 import { DecoderModel } from "../models/common/decoder-model.ts";
-import { loadCheckpointRank, readCheckpointConfig } from "../models/common/model.ts";
+import { readCheckpointConfig } from "../format/checkpoint.ts";
+import { loadCheckpointRank } from "../models/common/model.ts";
 import { familyForCheckpoint } from "../models/registry.ts";
 import { ensureDir } from "../util/fs.ts";
 import { type Backend, defaultBackend } from "./backend.ts";

@@ -3,7 +3,7 @@
  * `_init_max_seq_len`, `check_max_num_tokens`, `update_kv_cache_type`); the rules are listed in
  * src/engine/build-config.ts.
  */
-import type { PretrainedConfig } from "../config.ts";
+import type { PretrainedConfig } from "../format/checkpoint-config.ts";
 import { TrtbError } from "../errors.ts";
 import { log } from "../log.ts";
 import { type BuildConfig, type BuildConfigInput, parseBuildConfig } from "../engine/build-config.ts";

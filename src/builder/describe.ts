@@ -3,7 +3,7 @@
  * semantics (`Family.semantics`): the same reading the CPU reference runner applies, so both
  * runtimes interpret every family the same way.
  */
-import { configQuant, headSize, numKvHeads, type PretrainedConfig } from "../config.ts";
+import { configQuant, headSize, numKvHeads, type PretrainedConfig } from "../format/checkpoint-config.ts";
 import { TrtbError } from "../errors.ts";
 import { Mapping } from "../mapping.ts";
 import { kvHeadsPerRank, padVocab } from "../models/common/split.ts";

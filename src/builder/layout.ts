@@ -31,7 +31,7 @@
  * `<name>` I8 in the tiled layout of wo-pack.ts plus `<name>.scale` F32 [rows]. A fused tensor
  * ([gate; fc]) must be quantized or excluded as a whole.
  */
-import { configQuant, type PretrainedConfig } from "../config.ts";
+import { configQuant, type PretrainedConfig } from "../format/checkpoint-config.ts";
 import type { DType } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
 import type { PretrainedModel } from "../models/common/model.ts";

@@ -15,7 +15,7 @@
  * config.json holds).
  */
 import { z } from "zod";
-import type { PretrainedConfig } from "../config.ts";
+import type { PretrainedConfig } from "../format/checkpoint-config.ts";
 import { TrtbError } from "../errors.ts";
 import { log } from "../log.ts";
 

@@ -7,7 +7,7 @@
 import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
-import { type PretrainedConfig, parsePretrainedConfig } from "../config.ts";
+import { type PretrainedConfig, parsePretrainedConfig } from "../format/checkpoint-config.ts";
 import { TrtbError } from "../errors.ts";
 import { Mapping } from "../mapping.ts";
 import { ensureDir, writeFileAtomic } from "../util/fs.ts";

@@ -4,7 +4,7 @@
  * (`convertRank` → `quantizeRankWeights`) and the runner's view of a quantized rank file
  * (`dequantizedSource`).
  */
-import { configQuant, type PretrainedConfig, type QuantAlgo, type QuantConfig, quantConfigToJSON } from "../config.ts";
+import { configQuant, type PretrainedConfig, type QuantAlgo, type QuantConfig, quantConfigToJSON } from "../format/checkpoint-config.ts";
 import { modelDTypeToST } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
 import type { Mapping } from "../mapping.ts";

@@ -27,7 +27,7 @@
  * into them) and models with sandwich norms (Gemma2: `post_layernorm` is not the pre-MLP norm, which
  * upstream's FP8 rowwise norm replacement assumes).
  */
-import { type PretrainedConfig, type QuantConfig, QuantConfigSchema } from "../config.ts";
+import { type PretrainedConfig, type QuantConfig, QuantConfigSchema } from "../format/checkpoint-config.ts";
 import type { DType } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
 import type { ParamSpec } from "../tensor.ts";

@@ -34,7 +34,7 @@
  * TP: column layers keep the full input dim; row layers (dense, proj) split it, so in/tp must be a
  * multiple of group_size. The row count per rank must be even.
  */
-import { type PretrainedConfig, type QuantConfig, QuantConfigSchema } from "../config.ts";
+import { type PretrainedConfig, type QuantConfig, QuantConfigSchema } from "../format/checkpoint-config.ts";
 import type { DType } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
 import type { ParamSpec } from "../tensor.ts";

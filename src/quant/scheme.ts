@@ -8,7 +8,7 @@
  *   - what weight the engine effectively multiplies by (`effectiveWeight`): the runner side, which
  *     dequantizes stored tensors (AWQ, FP8) or replays the build-time quantization (W8A16/W4A16).
  */
-import type { PretrainedConfig, QuantAlgo, QuantConfig } from "../config.ts";
+import type { PretrainedConfig, QuantAlgo, QuantConfig } from "../format/checkpoint-config.ts";
 import type { DType } from "../dtype.ts";
 import type { ParamSpec } from "../tensor.ts";
 import type { LazyTensor } from "../tensor/lazy.ts";

@@ -23,7 +23,7 @@
  * Which weights: names containing qkv/dense/fc/proj/gate `.weight` (MoE experts too), minus
  * `exclude_modules` matched against the weight name (build) and module name (model side).
  */
-import { type PretrainedConfig, type QuantAlgo, type QuantConfig, QuantConfigSchema } from "../config.ts";
+import { type PretrainedConfig, type QuantAlgo, type QuantConfig, QuantConfigSchema } from "../format/checkpoint-config.ts";
 import type { DType } from "../dtype.ts";
 import type { ParamSpec } from "../tensor.ts";
 import type { LazyTensor } from "../tensor/lazy.ts";

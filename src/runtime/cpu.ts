@@ -11,7 +11,7 @@
  *   mlp:  proj(act(fc(x)) * gate(x)); fused fc = [linear; activated]; MoE: softmax router, top-k,
  *         renormalised, experts as fused fc.
  */
-import { headSize, numKvHeads, type PretrainedConfig } from "../config.ts";
+import { headSize, numKvHeads, type PretrainedConfig } from "../format/checkpoint-config.ts";
 import { TrtbError } from "../errors.ts";
 import type { F32Tensor, FullWeights } from "./merge.ts";
 import type { ModelSemantics } from "../models/common/semantics.ts";

@@ -1,5 +1,5 @@
 /** Runtime entry points: the CPU reference runner over a TRT-LLM checkpoint directory. */
-import { readCheckpointConfig } from "../models/common/model.ts";
+import { readCheckpointConfig } from "../format/checkpoint.ts";
 import { familyForCheckpoint } from "../models/registry.ts";
 import { CpuRunner } from "./cpu.ts";
 import { mergeCheckpoint } from "./merge.ts";

@@ -3,10 +3,10 @@
  * the split rules in `src/models/common/split.ts`. Used by the CPU reference runner, so it is written for
  * clarity; it holds the whole model in f32 (fine for the small models the oracle is meant for).
  */
-import { headSize, numKvHeads, type PretrainedConfig } from "../config.ts";
+import { headSize, numKvHeads, type PretrainedConfig } from "../format/checkpoint-config.ts";
 import { TrtbError } from "../errors.ts";
 import { Mapping } from "../mapping.ts";
-import { openRankFile } from "../models/common/model.ts";
+import { openRankFile } from "../format/checkpoint.ts";
 import { kvHeadsPerRank } from "../models/common/split.ts";
 import { dequantizedSource } from "../quant/apply.ts";
 import type { TensorSource } from "../tensor.ts";

@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { resolveBuildConfig, rotaryFactor } from "../../src/builder/config.ts";
 import { buildConfigToJSON, parseBuildConfig } from "../../src/engine/build-config.ts";
-import type { PretrainedConfig } from "../../src/config.ts";
+import type { PretrainedConfig } from "../../src/format/checkpoint-config.ts";
 import { isTrtbError } from "../../src/errors.ts";
 
 const model = (over: Record<string, unknown> = {}) => ({ dtype: "bfloat16", max_position_embeddings: 4096, rotary_scaling: null, ...over }) as unknown as PretrainedConfig;

@@ -17,7 +17,7 @@
 import { describe, expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import type { QuantAlgo } from "../../src/config.ts";
+import type { QuantAlgo } from "../../src/format/checkpoint-config.ts";
 import type { DType } from "../../src/dtype.ts";
 import { SafetensorsWriter } from "../../src/format/safetensors.ts";
 import { Mapping } from "../../src/mapping.ts";

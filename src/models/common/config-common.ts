@@ -2,7 +2,7 @@
  * Config pieces every family shares: conversion options, the base key set of a decoder config,
  * and the split/rope checks.
  */
-import { defaultQuantConfig, type PretrainedConfig, type QuantConfig, quantConfigToJSON } from "../../config.ts";
+import { defaultQuantConfig, type PretrainedConfig, type QuantConfig, quantConfigToJSON } from "../../format/checkpoint-config.ts";
 import type { ModelDType } from "../../dtype.ts";
 import { TrtbError } from "../../errors.ts";
 import { type HFConfig, hfSourceDType, resolveDType } from "../../format/hf-config.ts";

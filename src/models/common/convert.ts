@@ -6,7 +6,7 @@
  * split over TP, and an optional element-wise transform. The driver walks the rows for this rank's
  * pipeline stage and returns lazy tensors; nothing is read until they are written.
  */
-import { headSize, numKvHeads, type PretrainedConfig } from "../../config.ts";
+import { headSize, numKvHeads, type PretrainedConfig } from "../../format/checkpoint-config.ts";
 import { type DType, modelDTypeToST } from "../../dtype.ts";
 import { TrtbError } from "../../errors.ts";
 import type { Mapping } from "../../mapping.ts";

@@ -2,7 +2,7 @@
  * `DecoderModel`: one rank of a decoder-only model of any family, plus the shared constructors
  * every family class (`LLaMAForCausalLM`, `QWenForCausalLM`, …) exposes.
  */
-import type { PretrainedConfig } from "../../config.ts";
+import type { PretrainedConfig } from "../../format/checkpoint-config.ts";
 import { TrtbError } from "../../errors.ts";
 import { openHFCheckpoint } from "../../format/hf-checkpoint.ts";
 import { readHFConfig } from "../../format/hf-config.ts";

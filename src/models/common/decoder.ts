@@ -4,7 +4,7 @@
  * upstream's module tree (`transformer.vocab_embedding`, `transformer.layers.{i}.…`,
  * `transformer.ln_f`, `lm_head`).
  */
-import { headSize, numKvHeads, type PretrainedConfig } from "../../config.ts";
+import { headSize, numKvHeads, type PretrainedConfig } from "../../format/checkpoint-config.ts";
 import { type DType, modelDTypeToST } from "../../dtype.ts";
 import type { Mapping } from "../../mapping.ts";
 import { quantizeParamSpecs } from "../../quant/apply.ts";

@@ -2,7 +2,7 @@
  * What every model family provides, so the registry, the converter driver, the CLI and the runners
  * treat them alike.
  */
-import type { PretrainedConfig } from "../../config.ts";
+import type { PretrainedConfig } from "../../format/checkpoint-config.ts";
 import type { HFConfig } from "../../format/hf-config.ts";
 import type { Mapping } from "../../mapping.ts";
 import type { TensorSource } from "../../tensor.ts";

@@ -7,17 +7,19 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { configMapping, configToJSONText, type PretrainedConfig, parsePretrainedConfig } from "../../config.ts";
+import { configMapping, configToJSONText, type PretrainedConfig, parsePretrainedConfig } from "../../format/checkpoint-config.ts";
 import { type DType, DTYPE_SIZE } from "../../dtype.ts";
 import { TrtbError } from "../../errors.ts";
 import { openSafetensors, SafetensorsWriter } from "../../format/safetensors.ts";
 import { log } from "../../log.ts";
 import type { Mapping } from "../../mapping.ts";
 import type { ParamSpec, TensorSource, TensorView } from "../../tensor.ts";
+import { openRankFile, readCheckpointConfig } from "../../format/checkpoint.ts";
 import { type LazyTensor, lazy } from "../../tensor/lazy.ts";
 import { ensureDir, writeFileAtomic } from "../../util/fs.ts";
 
 export type { ParamSpec };
+
 
 export interface SaveOptions {
   /** Write config.json too (upstream writes it from rank 0 only). Default true. */
@@ -112,26 +114,6 @@ export abstract class PretrainedModel {
     }
     if (opts.saveConfig ?? true) writeFileAtomic(join(dir, "config.json"), configToJSONText(this.config));
   }
-}
-
-/** Read and validate `<dir>/config.json` of a TRT-LLM checkpoint. */
-export async function readCheckpointConfig(dir: string): Promise<PretrainedConfig> {
-  const file = join(dir, "config.json");
-  if (!existsSync(file)) throw new TrtbError("CKPT_NO_CONFIG", `${file}: not found (is ${dir} a TRT-LLM checkpoint directory?)`, { file });
-  let json: unknown;
-  try {
-    json = await Bun.file(file).json();
-  } catch (e) {
-    throw new TrtbError("CKPT_CONFIG_JSON", `${file}: not valid JSON (${(e as Error).message})`, { file });
-  }
-  return parsePretrainedConfig(json, file);
-}
-
-/** Open `rank{N}.safetensors` of a checkpoint (validated), checking it exists. */
-export function openRankFile(dir: string, rank: number): TensorSource {
-  const file = join(dir, `rank${rank}.safetensors`);
-  if (!existsSync(file)) throw new TrtbError("CKPT_MISSING_RANK", `${file}: not found (config.json declares rank ${rank})`, { file });
-  return openSafetensors(file);
 }
 
 /** Generic `fromCheckpoint`: the caller supplies the family's constructor. */

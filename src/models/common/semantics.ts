@@ -7,7 +7,7 @@
  * settings, sliding window, MoE top-k); each family's `semantics(cfg)` starts from it and sets its
  * own differences (Gemma's embedding scale and soft-caps, Qwen3's q/k norms, Phi-3's fused MLP).
  */
-import { headSize, type PretrainedConfig } from "../../config.ts";
+import { headSize, type PretrainedConfig } from "../../format/checkpoint-config.ts";
 import { TrtbError } from "../../errors.ts";
 import { ropeInvFreq } from "./rope.ts";
 

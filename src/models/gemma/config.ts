@@ -6,7 +6,7 @@
  *   HF `sliding_window` and `layer_types` as extra top-level keys (readers ignore unknown keys) so our
  *   runtimes apply the window. Soft-caps and `query_pre_attn_scalar` are written as HF names them.
  */
-import type { PretrainedConfig } from "../../config.ts";
+import type { PretrainedConfig } from "../../format/checkpoint-config.ts";
 import { TrtbError } from "../../errors.ts";
 import { type HFConfig, hfRope } from "../../format/hf-config.ts";
 import { baseConfigFromHF, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../common/config-common.ts";

@@ -3,7 +3,7 @@
  *
  * The embedding is stored unscaled; runtimes multiply it by sqrt(hidden_size) (f32 in our runners).
  */
-import { headSize, type PretrainedConfig } from "../../config.ts";
+import { headSize, type PretrainedConfig } from "../../format/checkpoint-config.ts";
 import type { Mapping } from "../../mapping.ts";
 import type { FromSourceOptions } from "../common/config-common.ts";
 import { type DecoderLayout, LLAMA_LAYOUT } from "../common/decoder.ts";

@@ -8,7 +8,7 @@
  *   Llama; in Gemma2 (`inter_layernorms: true`) it normalises the attention output, and
  *   `pre_feedforward_layernorm` / `post_feedforward_layernorm` wrap the MLP.
  */
-import type { PretrainedConfig } from "../../config.ts";
+import type { PretrainedConfig } from "../../format/checkpoint-config.ts";
 import type { FamilyTable, NameRow } from "../common/convert.ts";
 import { isGemma2 } from "./config.ts";
 

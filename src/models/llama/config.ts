@@ -2,7 +2,7 @@
  * Llama-family config (`LLaMAConfig`, spec §1.2 and §1.5): from a Hugging Face config (Llama 1–3.2,
  * Mistral). Meta `params.json` is handled in meta.ts.
  */
-import type { PretrainedConfig } from "../../config.ts";
+import type { PretrainedConfig } from "../../format/checkpoint-config.ts";
 import { TrtbError } from "../../errors.ts";
 import { type HFConfig, hfRope } from "../../format/hf-config.ts";
 import { baseConfigFromHF, checkRope, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../common/config-common.ts";

@@ -13,7 +13,7 @@
  * q/k rows are permuted from Meta's interleaved rotary pairs to rotate-half (HF layout): viewed as
  * [heads, d/2, 2, in], the middle axes are swapped. v is unchanged.
  */
-import type { PretrainedConfig } from "../../config.ts";
+import type { PretrainedConfig } from "../../format/checkpoint-config.ts";
 import type { ModelDType } from "../../dtype.ts";
 import { TrtbError } from "../../errors.ts";
 import { listMetaShards, openTorchCheckpoint, readMetaParams } from "../../format/pth.ts";

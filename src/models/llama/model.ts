@@ -2,7 +2,7 @@
  * `LLaMAForCausalLM` (Llama 1/2/3/3.1/3.2, Mistral), after upstream's class of the same name:
  * `fromHuggingFace`, `fromMetaCkpt`, `fromCheckpoint`, `saveCheckpoint`, `load`.
  */
-import type { PretrainedConfig } from "../../config.ts";
+import type { PretrainedConfig } from "../../format/checkpoint-config.ts";
 import { Mapping } from "../../mapping.ts";
 import { type DecoderLayout, LLAMA_LAYOUT } from "../common/decoder.ts";
 import { DecoderModel, fromCheckpoint, fromHuggingFace, withLmHeadSource } from "../common/decoder-model.ts";

@@ -5,7 +5,7 @@
  * Note the MLP naming: TRT-LLM `mlp.fc` is the activated branch = HF `gate_proj`, `mlp.gate` = HF
  * `up_proj` (§2.4, §7.1).
  */
-import type { PretrainedConfig } from "../../config.ts";
+import type { PretrainedConfig } from "../../format/checkpoint-config.ts";
 import type { FamilyTable } from "../common/convert.ts";
 
 const attnBias = (c: PretrainedConfig) => c.attn_bias === true;

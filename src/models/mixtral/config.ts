@@ -6,7 +6,7 @@
  *   `moe_tp_size` / `moe_ep_size`.
  * - `hidden_act: "swiglu"`, `moe.normalization_mode: 1` (RENORMALIZE: softmax, top-k, renormalise).
  */
-import type { PretrainedConfig } from "../../config.ts";
+import type { PretrainedConfig } from "../../format/checkpoint-config.ts";
 import { TrtbError } from "../../errors.ts";
 import type { HFConfig } from "../../format/hf-config.ts";
 import { checkSplits, type FromSourceOptions, mappingOf } from "../common/config-common.ts";

@@ -2,7 +2,7 @@
  * Mixtral → `MixtralForCausalLM`: the Llama code path with a mixture-of-experts MLP (docs/families.md
  * §4): the family and its class.
  */
-import type { PretrainedConfig } from "../../config.ts";
+import type { PretrainedConfig } from "../../format/checkpoint-config.ts";
 import type { Mapping } from "../../mapping.ts";
 import type { FromSourceOptions } from "../common/config-common.ts";
 import { type DecoderLayout, LLAMA_LAYOUT } from "../common/decoder.ts";

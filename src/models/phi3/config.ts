@@ -4,7 +4,7 @@
  * - `hidden_act: "swiglu"`, no biases. `rotary_embedding_dim` = head_size · partial_rotary_factor.
  * - long_rope (max_position_embeddings ≥ 128000, the 128k variants) is refused for now.
  */
-import type { PretrainedConfig } from "../../config.ts";
+import type { PretrainedConfig } from "../../format/checkpoint-config.ts";
 import { TrtbError } from "../../errors.ts";
 import { type HFConfig, hfPartialRotaryFactor, hfRope } from "../../format/hf-config.ts";
 import { baseConfigFromHF, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../common/config-common.ts";

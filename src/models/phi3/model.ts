@@ -3,7 +3,7 @@
  *
  * Its `mlp.fc` holds [up_r; gate_r] per rank (one fused tensor, no `mlp.gate`).
  */
-import type { PretrainedConfig } from "../../config.ts";
+import type { PretrainedConfig } from "../../format/checkpoint-config.ts";
 import type { Mapping } from "../../mapping.ts";
 import type { FromSourceOptions } from "../common/config-common.ts";
 import { type DecoderLayout, LLAMA_LAYOUT } from "../common/decoder.ts";

@@ -7,7 +7,7 @@
  *   `qk_layernorm`).
  * - `rotary_base` falls back to 100000 when the HF config has no theta.
  */
-import type { PretrainedConfig } from "../../config.ts";
+import type { PretrainedConfig } from "../../format/checkpoint-config.ts";
 import { TrtbError } from "../../errors.ts";
 import { type HFConfig, hfRope } from "../../format/hf-config.ts";
 import { baseConfigFromHF, checkRope, checkSplits, type FromSourceOptions, hfHeadSize, mappingOf } from "../common/config-common.ts";

@@ -3,7 +3,7 @@
  *
  * Qwen3's q/k norms are applied per head before RoPE with `norm_epsilon` (HF's rms_norm_eps).
  */
-import type { PretrainedConfig } from "../../config.ts";
+import type { PretrainedConfig } from "../../format/checkpoint-config.ts";
 import type { Mapping } from "../../mapping.ts";
 import type { FromSourceOptions } from "../common/config-common.ts";
 import { type DecoderLayout, LLAMA_LAYOUT } from "../common/decoder.ts";

@@ -5,8 +5,8 @@
  * from 0.10 to 1.3 accepts.
  */
 import { z } from "zod";
-import { TrtbError } from "./errors.ts";
-import { Mapping } from "./mapping.ts";
+import { TrtbError } from "../errors.ts";
+import { Mapping } from "../mapping.ts";
 
 export const QUANT_ALGOS = [
   "W8A16", "W4A16", "W4A16_AWQ", "W4A8_AWQ", "W4A16_GPTQ", "W8A16_GPTQ",
