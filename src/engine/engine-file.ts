@@ -23,6 +23,7 @@ import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync
 import { basename, dirname, join } from "node:path";
 import { DTYPE_SIZE } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
+import { mapFile, readAt } from "../format/byte-source.ts";
 import type { LazyTensor } from "../tensor/lazy.ts";
 import { ENGINE_FORMAT, ENGINE_FORMAT_VERSION, type EnginePlan, type PlanTensor } from "./plan.ts";
 
@@ -197,17 +198,12 @@ export function openEngineFile(path: string): EngineFile {
 function makeEngineFile(path: string, plan: EnginePlan, blobOffset: number, blobBytes: number): EngineFile {
   const readRange = (offset: number, len: number): Uint8Array => {
     try {
-      return Bun.mmap(path, { offset: blobOffset + offset, size: len, shared: false });
+      return mapFile(path, blobOffset + offset, len);
     } catch {
       const out = new Uint8Array(len);
       const fd = openSync(path, "r");
       try {
-        let got = 0;
-        while (got < len) {
-          const n = readSync(fd, out, got, Math.min(len - got, 1 << 30), blobOffset + offset + got);
-          if (n <= 0) throw new TrtbError("ENGINE_FORMAT", `${path}: unexpected end of file`, { file: path });
-          got += n;
-        }
+        if (readAt(fd, out, blobOffset + offset, 1 << 30) < len) throw new TrtbError("ENGINE_FORMAT", `${path}: unexpected end of file`, { file: path });
       } finally {
         closeSync(fd);
       }

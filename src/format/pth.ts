@@ -47,6 +47,7 @@ import { z } from "zod";
 import { DTYPE_SIZE, type DType } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
 import type { TensorSource, TensorView } from "../tensor.ts";
+import { mapFile } from "./byte-source.ts";
 import { describe, isDict, isTuple, PyGlobal, quote, unpickle, type PickleValue } from "./pickle.ts";
 import { ZipArchive, type ZipOpenOptions } from "./zip.ts";
 
@@ -450,7 +451,7 @@ export function openTorchCheckpoint(path: string, opts: TorchOpenOptions = {}): 
   try {
     zip = ZipArchive.open(path, opts);
   } catch (e) {
-    throw legacyOr(e, path, () => Bun.mmap(path, { offset: 0, size: 2, shared: false }));
+    throw legacyOr(e, path, () => mapFile(path, 0, 2));
   }
   return withZip(zip, () => new TorchCheckpoint(zip));
 }

@@ -55,6 +55,7 @@
 import { statSync } from "node:fs";
 import { inflateRawSync } from "node:zlib";
 import { TrtbError } from "../errors.ts";
+import { type ByteSource, type MapErrors, MappedSource, MemorySource, mapFile } from "./byte-source.ts";
 
 export const METHOD_STORED = 0;
 export const METHOD_DEFLATE = 8;
@@ -107,47 +108,23 @@ export interface ZipDataRange {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Byte access: one whole mapping, or windows mapped on demand.
+// Byte access (byte-source.ts): one whole mapping, or each range mapped on its own.
 
-interface ByteSource {
-  readonly size: number;
-  /** `length` bytes at absolute `offset`; the caller has checked the bounds. */
-  slice(offset: number, length: number): Uint8Array;
-}
-
-class BytesSource implements ByteSource {
-  constructor(private readonly bytes: Uint8Array) {}
-  get size(): number {
-    return this.bytes.length;
-  }
-  slice(offset: number, length: number): Uint8Array {
-    return this.bytes.subarray(offset, offset + length);
-  }
-}
-
-class WindowSource implements ByteSource {
-  constructor(
-    private readonly path: string,
-    readonly size: number,
-  ) {}
-  slice(offset: number, length: number): Uint8Array {
-    if (length === 0) return new Uint8Array(0);
-    const m = mapFile(this.path, offset, length);
-    // Bun clamps the size to the file: a shorter mapping means the file shrank under us.
-    if (m.length !== length) {
-      throw new TrtbError("ZIP_TRUNCATED", `${this.path}: file changed size while open (wanted ${length} bytes at ${offset}, got ${m.length})`, { file: this.path });
-    }
-    return m;
-  }
-}
-
-function mapFile(path: string, offset?: number, size?: number): Uint8Array {
+function mapWhole(path: string): Uint8Array {
   try {
-    return offset === undefined ? Bun.mmap(path, { shared: false }) : Bun.mmap(path, { offset, size, shared: false });
+    return mapFile(path);
   } catch (e) {
-    const what = size === undefined ? "map" : `map ${size} bytes at offset ${offset} of`;
-    throw new TrtbError(size === undefined ? "ZIP_OPEN" : "ZIP_UNSUPPORTED", `cannot ${what} ${path}: ${(e as Error).message}`, { file: path, cause: e });
+    throw new TrtbError("ZIP_OPEN", `cannot map ${path}: ${(e as Error).message}`, { file: path, cause: e });
   }
+}
+
+function mapErrors(path: string): MapErrors {
+  return {
+    map: (offset, size, e) =>
+      new TrtbError("ZIP_UNSUPPORTED", `cannot map ${size} bytes at offset ${offset} of ${path}: ${(e as Error).message}`, { file: path, cause: e }),
+    mapShort: (offset, size, got) =>
+      new TrtbError("ZIP_TRUNCATED", `${path}: file changed size while open (wanted ${size} bytes at ${offset}, got ${got})`, { file: path }),
+  };
 }
 
 function u16(b: Uint8Array, o: number): number {
@@ -212,19 +189,19 @@ export class ZipArchive {
     } catch (e) {
       throw new TrtbError("ZIP_OPEN", `cannot open ${path}: ${(e as Error).message}`, { file: path, cause: e });
     }
-    if (size < EOCD_LEN) return new ZipArchive(path, new BytesSource(size === 0 ? new Uint8Array(0) : mapFile(path)));
+    if (size < EOCD_LEN) return new ZipArchive(path, new MemorySource(size === 0 ? new Uint8Array(0) : mapWhole(path)));
     const limit = opts.wholeMapLimit ?? DEFAULT_WHOLE_MAP_LIMIT;
     if (size <= limit) {
-      const whole = mapFile(path);
+      const whole = mapWhole(path);
       if (whole.length !== size) throw new TrtbError("ZIP_TRUNCATED", `${path}: file changed size while opening`, { file: path });
-      return new ZipArchive(path, new BytesSource(whole));
+      return new ZipArchive(path, new MemorySource(whole));
     }
-    return new ZipArchive(path, new WindowSource(path, size));
+    return new ZipArchive(path, new MappedSource({ path, size, windows: false, errors: mapErrors(path) }));
   }
 
   /** Read a ZIP held in memory (tests, fuzzing). `label` names it in messages. */
   static fromBytes(bytes: Uint8Array, label = "<memory>"): ZipArchive {
-    return new ZipArchive(label, new BytesSource(bytes));
+    return new ZipArchive(label, new MemorySource(bytes));
   }
 
   /** Size of the underlying file in bytes. */
@@ -263,7 +240,7 @@ export class ZipArchive {
     };
     const at = e.localHeaderOffset;
     // readCentralDirectory guaranteed at + LOCAL_LEN <= dataLimit.
-    const h = src.slice(at, LOCAL_LEN);
+    const h = src.view(at, LOCAL_LEN);
     if (u32(h, 0) !== SIG_LOCAL) bad(`no local file header at offset ${at}`);
     const flags = u16(h, 6);
     const method = u16(h, 8);
@@ -273,7 +250,7 @@ export class ZipArchive {
     if ((flags & FLAG_ENCRYPTED) !== (e.flags & FLAG_ENCRYPTED)) bad("local and central headers disagree on encryption");
     const dataStart = at + LOCAL_LEN + nameLen + extraLen;
     if (dataStart > this.dataLimit) bad(`local header at ${at} runs into the central directory`);
-    const localName = src.slice(at + LOCAL_LEN, nameLen);
+    const localName = src.view(at + LOCAL_LEN, nameLen);
     if (!sameBytes(localName, this.rawNames.get(name)!)) bad(`local header names ${q(utf8.decode(localName))}`);
     if ((flags & FLAG_DATA_DESCRIPTOR) === 0) {
       const lc = u32(h, 18);
@@ -300,7 +277,7 @@ export class ZipArchive {
     const e = this.entry(name);
     this.checkReadable(e);
     const r = this.dataRange(name);
-    const raw = this.source().slice(r.offset, r.length);
+    const raw = this.source().view(r.offset, r.length);
     if (e.method === METHOD_STORED) return raw;
     return this.inflate(e, raw);
   }
@@ -317,11 +294,12 @@ export class ZipArchive {
     }
     if (e.method !== METHOD_STORED) return this.read(name).subarray(start, start + length);
     const r = this.dataRange(name);
-    return this.source().slice(r.offset + start, length);
+    return this.source().view(r.offset + start, length);
   }
 
   /** Drop the mapping. Views returned earlier stay readable until garbage-collected. */
   close(): void {
+    this.src?.close();
     this.src = null;
   }
 
@@ -378,7 +356,7 @@ function readCentralDirectory(path: string, src: ByteSource): CentralDirectory {
   // --- EOCD: scan back over at most a maximal comment; it must end exactly at end of file.
   const tailLen = Math.min(size, EOCD_LEN + MAX_COMMENT);
   const tailStart = size - tailLen;
-  const tail = tailLen > 0 ? src.slice(tailStart, tailLen) : new Uint8Array(0);
+  const tail = tailLen > 0 ? src.view(tailStart, tailLen) : new Uint8Array(0);
   let eocd = -1;
   let early = -1; // an EOCD followed by stray bytes
   for (let i = tailLen - EOCD_LEN; i >= 0; i--) {
@@ -396,7 +374,7 @@ function readCentralDirectory(path: string, src: ByteSource): CentralDirectory {
   }
   if (eocd < 0) {
     // A file that starts with a local header but has no end record was cut short.
-    const head = tail.length > 0 && tailStart === 0 ? tail : src.slice(0, Math.min(4, size));
+    const head = tail.length > 0 && tailStart === 0 ? tail : src.view(0, Math.min(4, size));
     const sig = [0x50, 0x4b, 0x03, 0x04];
     const looksZip = size > 0 && sig.slice(0, Math.min(4, size)).every((b, i) => head[i] === b);
     if (looksZip) {
@@ -418,7 +396,7 @@ function readCentralDirectory(path: string, src: ByteSource): CentralDirectory {
 
   // --- ZIP64: the locator sits right before the EOCD.
   if (eocdAbs >= LOCATOR_LEN) {
-    const loc = src.slice(eocdAbs - LOCATOR_LEN, LOCATOR_LEN);
+    const loc = src.view(eocdAbs - LOCATOR_LEN, LOCATOR_LEN);
     if (u32(loc, 0) === SIG_ZIP64_LOCATOR) {
       const z64Off = u64(loc, 8);
       if (u32(loc, 4) !== 0 || u32(loc, 16) > 1) {
@@ -428,7 +406,7 @@ function readCentralDirectory(path: string, src: ByteSource): CentralDirectory {
       if (z64Off < 0 || z64Off + ZIP64_EOCD_LEN > locAbs) {
         throw new TrtbError("ZIP_BAD_HEADER", `${path}: ZIP64 end record offset ${z64Off} is outside the file`, detail);
       }
-      const z = src.slice(z64Off, ZIP64_EOCD_LEN);
+      const z = src.view(z64Off, ZIP64_EOCD_LEN);
       if (u32(z, 0) !== SIG_ZIP64_EOCD) throw new TrtbError("ZIP_BAD_HEADER", `${path}: no ZIP64 end record at offset ${z64Off}`, detail);
       const recSize = u64(z, 4);
       if (recSize < ZIP64_EOCD_LEN - 12 || z64Off + 12 + recSize > locAbs) {
@@ -452,7 +430,7 @@ function readCentralDirectory(path: string, src: ByteSource): CentralDirectory {
   }
 
   // --- Central directory entries.
-  const cd = src.slice(cdOffset, cdSize);
+  const cd = src.view(cdOffset, cdSize);
   const entries: ZipEntry[] = [];
   const rawNames = new Map<string, Uint8Array>();
   let p = 0;
