@@ -127,7 +127,7 @@ export class Program {
   }
 
   /**
-   * Weight-only GEMM: `w` is q in the tiled layout of src/build/wo-pack.ts (`bits` 8 or 4), `scale`
+   * Weight-only GEMM: `w` is q in the tiled layout of src/engine/wo-layout.ts (`bits` 8 or 4), `scale`
    * f32 [N]; `ab` the activation dtype. M ≤ 64 runs our kernel; beyond that (or with a cuBLASLt
    * tactic) the weights are expanded into `deq` (2·N·K bytes). `xDtype` F32 is the exact path
    * (needs `scratch` of 4·M·K bytes).
