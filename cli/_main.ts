@@ -8,8 +8,7 @@
  * - Anything else is a bug: printed in full, returns 1.
  */
 import { type CommandDef, renderUsage, runCommand } from "citty";
-import { isTrtbError } from "../src/errors.ts";
-import { log } from "../src/log.ts";
+import { isTrtbError, log } from "../src/index.ts";
 
 async function resolve<T>(v: T | Promise<T> | (() => T | Promise<T>)): Promise<T> {
   return typeof v === "function" ? await (v as () => T | Promise<T>)() : await v;

@@ -1,5 +1,6 @@
 /**
- * trtllm-build: the library. Everything the CLI does is reachable from here.
+ * trtllm-build: the library. Everything the CLI does is reachable from here (cli/ imports nothing
+ * else).
  *
  *   read → normalise config → map names → transform (split, fuse, cast) → [quantize] → write → build
  */
@@ -8,7 +9,7 @@ export type { DType, ModelDType } from "./dtype.ts";
 export { Mapping } from "./mapping.ts";
 export {
   type PretrainedConfig, type QuantConfig, type QuantAlgo, QUANT_ALGOS,
-  parsePretrainedConfig, defaultQuantConfig,
+  parsePretrainedConfig, defaultQuantConfig, configMapping,
 } from "./format/checkpoint-config.ts";
 export type { TensorView, TensorSource } from "./tensor.ts";
 export { openSafetensors, SafetensorsWriter } from "./format/safetensors.ts";
@@ -26,7 +27,19 @@ export { supportedHFArchitectures } from "./models/registry.ts";
 export { convertCheckpoint, type ConvertOptions } from "./convert.ts";
 export { quantize, type QuantizeOptions } from "./quantize.ts";
 export { CpuRunner, loadCpuRunner } from "./runtime/index.ts";
-export { setLogLevel } from "./log.ts";
-export { build, buildCheckpoint, resolveBuildConfig } from "./builder/index.ts";
-export { Engine, type BuildConfig, type BuildConfigInput, parseBuildConfig } from "./engine/index.ts";
+export { readInputIds, writeRunOutputs } from "./runtime/io.ts";
+export { log, setLogLevel } from "./log.ts";
+export {
+  build, buildCheckpoint, buildCheckpointInWorkers, type BuildCheckpointOptions, type BuildCheckpointResult, defaultBackend, engineConfigFor,
+  type RankResult, resolveBuildConfig, TimingCache, workerShare, workerTimingCache,
+} from "./builder/index.ts";
+export {
+  Engine, type BuildConfig, type BuildConfigInput, parseBuildConfig, PLUGIN_BOOL_FIELDS, PLUGIN_DTYPE_FIELDS, PLUGIN_DTYPES,
+  readEngineConfig, SPECULATIVE_DECODING_MODES, writeEngineConfig,
+} from "./engine/index.ts";
 export { GpuModelRunner, type GenerateOptions, type RunnerOptions } from "./runtime/gpu/index.ts";
+export { QFORMATS, type QFormatName, schemeForQformat } from "./quant/index.ts";
+export { cudaLib, nativeLib } from "./ffi/index.ts";
+export {
+  inspectPath, type InspectFileReport, type InspectReport, type InspectTensorRow, type InspectTotals,
+} from "./inspect.ts";

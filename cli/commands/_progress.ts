@@ -2,7 +2,7 @@
  * A minimal progress bar on stderr: redrawn in place on a TTY, a line per 10% otherwise, silent
  * below the info log level.
  */
-import { log } from "../../src/log.ts";
+import { log } from "../../src/index.ts";
 
 export interface Progress {
   update(done: number, total: number, label?: string): void;

@@ -1,5 +1,6 @@
-/** Arg fragments shared by several commands. Spread them into a command's `args`. */
+/** Arg fragments and flag parsers shared by the commands. Spread the fragments into a command's `args`. */
 import type { ArgsDef } from "citty";
+import { TrtbError } from "../../src/index.ts";
 
 export const commonArgs = {
   verbose: { type: "boolean", description: "Print stack traces and debug logs on failure", default: false },
@@ -26,10 +27,25 @@ export const dtypeArg = {
 } as const satisfies ArgsDef;
 
 /** Parse a positive integer flag or throw a CLI error naming the flag. */
-import { TrtbError } from "../../src/errors.ts";
 export function intArg(name: string, v: string | undefined, min = 1): number {
   const n = Number(v);
   if (v === undefined || !Number.isInteger(n) || n < min)
     throw new TrtbError("CLI_BAD_ARG", `--${name} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
   return n;
+}
+
+/** An optional integer flag (undefined when not given) or a CLI error naming the flag. */
+export function optIntArg(name: string, v: string | boolean | undefined, min = 0): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== "string" || !Number.isInteger(n) || n < min) throw new TrtbError("CLI_BAD_ARG", `--${name} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+/** An optional flag restricted to `options` (undefined when not given) or a CLI error naming the flag. */
+export function oneOfArg<T extends string>(name: string, v: string | boolean | undefined, options: readonly T[]): T | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "string" || !(options as readonly string[]).includes(v))
+    throw new TrtbError("CLI_BAD_ARG", `--${name} must be one of ${options.join(", ")}, got ${JSON.stringify(v)}`);
+  return v as T;
 }

@@ -1,9 +1,6 @@
 /** `trtllm convert`: Hugging Face or Meta checkpoint → TRT-LLM checkpoint (flag names as upstream's convert_checkpoint.py). */
 import { defineCommand } from "citty";
-import type { QuantConfig } from "../../src/format/checkpoint-config.ts";
-import { convertCheckpoint } from "../../src/convert.ts";
-import { TrtbError } from "../../src/errors.ts";
-import { log, setLogLevel } from "../../src/log.ts";
+import { convertCheckpoint, log, type QuantConfig, setLogLevel, TrtbError } from "../../src/index.ts";
 import { commonArgs, dtypeArg, intArg, parallelArgs } from "./_shared.ts";
 import { progressBar } from "./_progress.ts";
 

@@ -1,8 +1,6 @@
 /** `trtllm doctor`: what this installation can do here — native library, CUDA driver and GPUs. */
 import { defineCommand } from "citty";
-import { isTrtbError } from "../../src/errors.ts";
-import { cudaLib, nativeLib } from "../../src/ffi/index.ts";
-import { setLogLevel } from "../../src/log.ts";
+import { cudaLib, isTrtbError, nativeLib, setLogLevel } from "../../src/index.ts";
 import { commonArgs } from "./_shared.ts";
 
 export default defineCommand({

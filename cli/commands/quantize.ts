@@ -4,13 +4,7 @@
  * scales). All logic is in src/quant/.
  */
 import { defineCommand } from "citty";
-import type { QuantConfig } from "../../src/format/checkpoint-config.ts";
-import { TrtbError } from "../../src/errors.ts";
-import { log, setLogLevel } from "../../src/log.ts";
-import { Mapping } from "../../src/mapping.ts";
-import { quantize } from "../../src/quantize.ts";
-import { schemeForQformat } from "../../src/quant/apply.ts";
-import { QFORMATS } from "../../src/quant/scheme.ts";
+import { log, Mapping, QFORMATS, type QuantConfig, quantize, schemeForQformat, setLogLevel, TrtbError } from "../../src/index.ts";
 import { progressBar } from "./_progress.ts";
 import { commonArgs, dtypeArg, intArg, parallelArgs } from "./_shared.ts";
 

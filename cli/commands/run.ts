@@ -8,10 +8,7 @@
  * same safetensors output (logits f32 [batch, seq, vocab], output_ids int32).
  */
 import { defineCommand } from "citty";
-import { TrtbError } from "../../src/errors.ts";
-import { log, setLogLevel } from "../../src/log.ts";
-import { loadCpuRunner } from "../../src/runtime/index.ts";
-import { readInputIds, writeRunOutputs } from "../../src/runtime/io.ts";
+import { GpuModelRunner, loadCpuRunner, log, readInputIds, setLogLevel, TrtbError, writeRunOutputs } from "../../src/index.ts";
 import { commonArgs, intArg } from "./_shared.ts";
 
 function numArg(name: string, v: string | undefined): number | undefined {
@@ -53,7 +50,6 @@ export default defineCommand({
     let vocab: number;
     let outputIds: number[][] | undefined;
     if (args.engine_dir) {
-      const { GpuModelRunner } = await import("../../src/runtime/gpu/runner.ts");
       const runner = await GpuModelRunner.fromDir(args.engine_dir, { device: intArg("device", args.device, 0), maxBatchSize: Math.max(1, ids.length) });
       try {
         vocab = runner.vocabSize;

@@ -7,3 +7,4 @@ export { build, type BuildOptions, checkBuildable } from "./build.ts";
 export { buildCheckpoint, type BuildCheckpointOptions, type BuildCheckpointResult, engineConfigFor, type RankResult } from "./checkpoint.ts";
 export { resolveBuildConfig, rotaryFactor } from "./config.ts";
 export { TimingCache } from "./tactics.ts";
+export { buildCheckpointInWorkers, timingCachePath, type WorkerBuildOptions, workerShare, workerTimingCache } from "./workers.ts";

@@ -6,7 +6,7 @@
 import { afterEach, beforeEach, describe, expect, type Mock, spyOn, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ARGS, main, parseBuildArgs } from "../../cli/trtllm-build.ts";
+import { ARGS, main, parseBuildArgs } from "../../cli/commands/build.ts";
 import { runCli } from "../../cli/_main.ts";
 import { main as trtllm } from "../../cli/trtllm.ts";
 import { openEngineFile } from "../../src/engine/engine-file.ts";
