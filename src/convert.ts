@@ -14,7 +14,7 @@ import { configToJSONText } from "./format/checkpoint-config.ts";
 import type { ModelDType } from "./dtype.ts";
 import { openHFCheckpoint } from "./format/hf-checkpoint.ts";
 import { readHFConfig } from "./format/hf-config.ts";
-import { TrtbError } from "./errors.ts";
+import { type ErrorCode, TrtbError } from "./errors.ts";
 import { log } from "./log.ts";
 import { Mapping } from "./mapping.ts";
 import type { FromSourceOptions } from "./models/common/config-common.ts";
@@ -152,9 +152,9 @@ async function writeInWorkers(opts: ConvertOptions, mapping: Mapping, workers: n
         const m = e.data as { type: "progress"; rank: number; done: number } | { type: "done" } | { type: "error"; code?: string; message: string };
         if (m.type === "progress") onProgress(m.rank, m.done);
         else if (m.type === "done") resolve();
-        else reject(m.code ? new TrtbError(m.code, m.message) : new Error(m.message));
+        else reject(new TrtbError((m.code ?? "CONV_WORKER") as ErrorCode, m.message));
       };
-      w.onerror = (e) => reject(new Error(`conversion worker failed: ${e.message}`));
+      w.onerror = (e) => reject(new TrtbError("CONV_WORKER", `conversion worker failed: ${e.message}`));
       w.postMessage({ opts: workerOptions(opts, mapping), ranks });
     })));
   } finally {

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { expect } from "bun:test";
-import { TrtbError } from "../src/errors.ts";
+import { type ErrorCode, TrtbError } from "../src/errors.ts";
 
 export const SHARED = resolve(import.meta.dir, "../../shared");
 export const FIXTURES = join(SHARED, "fixtures/hf-tiny");
@@ -96,7 +96,7 @@ export function asI32(t: RawTensor): Int32Array {
 }
 
 /** Run `f`, expect a TrtbError with `code` (and a message matching `msg`), and return it. */
-export function expectCode(f: () => unknown, code: string, msg?: RegExp): TrtbError {
+export function expectCode(f: () => unknown, code: ErrorCode, msg?: RegExp): TrtbError {
   let err: unknown;
   try {
     f();

@@ -132,7 +132,7 @@ function writeAll(fd: number, bytes: Uint8Array, position: number): void {
   while (off < bytes.byteLength) {
     // writeSync takes at most 2 GiB per call
     const n = writeSync(fd, bytes, off, Math.min(bytes.byteLength - off, 1 << 30), position + off);
-    if (n <= 0) throw new Error("short write");
+    if (n <= 0) throw new TrtbError("IO_WRITE", `short write at byte ${position + off} (the disk may be full)`);
     off += n;
   }
 }

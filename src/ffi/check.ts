@@ -22,10 +22,10 @@
  * `NATIVE_DESTROYED` (use of a destroyed handle), `CUDA_UNAVAILABLE` also when libtrtb_cuda cannot
  * be found or loaded.
  */
-import { TrtbError } from "../errors.ts";
+import { type ErrorCode, TrtbError } from "../errors.ts";
 import { STATUS } from "./symbols.ts";
 
-export const STATUS_CODE: Readonly<Record<number, string>> = {
+export const STATUS_CODE: Readonly<Record<number, ErrorCode>> = {
   [STATUS.INVALID_ARG]: "NATIVE_INVALID_ARG",
   [STATUS.DTYPE]: "NATIVE_DTYPE",
   [STATUS.SIZE]: "NATIVE_SIZE",
@@ -39,7 +39,7 @@ export const STATUS_CODE: Readonly<Record<number, string>> = {
 };
 
 /** The `TrtbError` code for a native status (`NATIVE_UNKNOWN_STATUS` for one not listed). */
-export function statusCode(status: number): string {
+export function statusCode(status: number): ErrorCode {
   return STATUS_CODE[status] ?? "NATIVE_UNKNOWN_STATUS";
 }
 

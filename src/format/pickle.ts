@@ -42,7 +42,7 @@
  * Errors thrown by an allowed callable or `persistentLoad` keep their code, prefixed with the
  * position.
  */
-import { TrtbError } from "../errors.ts";
+import { type ErrorCode, TrtbError } from "../errors.ts";
 
 /** An allow-listed global. `call` makes it callable by REDUCE; `tag` is free data for the caller. */
 export class PyGlobal {
@@ -195,7 +195,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions = {}): PickleVa
   let pos = 0; // offset of the current opcode's first byte
   let p = 0; // read cursor
 
-  const fail = (code: string, msg: string): never => {
+  const fail = (code: ErrorCode, msg: string): never => {
     throw new TrtbError(code, `${src} @ ${pos}: ${msg}`, { file: src });
   };
   const bad = (msg: string): never => fail("PICKLE_BAD", msg);

@@ -5,7 +5,7 @@
  */
 import fs from "node:fs";
 import { DTYPES, DTYPE_SIZE, type DType, isDType } from "../dtype.ts";
-import { TrtbError } from "../errors.ts";
+import { type ErrorCode, TrtbError } from "../errors.ts";
 import { log } from "../log.ts";
 import type { TensorSource, TensorView } from "../tensor.ts";
 import { type ByteSource, type MapErrors, MappedSource, MAX_VIEW_BYTES, MemorySource, type ReadErrors, ReadSource, readAt } from "./byte-source.ts";
@@ -80,7 +80,7 @@ interface ParsedHeader {
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const ENTRY_FIELDS = ["dtype", "shape", "data_offsets"];
 
-export function stErr(code: string, file: string, msg: string, tensor?: string): TrtbError {
+export function stErr(code: ErrorCode, file: string, msg: string, tensor?: string): TrtbError {
   const where = tensor === undefined ? file : `${file}: tensor ${JSON.stringify(tensor)}`;
   return new TrtbError(code, `${where}: ${msg}`, tensor === undefined ? { file } : { file, tensor });
 }

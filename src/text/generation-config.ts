@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import { z } from "zod";
 import { TrtbError } from "../errors.ts";
-import { readJsonFile } from "./json.ts";
+import { GEN_CONFIG_JSON, readJsonFile } from "./json.ts";
 
 const TokenId = z.number().int().nonnegative();
 
@@ -51,7 +51,7 @@ export const GENERATION_CONFIG_FILE = "generation_config.json";
 /** Read `dir/generation_config.json`; `undefined` when the directory has none. */
 export function readGenerationConfig(dir: string): GenerationConfig | undefined {
   const file = join(dir, GENERATION_CONFIG_FILE);
-  const json = readJsonFile(file, false, "GEN_CONFIG");
+  const json = readJsonFile(file, false, GEN_CONFIG_JSON);
   return json === undefined ? undefined : parseGenerationConfig(json, file);
 }
 

@@ -1,28 +1,33 @@
 /**
  * Reading the small JSON files of a tokenizer directory with one error per failure: a missing file
- * (`<prefix>_MISSING_FILE`) and a file that is not JSON (`<prefix>_BAD_JSON`), both naming the file.
+ * (`TOK_MISSING_FILE` / `GEN_CONFIG_MISSING_FILE`) and a file that is not JSON (`TOK_BAD_JSON` /
+ * `GEN_CONFIG_BAD_JSON`), both naming the file.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { TrtbError } from "../errors.ts";
+import { type ErrorCode, TrtbError } from "../errors.ts";
+
+export type JsonFileCodes = { missing: ErrorCode; badJson: ErrorCode };
+export const TOK_JSON: JsonFileCodes = { missing: "TOK_MISSING_FILE", badJson: "TOK_BAD_JSON" };
+export const GEN_CONFIG_JSON: JsonFileCodes = { missing: "GEN_CONFIG_MISSING_FILE", badJson: "GEN_CONFIG_BAD_JSON" };
 
 /** Parse `file` as JSON; `undefined` when it does not exist and `required` is false. */
-export function readJsonFile(file: string, required: true, codePrefix?: string): unknown;
-export function readJsonFile(file: string, required: false, codePrefix?: string): unknown | undefined;
-export function readJsonFile(file: string, required: boolean, codePrefix = "TOK"): unknown | undefined {
+export function readJsonFile(file: string, required: true, codes?: JsonFileCodes): unknown;
+export function readJsonFile(file: string, required: false, codes?: JsonFileCodes): unknown | undefined;
+export function readJsonFile(file: string, required: boolean, codes: JsonFileCodes = TOK_JSON): unknown | undefined {
   if (!existsSync(file)) {
     if (!required) return undefined;
-    throw new TrtbError(`${codePrefix}_MISSING_FILE`, `${file}: not found`, { file });
+    throw new TrtbError(codes.missing, `${file}: not found`, { file });
   }
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch (e) {
-    throw new TrtbError(`${codePrefix}_MISSING_FILE`, `${file}: cannot read (${(e as Error).message})`, { file, cause: e });
+    throw new TrtbError(codes.missing, `${file}: cannot read (${(e as Error).message})`, { file, cause: e });
   }
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new TrtbError(`${codePrefix}_BAD_JSON`, `${file}: not valid JSON (${(e as Error).message})`, { file, cause: e });
+    throw new TrtbError(codes.badJson, `${file}: not valid JSON (${(e as Error).message})`, { file, cause: e });
   }
 }
 
