@@ -24,12 +24,16 @@ import { TrtbError } from "../../errors.ts";
 import { log } from "../../log.ts";
 import {
   type DeviceMem, type DevRef, type Dt, type EngineContext, type EngineDeviceInfo, engineLib, type Graph, type PinnedHost, Program,
-  SAMPLE_PARAMS_BYTES, writeSampleParams,
+  SAMPLE_PARAMS_BYTES,
 } from "../../ffi/engine.ts";
 import { Engine } from "../../engine/engine.ts";
 import { type EngineModelDesc, type EnginePlan, type PlanGemmSite, tacticFor, woSite } from "../../engine/plan.ts";
 import { woPackedBytes } from "../../engine/wo-layout.ts";
 import { BlockAllocator, slotOf } from "./kv-cache.ts";
+import { GREEDY, type SampleRow, type SamplingOptions, samplingRow, writeSampleRow } from "./sampling.ts";
+import { DeviceWeights } from "./weights.ts";
+
+export type { SamplingOptions } from "./sampling.ts";
 
 export interface RunnerOptions {
   /** CUDA device (default 0). */
@@ -55,17 +59,6 @@ export interface RunnerOptions {
   numerics?: "fast" | "exact";
 }
 
-export interface SamplingOptions {
-  /** ≤ 0: greedy. Default 1. */
-  temperature?: number;
-  /** 0: off, 1: greedy. Default 0. */
-  topK?: number;
-  /** (0, 1): nucleus sampling; otherwise off. Default 1. */
-  topP?: number;
-  /** Random seed (default 0): the same seed gives the same tokens. */
-  seed?: number;
-}
-
 export interface GenerateOptions {
   maxNewTokens: number;
   /** "greedy" (default) or sampling parameters. */
@@ -89,8 +82,6 @@ export interface GenerateResult {
   decodeSteps: number;
 }
 
-type Tensor = { ref: DevRef; dtype: Dt | "I8"; shape: number[] };
-
 interface PrefillLayout {
   ids: number; pos: number; slot: number; tiles: number; cuQ: number; pos0: number; lastIdx: number; params: number; table: number; bytes: number;
 }
@@ -105,9 +96,6 @@ const ATTN_COUNTERS = 65536;
 /** Query rows per prefill attention tile (trtb_engine.h, ATTN_PREFILL). */
 const PREFILL_TILE = 64;
 const align = (n: number, a = 256) => Math.ceil(n / a) * a;
-
-/** Greedy sampling row. */
-const GREEDY = { temperature: 0, topK: 1, topP: 1, seed: 0 };
 
 interface SeqPiece {
   /** index of the sequence in the caller's batch */
@@ -137,8 +125,7 @@ export class GpuModelRunner implements Disposable {
   readonly #ctx: EngineContext;
   readonly #ownsCtx: boolean;
   readonly #es: number;
-  readonly #w = new Map<string, Tensor>();
-  readonly #tactics: number[];
+  readonly #weights: DeviceWeights;
   readonly #mem: DeviceMem[] = [];
   readonly #kv: DeviceMem;
   readonly #kvLayerBytes: number;
@@ -195,11 +182,7 @@ export class GpuModelRunner implements Disposable {
       log.warn(`engine was tuned on ${plan.device.name} (sm ${plan.device.sm}); running on ${info.name}: saved GEMM tactics that do not apply fall back to cuBLASLt's heuristic`);
     try {
       // weights: one allocation, the blob uploaded window by window
-      const arena = this.#keep(ctx.alloc(engine.weightBytes, "weights"));
-      engine.forEachWeightWindow((off, bytes) => ctx.upload(arena.at(off), bytes));
-      for (const t of plan.tensors) this.#w.set(t.name, { ref: arena.at(t.offset), dtype: t.dtype, shape: t.shape });
-      this.#tactics = plan.gemm.tactics.map((t) =>
-        ctx.addTactic({ kind: t.kind, variant: t.variant, algo: t.algo ? new Uint8Array(Buffer.from(t.algo, "hex")) : undefined }));
+      this.#weights = new DeviceWeights(ctx, engine, (m) => this.#keep(m));
 
       // activations
       const T = this.maxNumTokens;
@@ -330,20 +313,11 @@ export class GpuModelRunner implements Disposable {
     return new Int32Array(this.#hin.u8.buffer, this.#hin.u8.byteOffset + off, n);
   }
 
-  #w_(name: string): Tensor {
-    const t = this.#w.get(name);
-    if (!t) throw new TrtbError("ENGINE_FORMAT", `engine has no tensor ${name}`);
-    return t;
-  }
-  #wo(name: string): DevRef | undefined {
-    return this.#w.get(name)?.ref;
-  }
-
   #tactic(site: string, m: number): number {
     const s: PlanGemmSite | undefined = this.plan.gemm.sites[site];
     if (!s) return -1;
     const i = tacticFor(s, m);
-    return i >= 0 ? this.#tactics[i]! : -1;
+    return i >= 0 ? this.#weights.tactics[i]! : -1;
   }
 
   // ---- forward -----------------------------------------------------------------------------------
@@ -362,23 +336,23 @@ export class GpuModelRunner implements Disposable {
     const I = d.intermediate_size;
     const eps = d.norm_eps;
     let p = p0;
-    p.embed({ ids: inp.ids, table: this.#w_("embedding").ref, tableDtype: dt, rows: d.embedding_rows, vocabStart: d.embedding_vocab_start, H, scale: d.embed_scale, out: b.res!, T });
-    p.addNorm({ res: b.res!, normW: this.#w_("layers.0.input_norm").ref, eps, out: b.h, outDtype: adt, H, T });
+    p.embed({ ids: inp.ids, table: this.#weights.get("embedding").ref, tableDtype: dt, rows: d.embedding_rows, vocabStart: d.embedding_vocab_start, H, scale: d.embed_scale, out: b.res!, T });
+    p.addNorm({ res: b.res!, normW: this.#weights.get("layers.0.input_norm").ref, eps, out: b.h, outDtype: adt, H, T });
     const L = d.layers.length;
     for (let l = 0; l < L; l++) {
       const P = `layers.${l}.`;
       this.#gemm(p, "qkv", `${P}qkv`, b.h!, b.qkv!, T, d.qkv_rows, H, "F32");
       p.qkvRope({
-        qkv: b.qkv!, ld: d.qkv_rows, bias: this.#wo(`${P}qkv_bias`), qNorm: this.#wo(`${P}q_norm`), kNorm: this.#wo(`${P}k_norm`), eps,
+        qkv: b.qkv!, ld: d.qkv_rows, bias: this.#weights.opt(`${P}qkv_bias`), qNorm: this.#weights.opt(`${P}q_norm`), kNorm: this.#weights.opt(`${P}k_norm`), eps,
         pos: inp.pos, slot: inp.slot, kv: this.#kv.at(l * this.#kvLayerBytes), kvDtype: this.#kvdt, tpb: this.tokensPerBlock, nH: d.num_heads,
-        nKV: d.num_kv_heads, D: d.head_size, rot: d.rotary_dim, invFreq: this.#w_("rope.inv_freq").ref, qOut: b.q!, T,
+        nKV: d.num_kv_heads, D: d.head_size, rot: d.rotary_dim, invFreq: this.#weights.get("rope.inv_freq").ref, qOut: b.q!, T,
       });
       attention(p, l);
       const nHD = d.num_heads * d.head_size;
       this.#gemm(p, "dense", `${P}dense`, b.ctx!, b.dense!, T, H, nHD, "F32");
       p.addNorm({
-        res: b.res!, delta: b.dense, deltaBias: this.#wo(`${P}dense_bias`), deltaNorm: d.sandwich_norms ? this.#w_(`${P}post_norm`).ref : undefined,
-        normW: this.#w_(d.sandwich_norms ? `${P}pre_ff_norm` : `${P}post_norm`).ref, eps, out: b.h, outDtype: adt, H, T,
+        res: b.res!, delta: b.dense, deltaBias: this.#weights.opt(`${P}dense_bias`), deltaNorm: d.sandwich_norms ? this.#weights.get(`${P}post_norm`).ref : undefined,
+        normW: this.#weights.get(d.sandwich_norms ? `${P}pre_ff_norm` : `${P}post_norm`).ref, eps, out: b.h, outDtype: adt, H, T,
       });
       let delta: DevRef;
       if (d.moe) {
@@ -386,14 +360,14 @@ export class GpuModelRunner implements Disposable {
         delta = b.moeOut!;
       } else {
         const fcDt = this.#gemm(p, "gate_up", `${P}gate_up`, b.h!, b.fc!, T, 2 * I, H, dt);
-        p.gatedAct({ in: b.fc!, inDtype: fcDt, bias: this.#wo(`${P}gate_up_bias`), out: b.act!, outDtype: adt, I, T, act: d.act });
+        p.gatedAct({ in: b.fc!, inDtype: fcDt, bias: this.#weights.opt(`${P}gate_up_bias`), out: b.act!, outDtype: adt, I, T, act: d.act });
         this.#gemm(p, "down", `${P}down`, b.act!, b.proj!, T, H, I, "F32");
         delta = b.proj!;
       }
       const next = l + 1 < L ? `layers.${l + 1}.input_norm` : "ln_f";
       p.addNorm({
-        res: b.res!, delta, deltaBias: this.#wo(`${P}down_bias`), deltaNorm: d.sandwich_norms ? this.#w_(`${P}post_ff_norm`).ref : undefined,
-        normW: this.#w_(next).ref, eps, out: b.h, outDtype: adt, H, T,
+        res: b.res!, delta, deltaBias: this.#weights.opt(`${P}down_bias`), deltaNorm: d.sandwich_norms ? this.#weights.get(`${P}post_ff_norm`).ref : undefined,
+        normW: this.#weights.get(next).ref, eps, out: b.h, outDtype: adt, H, T,
       });
     }
     return p;
@@ -407,8 +381,8 @@ export class GpuModelRunner implements Disposable {
   #gemm(p: Program, site: string, weight: string, x: DevRef, y: DevRef, M: number, N: number, K: number, yFast: Dt, expert = 0): Dt {
     const exact = this.numerics === "exact";
     const yDtype: Dt = exact ? "F32" : yFast;
-    const w = this.#w_(weight);
-    const scale = this.#w.get(`${weight}.scale`);
+    const w = this.#weights.get(weight);
+    const scale = this.#weights.find(`${weight}.scale`);
     const scratch = exact ? this.#b.scratch : undefined;
     if (scale) {
       const bits = this.desc.weight_only?.bits;
@@ -433,7 +407,7 @@ export class GpuModelRunner implements Disposable {
     const I = d.intermediate_size;
     const k = moe.top_k;
     const P = `layers.${l}.`;
-    p.moeRoute({ x: b.h!, xDtype: this.#adt, router: this.#w_(`${P}router`).ref, E: moe.num_experts, H, topK: k, ids: b.routeIds!, w: b.routeW!, T });
+    p.moeRoute({ x: b.h!, xDtype: this.#adt, router: this.#weights.get(`${P}router`).ref, E: moe.num_experts, H, topK: k, ids: b.routeIds!, w: b.routeW!, T });
     this.#ctx.exec(p);
     const ids = new Int32Array(this.#ctx.download(b.routeIds!, T * k * I32).buffer);
     const ws = new Float32Array(this.#ctx.download(b.routeW!, T * k * F32).buffer);
@@ -495,7 +469,7 @@ export class GpuModelRunner implements Disposable {
   }
 
   /** Write the prefill inputs of `pieces` into the pinned block; returns the layout and counts. */
-  #writePrefill(pieces: SeqPiece[], tokens: number[][], tables: number[][], params: (typeof GREEDY)[] | null) {
+  #writePrefill(pieces: SeqPiece[], tokens: number[][], tables: number[][], params: SampleRow[] | null) {
     const T = pieces.reduce((a, s) => a + s.n, 0);
     const tiles: [number, number][] = [];
     pieces.forEach((s, i) => {
@@ -531,7 +505,7 @@ export class GpuModelRunner implements Disposable {
     if (params) {
       let r = 0;
       pieces.forEach((s) => {
-        if (s.last) writeSampleParams(this.#hin.dv, lay.params + r * SAMPLE_PARAMS_BYTES, { ...params[s.seq]!, step: 0 });
+        if (s.last) writeSampleRow(this.#hin.dv, lay.params + r * SAMPLE_PARAMS_BYTES, params[s.seq]!, 0);
         if (s.last) r++;
       });
     }
@@ -689,7 +663,7 @@ export class GpuModelRunner implements Disposable {
   }
 
   /** One decode step for all rows (finished rows recompute harmlessly); returns the new tokens. */
-  #decodeStep(promptLens: number[], seqs: number[][], tables: number[][], params: (typeof GREEDY)[], step: number): number[] {
+  #decodeStep(promptLens: number[], seqs: number[][], tables: number[][], params: SampleRow[], step: number): number[] {
     const B = seqs.length;
     const lay = this.#decodeLayout(B);
     const ids = this.#hi32(lay.ids, B), pos = this.#hi32(lay.pos, B), slot = this.#hi32(lay.slot, B), ctxLen = this.#hi32(lay.ctxLen, B);
@@ -703,7 +677,7 @@ export class GpuModelRunner implements Disposable {
       slot[b] = slotOf(tables[b]!, p, this.tokensPerBlock);
       table.fill(0, b * this.maxBlocksPerSeq, (b + 1) * this.maxBlocksPerSeq);
       table.set(tables[b]!, b * this.maxBlocksPerSeq);
-      writeSampleParams(this.#hin.dv, lay.params + b * SAMPLE_PARAMS_BYTES, { ...params[b]!, step });
+      writeSampleRow(this.#hin.dv, lay.params + b * SAMPLE_PARAMS_BYTES, params[b]!, step);
     }
     const g = this.#graphs.get(B);
     if (g) {
@@ -765,7 +739,7 @@ export class GpuModelRunner implements Disposable {
         slot[b] = slotOf(tables[b]!, p, this.tokensPerBlock);
         table.fill(0, b * this.maxBlocksPerSeq, (b + 1) * this.maxBlocksPerSeq);
         table.set(tables[b]!, b * this.maxBlocksPerSeq);
-        writeSampleParams(this.#hin.dv, lay.params + b * SAMPLE_PARAMS_BYTES, { ...GREEDY, step: 1 });
+        writeSampleRow(this.#hin.dv, lay.params + b * SAMPLE_PARAMS_BYTES, GREEDY, 1);
       }
       const ops = this.#decodeProgram(B, lay).split();
       for (const op of ops) this.#ctx.exec(op); // warm-up
@@ -844,18 +818,4 @@ export class GpuModelRunner implements Disposable {
   [Symbol.dispose](): void {
     this.destroy();
   }
-}
-
-function samplingRow(s: GenerateOptions["sampling"], row: number): typeof GREEDY {
-  if (s === undefined || s === "greedy") return GREEDY;
-  const temperature = s.temperature ?? 1;
-  const topK = s.topK ?? 0;
-  const topP = s.topP ?? 1;
-  const seed = s.seed ?? 0;
-  if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new TrtbError("RUN_BAD_INPUT", `temperature must be ≥ 0, got ${temperature}`);
-  if (!(Number.isInteger(topK) && topK >= 0)) throw new TrtbError("RUN_BAD_INPUT", `topK must be a non-negative integer, got ${topK}`);
-  if (!(topP > 0 && topP <= 1)) throw new TrtbError("RUN_BAD_INPUT", `topP must be in (0, 1], got ${topP}`);
-  if (!Number.isSafeInteger(seed) || seed < 0) throw new TrtbError("RUN_BAD_INPUT", `seed must be a non-negative integer, got ${seed}`);
-  void row;
-  return { temperature, topK, topP, seed };
 }
