@@ -22,15 +22,16 @@
  *
  * By job: state.ts (what the runner holds on the device), weights.ts (the weight blob and its
  * tensors), emit.ts (the op programs of a forward), schedule.ts (batches, chunks and input
- * layouts), sampling.ts (sampling rows); this file is the public API.
+ * layouts), sampling.ts (sampling rows), profile.ts (per-op timing); this file is the public API.
  */
 import { TrtbError } from "../../errors.ts";
 import { type Dt, type EngineContext, type EngineDeviceInfo, type Graph, Program } from "../../ffi/engine.ts";
 import { Engine } from "../../engine/engine.ts";
 import type { EngineModelDesc, EnginePlan } from "../../engine/plan.ts";
 import { decodeProgram, emitHead, prefillProgram } from "./emit.ts";
-import { GREEDY, type SampleRow, type SamplingOptions, samplingRow } from "./sampling.ts";
-import { checkBatch, chunks, F32, I32, type SeqPiece, writeDecode, writePrefill } from "./schedule.ts";
+import { type OpTimes, profileDecode, profilePrefill } from "./profile.ts";
+import { type SampleRow, type SamplingOptions, samplingRow } from "./sampling.ts";
+import { checkBatch, chunks, F32, I32, writeDecode, writePrefill } from "./schedule.ts";
 import { RunnerState } from "./state.ts";
 
 export type { SamplingOptions } from "./sampling.ts";
@@ -268,80 +269,15 @@ export class GpuModelRunner implements Disposable {
    * GPU time of each op of one decode step for `batch` (prompts are prefilled first), measured op
    * by op with events: where a step's time goes. Totals per op kind, in ms.
    */
-  profileDecode(batch: number[][]): { total: number; byOp: Record<string, { count: number; ms: number }>; gemm: Record<string, number> } {
+  profileDecode(batch: number[][]): { total: number; byOp: OpTimes; gemm: Record<string, number> } {
     this.#check(batch, 2);
-    const s = this.#s;
-    const B = batch.length;
-    const tables = batch.map((r) => s.alloc.allocate(r.length + 2));
-    try {
-      const params = batch.map(() => GREEDY);
-      for (const pieces of chunks(s, batch.map((r) => r.length))) {
-        const { lay, T, nTiles } = writePrefill(s, pieces, batch, tables, params);
-        s.ctx.exec(prefillProgram(s, lay, T, nTiles));
-      }
-      const seqs = batch.map((r) => [...r, r[r.length - 1]!]);
-      // inputs of step 1, as a generation's decode step writes them
-      const lay = writeDecode(s, batch.map((r) => r.length), seqs, tables, params, 1);
-      const ops = decodeProgram(s, B, lay).split();
-      for (const op of ops) s.ctx.exec(op); // warm-up
-      const byOp: Record<string, { count: number; ms: number }> = {};
-      const gemm: Record<string, number> = {};
-      let total = 0;
-      const sites = ["qkv", "dense", "gate_up", "down", "lm_head"];
-      let gi = 0;
-      for (const op of ops) {
-        const name = op.ops[0]!;
-        let best = Infinity;
-        for (let r = 0; r < 3; r++) {
-          s.ctx.timerStart();
-          s.ctx.exec(op);
-          best = Math.min(best, s.ctx.timerStop());
-        }
-        const e = (byOp[name] ??= { count: 0, ms: 0 });
-        e.count++;
-        e.ms += best;
-        total += best;
-        if (name === "GEMM" || name === "GEMM_WO") {
-          // emitted per layer in the order qkv, dense, gate_up, down; lm_head last (16-bit or weight-only)
-          const site = gi >= s.desc.layers.length * 4 ? "lm_head" : sites[gi % 4]!;
-          gemm[site] = (gemm[site] ?? 0) + best;
-          gi++;
-        }
-      }
-      return { total, byOp, gemm };
-    } finally {
-      for (const t of tables) s.alloc.release(t);
-    }
+    return profileDecode(this.#s, batch);
   }
 
   /** GPU time of each op of a prefill of `prompt` (one chunk), op by op with events, totals per op kind. */
-  profilePrefill(prompt: number[]): { total: number; byOp: Record<string, { count: number; ms: number }> } {
+  profilePrefill(prompt: number[]): { total: number; byOp: OpTimes } {
     this.#check([prompt]);
-    const s = this.#s;
-    if (prompt.length > s.maxNumTokens) throw new TrtbError("RUN_BAD_INPUT", `profilePrefill takes at most ${s.maxNumTokens} tokens`);
-    const tables = [s.alloc.allocate(prompt.length)];
-    try {
-      const pieces: SeqPiece[] = [{ seq: 0, pos0: 0, n: prompt.length, last: true }];
-      const { lay, T, nTiles } = writePrefill(s, pieces, [prompt], tables, [GREEDY]);
-      const p = prefillProgram(s, lay, T, nTiles);
-      emitHead(s, p, 1, s.din.at(lay.lastIdx), s.din.at(lay.params));
-      const ops = p.split();
-      for (const op of ops) s.ctx.exec(op); // warm-up
-      const byOp: Record<string, { count: number; ms: number }> = {};
-      let total = 0;
-      for (const op of ops) {
-        s.ctx.timerStart();
-        s.ctx.exec(op);
-        const ms = s.ctx.timerStop();
-        const e = (byOp[op.ops[0]!] ??= { count: 0, ms: 0 });
-        e.count++;
-        e.ms += ms;
-        total += ms;
-      }
-      return { total, byOp };
-    } finally {
-      for (const t of tables) s.alloc.release(t);
-    }
+    return profilePrefill(this.#s, prompt);
   }
 
   /** Free the GPU memory, graphs and context. Idempotent. */

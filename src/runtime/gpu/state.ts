@@ -2,7 +2,7 @@
  * What a GPU runner holds while it lives, built once from an engine and its RunnerOptions: the
  * limits and dtypes, the context, the weights, the activation buffers, the device input block and
  * its pinned mirror, and the paged KV pool with its block allocator. GpuModelRunner owns one;
- * emit.ts and schedule.ts read it. Internal (not exported from index.ts).
+ * emit.ts, schedule.ts and profile.ts read it. Internal (not exported from index.ts).
  */
 import { TrtbError } from "../../errors.ts";
 import { log } from "../../log.ts";
