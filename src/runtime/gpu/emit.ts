@@ -1,0 +1,259 @@
+/**
+ * Op programs of the GPU runner's forward passes: the activation buffers they work in, the
+ * embedding and every layer (GEMMs with the plan's tactic for the row count, weight-only GEMMs,
+ * MoE with host-side grouping per expert), the LM head with sampling, and the whole prefill and
+ * decode-step programs over the inputs schedule.ts wrote.
+ */
+import { TrtbError } from "../../errors.ts";
+import { type DeviceMem, type DevRef, type Dt, Program } from "../../ffi/engine.ts";
+import { type PlanGemmSite, tacticFor, woSite } from "../../engine/plan.ts";
+import { woPackedBytes } from "../../engine/wo-layout.ts";
+import { align, type DecodeLayout, F32, I32, type PrefillLayout } from "./schedule.ts";
+import type { RunnerState } from "./state.ts";
+
+/** u32 counters at the start of the split-K attention workspace (trtb_engine.h, ATTN_DECODE). */
+const ATTN_COUNTERS = 65536;
+
+/** Split-K factor of decode attention for B rows. */
+export function nsplit(s: RunnerState, B: number): number {
+  const want = Math.ceil((2 * s.sms) / Math.max(1, B * s.desc.num_kv_heads));
+  return Math.max(1, Math.min(want, Math.ceil(s.maxSeqLen / 16), 128));
+}
+
+/**
+ * The activation buffers of a forward of up to maxNumTokens tokens (maxBatchSize rows through the
+ * head), in one allocation taken by `keep`; fills `iota` and zeroes the split-K counters.
+ * Returns the buffers by name and the allocation's size.
+ */
+export function allocActivations(s: RunnerState, keep: (m: DeviceMem) => DeviceMem): { b: Record<string, DevRef>; bytes: number } {
+  const d = s.desc;
+  const ctx = s.ctx;
+  const exact = s.numerics === "exact";
+  const T = s.maxNumTokens;
+  const H = d.hidden_size;
+  const I = d.intermediate_size;
+  const R = s.maxBatchSize;
+  const es = s.aes;
+  const nHD = d.num_heads * d.head_size;
+  const nsplitMax = nsplit(s, 1);
+  const sizes: Record<string, number> = {
+    res: T * H * F32, h: T * H * es, qkv: T * d.qkv_rows * F32, q: T * nHD * F32, ctx: T * nHD * es, dense: T * H * F32,
+    fc: T * 2 * I * (exact ? F32 : es), act: T * I * es, proj: T * H * F32, hg: R * H * es, logits: R * d.lm_head_rows * F32, outIds: R * I32,
+    attnWs: ATTN_COUNTERS * 4 + R * d.num_heads * nsplitMax * (d.head_size + 2) * F32, iota: T * I32,
+  };
+  // exact numerics: the two 16-bit halves of a GEMM input of up to T rows
+  if (exact) sizes.scratch = 2 * T * Math.max(H, nHD, I) * 2;
+  // weight-only GEMMs beyond 64 rows expand their weights to 16 bits here (the largest matrix)
+  if (d.weight_only && T > 64) sizes.deq = Math.max(d.qkv_rows * H, H * nHD, 2 * I * H) * 2;
+  if (d.moe) {
+    const k = d.moe.top_k;
+    Object.assign(sizes, { routeIds: T * k * I32, routeW: T * k * F32, moeOut: T * H * F32, xe: T * H * es, ye: T * H * F32, moeIdx: T * k * I32, moeW: T * k * F32 });
+  }
+  let total = 0;
+  const offs: Record<string, number> = {};
+  for (const [k, v] of Object.entries(sizes)) {
+    offs[k] = total;
+    total += align(v);
+  }
+  const act = keep(ctx.alloc(total, "activations"));
+  const b: Record<string, DevRef> = {};
+  for (const k of Object.keys(sizes)) b[k] = act.at(offs[k]!);
+  const iota = new Int32Array(T);
+  for (let i = 0; i < T; i++) iota[i] = i;
+  ctx.upload(b.iota!, new Uint8Array(iota.buffer));
+  // split-K attention counters start (and stay, between launches) at zero
+  ctx.exec(new Program().memset(b.attnWs!, 0, ATTN_COUNTERS * 4));
+  return { b, bytes: total };
+}
+
+/** Context tactic id of GEMM site `site` for m rows (-1: cuBLASLt's heuristic). */
+function tactic(s: RunnerState, site: string, m: number): number {
+  const st: PlanGemmSite | undefined = s.plan.gemm.sites[site];
+  if (!st) return -1;
+  const i = tacticFor(st, m);
+  return i >= 0 ? s.weights.tactics[i]! : -1;
+}
+
+// ---- forward ------------------------------------------------------------------------------------
+
+/**
+ * Emit the embedding and every layer for T tokens whose inputs are at `inp` in the device input
+ * block; `attention(p, l)` emits layer l's attention (writes b.ctx). MoE layers flush the program
+ * (run it, wait) and continue in a new one, so the caller gets back the program to continue.
+ */
+function emitLayers(s: RunnerState, p0: Program, T: number, inp: { ids: DevRef; pos: DevRef; slot: DevRef }, attention: (p: Program, l: number) => void): Program {
+  const d = s.desc;
+  const b = s.b;
+  const w = s.weights;
+  const dt = s.dt;
+  const adt = s.adt;
+  const H = d.hidden_size;
+  const I = d.intermediate_size;
+  const eps = d.norm_eps;
+  let p = p0;
+  p.embed({ ids: inp.ids, table: w.get("embedding").ref, tableDtype: dt, rows: d.embedding_rows, vocabStart: d.embedding_vocab_start, H, scale: d.embed_scale, out: b.res!, T });
+  p.addNorm({ res: b.res!, normW: w.get("layers.0.input_norm").ref, eps, out: b.h, outDtype: adt, H, T });
+  const L = d.layers.length;
+  for (let l = 0; l < L; l++) {
+    const P = `layers.${l}.`;
+    gemm(s, p, "qkv", `${P}qkv`, b.h!, b.qkv!, T, d.qkv_rows, H, "F32");
+    p.qkvRope({
+      qkv: b.qkv!, ld: d.qkv_rows, bias: w.opt(`${P}qkv_bias`), qNorm: w.opt(`${P}q_norm`), kNorm: w.opt(`${P}k_norm`), eps,
+      pos: inp.pos, slot: inp.slot, kv: s.kv.at(l * s.kvLayerBytes), kvDtype: s.kvdt, tpb: s.tokensPerBlock, nH: d.num_heads,
+      nKV: d.num_kv_heads, D: d.head_size, rot: d.rotary_dim, invFreq: w.get("rope.inv_freq").ref, qOut: b.q!, T,
+    });
+    attention(p, l);
+    const nHD = d.num_heads * d.head_size;
+    gemm(s, p, "dense", `${P}dense`, b.ctx!, b.dense!, T, H, nHD, "F32");
+    p.addNorm({
+      res: b.res!, delta: b.dense, deltaBias: w.opt(`${P}dense_bias`), deltaNorm: d.sandwich_norms ? w.get(`${P}post_norm`).ref : undefined,
+      normW: w.get(d.sandwich_norms ? `${P}pre_ff_norm` : `${P}post_norm`).ref, eps, out: b.h, outDtype: adt, H, T,
+    });
+    let delta: DevRef;
+    if (d.moe) {
+      p = emitMoe(s, p, l, T);
+      delta = b.moeOut!;
+    } else {
+      const fcDt = gemm(s, p, "gate_up", `${P}gate_up`, b.h!, b.fc!, T, 2 * I, H, dt);
+      p.gatedAct({ in: b.fc!, inDtype: fcDt, bias: w.opt(`${P}gate_up_bias`), out: b.act!, outDtype: adt, I, T, act: d.act });
+      gemm(s, p, "down", `${P}down`, b.act!, b.proj!, T, H, I, "F32");
+      delta = b.proj!;
+    }
+    const next = l + 1 < L ? `layers.${l + 1}.input_norm` : "ln_f";
+    p.addNorm({
+      res: b.res!, delta, deltaBias: w.opt(`${P}down_bias`), deltaNorm: d.sandwich_norms ? w.get(`${P}post_ff_norm`).ref : undefined,
+      normW: w.get(next).ref, eps, out: b.h, outDtype: adt, H, T,
+    });
+  }
+  return p;
+}
+
+/**
+ * One GEMM with the site's tactic for M rows against weight tensor `weight` (matrix `expert` of
+ * a stacked MoE tensor); weight-only tensors (with `<weight>.scale`) go through the `<site>.wo`
+ * tactics. Returns the output dtype (f32 in exact numerics).
+ */
+function gemm(s: RunnerState, p: Program, site: string, weight: string, x: DevRef, y: DevRef, M: number, N: number, K: number, yFast: Dt, expert = 0): Dt {
+  const exact = s.numerics === "exact";
+  const yDtype: Dt = exact ? "F32" : yFast;
+  const w = s.weights.get(weight);
+  const scale = s.weights.find(`${weight}.scale`);
+  const scratch = exact ? s.b.scratch : undefined;
+  if (scale) {
+    const bits = s.desc.weight_only?.bits;
+    if (!bits) throw new TrtbError("ENGINE_FORMAT", `${weight} has scales but the plan declares no weight-only quantization`);
+    p.gemmWo({
+      w: w.ref.add(expert * woPackedBytes(N, K, bits)), scale: scale.ref.add(expert * N * F32), x, y, M, N, K, bits, ab: s.dt, yDtype,
+      xDtype: s.adt, scratch, deq: s.b.deq, tactic: tactic(s, woSite(site), M),
+    });
+  } else {
+    p.gemm({ w: w.ref.add(expert * N * K * s.es), x, y, M, N, K, ab: s.dt, yDtype, xDtype: s.adt, scratch, tactic: tactic(s, site, M) });
+  }
+  return yDtype;
+}
+
+/** MoE layer l: route on the GPU, group tokens per expert on the host, expert GEMMs, weighted sum. */
+function emitMoe(s: RunnerState, p: Program, l: number, T: number): Program {
+  const d = s.desc;
+  const moe = d.moe!;
+  const b = s.b;
+  const dt = s.dt;
+  const H = d.hidden_size;
+  const I = d.intermediate_size;
+  const k = moe.top_k;
+  const P = `layers.${l}.`;
+  p.moeRoute({ x: b.h!, xDtype: s.adt, router: s.weights.get(`${P}router`).ref, E: moe.num_experts, H, topK: k, ids: b.routeIds!, w: b.routeW!, T });
+  s.ctx.exec(p);
+  const ids = new Int32Array(s.ctx.download(b.routeIds!, T * k * I32).buffer);
+  const ws = new Float32Array(s.ctx.download(b.routeW!, T * k * F32).buffer);
+  const lists = moe.local_experts.map(() => ({ idx: [] as number[], w: [] as number[] }));
+  for (let t = 0; t < T; t++) {
+    for (let j = 0; j < k; j++) {
+      const e = moe.local_experts.indexOf(ids[t * k + j]!);
+      if (e < 0) continue;
+      lists[e]!.idx.push(t);
+      lists[e]!.w.push(ws[t * k + j]!);
+    }
+  }
+  const hm = s.hmoe!;
+  const n = T * k;
+  const hIdx = new Int32Array(hm.u8.buffer, hm.u8.byteOffset, n);
+  const hW = new Float32Array(hm.u8.buffer, hm.u8.byteOffset + n * 4, n);
+  const q = new Program();
+  q.memset(b.moeOut!, 0, T * H * F32);
+  let off = 0;
+  const starts: number[] = [];
+  for (const li of lists) {
+    starts.push(off);
+    hIdx.set(li.idx, off);
+    hW.set(li.w, off);
+    off += li.idx.length;
+  }
+  q.memcpy(b.moeIdx!, hm.at(0), n * 4);
+  q.memcpy(b.moeW!, hm.at(n * 4), n * 4);
+  lists.forEach((li, e) => {
+    const ne = li.idx.length;
+    if (ne === 0) return;
+    const idx = b.moeIdx!.add(starts[e]! * I32);
+    q.gatherRows({ src: b.h!, dst: b.xe!, idx, R: ne, rowBytes: H * s.aes });
+    const fcDt = gemm(s, q, "experts.gate_up", `${P}experts.gate_up`, b.xe!, b.fc!, ne, 2 * I, H, dt, e);
+    q.gatedAct({ in: b.fc!, inDtype: fcDt, out: b.act!, outDtype: s.adt, I, T: ne, act: d.act });
+    gemm(s, q, "experts.down", `${P}experts.down`, b.act!, b.ye!, ne, H, I, "F32", e);
+    q.scatterAdd({ y: b.ye!, out: b.moeOut!, idx, w: b.moeW!.add(starts[e]! * F32), R: ne, H });
+  });
+  return q;
+}
+
+/** logits rows = h[rows of `idx`] · lm_head, soft-capped; optionally sampled into outIds (+ copy to host). */
+export function emitHead(s: RunnerState, p: Program, R: number, idx: DevRef | null, sample: DevRef | null): void {
+  const d = s.desc;
+  const b = s.b;
+  const H = d.hidden_size;
+  const V = d.lm_head_rows;
+  let x = b.h!;
+  if (idx) {
+    p.gatherRows({ src: b.h!, dst: b.hg!, idx, R, rowBytes: H * s.aes });
+    x = b.hg!;
+  }
+  gemm(s, p, "lm_head", "lm_head", x, b.logits!, R, V, H, "F32");
+  if (d.final_softcap !== null) p.softcap({ x: b.logits!, n: R * V, cap: d.final_softcap });
+  if (sample) {
+    p.sample({ logits: b.logits!, ld: V, V: d.vocab_size, params: sample, out: b.outIds!, R });
+    p.memcpy(s.hout.at(0), b.outIds!, R * I32);
+  }
+}
+
+// ---- whole passes -------------------------------------------------------------------------------
+
+/** Prefill program for the written inputs; the caller adds the head. */
+export function prefillProgram(s: RunnerState, lay: PrefillLayout, T: number, nTiles: number): Program {
+  const d = s.desc;
+  const din = s.din;
+  const p = new Program();
+  p.memcpy(din.at(0), s.hin.at(0), lay.bytes);
+  return emitLayers(s, p, T, { ids: din.at(lay.ids), pos: din.at(lay.pos), slot: din.at(lay.slot) }, (pp, l) => {
+    pp.attnPrefill({
+      q: s.b.q!, kv: s.kv.at(l * s.kvLayerBytes), kvDtype: s.kvdt, blockTable: din.at(lay.table), maxBlocks: s.maxBlocksPerSeq,
+      tiles: din.at(lay.tiles), nTiles, cuQ: din.at(lay.cuQ), pos0: din.at(lay.pos0), nH: d.num_heads, nKV: d.num_kv_heads, D: d.head_size,
+      tpb: s.tokensPerBlock, scale: d.attn_scale, softcap: d.attn_softcap ?? 0, window: d.windows[l] ?? 0, out: s.b.ctx!, outDtype: s.adt,
+    });
+  });
+}
+
+/** One decode step for B rows whose inputs are laid out as `lay`: layers, head, sampling into hout. */
+export function decodeProgram(s: RunnerState, B: number, lay: DecodeLayout): Program {
+  const d = s.desc;
+  const din = s.din;
+  const ns = nsplit(s, B);
+  let p = new Program();
+  p.memcpy(din.at(0), s.hin.at(0), lay.bytes);
+  p = emitLayers(s, p, B, { ids: din.at(lay.ids), pos: din.at(lay.pos), slot: din.at(lay.slot) }, (pp, l) => {
+    pp.attnDecode({
+      q: s.b.q!, kv: s.kv.at(l * s.kvLayerBytes), kvDtype: s.kvdt, blockTable: din.at(lay.table), maxBlocks: s.maxBlocksPerSeq,
+      ctxLen: din.at(lay.ctxLen), nH: d.num_heads, nKV: d.num_kv_heads, D: d.head_size, tpb: s.tokensPerBlock, scale: d.attn_scale,
+      softcap: d.attn_softcap ?? 0, window: d.windows[l] ?? 0, nsplit: ns, ws: s.b.attnWs!, out: s.b.ctx!, outDtype: s.adt, B,
+    });
+  });
+  emitHead(s, p, B, null, din.at(lay.params));
+  return p;
+}
