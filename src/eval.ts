@@ -151,7 +151,10 @@ interface LogitsModel {
 export function evalModelKind(dir: string): "checkpoint" | "engine" {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new TrtbError("EVAL_NOT_MODEL", `${dir}: not a directory (expected a TRT-LLM checkpoint or an engine directory)`, { file: dir });
   if (existsSync(join(dir, "rank0.engine"))) return "engine";
-  if (existsSync(join(dir, "config.json"))) return "checkpoint";
+  if (existsSync(join(dir, "config.json")) && existsSync(join(dir, "rank0.safetensors"))) return "checkpoint";
+  if (existsSync(join(dir, "config.json"))) {
+    throw new TrtbError("EVAL_NOT_MODEL", `${dir}: config.json but no rank0.safetensors: not a TRT-LLM checkpoint (a Hugging Face model directory? convert it first: trtllm convert / quantize)`, { file: dir });
+  }
   throw new TrtbError("EVAL_NOT_MODEL", `${dir}: neither an engine directory (rank0.engine) nor a TRT-LLM checkpoint (config.json + rank{N}.safetensors)`, { file: dir });
 }
 
