@@ -47,8 +47,10 @@ import { writeFileAtomic } from "./util/fs.ts";
 export const EVAL_DEFAULT_WINDOW = 512;
 /** The smallest window that scores a token (window − 1 − ⌊window/2⌋ ≥ 1). */
 export const EVAL_MIN_WINDOW = 3;
-/** Windows the GPU runner takes in one forwardLogits call. */
+/** Windows the GPU runner takes in one forwardLogits call (at most). */
 const GPU_WINDOWS_PER_CALL = 8;
+/** Host bytes of f32 logits one batch of windows may take, per model (large vocabularies get fewer windows per call). */
+const LOGITS_BATCH_BYTES = 512 * 2 ** 20;
 
 export type EvalBos = "auto" | boolean;
 
@@ -397,7 +399,7 @@ export async function evaluate(opts: EvalOptions): Promise<EvalResult> {
     }
     if (bos !== null && bos >= V) throw new TrtbError("EVAL_BAD_OPTION", `BOS id ${bos} is outside the model's vocabulary [0, ${V})`);
 
-    const batch = Math.min(cand.batch, ref?.batch ?? Infinity);
+    const batch = Math.max(1, Math.min(cand.batch, ref?.batch ?? Infinity, Math.floor(LOGITS_BATCH_BYTES / (window * V * 4))));
     const first = plan.firstScoredPosition;
     const kls: number[] = [];
     let nll = 0, refNll = 0, agree = 0, scored = 0, secs = 0, refSecs = 0;
