@@ -337,7 +337,8 @@ function conventionSummary(c: Omit<EvalConvention, "summary">, tok: Tokenizer | 
   const src = c.stream.format === "txt" ? "txt, tokenized whole without special tokens"
     : c.stream.format === "jsonl" ? `jsonl, ${c.stream.documents} document(s)${c.stream.separator !== null ? ` joined by EOS id ${c.stream.separator}` : ""}`
     : `input_ids, ${c.stream.documents} row(s) flattened`;
-  const bos = c.bos === null ? "no BOS (windows fed as they are)" : `BOS ${tok?.idToToken(c.bos) ?? ""} (id ${c.bos}) replaces token 0 of each window`.replace("  ", " ");
+  const bosName = c.bos === null ? undefined : tok?.idToToken(c.bos);
+  const bos = c.bos === null ? "no BOS (windows fed as they are)" : `BOS ${bosName !== undefined ? `${bosName} ` : ""}(id ${c.bos}) replaces token 0 of each window`;
   const last = c.window - 1;
   return `window ${c.window}, stride ${c.stride}: ${c.windows} of ${c.windowsAvailable} window(s) [k·${c.stride}, k·${c.stride}+${c.window}) of a ${c.stream.tokens}-token stream (${src}); ${bos}; ` +
     `each window scores its last ${c.scoredPerWindow} tokens (positions ${c.firstScoredPosition}…${last}, each from the logits one position before) → ${c.tokensScored} tokens scored`;
