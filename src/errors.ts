@@ -143,6 +143,15 @@ export const ERROR_CODES = {
   RUN_MISSING_TENSOR: "the checkpoint lacks a tensor the runner needs",
   RUN_UNSUPPORTED: "something the runner cannot run (mapping, activation, …)",
   RUN_KV_CACHE_FULL: "not enough KV cache blocks for the request",
+  // evaluation (perplexity, KL against a reference)
+  EVAL_NOT_MODEL: "the model or reference path is neither a TRT-LLM checkpoint nor an engine directory",
+  EVAL_DATA_MISSING: "the data file does not exist or is not a file",
+  EVAL_DATA_EMPTY: "the data file is empty or holds no usable text / tokens",
+  EVAL_DATA_INVALID: "the data file has an unknown format, a malformed line or tensor, or an id outside the vocabulary",
+  EVAL_TOO_SHORT: "the data has fewer tokens than one window",
+  EVAL_NO_TOKENIZER: "text input (or bos on) without a tokenizer.json in the model directories or tokenizerDir",
+  EVAL_BAD_OPTION: "an invalid window / stride / maxWindows / bos, or a window past the model's context",
+  EVAL_VOCAB_MISMATCH: "the reference and the candidate have different vocabularies",
   // multi-rank launch
   DIST_BAD_ENV: "a launcher environment variable is malformed",
   DIST_WORLD_MISMATCH: "the launcher's world size differs from the engine's",

@@ -43,3 +43,7 @@ export { cudaLib, nativeLib } from "./ffi/index.ts";
 export {
   inspectPath, type InspectFileReport, type InspectReport, type InspectTensorRow, type InspectTotals,
 } from "./inspect.ts";
+export {
+  evaluate, EVAL_DEFAULT_WINDOW, type EvalBos, type EvalConvention, type EvalDivergence, type EvalOptions, type EvalResult, writeEvalJson,
+} from "./eval.ts";
+export { loadTokenizer, type Tokenizer } from "./text/index.ts";
