@@ -38,6 +38,15 @@ export {
   readEngineConfig, SPECULATIVE_DECODING_MODES, writeEngineConfig,
 } from "./engine/index.ts";
 export { GpuModelRunner, type GenerateOptions, type RunnerOptions } from "./runtime/gpu/index.ts";
+export { CpuKvCache } from "./runtime/cpu.ts";
+export { argmax, Sampler, type SamplingOptions } from "./runtime/sampling.ts";
+export {
+  type CompletionOutput, defaultEngineCacheDir, detectModelKind, engineCacheKey, type GenerateHooks, gpuAvailable, LLM, type LLMOptions, type ModelKind,
+  type Prompt, type SamplingParams,
+} from "./llm.ts";
+export {
+  carryTokenizerFiles, type ChatMessage, copyTokenizerFiles, loadTokenizer, readGenerationConfig, TextStream, type Tokenizer, TOKENIZER_FILES,
+} from "./text/index.ts";
 export { QFORMATS, type QFormatName, schemeForQformat } from "./quant/index.ts";
 export { cudaLib, nativeLib } from "./ffi/index.ts";
 export {
