@@ -28,6 +28,7 @@ export { convertCheckpoint, type ConvertOptions } from "./convert.ts";
 export { quantize, type QuantizeOptions } from "./quantize.ts";
 export { CpuRunner, loadCpuRunner } from "./runtime/index.ts";
 export { readInputIds, writeRunOutputs } from "./runtime/io.ts";
+export { type FilePrompt, readPromptFile } from "./runtime/prompts.ts";
 export { log, setLogLevel } from "./log.ts";
 export {
   build, buildCheckpoint, buildCheckpointInWorkers, type BuildCheckpointOptions, type BuildCheckpointResult, defaultBackend, engineConfigFor,
