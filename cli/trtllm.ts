@@ -14,6 +14,7 @@ export const main = defineCommand({
     convert: () => import("./commands/convert.ts").then((m) => m.default),
     quantize: () => import("./commands/quantize.ts").then((m) => m.default),
     run: () => import("./commands/run.ts").then((m) => m.default),
+    chat: () => import("./commands/chat.ts").then((m) => m.default),
     doctor: () => import("./commands/doctor.ts").then((m) => m.default),
   },
 });
