@@ -207,8 +207,11 @@ interface TextRunner {
   readonly maxInputLen: number;
   readonly limitWhere: string;
   readonly maxBatch: number;
-  /** Generate for rows that share `maxNew`; `onToken(row, id)` returns false once that row is done. */
-  run(prompts: number[][], maxNew: number, sampling: "greedy" | SamplingOptions, onToken: (row: number, id: number) => boolean): void;
+  /**
+   * Generate for rows that share `maxNew`; `onToken(row, id)` returns false once that row is done.
+   * `onRowStart(row)`: called where a row starts after the others (the CPU runner runs rows in turn).
+   */
+  run(prompts: number[][], maxNew: number, sampling: "greedy" | SamplingOptions, onToken: (row: number, id: number) => boolean, onRowStart?: (row: number) => void): void;
   /** One prompt's ids as they are computed (CPU); undefined where the runner cannot stream (GPU). */
   stream?(prompt: number[], maxNew: number, sampling: "greedy" | SamplingOptions): Iterator<number>;
   destroy(): void;
@@ -225,8 +228,9 @@ class CpuTextRunner implements TextRunner {
     this.maxInputLen = this.maxSeqLen - 1;
     this.limitWhere = `the model's max_position_embeddings ${this.maxSeqLen} (${where})`;
   }
-  run(prompts: number[][], maxNew: number, sampling: "greedy" | SamplingOptions, onToken: (row: number, id: number) => boolean): void {
+  run(prompts: number[][], maxNew: number, sampling: "greedy" | SamplingOptions, onToken: (row: number, id: number) => boolean, onRowStart?: (row: number) => void): void {
     prompts.forEach((p, row) => {
+      onRowStart?.(row);
       for (const id of this.runner.generateIds(p, { maxNewTokens: maxNew, sampling })) if (!onToken(row, id)) break;
     });
   }
@@ -346,6 +350,7 @@ export class LLM implements Disposable {
         const ids: number[][] = part.map(() => []);
         const stops: (number | string | undefined)[] = part.map(() => undefined);
         const t0 = performance.now();
+        const starts = part.map(() => t0);
         const ends = part.map(() => t0);
         this.r.run(part.map((i) => p.rows[i]!.ids), maxNew, p.sampling, (row, id) => {
           ids[row]!.push(id);
@@ -355,12 +360,13 @@ export class LLM implements Disposable {
           const more = !st.done && ids[row]!.length < maxNew;
           if (!more) ends[row] = performance.now();
           return more;
-        });
+        }, (row) => { starts[row] = performance.now(); });
         part.forEach((i, row) => {
           const ts = streams[row]!;
           const tail = ts.done ? "" : ts.flush();
           if (tail) hooks.onText?.(i, tail);
-          const seconds = (ends[row]! - t0) / 1000 || (performance.now() - t0) / 1000;
+          if (ends[row] === t0) ends[row] = performance.now();
+          const seconds = (ends[row]! - starts[row]!) / 1000;
           outs[i] = this.output(ts, ids[row]!, p.rows[i]!.ids, seconds, stops[row]);
         });
       }
