@@ -6,10 +6,10 @@
  * the engine library with the fake build backend: a second create is a cache hit.
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { copyFileSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fakeBackend } from "../src/builder/backend.ts";
-import { convertCheckpoint, detectModelKind, LLM } from "../src/index.ts";
+import { buildCheckpoint, convertCheckpoint, detectModelKind, LLM } from "../src/index.ts";
 import { log } from "../src/log.ts";
 import { asI32, readRaw, SHARED, tempDir } from "./helpers.ts";
 import { EMU_INFO, EmuContext } from "./runtime/_emu.ts";
@@ -154,5 +154,25 @@ describe("LLM on the GPU path (CPU emulation of the engine library, fake build b
     expect(other.cacheHit).toBe(false);
     expect(readdirSync(cache.path)).toHaveLength(2);
     await expectCodeAsync(LLM.create({ model: other.engineDir!, backend: "cpu" }), "LLM_BACKEND");
+  }, 120_000);
+
+  test("convert → trtllm-build → engine dir copied alone elsewhere: text from the engine dir only", async () => {
+    using d = tempDir();
+    const ckpt = join(d.path, "ckpt");
+    const eng = join(d.path, "engine");
+    await convertCheckpoint({ modelDir: PYCODE, outputDir: ckpt });
+    await buildCheckpoint({ checkpointDir: ckpt, outputDir: eng, backend: fakeBackend(), buildConfig: { max_batch_size: 2, max_num_tokens: 64, max_seq_len: 64 } });
+    const moved = join(d.path, "elsewhere", "engine");
+    cpSync(eng, moved, { recursive: true });
+    rmSync(ckpt, { recursive: true });
+    rmSync(eng, { recursive: true });
+    expect(detectModelKind(moved)).toBe("engine");
+    using llm = await LLM.create({ model: moved, runner: { context: { ctx: new EmuContext(), info: EMU_INFO }, maxKvTokens: 128, numerics: "exact" } });
+    expect(llm.backend).toBe("gpu");
+    const p = Object.keys(SAMPLES)[1]!;
+    const [o] = await llm.generate(p, { maxTokens: 5 });
+    expect(SAMPLES[p]!.startsWith(p + o!.text)).toBe(true);
+    expect(o!.tokenIds).toHaveLength(5);
+    await expectCodeAsync(llm.generate("x = 1 " + "+ 1 ".repeat(70)), "RUN_PROMPT_TOO_LONG", /max_input_len 63/);
   }, 120_000);
 });
