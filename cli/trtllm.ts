@@ -15,6 +15,7 @@ export const main = defineCommand({
     quantize: () => import("./commands/quantize.ts").then((m) => m.default),
     run: () => import("./commands/run.ts").then((m) => m.default),
     eval: () => import("./commands/eval.ts").then((m) => m.default),
+    chat: () => import("./commands/chat.ts").then((m) => m.default),
     doctor: () => import("./commands/doctor.ts").then((m) => m.default),
   },
 });

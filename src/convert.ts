@@ -25,6 +25,7 @@ import { applyQuantConfig } from "./quant/apply.ts";
 import { type QuantBackend, type QuantDevice, quantBackend } from "./quant/backend.ts";
 import { releaseQuantScratch } from "./quant/lazy.ts";
 import type { TensorSource } from "./tensor.ts";
+import { carryTokenizerFiles, checkTokenizerDir } from "./text/files.ts";
 import { prepareCheckpointDir, writeFileAtomic } from "./util/fs.ts";
 
 export interface ConvertOptions {
@@ -48,11 +49,20 @@ export interface ConvertOptions {
   workers?: number;
   /** Progress over all ranks: bytes written so far, total bytes, current rank. */
   onProgress?: (done: number, total: number, rank: number) => void;
+  /**
+   * Where the tokenizer files (TOKENIZER_FILES: tokenizer.json, tokenizer_config.json,
+   * generation_config.json, tokenizer.model, …) are copied from into the checkpoint; default the
+   * model directory (or the Meta checkpoint directory). `false`: copy none.
+   */
+  tokenizerDir?: string | false;
 }
 
 export interface ConvertResult {
   config: PretrainedConfig;
+  /** config.json and the rank files (the tokenizer files copied are in `tokenizerFiles`). */
   files: string[];
+  /** Names of the tokenizer files copied into the checkpoint. */
+  tokenizerFiles: string[];
   bytes: number;
   seconds: number;
 }
@@ -165,6 +175,8 @@ async function writeInWorkers(opts: ConvertOptions, mapping: Mapping, workers: n
 export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertResult> {
   const t0 = performance.now();
   const mapping = mappingOf(opts);
+  const tokSrc = opts.tokenizerDir === false ? undefined : (opts.tokenizerDir ?? opts.modelDir ?? opts.metaCkptDir);
+  if (typeof opts.tokenizerDir === "string") checkTokenizerDir(opts.tokenizerDir);
   const p = await plan(opts, mapping);
   const sizes = p.models.map((m) => m.totalBytes());
   const total = sizes.reduce((a, b) => a + b, 0);
@@ -186,9 +198,12 @@ export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertRe
         log.debug(`rank ${r}: ${model.weights.size} tensors`);
       }
     }
+    // Tokenizer files travel with the checkpoint (before config.json: a complete-looking checkpoint has them).
+    const tokFiles = tokSrc ? carryTokenizerFiles(tokSrc, opts.outputDir) : [];
+    if (tokFiles.length) log.debug(`copied ${tokFiles.join(", ")} from ${tokSrc}`);
     writeFileAtomic(join(opts.outputDir, "config.json"), configToJSONText(p.cfg));
     const files = [join(opts.outputDir, "config.json"), ...p.models.map((m) => join(opts.outputDir, m.rankFileName))];
-    return { config: p.cfg, files, bytes: total, seconds: (performance.now() - t0) / 1000 };
+    return { config: p.cfg, files, tokenizerFiles: tokFiles, bytes: total, seconds: (performance.now() - t0) / 1000 };
   } finally {
     p.close();
   }

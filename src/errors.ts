@@ -142,6 +142,7 @@ export const ERROR_CODES = {
   RUN_BAD_INPUT: "invalid runner input (ids file, token ids, lengths)",
   RUN_MISSING_TENSOR: "the checkpoint lacks a tensor the runner needs",
   RUN_UNSUPPORTED: "something the runner cannot run (mapping, activation, …)",
+  RUN_PROMPT_TOO_LONG: "a prompt longer than the engine's max_input_len (or the model's positions)",
   RUN_KV_CACHE_FULL: "not enough KV cache blocks for the request",
   // evaluation (perplexity, KL against a reference)
   EVAL_NOT_MODEL: "the model or reference path is neither a TRT-LLM checkpoint nor an engine directory",
@@ -160,6 +161,12 @@ export const ERROR_CODES = {
   IO_WRITE: "writing an output file failed",
   // the command line
   CLI_BAD_ARG: "a missing, malformed or contradictory command-line flag",
+  // the LLM API
+  LLM_UNKNOWN_MODEL: "a model path that is neither a Hugging Face, TRT-LLM checkpoint nor engine directory",
+  LLM_BACKEND: "the requested backend (gpu) is not available, or cannot run this model",
+  LLM_BAD_OPTION: "an invalid LLM.create option or SamplingParams field",
+  LLM_BAD_INPUT: "prompts that are not text, chats or token ids",
+  LLM_DISPOSED: "the LLM was used after dispose()",
   // tokenizers and chat templates
   TOK_MISSING_FILE: "tokenizer.json (or another tokenizer file) is missing",
   TOK_BAD_JSON: "a tokenizer file is not valid JSON",

@@ -28,6 +28,7 @@ export { convertCheckpoint, type ConvertOptions } from "./convert.ts";
 export { quantize, type QuantizeOptions } from "./quantize.ts";
 export { CpuRunner, loadCpuRunner } from "./runtime/index.ts";
 export { readInputIds, writeRunOutputs } from "./runtime/io.ts";
+export { type FilePrompt, readPromptFile } from "./runtime/prompts.ts";
 export { log, setLogLevel } from "./log.ts";
 export {
   build, buildCheckpoint, buildCheckpointInWorkers, type BuildCheckpointOptions, type BuildCheckpointResult, defaultBackend, engineConfigFor,
@@ -38,6 +39,15 @@ export {
   readEngineConfig, SPECULATIVE_DECODING_MODES, writeEngineConfig,
 } from "./engine/index.ts";
 export { GpuModelRunner, type GenerateOptions, type RunnerOptions } from "./runtime/gpu/index.ts";
+export { CpuKvCache } from "./runtime/cpu.ts";
+export { argmax, Sampler, type SamplingOptions } from "./runtime/sampling.ts";
+export {
+  type CompletionOutput, defaultEngineCacheDir, detectModelKind, engineCacheKey, type GenerateHooks, gpuAvailable, LLM, type LLMOptions, type ModelKind,
+  type Prompt, type SamplingParams,
+} from "./llm.ts";
+export {
+  carryTokenizerFiles, type ChatMessage, copyTokenizerFiles, loadTokenizer, readGenerationConfig, TextStream, type Tokenizer, TOKENIZER_FILES,
+} from "./text/index.ts";
 export { QFORMATS, type QFormatName, schemeForQformat } from "./quant/index.ts";
 export { cudaLib, nativeLib } from "./ffi/index.ts";
 export {
@@ -46,4 +56,3 @@ export {
 export {
   evaluate, EVAL_DEFAULT_WINDOW, type EvalBos, type EvalConvention, type EvalDivergence, type EvalOptions, type EvalResult, writeEvalJson,
 } from "./eval.ts";
-export { loadTokenizer, type Tokenizer } from "./text/index.ts";

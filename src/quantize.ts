@@ -20,6 +20,8 @@ export interface QuantizeOptions {
   useParallelEmbedding?: boolean;
   embeddingShardingDim?: 0 | 1;
   onProgress?: ConvertOptions["onProgress"];
+  /** Copy the tokenizer files from here instead of `hfDir` (`false`: none); see ConvertOptions. */
+  tokenizerDir?: string | false;
 }
 
 export async function quantize(hfDir: string, outDir: string, quantConfig: Partial<QuantConfig>, opts: QuantizeOptions = {}): Promise<ConvertResult> {
@@ -34,5 +36,6 @@ export async function quantize(hfDir: string, outDir: string, quantConfig: Parti
     quantConfig,
     device: opts.device,
     onProgress: opts.onProgress,
+    tokenizerDir: opts.tokenizerDir,
   });
 }

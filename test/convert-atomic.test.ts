@@ -22,6 +22,6 @@ test("SIGKILL after the first rank: no config.json; rerun completes and removes 
 
   await convertCheckpoint({ modelDir: fixture("llama"), outputDir: out.path, tpSize: 2, ppSize: 2 });
   const after = readdirSync(out.path).sort();
-  expect(after).toEqual(["config.json", "rank0.safetensors", "rank1.safetensors", "rank2.safetensors", "rank3.safetensors"]);
+  expect(after).toEqual(["config.json", "generation_config.json", "rank0.safetensors", "rank1.safetensors", "rank2.safetensors", "rank3.safetensors"]);
   expect(existsSync(join(out.path, "config.json"))).toBe(true);
 });

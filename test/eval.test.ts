@@ -63,11 +63,14 @@ function nllOf(row: Float32Array, target: number): number {
 const tmp = tempDir("trtb-eval-");
 const BF16 = join(tmp.path, "bf16");
 const INT4 = join(tmp.path, "int4");
+/** Converted without its tokenizer files (convert copies them by default). */
+const BARE = join(tmp.path, "bare");
 let heldIds: number[];
 let self: EvalResult;
 
 beforeAll(async () => {
   await convertCheckpoint({ modelDir: PYCODE, outputDir: BF16, dtype: "bfloat16" });
+  await convertCheckpoint({ modelDir: PYCODE, outputDir: BARE, dtype: "bfloat16", tokenizerDir: false });
   await quantize(PYCODE, INT4, { quant_algo: "W4A16" }, { dtype: "bfloat16" });
   heldIds = loadTokenizer(PYCODE).encode(readFileSync(HELDOUT, "utf8"), { addSpecialTokens: false });
 });
@@ -131,7 +134,7 @@ describe("evaluate", () => {
     expect(on.convention).toMatchObject({ windows: 4, windowsAvailable: 4, scoredPerWindow: 3, firstScoredPosition: 5, tokensScored: 12, bos: 1, stream: { format: "safetensors", tokens: 20, documents: 2 } });
     expect(Math.abs(on.nll - hand(1))).toBeLessThanOrEqual(NLL_TOL);
     // Without a tokenizer, auto means no BOS: the windows go in as they are.
-    const off = await evaluate({ model: BF16, data: file, window: 8, stride: 4 });
+    const off = await evaluate({ model: BARE, data: file, window: 8, stride: 4 });
     expect(off.convention.bos).toBeNull();
     expect(off.tokenizerDir).toBeNull();
     expect(Math.abs(off.nll - hand(null))).toBeLessThanOrEqual(NLL_TOL);
@@ -213,7 +216,7 @@ describe("bad input", () => {
   });
 
   test("models, tokenizer and options", async () => {
-    await expectCodeAsync(ev(HELDOUT, { tokenizerDir: undefined }), "EVAL_NO_TOKENIZER", new RegExp(`no tokenizer\\.json in ${BF16}: pass tokenizerDir`));
+    await expectCodeAsync(ev(HELDOUT, { model: BARE, tokenizerDir: undefined }), "EVAL_NO_TOKENIZER", new RegExp(`no tokenizer\\.json in ${BARE}: pass tokenizerDir`));
     await expectCodeAsync(ev(HELDOUT, { model: PYCODE }), "EVAL_NOT_MODEL", /tiny-pycode: config\.json but no rank0\.safetensors: not a TRT-LLM checkpoint \(a Hugging Face model directory\?/);
     await expectCodeAsync(ev(HELDOUT, { model: tmp.path }), "EVAL_NOT_MODEL", /neither an engine directory \(rank0\.engine\) nor a TRT-LLM checkpoint/);
     await expectCodeAsync(ev(HELDOUT, { reference: join(tmp.path, "none") }), "EVAL_NOT_MODEL", /none: not a directory/);

@@ -49,3 +49,25 @@ export function oneOfArg<T extends string>(name: string, v: string | boolean | u
     throw new TrtbError("CLI_BAD_ARG", `--${name} must be one of ${options.join(", ")}, got ${JSON.stringify(v)}`);
   return v as T;
 }
+
+/**
+ * Every value of a repeatable flag, in order (`--name v` and `--name=v`; citty keeps only the
+ * last one). `names` are the flag and its aliases.
+ */
+export function repeatedArg(rawArgs: readonly string[], ...names: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const a = rawArgs[i]!;
+    for (const n of names) {
+      if (a === `--${n}` && i + 1 < rawArgs.length) {
+        out.push(rawArgs[++i]!);
+        break;
+      }
+      if (a.startsWith(`--${n}=`)) {
+        out.push(a.slice(n.length + 3));
+        break;
+      }
+    }
+  }
+  return out;
+}

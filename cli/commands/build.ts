@@ -45,6 +45,7 @@ const BASE_ARGS = {
   max_multimodal_len: str("Alias of --max_prompt_embedding_table_size", "N"),
   kv_cache_type: str("KV cache: paged (default; the only kind this backend runs), continuous, disabled", "type"),
   input_timing_cache: str("Read GEMM timings from this timing cache first (reuse across builds)", "file"),
+  tokenizer_dir: str("Copy the tokenizer files (tokenizer.json, generation_config.json, …) from here into the engine directory (default: the checkpoint directory's)", "dir"),
   output_timing_cache: str("Write the timing cache here (relative paths are inside --output_dir)", "file", "model.cache"),
   profiling_verbosity: str(`layer_names_only | detailed | none (${NOOP})`, "level"),
   strip_plan: flag(`Strip weights from the plan (${NOOP})`),
@@ -110,6 +111,7 @@ export interface ParsedBuildArgs {
   workers: number;
   inputTimingCache?: string;
   outputTimingCache: string | null;
+  tokenizerDir?: string;
   /** Flags given that have no effect on this backend, as "--flag value". */
   noOps: string[];
 }
@@ -202,6 +204,7 @@ export function parseBuildArgs(args: Args, given: ReadonlySet<string>): ParsedBu
     workers: int("workers", args.workers ?? "1", 1)!,
     inputTimingCache: typeof args.input_timing_cache === "string" ? args.input_timing_cache : undefined,
     outputTimingCache: typeof args.output_timing_cache === "string" ? args.output_timing_cache : "model.cache",
+    tokenizerDir: typeof args.tokenizer_dir === "string" ? args.tokenizer_dir : undefined,
     noOps,
   };
 }
@@ -245,7 +248,7 @@ export const main = defineCommand({
       if (workers <= 1) {
         const res = await buildCheckpoint({
           checkpointDir: p.checkpointDir, outputDir: p.outputDir, buildConfig: p.buildConfig, logitsDtype: p.logitsDtype, backend: backend ?? undefined,
-          inputTimingCache: p.inputTimingCache, outputTimingCache: p.outputTimingCache, onRank: (r) => log.info(fmtRank(r)),
+          inputTimingCache: p.inputTimingCache, outputTimingCache: p.outputTimingCache, tokenizerDir: p.tokenizerDir, onRank: (r) => log.info(fmtRank(r)),
         });
         if (!p.buildConfig.dry_run) log.success(`wrote ${res.ranks.length} engine(s) + config.json to ${p.outputDir} in ${res.seconds.toFixed(1)} s${res.timingCache ? ` (timing cache ${res.timingCache})` : ""}`);
         return;
@@ -259,7 +262,7 @@ export const main = defineCommand({
     const childArgs = rawArgs.filter((a, j) => !a.startsWith("--workers") && rawArgs[j - 1] !== "--workers");
     await buildCheckpointInWorkers({
       checkpointDir: p.checkpointDir, outputDir: p.outputDir, buildConfig: p.buildConfig, logitsDtype: p.logitsDtype,
-      inputTimingCache: p.inputTimingCache, outputTimingCache: p.outputTimingCache,
+      inputTimingCache: p.inputTimingCache, outputTimingCache: p.outputTimingCache, tokenizerDir: p.tokenizerDir,
       workers, workerArgv: (i, n) => [...self, ...childArgs, "--_worker", `${i}/${n}`],
     });
     log.success(`wrote ${world} engine(s) + config.json to ${p.outputDir} with ${workers} workers in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

@@ -19,6 +19,7 @@ export default defineCommand({
     weight_only_precision: { type: "enum", options: ["int8", "int4"], description: "With --use_weight_only: int8 (W8A16) or int4 (W4A16)", default: "int8" },
     use_fp8_rowwise: { type: "boolean", description: "FP8 rowwise (FP8_PER_CHANNEL_PER_TOKEN): e4m3 MLP weights with per-channel scales, clamp_val [-1200, 1200]", default: false },
     use_meta_fp8_rowwise_recipe: { type: "boolean", description: "With --use_fp8_rowwise: keep the first and last decoder layers unquantized", default: false },
+    tokenizer_dir: { type: "string", description: "Copy the tokenizer files (tokenizer.json, tokenizer_config.json, generation_config.json, tokenizer.model, …) from here into the checkpoint (default: the model directory)", valueHint: "dir" },
     ...commonArgs,
   },
   async run({ args }) {
@@ -44,10 +45,11 @@ export default defineCommand({
       embeddingShardingDim: Number(args.embedding_sharding_dim) as 0 | 1,
       quantConfig,
       workers,
+      tokenizerDir: args.tokenizer_dir,
       onProgress: (done, total, rank) => bar.update(done, total, `rank ${rank}`),
     });
     bar.done();
     const mb = res.bytes / 1e6;
-    log.success(`wrote ${res.files.length - 1} rank file(s) + config.json to ${args.output_dir}: ${mb.toFixed(1)} MB in ${res.seconds.toFixed(2)} s (${(mb / res.seconds).toFixed(0)} MB/s)`);
+    log.success(`wrote ${res.files.length - 1} rank file(s) + config.json${res.tokenizerFiles.length ? " + tokenizer" : ""} to ${args.output_dir}: ${mb.toFixed(1)} MB in ${res.seconds.toFixed(2)} s (${(mb / res.seconds).toFixed(0)} MB/s)`);
   },
 });

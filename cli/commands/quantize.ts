@@ -24,6 +24,7 @@ export default defineCommand({
     device: { type: "enum", options: ["cpu", "cuda"], description: "Where the quantization kernels run (results are identical)", default: "cpu" },
     exclude_modules: { type: "string", description: "Comma-separated fnmatch patterns of modules to keep unquantized, e.g. 'transformer.layers.0.*'", valueHint: "patterns" },
     use_meta_fp8_rowwise_recipe: { type: "boolean", description: "fp8_rowwise: also keep the first and last decoder layers unquantized (Meta's Llama 3.1 recipe)", default: false },
+    tokenizer_dir: { type: "string", description: "Copy the tokenizer files from here into the checkpoint (default: the model directory)", valueHint: "dir" },
     ...commonArgs,
   },
   async run({ args }) {
@@ -42,6 +43,7 @@ export default defineCommand({
       mapping,
       dtype: args.dtype as "auto",
       device: args.device as "cpu" | "cuda",
+      tokenizerDir: args.tokenizer_dir,
       onProgress: (done, total, rank) => bar.update(done, total, `rank ${rank}`),
     });
     bar.done();

@@ -15,6 +15,7 @@ import { DecoderModel } from "../models/common/decoder-model.ts";
 import { readCheckpointConfig } from "../format/checkpoint.ts";
 import { loadCheckpointRank } from "../models/common/model.ts";
 import { familyForCheckpoint } from "../models/registry.ts";
+import { carryTokenizerFiles, checkTokenizerDir } from "../text/files.ts";
 import { ensureDir } from "../util/fs.ts";
 import { type Backend, defaultBackend } from "./backend.ts";
 import type { BuildConfigInput } from "../engine/build-config.ts";
@@ -39,6 +40,11 @@ export interface BuildCheckpointOptions {
   /** Where to write the timing cache; relative paths are inside outputDir. Default: build_config.output_timing_cache. */
   outputTimingCache?: string | null;
   onRank?: (r: RankResult) => void;
+  /**
+   * Where the tokenizer files are copied from into the engine directory (with config.json);
+   * default the checkpoint directory, which convert/quantize filled from the model. `false`: none.
+   */
+  tokenizerDir?: string | false;
 }
 
 export interface RankResult {
@@ -63,6 +69,14 @@ export function engineConfigFor(cfg: PretrainedConfig, input: BuildConfigInput, 
   const pretrained = structuredClone(cfg) as PretrainedConfig;
   if (logitsDtype) pretrained.logits_dtype = logitsDtype;
   return { version: TOOLKIT_VERSION, pretrained_config: pretrained, build_config: resolveBuildConfig(cfg, input) };
+}
+
+/** Tokenizer files into the engine directory: from `tokenizerDir`, else the checkpoint's; `false`: none. */
+export function carryEngineTokenizer(checkpointDir: string, outputDir: string, tokenizerDir: string | false | undefined): void {
+  if (tokenizerDir === false) return;
+  const names = carryTokenizerFiles(tokenizerDir ?? checkpointDir, outputDir, { explicit: tokenizerDir !== undefined });
+  if (names.length) log.debug(`copied ${names.join(", ")} from ${tokenizerDir ?? checkpointDir}`);
+  else log.warn(`${tokenizerDir ?? checkpointDir}: no tokenizer files to copy; the engine runs ids only (give --tokenizer_dir for text)`);
 }
 
 export async function buildCheckpoint(opts: BuildCheckpointOptions): Promise<BuildCheckpointResult> {
@@ -92,6 +106,7 @@ export async function buildCheckpoint(opts: BuildCheckpointOptions): Promise<Bui
   }
   const cache = TimingCache.load(opts.inputTimingCache ?? bc.input_timing_cache);
   const backend = bc.dry_run ? null : (opts.backend ?? defaultBackend());
+  if (typeof opts.tokenizerDir === "string") checkTokenizerDir(opts.tokenizerDir);
   const results: RankResult[] = [];
   try {
     for (const rank of ranks) {
@@ -124,7 +139,10 @@ export async function buildCheckpoint(opts: BuildCheckpointOptions): Promise<Bui
       cachePath = isAbsolute(out) ? out : join(opts.outputDir, out);
       cache.save(cachePath);
     }
-    if (writeConfig) writeEngineConfig(opts.outputDir, engineConfig);
+    if (writeConfig) {
+      carryEngineTokenizer(opts.checkpointDir, opts.outputDir, opts.tokenizerDir);
+      writeEngineConfig(opts.outputDir, engineConfig);
+    }
   } else {
     log.info("dry run: nothing written");
   }

@@ -12,7 +12,8 @@ import { readCheckpointConfig } from "../format/checkpoint.ts";
 import { writeEngineConfig } from "../engine/engine.ts";
 import { ensureDir } from "../util/fs.ts";
 import { checkBuildable } from "./build.ts";
-import { type BuildCheckpointOptions, engineConfigFor } from "./checkpoint.ts";
+import { type BuildCheckpointOptions, carryEngineTokenizer, engineConfigFor } from "./checkpoint.ts";
+import { checkTokenizerDir } from "../text/files.ts";
 import { TimingCache } from "./tactics.ts";
 
 /** The ranks worker `i` of `n` builds (on GPU `i`). */
@@ -27,7 +28,7 @@ export function timingCachePath(outputDir: string, outputTimingCache: string | n
 }
 export const workerTimingCache = (outputDir: string, outputTimingCache: string | null, i: number) => `${timingCachePath(outputDir, outputTimingCache)}.w${i}`;
 
-export interface WorkerBuildOptions extends Pick<BuildCheckpointOptions, "checkpointDir" | "outputDir" | "buildConfig" | "logitsDtype" | "inputTimingCache"> {
+export interface WorkerBuildOptions extends Pick<BuildCheckpointOptions, "checkpointDir" | "outputDir" | "buildConfig" | "logitsDtype" | "inputTimingCache" | "tokenizerDir"> {
   outputTimingCache: string | null;
   workers: number;
   /** The command line that runs worker `i` of `n` (it builds `workerShare(world, i, n)`, no config.json). */
@@ -39,6 +40,7 @@ export async function buildCheckpointInWorkers(opts: WorkerBuildOptions): Promis
   const cfg = await readCheckpointConfig(opts.checkpointDir);
   const engineConfig = engineConfigFor(cfg, opts.buildConfig ?? {}, opts.logitsDtype);
   checkBuildable(cfg, engineConfig.build_config);
+  if (typeof opts.tokenizerDir === "string") checkTokenizerDir(opts.tokenizerDir);
   ensureDir(opts.outputDir);
   rmSync(join(opts.outputDir, "config.json"), { force: true });
   const n = opts.workers;
@@ -55,5 +57,6 @@ export async function buildCheckpointInWorkers(opts: WorkerBuildOptions): Promis
     }
   }
   if (opts.outputTimingCache) cache.save(timingCachePath(opts.outputDir, opts.outputTimingCache));
+  carryEngineTokenizer(opts.checkpointDir, opts.outputDir, opts.tokenizerDir);
   writeEngineConfig(opts.outputDir, engineConfig);
 }

@@ -15,6 +15,7 @@ import { headSize, numKvHeads, type PretrainedConfig } from "../format/checkpoin
 import { TrtbError } from "../errors.ts";
 import type { F32Tensor, FullWeights } from "./merge.ts";
 import type { ModelSemantics } from "../models/common/semantics.ts";
+import { Sampler, type SamplingOptions } from "./sampling.ts";
 
 // ---------------------------------------------------------------------------------------------
 // small dense helpers (row-major)
@@ -78,27 +79,47 @@ export class CpuRunner {
 
   /** Logits [S, vocab] for one sequence. */
   forward(ids: readonly number[]): Float32Array {
+    return this.step(ids, this.newCache(), { allLogits: true });
+  }
+
+  /** An empty KV cache for `step` (one sequence). */
+  newCache(): CpuKvCache {
+    return new CpuKvCache(this.cfg.num_hidden_layers, numKvHeads(this.cfg) * headSize(this.cfg));
+  }
+
+  /**
+   * Append `ids` to the sequence held by `cache` (positions cache.length …) and return the logits of
+   * the last new position ([vocab]), or of every new position ([S, vocab]) with `allLogits`. The
+   * arithmetic is the same as one `forward` over the whole sequence, so results are bit-identical.
+   */
+  step(ids: readonly number[], cache: CpuKvCache, opts: { allLogits?: boolean } = {}): Float32Array {
     const cfg = this.cfg;
     const st = this.settings;
     const H = cfg.hidden_size;
     const V = cfg.vocab_size;
     const S = ids.length;
+    const pos0 = cache.length;
     const eps = cfg.norm_epsilon;
+    if (S === 0) throw new TrtbError("RUN_BAD_INPUT", "step: no token ids given");
     const emb = this.t("transformer.vocab_embedding.weight");
     let x: Float32Array = new Float32Array(S * H);
     for (let s = 0; s < S; s++) {
       const id = ids[s]!;
-      if (!(id >= 0 && id < V)) throw new TrtbError("RUN_BAD_INPUT", `token id ${id} at position ${s} is outside the vocabulary [0, ${V})`);
+      if (!(id >= 0 && id < V)) throw new TrtbError("RUN_BAD_INPUT", `token id ${id} at position ${pos0 + s} is outside the vocabulary [0, ${V})`);
       for (let i = 0; i < H; i++) x[s * H + i] = Math.fround(emb.data[id * H + i]! * st.embedScale);
     }
-    for (let l = 0; l < cfg.num_hidden_layers; l++) x = this.layer(l, x, S);
-    x = rmsNorm(x, S, H, this.t("transformer.ln_f.weight").data, eps);
-    const logits = linear(x, S, this.t("lm_head.weight"), undefined, 0, V);
+    cache.reserve(pos0 + S);
+    for (let l = 0; l < cfg.num_hidden_layers; l++) x = this.layer(l, x, S, pos0, cache);
+    cache.length = pos0 + S;
+    const rowsOut = opts.allLogits ? S : 1;
+    if (!opts.allLogits) x = x.subarray((S - 1) * H, S * H);
+    x = rmsNorm(x, rowsOut, H, this.t("transformer.ln_f.weight").data, eps);
+    const logits = linear(x, rowsOut, this.t("lm_head.weight"), undefined, 0, V);
     if (st.finalSoftcap !== null) for (let i = 0; i < logits.length; i++) logits[i] = Math.tanh(logits[i]! / st.finalSoftcap) * st.finalSoftcap;
     return logits;
   }
 
-  private layer(l: number, x: Float32Array, S: number): Float32Array {
+  private layer(l: number, x: Float32Array, S: number, pos0: number, cache: CpuKvCache): Float32Array {
     const cfg = this.cfg;
     const st = this.settings;
     const H = cfg.hidden_size;
@@ -126,21 +147,27 @@ export class CpuRunner {
       q.set(qn);
       k.set(kn);
     }
-    this.rope(q, S, nH, d);
-    this.rope(k, S, nKV, d);
+    this.rope(q, S, nH, d, pos0);
+    this.rope(k, S, nKV, d, pos0);
+    // K and V of all positions so far: the cache's, then these S.
+    const K = cache.k[l]!;
+    const Vc = cache.v[l]!;
+    K.set(k, pos0 * nKV * d);
+    Vc.set(v, pos0 * nKV * d);
 
     const window = st.window(l);
     const ctx = new Float32Array(S * nH * d);
-    const scores = new Float64Array(S);
+    const scores = new Float64Array(pos0 + S);
     const group = nH / nKV;
     for (let h = 0; h < nH; h++) {
       const kh = Math.floor(h / group);
       for (let s = 0; s < S; s++) {
-        const lo = window === null ? 0 : Math.max(0, s - window + 1);
-        const n = s - lo + 1;
-        for (let t = lo; t <= s; t++) {
+        const p = pos0 + s;
+        const lo = window === null ? 0 : Math.max(0, p - window + 1);
+        const n = p - lo + 1;
+        for (let t = lo; t <= p; t++) {
           let acc = 0;
-          for (let i = 0; i < d; i++) acc += q[(s * nH + h) * d + i]! * k[(t * nKV + kh) * d + i]!;
+          for (let i = 0; i < d; i++) acc += q[(s * nH + h) * d + i]! * K[(t * nKV + kh) * d + i]!;
           acc *= st.attnScale;
           if (st.attnSoftcap !== null) acc = Math.tanh(acc / st.attnSoftcap) * st.attnSoftcap;
           scores[t - lo] = acc;
@@ -148,7 +175,7 @@ export class CpuRunner {
         softmaxInPlace(scores, n);
         for (let i = 0; i < d; i++) {
           let acc = 0;
-          for (let t = lo; t <= s; t++) acc += scores[t - lo]! * v[(t * nKV + kh) * d + i]!;
+          for (let t = lo; t <= p; t++) acc += scores[t - lo]! * Vc[(t * nKV + kh) * d + i]!;
           ctx[(s * nH + h) * d + i] = acc;
         }
       }
@@ -167,12 +194,12 @@ export class CpuRunner {
     return out;
   }
 
-  private rope(x: Float32Array, S: number, heads: number, d: number): void {
+  private rope(x: Float32Array, S: number, heads: number, d: number, pos0: number): void {
     const { rotaryDim, invFreq } = this.settings;
     const half = rotaryDim / 2;
     for (let s = 0; s < S; s++) {
       for (let i = 0; i < half; i++) {
-        const ang = Math.fround(s * invFreq[i]!);
+        const ang = Math.fround((pos0 + s) * invFreq[i]!);
         const c = Math.fround(Math.cos(ang));
         const sn = Math.fround(Math.sin(ang));
         for (let h = 0; h < heads; h++) {
@@ -239,18 +266,58 @@ export class CpuRunner {
     return out;
   }
 
-  /** Greedy decoding: ids followed by `maxNewTokens` argmax tokens (recomputes the prefix each step). */
+  /** Greedy decoding: ids followed by up to `maxNewTokens` argmax tokens (KV cache; stops after `endId`). */
   greedy(ids: readonly number[], maxNewTokens: number, endId?: number): number[] {
     const seq = [...ids];
-    const V = this.cfg.vocab_size;
-    for (let n = 0; n < maxNewTokens; n++) {
-      const logits = this.forward(seq);
-      const last = logits.subarray((seq.length - 1) * V, seq.length * V);
-      let best = 0;
-      for (let i = 1; i < V; i++) if (last[i]! > last[best]!) best = i;
-      seq.push(best);
-      if (endId !== undefined && best === endId) break;
+    for (const tok of this.generateIds(ids, { maxNewTokens })) {
+      seq.push(tok);
+      if (endId !== undefined && tok === endId) break;
     }
     return seq;
+  }
+
+  /**
+   * Generated ids one at a time (greedy unless `sampling` says otherwise), with a KV cache: the
+   * prompt is run once, then one position per id. Stop early by leaving the loop.
+   */
+  *generateIds(prompt: readonly number[], opts: { maxNewTokens: number; sampling?: "greedy" | SamplingOptions }): Generator<number, void, undefined> {
+    if (prompt.length === 0) throw new TrtbError("RUN_BAD_INPUT", "generate: the prompt has no token ids");
+    const sampler = new Sampler(opts.sampling);
+    const cache = this.newCache();
+    let logits = this.step(prompt, cache);
+    for (let n = 0; n < opts.maxNewTokens; n++) {
+      const tok = sampler.sample(logits);
+      yield tok;
+      if (n + 1 < opts.maxNewTokens) logits = this.step([tok], cache);
+    }
+  }
+}
+
+/** Per-layer K and V (after RoPE and q/k-norm) of the positions a `CpuRunner.step` sequence has seen. */
+export class CpuKvCache {
+  /** Positions held. */
+  length = 0;
+  readonly k: Float32Array[];
+  readonly v: Float32Array[];
+  private capacity = 0;
+
+  constructor(readonly layers: number, readonly width: number) {
+    this.k = Array.from({ length: layers }, () => new Float32Array(0));
+    this.v = Array.from({ length: layers }, () => new Float32Array(0));
+  }
+
+  /** Room for `positions` positions (grows by doubling; keeps what is held). */
+  reserve(positions: number): void {
+    if (positions <= this.capacity) return;
+    const cap = Math.max(positions, this.capacity * 2, 64);
+    for (let l = 0; l < this.layers; l++) {
+      const k = new Float32Array(cap * this.width);
+      k.set(this.k[l]!.subarray(0, this.length * this.width));
+      this.k[l] = k;
+      const v = new Float32Array(cap * this.width);
+      v.set(this.v[l]!.subarray(0, this.length * this.width));
+      this.v[l] = v;
+    }
+    this.capacity = cap;
   }
 }

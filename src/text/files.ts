@@ -4,7 +4,7 @@
  * beside its destination and renamed, so a reader never sees half a tokenizer.json.
  */
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { TrtbError } from "../errors.ts";
 
 /** What `copyTokenizerFiles` copies, where present (transformers' names; sentencepiece and tiktoken vocabularies included). */
@@ -52,4 +52,25 @@ export function copyTokenizerFiles(srcDir: string, dstDir: string): string[] {
     }
   }
   return names;
+}
+
+/**
+ * Make `dstDir` (a checkpoint or engine directory being written) carry the tokenizer files of
+ * `srcDir`: files of TOKENIZER_FILES already in `dstDir` that `srcDir` lacks are removed (they would
+ * belong to an earlier model), then the present ones are copied. `explicit` (a `--tokenizer_dir` /
+ * `tokenizerDir` the user named): a directory without tokenizer.json or tokenizer.model is
+ * `TOK_MISSING_FILE`. Copying a directory onto itself does nothing. Returns the names copied.
+ */
+export function carryTokenizerFiles(srcDir: string, dstDir: string, opts: { explicit?: boolean } = {}): string[] {
+  if (opts.explicit) checkTokenizerDir(srcDir);
+  if (resolve(srcDir) === resolve(dstDir)) return listTokenizerFiles(dstDir);
+  const names = listTokenizerFiles(srcDir);
+  for (const name of TOKENIZER_FILES) if (!names.includes(name)) rmSync(join(dstDir, name), { force: true });
+  return copyTokenizerFiles(srcDir, dstDir);
+}
+
+/** A directory named as the tokenizer's must hold tokenizer.json or tokenizer.model (`TOK_MISSING_FILE`). */
+export function checkTokenizerDir(dir: string): void {
+  if (!existsSync(join(dir, "tokenizer.json")) && !existsSync(join(dir, "tokenizer.model")))
+    throw new TrtbError("TOK_MISSING_FILE", `${dir}: no tokenizer.json (or tokenizer.model) in the tokenizer directory`, { file: join(dir, "tokenizer.json") });
 }

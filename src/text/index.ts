@@ -33,4 +33,4 @@ export {
   type TextStreamOptions,
   type TextStreamStep,
 } from "./detokenize.ts";
-export { copyTokenizerFiles, listTokenizerFiles, TOKENIZER_FILES } from "./files.ts";
+export { carryTokenizerFiles, checkTokenizerDir, copyTokenizerFiles, listTokenizerFiles, TOKENIZER_FILES } from "./files.ts";

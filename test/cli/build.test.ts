@@ -69,14 +69,14 @@ describe("trtllm-build", () => {
     expect(await cli("--checkpoint_dir", ckpt, "--output_dir", out, "--gemm_plugin", "auto", "--gpt_attention_plugin", "auto", "--max_num_tokens", "64")).toBe(0);
     expect(errors).not.toHaveBeenCalled();
     expect(info()).toContain("no effect on the CUDA backend (it always uses its own fused kernels): --gpt_attention_plugin auto, --gemm_plugin auto");
-    expect(readdirSync(out).sort()).toEqual(["config.json", "model.cache", "rank0.engine", "rank1.engine"]);
+    expect(readdirSync(out).sort()).toEqual(["config.json", "generation_config.json", "model.cache", "rank0.engine", "rank1.engine"]);
     const cfg = JSON.parse(readFileSync(join(out, "config.json"), "utf8"));
     expect(cfg.build_config.max_num_tokens).toBe(64);
     expect(cfg.build_config.plugin_config.gemm_plugin).toBe("auto");
 
     const out2 = join(t.path, "engine2");
     expect(await cli("--checkpoint_dir", ckpt, "--output_dir", out2, "--workers", "2", "--max_num_tokens", "64")).toBe(0);
-    expect(readdirSync(out2).sort()).toEqual(["config.json", "model.cache", "rank0.engine", "rank1.engine"]);
+    expect(readdirSync(out2).sort()).toEqual(["config.json", "generation_config.json", "model.cache", "rank0.engine", "rank1.engine"]);
 
     const out3 = join(t.path, "engine3");
     expect(await cli("--checkpoint_dir", ckpt, "--output_dir", out3, "--dry_run")).toBe(0);
@@ -91,7 +91,7 @@ describe("trtllm-build", () => {
       const out = join(t.path, `engine-${workers}`);
       expect(await cli("--checkpoint_dir", ckpt, "--output_dir", out, "--workers", workers, "--max_num_tokens", "64")).toBe(0);
       expect(errors).not.toHaveBeenCalled();
-      expect(readdirSync(out).sort()).toEqual(["config.json", "model.cache", "rank0.engine", "rank1.engine"]);
+      expect(readdirSync(out).sort()).toEqual(["config.json", "generation_config.json", "model.cache", "rank0.engine", "rank1.engine"]);
       expect(JSON.parse(readFileSync(join(out, "config.json"), "utf8")).pretrained_config.quantization.quant_algo).toBe("W4A16");
     }
     // the same weights whether ranks were built in this process or in child processes

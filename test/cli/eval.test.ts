@@ -21,7 +21,8 @@ const cli = (...args: string[]) => runCli(main, [...args, "--log_level", "error"
 const tmp = tempDir("trtb-cli-eval-");
 const CKPT = join(tmp.path, "ckpt");
 beforeAll(async () => {
-  await convertCheckpoint({ modelDir: PYCODE, outputDir: CKPT, dtype: "bfloat16" });
+  // Without its tokenizer files, so the "no tokenizer" message can be checked.
+  await convertCheckpoint({ modelDir: PYCODE, outputDir: CKPT, dtype: "bfloat16", tokenizerDir: false });
 });
 afterAll(() => tmp[Symbol.dispose]());
 
