@@ -27,7 +27,7 @@ static_assert(sizeof(trtb_engine_sample_params) == 32 && offsetof(trtb_engine_sa
               "trtb_engine_sample_params layout changed: update SAMPLE_PARAMS");
 
 // ----------------------------------------------------------------------------------------------
-// error mapping (this library's own copy; cshim/src/cuda_api.cu has libtrtb_cuda's)
+// error mapping (this library's own copy; cshim/cuda/api.cu has libtrtb_cuda's)
 
 int32_t trtb__cuda_fail(cudaError_t err, const char *what, const char *file, int line) {
   int32_t status;

@@ -12,7 +12,7 @@
 
 #include <utility>
 
-#include "common.cuh"
+#include "cuda_common.cuh"
 #include "trtb_engine.h"
 
 // ----------------------------------------------------------------------------------------------

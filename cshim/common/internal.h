@@ -1,7 +1,7 @@
 /*
- * internal.h: helpers shared by libtrtb and libtrtb_cuda. Not part of the ABI: everything here has
- * hidden visibility and a `trtb__` (double underscore) prefix. Each library links its own copy, so
- * each has its own thread-local last-error slot.
+ * internal.h: helpers shared by libtrtb, libtrtb_cuda and libtrtb_engine (common.c). Not part of
+ * the ABI: everything here has hidden visibility and a `trtb__` (double underscore) prefix. Each
+ * library links its own copy, so each has its own thread-local last-error slot.
  */
 #ifndef TRTB_INTERNAL_H
 #define TRTB_INTERNAL_H

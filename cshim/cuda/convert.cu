@@ -1,12 +1,12 @@
 /*
  * convert.cu: f32 / f16 / bf16 conversion on the GPU. It uses the same scalar code as the CPU
- * (src/numeric.h), so results are bit-identical to trtb_convert.
+ * (common/numeric.h), so results are bit-identical to trtb_convert.
  *
  * Napkin maths: f32 -> bf16 moves 6 bytes per element; at ~3 TB/s of H100 HBM that is ~500 G
  * elements/s, so a 1 GiB f32 tensor takes under half a millisecond. One element per thread with
  * coalesced loads gets most of the way there; wider loads can come later if profiles ask.
  */
-#include "common.cuh"
+#include "cuda_common.cuh"
 #include "convert.cuh"
 #include "numeric.h"
 

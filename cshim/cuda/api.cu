@@ -1,8 +1,8 @@
 /*
- * cuda_api.cu: the public trtb_cuda_* entry points of libtrtb_cuda: devices, streams, memory,
- * copies, and argument checks in front of the kernel launchers in cshim/kernels/.
+ * api.cu: the public trtb_cuda_* entry points of libtrtb_cuda: devices, streams, memory,
+ * copies, and argument checks in front of the kernel launchers in cshim/cuda/.
  *
- * Every CUDA runtime call is checked and turned into a status (see common.cuh). Every entry point
+ * Every CUDA runtime call is checked and turned into a status (see cuda_common.cuh). Every entry point
  * that touches a device calls cudaSetDevice first, because the caller may drive several GPUs from
  * one thread.
  */
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.cuh"
+#include "cuda_common.cuh"
 #include "convert.cuh"
 #include "internal.h"
 #include "quant.cuh"
@@ -101,6 +101,8 @@ TRTB_API int32_t trtb_cuda_last_error(char *buf, uint64_t buf_len) { return trtb
 
 TRTB_API uint32_t trtb_cuda_features(void) {
   uint32_t f = 0;
+  // TRTB_HAVE_CUBLASLT is not defined by the build: libtrtb_cuda has no cuBLASLt code (the GEMMs
+  // are libtrtb_engine's), so the bit stays clear.
 #if defined(TRTB_HAVE_CUBLASLT)
   f |= TRTB_CUDA_FEATURE_CUBLASLT;
 #endif
@@ -303,7 +305,7 @@ TRTB_API int32_t trtb_cuda_transpose2d(trtb_cuda_stream *s, const void *src, uin
 
 // ----------------------------------------------------------------------------------------------
 // quantization (ABI 2): argument checks shared with the CPU library (quant.h), kernels in
-// cshim/kernels/quant.cu
+// cshim/cuda/quant.cu
 
 TRTB_API int32_t trtb_cuda_quantize(trtb_cuda_stream *s, const trtb_quant_params *p, const void *src,
                                     uint64_t src_bytes, void *dst, uint64_t dst_bytes, void *scales,

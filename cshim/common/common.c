@@ -1,6 +1,6 @@
 /*
- * common.c: last error, status strings, dtype table and argument checks. Compiled into both
- * libraries (hidden symbols), so each library has its own thread-local error slot.
+ * common.c: last error, status strings, dtype table and argument checks. Compiled into each of
+ * the three libraries (hidden symbols), so each library has its own thread-local error slot.
  */
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,5 +1,6 @@
 /*
- * common.cuh: CUDA error handling shared by libtrtb_cuda's translation units.
+ * cuda_common.cuh: CUDA error handling shared by the translation units of both CUDA libraries
+ * (libtrtb_cuda and libtrtb_engine).
  *
  * Unlike llm.c's cudaCheck or ggml's CUDA_CHECK, which exit the process, a failed CUDA call here
  * becomes a status code plus last-error text, and the function returns. The library lives inside

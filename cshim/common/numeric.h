@@ -1,6 +1,6 @@
 /*
  * numeric.h: scalar f32 / f16 / bf16 conversions on bit patterns, shared by the CPU loops
- * (convert.c) and the CUDA kernels (kernels/convert.cu), so both give the same bits. This is the
+ * (cpu/convert.c) and the CUDA kernels (cuda/convert.cu), so both give the same bits. This is the
  * bit-level twin of src/numeric.ts; see trtb_convert in trtb.h for the rules.
  *
  * Written to be branch-free (every case is computed, then selected) so that compilers vectorize
