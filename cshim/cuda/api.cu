@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "cuda_common.cuh"
-#include "convert.cuh"
+#include "cast.cuh"
 #include "internal.h"
 #include "quant.cuh"
 #include "transpose.cuh"
@@ -272,20 +272,20 @@ TRTB_API int32_t trtb_cuda_memset(trtb_cuda_stream *s, void *dst, uint32_t value
   return TRTB_OK;
 }
 
-TRTB_API int32_t trtb_cuda_convert(trtb_cuda_stream *s, const void *src, uint64_t src_bytes, int32_t src_dtype,
-                                   void *dst, uint64_t dst_bytes, int32_t dst_dtype) {
-  const char *fn = "trtb_cuda_convert";
+TRTB_API int32_t trtb_cuda_cast(trtb_cuda_stream *s, const void *src, uint64_t src_bytes, int32_t src_dtype,
+                                void *dst, uint64_t dst_bytes, int32_t dst_dtype) {
+  const char *fn = "trtb_cuda_cast";
   if (s == NULL) return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: stream is NULL", fn);
   uint64_t n;
-  trtb__conv_kind kind;
-  int32_t st = trtb__check_convert(fn, src, src_bytes, src_dtype, dst, dst_bytes, dst_dtype, &n, &kind);
+  trtb__cast_kind kind;
+  int32_t st = trtb__check_cast(fn, src, src_bytes, src_dtype, dst, dst_bytes, dst_dtype, &n, &kind);
   if (st != TRTB_OK) return st;
-  if (kind == TRTB__CONV_NOOP) return TRTB_OK;
-  if (kind == TRTB__CONV_COPY) return trtb_cuda_memcpy_d2d(s, dst, src, src_bytes);
+  if (kind == TRTB__CAST_NOOP) return TRTB_OK;
+  if (kind == TRTB__CAST_COPY) return trtb_cuda_memcpy_d2d(s, dst, src, src_bytes);
   if ((st = check_aligned(fn, "src", src, trtb__dtype_size(src_dtype))) != TRTB_OK) return st;
   if ((st = check_aligned(fn, "dst", dst, trtb__dtype_size(dst_dtype))) != TRTB_OK) return st;
   if ((st = check_stream(fn, s)) != TRTB_OK) return st;
-  return trtb__cuda_convert_launch(s->stream, kind, src, dst, n);
+  return trtb__cuda_cast_launch(s->stream, kind, src, dst, n);
 }
 
 TRTB_API int32_t trtb_cuda_transpose2d(trtb_cuda_stream *s, const void *src, uint64_t src_bytes, void *dst,
