@@ -28,55 +28,7 @@ struct trtb_cuda_stream {
 };
 
 // ----------------------------------------------------------------------------------------------
-// error mapping
-
-static const char *base_name(const char *path) {
-  const char *s = strrchr(path, '/');
-  return s ? s + 1 : path;
-}
-
-int32_t trtb__cuda_fail(cudaError_t err, const char *what, const char *file, int line) {
-  int32_t status;
-  const char *hint = "";
-  switch (err) {
-    case cudaErrorNoDevice:
-      status = TRTB_ERR_CUDA_NO_DEVICE;
-      hint = " (no CUDA device is visible; check nvidia-smi and CUDA_VISIBLE_DEVICES)";
-      break;
-    case cudaErrorInsufficientDriver:
-    case cudaErrorSystemDriverMismatch:
-    case cudaErrorCompatNotSupportedOnDevice:
-    case cudaErrorStubLibrary:
-      status = TRTB_ERR_CUDA_UNAVAILABLE;
-      hint = " (the NVIDIA driver, libcuda.so.1, is missing or older than the CUDA runtime built in)";
-      break;
-    case cudaErrorMemoryAllocation:
-      status = TRTB_ERR_CUDA_OUT_OF_MEMORY;
-      break;
-    default:
-      status = TRTB_ERR_CUDA;
-      break;
-  }
-  // Clear the runtime's per-thread error so it is not reported again by the next launch check.
-  // Sticky errors (a kernel fault) stay: the context is unusable and every later call reports it.
-  (void)cudaGetLastError();
-  return trtb__fail(status, "%s failed: %s (%s)%s [%s:%d]", what, cudaGetErrorName(err), cudaGetErrorString(err),
-                    hint, base_name(file), line);
-}
-
-// ----------------------------------------------------------------------------------------------
-// helpers
-
-/* Make `device` current, after checking that it exists. */
-static int32_t use_device(const char *fn, int32_t device) {
-  int n = 0;
-  TRTB_CUDA_TRY(cudaGetDeviceCount(&n));
-  if (n == 0) return trtb__fail(TRTB_ERR_CUDA_NO_DEVICE, "%s: no CUDA device is visible", fn);
-  if (device < 0 || device >= n)
-    return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: device %d does not exist (%d visible)", fn, (int)device, n);
-  TRTB_CUDA_TRY(cudaSetDevice(device));
-  return TRTB_OK;
-}
+// helpers (the error mapping and the device checks are common/cuda_common.cu's)
 
 static int32_t check_stream(const char *fn, const trtb_cuda_stream *s) {
   if (s == NULL) return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: stream is NULL", fn);
@@ -123,19 +75,7 @@ TRTB_API int32_t trtb_cuda_driver_version(void) {
   return v;
 }
 
-TRTB_API int32_t trtb_cuda_device_count(int32_t *out) {
-  if (out == NULL) return trtb__fail(TRTB_ERR_INVALID_ARG, "trtb_cuda_device_count: out is NULL");
-  *out = 0;
-  int n = 0;
-  cudaError_t err = cudaGetDeviceCount(&n);
-  if (err == cudaErrorNoDevice) {
-    (void)cudaGetLastError();
-    return TRTB_OK;
-  }
-  if (err != cudaSuccess) return trtb__cuda_fail(err, "cudaGetDeviceCount", __FILE__, __LINE__);
-  *out = n;
-  return TRTB_OK;
-}
+TRTB_API int32_t trtb_cuda_device_count(int32_t *out) { return trtb__cuda_device_count("trtb_cuda_device_count", out); }
 
 TRTB_API int32_t trtb_cuda_device_props_get(int32_t device, trtb_cuda_device_props *props) {
   const char *fn = "trtb_cuda_device_props_get";
@@ -143,7 +83,7 @@ TRTB_API int32_t trtb_cuda_device_props_get(int32_t device, trtb_cuda_device_pro
   if (props->struct_size < sizeof(trtb_cuda_device_props))
     return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: struct_size %u is smaller than this library's %u", fn,
                       props->struct_size, (unsigned)sizeof(trtb_cuda_device_props));
-  int32_t st = use_device(fn, device);
+  int32_t st = trtb__cuda_use_device(fn, device);
   if (st != TRTB_OK) return st;
   cudaDeviceProp p;
   TRTB_CUDA_TRY(cudaGetDeviceProperties(&p, device));
@@ -151,15 +91,12 @@ TRTB_API int32_t trtb_cuda_device_props_get(int32_t device, trtb_cuda_device_pro
   props->minor = p.minor;
   props->multiprocessors = p.multiProcessorCount;
   props->total_memory = (uint64_t)p.totalGlobalMem;
-  size_t len = strnlen(p.name, sizeof p.name);
-  if (len >= sizeof props->name) len = sizeof props->name - 1;
-  memcpy(props->name, p.name, len);
-  props->name[len] = '\0';
+  trtb__cuda_copy_name(props->name, sizeof props->name, p.name, sizeof p.name);
   return TRTB_OK;
 }
 
 TRTB_API int32_t trtb_cuda_device_sync(int32_t device) {
-  int32_t st = use_device("trtb_cuda_device_sync", device);
+  int32_t st = trtb__cuda_use_device("trtb_cuda_device_sync", device);
   if (st != TRTB_OK) return st;
   TRTB_CUDA_TRY(cudaDeviceSynchronize());
   return TRTB_OK;
@@ -169,7 +106,7 @@ TRTB_API int32_t trtb_cuda_stream_create(int32_t device, trtb_cuda_stream **out)
   const char *fn = "trtb_cuda_stream_create";
   if (out == NULL) return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: out is NULL", fn);
   *out = NULL;
-  int32_t st = use_device(fn, device);
+  int32_t st = trtb__cuda_use_device(fn, device);
   if (st != TRTB_OK) return st;
   trtb_cuda_stream *s = (trtb_cuda_stream *)malloc(sizeof *s);
   if (s == NULL) return trtb__fail(TRTB_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);
@@ -212,7 +149,7 @@ TRTB_API int32_t trtb_cuda_malloc(int32_t device, uint64_t bytes, void **out) {
   const char *fn = "trtb_cuda_malloc";
   if (out == NULL) return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: out is NULL", fn);
   *out = NULL;
-  int32_t st = use_device(fn, device);
+  int32_t st = trtb__cuda_use_device(fn, device);
   if (st != TRTB_OK) return st;
   if (bytes == 0) return TRTB_OK;
   void *p = NULL;
