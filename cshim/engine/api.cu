@@ -14,6 +14,15 @@
 #include <vector>
 
 #include "ctx.h"
+#include "kernels/activation.cuh"
+#include "kernels/attention_decode.cuh"
+#include "kernels/attention_prefill.cuh"
+#include "kernels/embed.cuh"
+#include "kernels/moe.cuh"
+#include "kernels/norm.cuh"
+#include "kernels/rope.cuh"
+#include "kernels/rows.cuh"
+#include "kernels/sample.cuh"
 
 // src/ffi/engine-symbols.ts reads and writes these layouts by offset.
 static_assert(sizeof(trtb_engine_device_info) == 304 && offsetof(trtb_engine_device_info, name) == 48,
@@ -44,13 +53,10 @@ bool trtbe_legacy(void) {
   return cached != 0;
 }
 
-int32_t trtbe_elementwise_init(void);
-int32_t trtbe_attention_init(void);
-
 int32_t trtbe_kernels_init(void) {
-  int32_t st = trtbe_elementwise_init();
+  int32_t st = trtbe_norm_init();
   if (st != TRTB_OK) return st;
-  return trtbe_attention_init();
+  return trtbe_attn_prefill_init();
 }
 
 #define CTX_CHECK(fn)                                                                     \

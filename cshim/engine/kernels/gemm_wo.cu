@@ -35,7 +35,7 @@
  */
 #include <algorithm>
 
-#include "../internal.cuh"
+#include "gemm_wo.cuh"
 
 #define WO_WARPS 8
 #define WO_THREADS (WO_WARPS * 32)
