@@ -44,15 +44,6 @@ bool trtbe_pdl_enabled(void) {
   return cached != 0;
 }
 
-bool trtbe_legacy(void) {
-  static int cached = -1;
-  if (cached < 0) {
-    const char *e = getenv("TRTB_ENGINE_LEGACY");
-    cached = e && e[0] == '1';
-  }
-  return cached != 0;
-}
-
 int32_t trtbe_kernels_init(void) {
   int32_t st = trtbe_norm_init();
   if (st != TRTB_OK) return st;

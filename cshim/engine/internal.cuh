@@ -42,9 +42,6 @@ __device__ __forceinline__ void pdl_trigger_if_one_wave() {
 
 /* Whether launches carry the programmatic-serialization attribute (env TRTB_ENGINE_PDL, default on). */
 bool trtbe_pdl_enabled(void);
-/* TRTB_ENGINE_LEGACY=1: use the first GPU-verified variants of the kernels that were later tuned
- * (decode merge, RMSNorm, gated activation, tensor-core prefill attention). */
-bool trtbe_legacy(void);
 
 template <typename... KArgs, typename... Args>
 static inline cudaError_t trtbe_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,

@@ -86,7 +86,7 @@ static int32_t gated_act_out(cudaStream_t s, const GatedActArgs &a, unsigned gri
 int32_t trtbe_gated_act(cudaStream_t s, const GatedActArgs &a) {
   if (a.T <= 0 || a.I <= 0) return TRTB_OK;
   if (a.act != 0 && a.act != 1) return trtb__fail(TRTB_ERR_INVALID_ARG, "gated_act: activation %d (0 silu, 1 gelu_tanh)", a.act);
-  if (!trtbe_legacy() && a.I % 8 == 0 && a.in_dtype == a.out_dtype && TRTBE_DTYPE_OK16(a.in_dtype) && ((uintptr_t)a.in % 16) == 0 &&
+  if (a.I % 8 == 0 && a.in_dtype == a.out_dtype && TRTBE_DTYPE_OK16(a.in_dtype) && ((uintptr_t)a.in % 16) == 0 &&
       ((uintptr_t)a.out % 16) == 0) {
     const unsigned grid = trtbe_grid_for(a.I / 8 * a.T, 256);
     if (a.in_dtype == TRTB_DTYPE_BF16) (void)trtbe_launch(gated_act_vec8_kernel<__nv_bfloat16>, dim3(grid), dim3(256), 0, s, a);

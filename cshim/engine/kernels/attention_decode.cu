@@ -190,58 +190,36 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(AttnDecodeArgs
   __syncthreads();
   if (ticket != (unsigned)ns - 1) return;
   __threadfence();
-  if (a.legacy) {  // the serial merge, as first verified on the GPU (TRTB_ENGINE_LEGACY=1)
-    for (int g = 0; g < G; g++) {
-      const int64_t rec0 = ((int64_t)b * a.nH + kvh * G + g) * a.nsplit;
-      float M = -INFINITY;
-      for (int sp = 0; sp < ns; sp++) M = fmaxf(M, __ldcg(&pml[(rec0 + sp) * 2]));
-      float Lsum = 0.f;
-      for (int sp = 0; sp < ns; sp++) {
-        const float m = __ldcg(&pml[(rec0 + sp) * 2]);
-        if (m != -INFINITY) Lsum += __ldcg(&pml[(rec0 + sp) * 2 + 1]) * expf(m - M);
-      }
-      const float inv = Lsum > 0.f ? 1.f / Lsum : 0.f;
-      for (int d = tid; d < D; d += DEC_THREADS) {
-        float o = 0.f;
-        for (int sp = 0; sp < ns; sp++) {
-          const float m = __ldcg(&pml[(rec0 + sp) * 2]);
-          if (m != -INFINITY) o += __ldcg(&po[(rec0 + sp) * D + d]) * expf(m - M);
-        }
-        store_out(a, ((int64_t)b * a.nH + kvh * G + g) * D + d, o * inv);
-      }
+  // parallel merge: all (head, split) stats at once, then every output with its loads in flight
+  __shared__ float cw[GMAX][DEC_MAX_SPLITS], cl[GMAX][DEC_MAX_SPLITS], linv[GMAX];
+  for (int i = tid; i < G * ns; i += DEC_THREADS) {
+    const int g = i / ns, sp = i % ns;
+    const int64_t rec = ((int64_t)b * a.nH + kvh * G + g) * a.nsplit + sp;
+    cw[g][sp] = __ldcg(&pml[rec * 2]);
+    cl[g][sp] = __ldcg(&pml[rec * 2 + 1]);
+  }
+  __syncthreads();
+  for (int g = warp; g < G; g += DEC_THREADS / 32) {
+    float mx = -INFINITY;
+    for (int sp = lane; sp < ns; sp += 32) mx = fmaxf(mx, cw[g][sp]);
+    mx = warp_max(mx);
+    float L = 0.f;
+    for (int sp = lane; sp < ns; sp += 32) {
+      const float w = cw[g][sp] == -INFINITY ? 0.f : expf(cw[g][sp] - mx);
+      cw[g][sp] = w;
+      L += w * cl[g][sp];
     }
-  } else {
-    // parallel merge: all (head, split) stats at once, then every output with its loads in flight
-    __shared__ float cw[GMAX][DEC_MAX_SPLITS], cl[GMAX][DEC_MAX_SPLITS], linv[GMAX];
-    for (int i = tid; i < G * ns; i += DEC_THREADS) {
-      const int g = i / ns, sp = i % ns;
-      const int64_t rec = ((int64_t)b * a.nH + kvh * G + g) * a.nsplit + sp;
-      cw[g][sp] = __ldcg(&pml[rec * 2]);
-      cl[g][sp] = __ldcg(&pml[rec * 2 + 1]);
-    }
-    __syncthreads();
-    for (int g = warp; g < G; g += DEC_THREADS / 32) {
-      float mx = -INFINITY;
-      for (int sp = lane; sp < ns; sp += 32) mx = fmaxf(mx, cw[g][sp]);
-      mx = warp_max(mx);
-      float L = 0.f;
-      for (int sp = lane; sp < ns; sp += 32) {
-        const float w = cw[g][sp] == -INFINITY ? 0.f : expf(cw[g][sp] - mx);
-        cw[g][sp] = w;
-        L += w * cl[g][sp];
-      }
-      L = warp_sum(L);
-      if (lane == 0) linv[g] = L > 0.f ? 1.f / L : 0.f;
-    }
-    __syncthreads();
-    for (int i = tid; i < G * D; i += DEC_THREADS) {
-      const int g = i / D, d = i % D;
-      const int64_t rec0 = ((int64_t)b * a.nH + kvh * G + g) * a.nsplit;
-      float o = 0.f;
+    L = warp_sum(L);
+    if (lane == 0) linv[g] = L > 0.f ? 1.f / L : 0.f;
+  }
+  __syncthreads();
+  for (int i = tid; i < G * D; i += DEC_THREADS) {
+    const int g = i / D, d = i % D;
+    const int64_t rec0 = ((int64_t)b * a.nH + kvh * G + g) * a.nsplit;
+    float o = 0.f;
 #pragma unroll 8
-      for (int sp = 0; sp < ns; sp++) o += __ldcg(&po[(rec0 + sp) * D + d]) * cw[g][sp];
-      store_out(a, ((int64_t)b * a.nH + kvh * G + g) * D + d, o * linv[g]);
-    }
+    for (int sp = 0; sp < ns; sp++) o += __ldcg(&po[(rec0 + sp) * D + d]) * cw[g][sp];
+    store_out(a, ((int64_t)b * a.nH + kvh * G + g) * D + d, o * linv[g]);
   }
   if (tid == 0) *counter = 0u;  // ready for the next launch (graph replays)
 }
@@ -250,9 +228,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(AttnDecodeArgs
 // kernel launchers
 
 template <int D, int GMAX, typename KVT>
-static void launch_decode(cudaStream_t s, const AttnDecodeArgs &a0) {
-  AttnDecodeArgs a = a0;
-  a.legacy = trtbe_legacy() ? 1 : 0;
+static void launch_decode(cudaStream_t s, const AttnDecodeArgs &a) {
   dim3 grid((unsigned)a.nKV, (unsigned)a.B, (unsigned)a.nsplit);
   (void)trtbe_launch(attn_decode_kernel<D, GMAX, KVT>, dim3(grid), dim3(DEC_THREADS), 0, s, a);
 }

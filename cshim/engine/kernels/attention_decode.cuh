@@ -17,7 +17,6 @@ struct AttnDecodeArgs {
   void *out;
   int32_t out_dtype;
   int32_t B;
-  int32_t legacy; /* set by the launcher from trtbe_legacy() */
 };
 
 /* One new query token per sequence against its paged context (split-K over the context when

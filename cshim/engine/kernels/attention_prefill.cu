@@ -547,7 +547,7 @@ __global__ void __launch_bounds__(TC_THREADS) attn_prefill_tc2_kernel(AttnPrefil
 template <int D, typename T, typename OutT>
 static int32_t prefill_tc_launch(cudaStream_t s, const AttnPrefillArgs &a) {
   dim3 grid((unsigned)a.n_tiles, (unsigned)a.nH);
-  if (D <= 128 && !trtbe_legacy()) (void)trtbe_launch(attn_prefill_tc2_kernel<(D <= 128 ? D : 128), T, OutT>, dim3(grid), dim3(TC_THREADS), TcCfg<D>::bytes, s, a);
+  if (D <= 128) (void)trtbe_launch(attn_prefill_tc2_kernel<(D <= 128 ? D : 128), T, OutT>, dim3(grid), dim3(TC_THREADS), TcCfg<D>::bytes, s, a);
   else (void)trtbe_launch(attn_prefill_tc_kernel<D, T, OutT>, dim3(grid), dim3(TC_THREADS), TcCfg<D>::bytes, s, a);
   TRTB_CUDA_CHECK_LAUNCH("attn_prefill_tc_kernel");
   return TRTB_OK;

@@ -128,7 +128,7 @@ static int32_t add_norm_reg(cudaStream_t s, const AddNormArgs &a) {
 int32_t trtbe_add_norm(cudaStream_t s, const AddNormArgs &a) {
   if (a.T <= 0) return TRTB_OK;
   if (a.H > 16384) return trtb__fail(TRTB_ERR_UNSUPPORTED, "add_norm: hidden size %d > 16384", a.H);
-  if (!trtbe_legacy() && a.H % 4 == 0 && a.H <= 8192) {
+  if (a.H % 4 == 0 && a.H <= 8192) {
     switch (a.out ? a.out_dtype : TRTB_DTYPE_BF16) {
       case TRTB_DTYPE_BF16: return add_norm_reg<__nv_bfloat16>(s, a);
       case TRTB_DTYPE_F16: return add_norm_reg<__half>(s, a);
