@@ -1,6 +1,6 @@
 /*
- * rows.cu: row gather (TRTB_OP_GATHER_ROWS: the tokens routed to one expert, the last token of
- * each sequence) and weighted scatter-add (TRTB_OP_SCATTER_ADD: expert outputs back to tokens).
+ * rows.cu: row gather (TRTB_OP_GATHER_ROWS: the tokens routed to one expert, the rows that reach
+ * the LM head) and weighted scatter-add (TRTB_OP_SCATTER_ADD: expert outputs back to tokens).
  *
  * Napkin maths (Llama-3-8B, one decode token): each kernel moves a few tens of KB, so they are
  * latency-bound (a few µs each); they matter only through their count, which CUDA graphs hide.
