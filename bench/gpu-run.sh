@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything the engine needs checked on a GPU machine, in one go (the device recipe):
-#   bash bench/gpu-run.sh [OUTDIR] [steps...]      steps: build kernels families e2e bench peers
+#   bash bench/gpu-run.sh [OUTDIR] [steps...]      steps: build kernels families e2e bench peers parity
+#   (parity, not in the default steps: builds and runs cshim/dev's legacy-vs-current kernel harness)
 #   env: BENCH_VARIANTS (default bf16,w8a16,w4a16), BENCH_TIMEOUT (s, default 540)
 # Logs go to OUTDIR (default ./gpu-run-out); a summary is printed per step.
 set -u -o pipefail
@@ -16,11 +17,11 @@ if has build; then
   (cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build build -j "$(nproc)") > "$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
   echo "build ok in $(( $(date +%s) - t0 )) s: $(ls build/*.so | xargs -n1 basename | tr '\n' ' ')"
 fi
-# Kernels and families first with the default kernels; if either fails, again with the first
-# GPU-verified variants (TRTB_ENGINE_LEGACY=1), then also without PDL; the bench uses what passed.
+# Kernels and families first as built; if either fails, again without programmatic dependent
+# launch (TRTB_ENGINE_PDL=0); the bench uses what passed.
 MODE=""
 if has kernels || has families; then
-  for m in "" "TRTB_ENGINE_LEGACY=1" "TRTB_ENGINE_LEGACY=1 TRTB_ENGINE_PDL=0"; do
+  for m in "" "TRTB_ENGINE_PDL=0"; do
     ok=1
     tag=${m:-default}; tag=${tag// /_}
     if has kernels; then
@@ -36,6 +37,10 @@ if has kernels || has families; then
     if [ $ok = 1 ]; then MODE="$m"; break; fi
   done
   echo "verified kernel mode: ${MODE:-default}"
+fi
+if has parity; then
+  (cmake -S . -B build -DTRTB_BUILD_DEV=ON && cmake --build build -j "$(nproc)" --target trtb_dev_legacy_parity) > "$OUT/parity-build.log" 2>&1 || { tail -40 "$OUT/parity-build.log"; exit 1; }
+  timeout 200 build/trtb_dev_legacy_parity > "$OUT/parity.log" 2>&1; echo "parity rc=$?"; grep -E "^FAIL|passed" "$OUT/parity.log"
 fi
 if has e2e; then
   env $MODE timeout 90 bun examples/e2e_gpu.ts examples/tiny-llama /tmp/e2e_gpu > "$OUT/e2e.log" 2>&1; echo "e2e rc=$?"; tail -9 "$OUT/e2e.log"

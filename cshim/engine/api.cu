@@ -14,6 +14,15 @@
 #include <vector>
 
 #include "ctx.h"
+#include "kernels/activation.cuh"
+#include "kernels/attention_decode.cuh"
+#include "kernels/attention_prefill.cuh"
+#include "kernels/embed.cuh"
+#include "kernels/moe.cuh"
+#include "kernels/norm.cuh"
+#include "kernels/rope.cuh"
+#include "kernels/rows.cuh"
+#include "kernels/sample.cuh"
 
 // src/ffi/engine-symbols.ts reads and writes these layouts by offset.
 static_assert(sizeof(trtb_engine_device_info) == 304 && offsetof(trtb_engine_device_info, name) == 48,
@@ -26,33 +35,6 @@ static_assert(sizeof(trtb_engine_tune_result) == 80 && offsetof(trtb_engine_tune
 static_assert(sizeof(trtb_engine_sample_params) == 32 && offsetof(trtb_engine_sample_params, seed) == 16,
               "trtb_engine_sample_params layout changed: update SAMPLE_PARAMS");
 
-// ----------------------------------------------------------------------------------------------
-// error mapping (this library's own copy; cshim/src/cuda_api.cu has libtrtb_cuda's)
-
-int32_t trtb__cuda_fail(cudaError_t err, const char *what, const char *file, int line) {
-  int32_t status;
-  const char *hint = "";
-  switch (err) {
-    case cudaErrorNoDevice:
-      status = TRTB_ERR_CUDA_NO_DEVICE;
-      hint = " (no CUDA device is visible; check nvidia-smi and CUDA_VISIBLE_DEVICES)";
-      break;
-    case cudaErrorInsufficientDriver:
-    case cudaErrorSystemDriverMismatch:
-    case cudaErrorCompatNotSupportedOnDevice:
-    case cudaErrorStubLibrary:
-      status = TRTB_ERR_CUDA_UNAVAILABLE;
-      hint = " (the NVIDIA driver, libcuda.so.1, is missing or older than the CUDA runtime built in)";
-      break;
-    case cudaErrorMemoryAllocation: status = TRTB_ERR_CUDA_OUT_OF_MEMORY; break;
-    default: status = TRTB_ERR_CUDA; break;
-  }
-  (void)cudaGetLastError();
-  const char *base = strrchr(file, '/');
-  return trtb__fail(status, "%s failed: %s (%s)%s [%s:%d]", what, cudaGetErrorName(err), cudaGetErrorString(err), hint,
-                    base ? base + 1 : file, line);
-}
-
 bool trtbe_pdl_enabled(void) {
   static int cached = -1;
   if (cached < 0) {
@@ -62,22 +44,10 @@ bool trtbe_pdl_enabled(void) {
   return cached != 0;
 }
 
-bool trtbe_legacy(void) {
-  static int cached = -1;
-  if (cached < 0) {
-    const char *e = getenv("TRTB_ENGINE_LEGACY");
-    cached = e && e[0] == '1';
-  }
-  return cached != 0;
-}
-
-int32_t trtbe_elementwise_init(void);
-int32_t trtbe_attention_init(void);
-
 int32_t trtbe_kernels_init(void) {
-  int32_t st = trtbe_elementwise_init();
+  int32_t st = trtbe_norm_init();
   if (st != TRTB_OK) return st;
-  return trtbe_attention_init();
+  return trtbe_attn_prefill_init();
 }
 
 #define CTX_CHECK(fn)                                                                     \
@@ -95,19 +65,7 @@ TRTB_API uint32_t trtb_engine_interface_version(void) { return TRTB_ENGINE_ABI_V
 TRTB_API const char *trtb_engine_status_str(int32_t status) { return trtb__status_str(status); }
 TRTB_API int32_t trtb_engine_last_error(char *buf, uint64_t buf_len) { return trtb__last_error_copy(buf, buf_len); }
 
-TRTB_API int32_t trtb_engine_device_count(int32_t *out) {
-  if (out == NULL) return trtb__fail(TRTB_ERR_INVALID_ARG, "trtb_engine_device_count: out is NULL");
-  *out = 0;
-  int n = 0;
-  cudaError_t err = cudaGetDeviceCount(&n);
-  if (err == cudaErrorNoDevice) {
-    (void)cudaGetLastError();
-    return TRTB_OK;
-  }
-  if (err != cudaSuccess) return trtb__cuda_fail(err, "cudaGetDeviceCount", __FILE__, __LINE__);
-  *out = n;
-  return TRTB_OK;
-}
+TRTB_API int32_t trtb_engine_device_count(int32_t *out) { return trtb__cuda_device_count("trtb_engine_device_count", out); }
 
 TRTB_API int32_t trtb_engine_device_info_get(int32_t device, trtb_engine_device_info *info) {
   const char *fn = "trtb_engine_device_info_get";
@@ -115,10 +73,8 @@ TRTB_API int32_t trtb_engine_device_info_get(int32_t device, trtb_engine_device_
   if (info->struct_size < sizeof(trtb_engine_device_info))
     return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: struct_size %u is smaller than %u", fn, info->struct_size,
                       (unsigned)sizeof(trtb_engine_device_info));
-  int n = 0;
-  TRTB_CUDA_TRY(cudaGetDeviceCount(&n));
-  if (device < 0 || device >= n) return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: device %d does not exist (%d visible)", fn, device, n);
-  TRTB_CUDA_TRY(cudaSetDevice(device));
+  int32_t st = trtb__cuda_use_device(fn, device);
+  if (st != TRTB_OK) return st;
   cudaDeviceProp p;
   TRTB_CUDA_TRY(cudaGetDeviceProperties(&p, device));
   size_t free_b = 0, total_b = 0;
@@ -131,10 +87,7 @@ TRTB_API int32_t trtb_engine_device_info_get(int32_t device, trtb_engine_device_
   info->l2_bytes = (uint64_t)p.l2CacheSize;
   info->smem_optin = (int32_t)p.sharedMemPerBlockOptin;
   info->cublaslt_version = (int32_t)cublasLtGetVersion();
-  size_t len = strnlen(p.name, sizeof p.name);
-  if (len >= sizeof info->name) len = sizeof info->name - 1;
-  memcpy(info->name, p.name, len);
-  info->name[len] = '\0';
+  trtb__cuda_copy_name(info->name, sizeof info->name, p.name, sizeof p.name);
   return TRTB_OK;
 }
 
@@ -144,15 +97,11 @@ TRTB_API int32_t trtb_engine_ctx_create(int32_t device, uint64_t workspace_bytes
   const char *fn = "trtb_engine_ctx_create";
   if (out == NULL) return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: out is NULL", fn);
   *out = NULL;
-  int n = 0;
-  TRTB_CUDA_TRY(cudaGetDeviceCount(&n));
-  if (n == 0) return trtb__fail(TRTB_ERR_CUDA_NO_DEVICE, "%s: no CUDA device is visible", fn);
-  if (device < 0 || device >= n) return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: device %d does not exist (%d visible)", fn, device, n);
-  TRTB_CUDA_TRY(cudaSetDevice(device));
+  int32_t st = trtb__cuda_use_device(fn, device);
+  if (st != TRTB_OK) return st;
   trtb_engine_ctx *ctx = (trtb_engine_ctx *)calloc(1, sizeof *ctx);
   if (!ctx) return trtb__fail(TRTB_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);
   ctx->device = device;
-  int32_t st = TRTB_OK;
   cudaError_t err;
 #define CREATE_TRY(call)                                          \
   if ((err = (call)) != cudaSuccess) {                            \

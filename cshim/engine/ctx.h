@@ -6,6 +6,9 @@
 #include <cublasLt.h>
 
 #include "internal.cuh"
+#include "kernels/fill.cuh"
+#include "kernels/gemm_wo.cuh"
+#include "kernels/gemv.cuh"
 
 struct trtbe_tactic {
   int32_t kind;     /* TRTB_TACTIC_* */

@@ -1,6 +1,7 @@
 /*
- * internal.cuh: what libtrtb_engine's translation units share: the argument structs the op
- * interpreter fills for each launcher, element conversions, and block reductions. Not ABI.
+ * internal.cuh: what libtrtb_engine's translation units share: programmatic dependent launch,
+ * element conversions, block reductions and small host helpers. Each op's argument struct and
+ * launcher are in kernels/<op>.cuh. Not ABI.
  */
 #pragma once
 
@@ -12,7 +13,7 @@
 
 #include <utility>
 
-#include "common.cuh"
+#include "cuda_common.cuh"
 #include "trtb_engine.h"
 
 // ----------------------------------------------------------------------------------------------
@@ -41,9 +42,6 @@ __device__ __forceinline__ void pdl_trigger_if_one_wave() {
 
 /* Whether launches carry the programmatic-serialization attribute (env TRTB_ENGINE_PDL, default on). */
 bool trtbe_pdl_enabled(void);
-/* TRTB_ENGINE_LEGACY=1: use the first GPU-verified variants of the kernels that were later tuned
- * (decode merge, RMSNorm, gated activation, tensor-core prefill attention). */
-bool trtbe_legacy(void);
 
 template <typename... KArgs, typename... Args>
 static inline cudaError_t trtbe_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
@@ -135,149 +133,18 @@ __device__ __forceinline__ float block_sum(float v, float *red) {
 }
 
 // ----------------------------------------------------------------------------------------------
-// launcher arguments (filled by the op interpreter in api.cu from program words)
+// launchers: each op's argument struct (filled by the op interpreter in api.cu from program words)
+// and launcher are declared in its kernels/<op>.cuh; each checks its launch and returns a status.
 
-struct EmbedArgs {
-  const int32_t *ids;
-  const void *table;
-  int32_t dtype;
-  int64_t rows, vocab_start;
-  int32_t H;
-  float scale;
-  float *out;
-  int64_t T;
-};
-
-struct AddNormArgs {
-  float *res;
-  const float *delta;
-  int64_t delta_ld;
-  const float *delta_bias, *delta_norm, *norm_w;
-  float eps;
-  void *out;
-  int32_t out_dtype;
-  int32_t H;
-  int64_t T;
-};
-
-struct QkvRopeArgs {
-  const float *qkv;
-  int64_t ld;
-  const float *bias, *q_norm, *k_norm;
-  float eps;
-  const int32_t *pos, *slot;
-  void *kv;
-  int32_t kv_dtype, tpb, nH, nKV, D, rot;
-  const float *inv_freq;
-  float *q_out;
-  int64_t T;
-};
-
-struct AttnDecodeArgs {
-  const float *q;
-  const void *kv;
-  int32_t kv_dtype;
-  const int32_t *block_table;
-  int32_t max_blocks;
-  const int32_t *ctx_len;
-  int32_t nH, nKV, D, tpb;
-  float scale, softcap;
-  int32_t window, nsplit;
-  float *ws;
-  void *out;
-  int32_t out_dtype;
-  int32_t B;
-  int32_t legacy; /* set by the launcher from trtbe_legacy() */
-};
-
-struct AttnPrefillArgs {
-  const float *q;
-  const void *kv;
-  int32_t kv_dtype;
-  const int32_t *block_table;
-  int32_t max_blocks;
-  const int32_t *tiles;
-  int32_t n_tiles;
-  const int32_t *cu_q, *pos0;
-  int32_t nH, nKV, D, tpb;
-  float scale, softcap;
-  int32_t window;
-  void *out;
-  int32_t out_dtype;
-};
-
-struct GatedActArgs {
-  const void *in;
-  int32_t in_dtype;
-  const float *bias;
-  void *out;
-  int32_t out_dtype;
-  int64_t I, T;
-  int32_t act;
-};
-
-struct SampleArgs {
-  const float *logits;
-  int64_t ld;
-  int32_t V;
-  const trtb_engine_sample_params *params;
-  int32_t *out;
-  int32_t R;
-};
-
-struct MoeRouteArgs {
-  const void *x;
-  int32_t x_dtype;
-  const float *router;
-  int32_t E, H, k;
-  int32_t *ids;
-  float *w;
-  int64_t T;
-};
-
-// ----------------------------------------------------------------------------------------------
-// launchers (kernels/*.cu); each checks its launch and returns a status
-
-int32_t trtbe_embed(cudaStream_t s, const EmbedArgs &a);
-int32_t trtbe_add_norm(cudaStream_t s, const AddNormArgs &a);
-int32_t trtbe_qkv_rope(cudaStream_t s, const QkvRopeArgs &a);
-int32_t trtbe_attn_decode(cudaStream_t s, const AttnDecodeArgs &a);
-int32_t trtbe_attn_prefill(cudaStream_t s, const AttnPrefillArgs &a);
-int32_t trtbe_gated_act(cudaStream_t s, const GatedActArgs &a);
-int32_t trtbe_gather_rows(cudaStream_t s, const void *src, void *dst, const int32_t *idx, int64_t R, int64_t row_bytes);
-int32_t trtbe_scatter_add(cudaStream_t s, const float *y, float *out, const int32_t *idx, const float *w, int64_t R, int64_t H);
-int32_t trtbe_softcap(cudaStream_t s, float *x, int64_t n, float cap);
-int32_t trtbe_sample(cudaStream_t s, const SampleArgs &a);
-int32_t trtbe_moe_route(cudaStream_t s, const MoeRouteArgs &a);
-/* GEMV y[M,N] = x[M,K] . w[N,K]^T for M <= 8; rows = rows per warp (1, 2, 4). x is w's dtype, or
- * F32 (then y must be F32): the exact path, no rounding of the activations. */
-int32_t trtbe_gemv(cudaStream_t s, const void *w, const void *x, void *y, int32_t M, int32_t N, int32_t K,
-                   int32_t w_dtype, int32_t x_dtype, int32_t y_dtype, int64_t ldx, int64_t ldy, int32_t rows);
-/* True when trtbe_gemv supports this call (shape, alignment, dtypes). */
-bool trtbe_gemv_ok(const void *w, const void *x, int32_t M, int32_t K, int32_t w_dtype, int32_t x_dtype, int32_t y_dtype,
-                   int64_t ldx, int32_t rows);
-/* hi = round(x), lo = round(x - hi) in dtype (F16/BF16), rows of K at ld K: x = hi + lo to ~16 bits. */
-int32_t trtbe_split16(cudaStream_t s, const float *x, int64_t ldx, void *hi, void *lo, int64_t M, int64_t K, int32_t dtype);
-/* Weight-only GEMM (gemm_wo.cu) for M <= 64: y = (x . q^T) * scale, q in the tiled layout of
- * bits 8/4; x (and xlo, the low half on the exact path, or NULL) in a_dtype; y F32 or a_dtype;
- * rt = row tiles per block (1, 2, 4; lowered to what M allows), plus TRTBE_WO_PREFETCH to fetch
- * activations a stage ahead (M <= 8 only). */
-#define TRTBE_WO_PREFETCH 8
-int32_t trtbe_wo_gemm(cudaStream_t s, const void *w, const float *scale, const void *x, const void *xlo, void *y, int32_t M,
-                      int32_t N, int32_t K, int32_t bits, int32_t a_dtype, int32_t y_dtype, int64_t ldx, int64_t ldy, int32_t rt);
-/* Largest rt trtbe_wo_gemm takes for M rows (0: M > 64). */
-int trtbe_wo_max_rt(int32_t m);
-/* K padded to the k tile of the layout (32 int8, 64 int4 values). */
-int32_t trtbe_wo_kp(int32_t k, int32_t bits);
-/* Tiled weights to row-major a_dtype [N, K]: q * scale (scaled != 0) or q. */
-int32_t trtbe_wo_dequant(cudaStream_t s, const void *w, const float *scale, void *out, int32_t N, int32_t K, int32_t bits,
-                         int32_t a_dtype, int32_t scaled);
-/* y[m, n] *= scale[n] (f32). */
-int32_t trtbe_scale_cols(cudaStream_t s, float *y, const float *scale, int32_t M, int32_t N, int64_t ldy);
-/* Fill n 16-bit elements with random values in [-scale, scale) (benchmarks and tuning). */
-int32_t trtbe_fill_random(cudaStream_t s, void *p, int64_t n, int32_t dtype, uint64_t seed, float scale);
 /* Raise the dynamic shared memory limits of the kernels that need it (once per device). */
 int32_t trtbe_kernels_init(void);
+
+/* Blocks for a grid-stride loop over n items (at least 1, at most 65535 * 16). */
+static inline unsigned trtbe_grid_for(int64_t n, int threads) {
+  int64_t g = (n + threads - 1) / threads;
+  if (g < 1) g = 1;
+  return (unsigned)(g < 65535 * 16 ? g : 65535 * 16);
+}
 
 /* Elapsed milliseconds between two events (already synchronized). */
 static inline float trtbe_ms(cudaEvent_t a, cudaEvent_t b) {

@@ -27,7 +27,7 @@
  *     TRTB_ABI_VERSION on any change to a signature or a struct layout.
  *
  * Example (CPU):
- *     int32_t st = trtb_convert(src, n * 4, TRTB_DTYPE_F32, dst, n * 2, TRTB_DTYPE_BF16);
+ *     int32_t st = trtb_cast(src, n * 4, TRTB_DTYPE_F32, dst, n * 2, TRTB_DTYPE_BF16);
  *     if (st != TRTB_OK) { char msg[512]; trtb_last_error(msg, sizeof msg); ... }
  */
 #ifndef TRTB_H
@@ -53,8 +53,11 @@ extern "C" {
 /* ABI version of this header. libtrtb reports it from trtb_abi_version(), libtrtb_cuda from
  * trtb_cuda_abi_version(). The loader rejects a library whose number differs.
  *   1  convert, transpose, devices, streams, memory
- *   2  quantization: trtb_quantize / trtb_dequantize and their trtb_cuda_* twins */
-#define TRTB_ABI_VERSION 3u
+ *   2  quantization: trtb_quantize / trtb_dequantize and their trtb_cuda_* twins
+ *   3  weight-only engine layout: trtb_wo_pack
+ *   4  the dtype conversion is named cast: trtb_convert -> trtb_cast, trtb_cuda_convert ->
+ *      trtb_cuda_cast (same arguments, rules and results) */
+#define TRTB_ABI_VERSION 4u
 
 /* ---------------------------------------------------------------------------------------------
  * Status codes (returned as int32_t). Append-only.
@@ -136,7 +139,8 @@ TRTB_API uint32_t trtb_dtype_size(int32_t dtype);
  * Negative values are treated as 0. Process-wide. Small buffers always stay on the calling thread. */
 TRTB_API int32_t trtb_set_num_threads(int32_t n);
 
-/* Convert src (src_bytes bytes of src_dtype) into dst (dst_bytes bytes of dst_dtype).
+/* Cast src (src_bytes bytes of src_dtype) into dst (dst_bytes bytes of dst_dtype), converting
+ * every element:
  *   - F32, F16 and BF16 convert among themselves, rounding to nearest even. A value too large for
  *     the target becomes inf of the same sign. f16 subnormals are produced and read exactly. f32
  *     subnormals become signed zero in f16 and round normally in bf16.
@@ -152,8 +156,8 @@ TRTB_API int32_t trtb_set_num_threads(int32_t n);
  *   TRTB_ERR_DTYPE        a value that is not a trtb_dtype, or a pair other than the above
  *   TRTB_ERR_SIZE         src_bytes is not a multiple of the element size, or
  *                         dst_bytes != (src_bytes / size(src_dtype)) * size(dst_dtype) */
-TRTB_API int32_t trtb_convert(const void *src, uint64_t src_bytes, int32_t src_dtype,
-                              void *dst, uint64_t dst_bytes, int32_t dst_dtype);
+TRTB_API int32_t trtb_cast(const void *src, uint64_t src_bytes, int32_t src_dtype,
+                           void *dst, uint64_t dst_bytes, int32_t dst_dtype);
 
 /* Transpose a row-major rows x cols matrix of elem_size-byte elements:
  * dst[c * rows + r] = src[r * cols + c]. Cache-blocked. Large matrices are split across threads.
@@ -248,15 +252,15 @@ TRTB_API int32_t trtb_cuda_memcpy_d2d(trtb_cuda_stream *stream, void *dst, const
 /* Queue a fill of bytes bytes of device memory with value (low 8 bits). */
 TRTB_API int32_t trtb_cuda_memset(trtb_cuda_stream *stream, void *dst, uint32_t value, uint64_t bytes);
 
-/* trtb_convert on device pointers, queued on stream. Same dtypes, rounding, NaN rules and status
- * codes as trtb_convert, and bit-identical results. In addition TRTB_ERR_INVALID_ARG when stream
+/* trtb_cast on device pointers, queued on stream. Same dtypes, rounding, NaN rules and status
+ * codes as trtb_cast, and bit-identical results. In addition TRTB_ERR_INVALID_ARG when stream
  * is NULL or a device pointer is not aligned to its element size (memory from trtb_cuda_malloc is
  * 256-byte aligned; offsets into it must keep the alignment). */
-TRTB_API int32_t trtb_cuda_convert(trtb_cuda_stream *stream, const void *src, uint64_t src_bytes, int32_t src_dtype,
-                                   void *dst, uint64_t dst_bytes, int32_t dst_dtype);
+TRTB_API int32_t trtb_cuda_cast(trtb_cuda_stream *stream, const void *src, uint64_t src_bytes, int32_t src_dtype,
+                                void *dst, uint64_t dst_bytes, int32_t dst_dtype);
 
 /* trtb_transpose2d on device pointers, queued on stream. Same rules and status codes, plus the
- * NULL-stream and alignment (to elem_size) checks of trtb_cuda_convert. */
+ * NULL-stream and alignment (to elem_size) checks of trtb_cuda_cast. */
 TRTB_API int32_t trtb_cuda_transpose2d(trtb_cuda_stream *stream, const void *src, uint64_t src_bytes,
                                        void *dst, uint64_t dst_bytes, uint64_t rows, uint64_t cols,
                                        uint32_t elem_size);

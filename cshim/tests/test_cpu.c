@@ -69,30 +69,30 @@ static void test_status_and_last_error(void) {
 
   uint16_t out[4];
   float in[4] = {0};
-  EXPECT(trtb_convert(in, 16, 0, out, 8, TRTB_DTYPE_F16) == TRTB_ERR_DTYPE);
-  EXPECT(trtb_convert(in, 16, TRTB_DTYPE_F32, out, 8, TRTB_DTYPE_I8) == TRTB_ERR_DTYPE);
-  EXPECT(trtb_convert(in, 15, TRTB_DTYPE_F32, out, 8, TRTB_DTYPE_F16) == TRTB_ERR_SIZE);
-  EXPECT(trtb_convert(in, 16, TRTB_DTYPE_F32, out, 6, TRTB_DTYPE_F16) == TRTB_ERR_SIZE);
-  EXPECT(trtb_convert(NULL, 16, TRTB_DTYPE_F32, out, 8, TRTB_DTYPE_F16) == TRTB_ERR_INVALID_ARG);
-  EXPECT(trtb_convert(in, 16, TRTB_DTYPE_F32, (char *)in + 4, 8, TRTB_DTYPE_F16) == TRTB_ERR_INVALID_ARG);
-  EXPECT(trtb_convert(NULL, 0, TRTB_DTYPE_F32, NULL, 0, TRTB_DTYPE_F16) == TRTB_OK);
-  EXPECT(trtb_convert(in, 16, TRTB_DTYPE_F32, in, 16, TRTB_DTYPE_F32) == TRTB_OK);
+  EXPECT(trtb_cast(in, 16, 0, out, 8, TRTB_DTYPE_F16) == TRTB_ERR_DTYPE);
+  EXPECT(trtb_cast(in, 16, TRTB_DTYPE_F32, out, 8, TRTB_DTYPE_I8) == TRTB_ERR_DTYPE);
+  EXPECT(trtb_cast(in, 15, TRTB_DTYPE_F32, out, 8, TRTB_DTYPE_F16) == TRTB_ERR_SIZE);
+  EXPECT(trtb_cast(in, 16, TRTB_DTYPE_F32, out, 6, TRTB_DTYPE_F16) == TRTB_ERR_SIZE);
+  EXPECT(trtb_cast(NULL, 16, TRTB_DTYPE_F32, out, 8, TRTB_DTYPE_F16) == TRTB_ERR_INVALID_ARG);
+  EXPECT(trtb_cast(in, 16, TRTB_DTYPE_F32, (char *)in + 4, 8, TRTB_DTYPE_F16) == TRTB_ERR_INVALID_ARG);
+  EXPECT(trtb_cast(NULL, 0, TRTB_DTYPE_F32, NULL, 0, TRTB_DTYPE_F16) == TRTB_OK);
+  EXPECT(trtb_cast(in, 16, TRTB_DTYPE_F32, in, 16, TRTB_DTYPE_F32) == TRTB_OK);
 
   EXPECT(trtb_transpose2d(in, 16, out, 16, 2, 2, 3) == TRTB_ERR_INVALID_ARG);
   EXPECT(trtb_transpose2d(in, 16, out, 8, 2, 2, 4) == TRTB_ERR_SIZE);
   EXPECT(trtb_transpose2d(in, 16, out, 8, UINT64_MAX, 3, 4) == TRTB_ERR_SIZE);
 
   /* last error: full length returned, truncated copy NUL-terminated, length-only query */
-  EXPECT(trtb_convert(in, 16, TRTB_DTYPE_F32, out, 6, TRTB_DTYPE_F16) == TRTB_ERR_SIZE);
+  EXPECT(trtb_cast(in, 16, TRTB_DTYPE_F32, out, 6, TRTB_DTYPE_F16) == TRTB_ERR_SIZE);
   char buf[256];
   int32_t len = trtb_last_error(NULL, 0);
   EXPECT(len > 10);
   EXPECT(trtb_last_error(buf, sizeof buf) == len && (int32_t)strlen(buf) == len);
-  EXPECT(strstr(buf, "trtb_convert") != NULL && strstr(buf, "dst_bytes") != NULL);
+  EXPECT(strstr(buf, "trtb_cast") != NULL && strstr(buf, "dst_bytes") != NULL);
   char small[8];
   EXPECT(trtb_last_error(small, sizeof small) == len && strlen(small) == 7);
   /* success leaves the last error alone */
-  EXPECT(trtb_convert(in, 16, TRTB_DTYPE_F32, out, 8, TRTB_DTYPE_F16) == TRTB_OK);
+  EXPECT(trtb_cast(in, 16, TRTB_DTYPE_F32, out, 8, TRTB_DTYPE_F16) == TRTB_OK);
   EXPECT(trtb_last_error(NULL, 0) == len);
 }
 
@@ -102,15 +102,15 @@ static void test_conversions(void) {
   uint16_t *h = malloc(N16 * 2), *h2 = malloc(N16 * 2);
   uint32_t *f = malloc(N16 * 4);
   for (uint32_t i = 0; i < N16; i++) h[i] = (uint16_t)i;
-  EXPECT(trtb_convert(h, N16 * 2, TRTB_DTYPE_F16, f, N16 * 4, TRTB_DTYPE_F32) == TRTB_OK);
+  EXPECT(trtb_cast(h, N16 * 2, TRTB_DTYPE_F16, f, N16 * 4, TRTB_DTYPE_F32) == TRTB_OK);
   int bad = 0;
   for (uint32_t i = 0; i < N16; i++) bad += f[i] != ref_f16_to_f32(h[i]);
   EXPECT(bad == 0);
-  EXPECT(trtb_convert(h, N16 * 2, TRTB_DTYPE_F16, h2, N16 * 2, TRTB_DTYPE_BF16) == TRTB_OK);
+  EXPECT(trtb_cast(h, N16 * 2, TRTB_DTYPE_F16, h2, N16 * 2, TRTB_DTYPE_BF16) == TRTB_OK);
   bad = 0;
   for (uint32_t i = 0; i < N16; i++) bad += h2[i] != ref_f32_to_bf16(ref_f16_to_f32(h[i]));
   EXPECT(bad == 0);
-  EXPECT(trtb_convert(h, N16 * 2, TRTB_DTYPE_BF16, h2, N16 * 2, TRTB_DTYPE_F16) == TRTB_OK);
+  EXPECT(trtb_cast(h, N16 * 2, TRTB_DTYPE_BF16, h2, N16 * 2, TRTB_DTYPE_F16) == TRTB_OK);
   bad = 0;
   for (uint32_t i = 0; i < N16; i++) bad += h2[i] != ref_f32_to_f16((uint32_t)h[i] << 16);
   EXPECT(bad == 0);
@@ -128,8 +128,8 @@ static void test_conversions(void) {
                                    0x3f818000u, 0x3f800fffu, 0x3f801000u, 0x3f803000u};
   const uint32_t n_edges = sizeof edges / sizeof edges[0];
   for (uint32_t i = 0; i < NF; i++) src[i] = i < n_edges ? edges[i] : rnd() ^ ((uint32_t)(i & 0x1ff) << 23);
-  EXPECT(trtb_convert(src, (uint64_t)NF * 4, TRTB_DTYPE_F32, o16, (uint64_t)NF * 2, TRTB_DTYPE_F16) == TRTB_OK);
-  EXPECT(trtb_convert(src, (uint64_t)NF * 4, TRTB_DTYPE_F32, ob16, (uint64_t)NF * 2, TRTB_DTYPE_BF16) == TRTB_OK);
+  EXPECT(trtb_cast(src, (uint64_t)NF * 4, TRTB_DTYPE_F32, o16, (uint64_t)NF * 2, TRTB_DTYPE_F16) == TRTB_OK);
+  EXPECT(trtb_cast(src, (uint64_t)NF * 4, TRTB_DTYPE_F32, ob16, (uint64_t)NF * 2, TRTB_DTYPE_BF16) == TRTB_OK);
   int bad16 = 0, badb = 0;
   for (uint32_t i = 0; i < NF; i++) {
     if (o16[i] != ref_f32_to_f16(src[i]) && bad16++ < 5)

@@ -58,15 +58,15 @@ int main(void) {
   OK(trtb_cuda_memcpy_h2d(s, d_src, h, count * 4));
   int32_t kinds[2] = {TRTB_DTYPE_F16, TRTB_DTYPE_BF16};
   for (int k = 0; k < 2; k++) {
-    OK(trtb_cuda_convert(s, d_src, count * 4, TRTB_DTYPE_F32, d_dst, count * 2, kinds[k]));
+    OK(trtb_cuda_cast(s, d_src, count * 4, TRTB_DTYPE_F32, d_dst, count * 2, kinds[k]));
     OK(trtb_cuda_memcpy_d2h(s, gpu, d_dst, count * 2));
     OK(trtb_cuda_stream_sync(s));
-    OK(trtb_convert(h, count * 4, TRTB_DTYPE_F32, cpu, count * 2, kinds[k]));
+    OK(trtb_cast(h, count * 4, TRTB_DTYPE_F32, cpu, count * 2, kinds[k]));
     EXPECT(memcmp(cpu, gpu, count * 2) == 0);
   }
   /* error path: misaligned device pointer */
-  EXPECT(trtb_cuda_convert(s, (char *)d_src + 2, 8, TRTB_DTYPE_F32, d_dst, 4, TRTB_DTYPE_F16) == TRTB_ERR_INVALID_ARG);
-  EXPECT(trtb_cuda_convert(NULL, d_src, 8, TRTB_DTYPE_F32, d_dst, 4, TRTB_DTYPE_F16) == TRTB_ERR_INVALID_ARG);
+  EXPECT(trtb_cuda_cast(s, (char *)d_src + 2, 8, TRTB_DTYPE_F32, d_dst, 4, TRTB_DTYPE_F16) == TRTB_ERR_INVALID_ARG);
+  EXPECT(trtb_cuda_cast(NULL, d_src, 8, TRTB_DTYPE_F32, d_dst, 4, TRTB_DTYPE_F16) == TRTB_ERR_INVALID_ARG);
 done:
   trtb_cuda_free(d_src);
   trtb_cuda_free(d_dst);

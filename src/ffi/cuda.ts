@@ -63,7 +63,7 @@ export interface Cuda {
   createStream(device?: number): Stream;
   /** The device's default stream, owned by this object (its `destroy()` does nothing). */
   defaultStream(device?: number): Stream;
-  /** `trtb_convert` on the GPU (same rules, bit-identical), queued on the stream. */
+  /** `trtb_cast` on the GPU (same rules, bit-identical), queued on the stream. */
   convert(src: DeviceBuffer, from: DType, dst: DeviceBuffer, to: DType, stream?: Stream): void;
   /** `dst` (cols x rows) = transpose of `src` (rows x cols), queued on the stream. */
   transpose2d(src: DeviceBuffer, dst: DeviceBuffer, rows: number, cols: number, elemBytes: number, stream?: Stream): void;
@@ -345,7 +345,7 @@ export class CudaLib implements Cuda {
     const t = dtypeArg("to", to);
     const st = this.#stream([src, dst], stream);
     this.#check(
-      this.#s.trtb_cuda_convert(asPtr(st), asPtr(devicePtr(src)), src.byteLength, f, asPtr(devicePtr(dst)), dst.byteLength, t),
+      this.#s.trtb_cuda_cast(asPtr(st), asPtr(devicePtr(src)), src.byteLength, f, asPtr(devicePtr(dst)), dst.byteLength, t),
     );
   }
 

@@ -98,7 +98,7 @@ export class NativeLib implements Native {
     const t = dtypeArg("to", to);
     const sp = hostArg("src", src);
     const dp = hostArg("dst", dst);
-    this.#check(this.#s.trtb_convert(sp, src.byteLength, f, dp, dst.byteLength, t));
+    this.#check(this.#s.trtb_cast(sp, src.byteLength, f, dp, dst.byteLength, t));
   }
 
   transpose2d(src: Uint8Array, dst: Uint8Array, rows: number, cols: number, elemBytes: number): void {

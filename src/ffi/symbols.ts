@@ -10,8 +10,8 @@
 import type { DType } from "../dtype.ts";
 import type { QuantKernelParams } from "./quant-params.ts";
 
-/** `TRTB_ABI_VERSION` this TypeScript was written against (2: quantization, 3: weight-only engine layout). */
-export const ABI_VERSION = 3;
+/** `TRTB_ABI_VERSION` this TypeScript was written against (2: quantization, 3: weight-only engine layout, 4: convert → cast). */
+export const ABI_VERSION = 4;
 
 /** libtrtb.so: CPU conversions and transpose. */
 export const CPU_SYMBOLS = {
@@ -20,7 +20,7 @@ export const CPU_SYMBOLS = {
   trtb_last_error: { args: ["ptr", "u64"], returns: "i32" },
   trtb_dtype_size: { args: ["i32"], returns: "u32" },
   trtb_set_num_threads: { args: ["i32"], returns: "i32" },
-  trtb_convert: { args: ["ptr", "u64", "i32", "ptr", "u64", "i32"], returns: "i32" },
+  trtb_cast: { args: ["ptr", "u64", "i32", "ptr", "u64", "i32"], returns: "i32" },
   trtb_transpose2d: { args: ["ptr", "u64", "ptr", "u64", "u64", "u64", "u32"], returns: "i32" },
   trtb_quantize: { args: ["ptr", "ptr", "u64", "ptr", "u64", "ptr", "u64"], returns: "i32" },
   trtb_dequantize: { args: ["ptr", "ptr", "u64", "ptr", "u64", "ptr", "u64", "i32"], returns: "i32" },
@@ -47,7 +47,7 @@ export const CUDA_SYMBOLS = {
   trtb_cuda_memcpy_d2h: { args: ["ptr", "ptr", "ptr", "u64"], returns: "i32" },
   trtb_cuda_memcpy_d2d: { args: ["ptr", "ptr", "ptr", "u64"], returns: "i32" },
   trtb_cuda_memset: { args: ["ptr", "ptr", "u32", "u64"], returns: "i32" },
-  trtb_cuda_convert: { args: ["ptr", "ptr", "u64", "i32", "ptr", "u64", "i32"], returns: "i32" },
+  trtb_cuda_cast: { args: ["ptr", "ptr", "u64", "i32", "ptr", "u64", "i32"], returns: "i32" },
   trtb_cuda_transpose2d: { args: ["ptr", "ptr", "u64", "ptr", "u64", "u64", "u64", "u32"], returns: "i32" },
   trtb_cuda_quantize: { args: ["ptr", "ptr", "ptr", "u64", "ptr", "u64", "ptr", "u64"], returns: "i32" },
   trtb_cuda_dequantize: { args: ["ptr", "ptr", "ptr", "u64", "ptr", "u64", "ptr", "u64", "i32"], returns: "i32" },
@@ -94,7 +94,7 @@ export const QROUND_CODE = { half_even: 1, half_away: 2 } as const;
 export const QUANT_FLAG = { CLAMP: 1 << 0, DIVIDE_BY_STORED: 1 << 1 } as const;
 
 /**
- * Layout of `trtb_quant_params` (80 bytes; cshim/src/quant.c asserts it): u32 struct_size, i32
+ * Layout of `trtb_quant_params` (80 bytes; cshim/cpu/quant.c asserts it): u32 struct_size, i32
  * format, i32 src_dtype, i32 scale_dtype, u64 rows, u64 cols, u64 group_size, f32 divisor,
  * f32 min_scale, f32 zero_scale, f32 clamp_lo, f32 clamp_hi, i32 qmin, i32 qmax, i32 rounding,
  * u32 flags, u32 reserved.

@@ -7,8 +7,8 @@
  *   int4-awq.ts     W4A16_AWQ                  modelopt AWQ layout, round-to-nearest scales
  *   fp8-rowwise.ts  FP8_PER_CHANNEL_PER_TOKEN  e4m3 MLP weights, per-channel scales
  *
- * kernel.ts is the TypeScript reference of the shim's kernels (cshim/src/quant.[ch],
- * cshim/kernels/quant.cu); backend.ts picks CPU, TS or CUDA; apply.ts wires schemes into
+ * kernel.ts is the TypeScript reference of the shim's kernels (cshim/cpu/quant.c, cshim/common/quant.h,
+ * cshim/cuda/quant.cu); backend.ts picks CPU, TS or CUDA; apply.ts wires schemes into
  * conversion, parameter lists and the CPU runner.
  */
 export { applyQuantConfig, dequantizedSource, SCHEMES, schemeForAlgo, schemeForQformat } from "./apply.ts";

@@ -1,6 +1,6 @@
 /**
  * The quantization kernel in plain TypeScript: the reference the native kernels are tested against
- * (bit for bit) and the fallback when libtrtb is not loaded. The rules (also in cshim/src/quant.h,
+ * (bit for bit) and the fallback when libtrtb is not loaded. The rules (also in cshim/common/quant.h,
  * cshim/include/trtb.h):
  *
  *   A matrix is [rows, cols] (rows = output channels; MoE experts stacked as more rows). Each row is
@@ -57,7 +57,7 @@ export function checkQuantParams(p: QuantKernelParams): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// scalar rules (mirror cshim/src/quant.h)
+// scalar rules (mirror cshim/common/quant.h)
 
 const f32 = Math.fround;
 

@@ -133,7 +133,7 @@ describe.skipIf(!native)("native convert", () => {
     const src = new Uint8Array(8);
     const e = trtbErr(() => n.convert(src, "I8", new Uint8Array(16), "F16"));
     expect(e.code).toBe("NATIVE_DTYPE");
-    expect(e.message).toContain("trtb_convert: cannot convert I8 to F16");
+    expect(e.message).toContain("trtb_cast: cannot convert I8 to F16");
     expect(trtbErr(() => n.convert(src, "F32", new Uint8Array(8), "U32")).code).toBe("NATIVE_DTYPE");
     expect(trtbErr(() => n.convert(src, "NOPE" as never, new Uint8Array(8), "F32")).code).toBe("NATIVE_DTYPE");
   });
@@ -141,7 +141,7 @@ describe.skipIf(!native)("native convert", () => {
   test("errors: size", () => {
     let e = trtbErr(() => n.convert(new Uint8Array(8), "F32", new Uint8Array(6), "F16"));
     expect(e.code).toBe("NATIVE_SIZE");
-    expect(e.message).toBe("trtb_convert: 2 elements F32 -> F16 need dst_bytes 4, got 6");
+    expect(e.message).toBe("trtb_cast: 2 elements F32 -> F16 need dst_bytes 4, got 6");
     e = trtbErr(() => n.convert(new Uint8Array(3), "F16", new Uint8Array(6), "F32"));
     expect(e.code).toBe("NATIVE_SIZE");
     expect(e.message).toContain("src_bytes 3 is not a multiple of the F16 element size 2");
@@ -232,24 +232,24 @@ describe.skipIf(!native)("raw C ABI (status codes, last error)", () => {
 
   test("NULL with a non-zero length is TRTB_ERR_INVALID_ARG", () => {
     const dst = new Uint8Array(8);
-    expect(s.symbols.trtb_convert(null, 16, F32, dst, 8, F16)).toBe(STATUS.INVALID_ARG);
-    expect(lastError()).toBe("trtb_convert: src is NULL but src_bytes is 16");
-    expect(s.symbols.trtb_convert(new Uint8Array(16), 16, F32, null, 8, F16)).toBe(STATUS.INVALID_ARG);
-    expect(lastError()).toBe("trtb_convert: dst is NULL but dst_bytes is 8");
+    expect(s.symbols.trtb_cast(null, 16, F32, dst, 8, F16)).toBe(STATUS.INVALID_ARG);
+    expect(lastError()).toBe("trtb_cast: src is NULL but src_bytes is 16");
+    expect(s.symbols.trtb_cast(new Uint8Array(16), 16, F32, null, 8, F16)).toBe(STATUS.INVALID_ARG);
+    expect(lastError()).toBe("trtb_cast: dst is NULL but dst_bytes is 8");
     expect(s.symbols.trtb_transpose2d(null, 8, dst, 8, 2, 1, 4)).toBe(STATUS.INVALID_ARG);
     expect(lastError()).toContain("trtb_transpose2d: src is NULL");
     // NULL with length 0 is fine
-    expect(s.symbols.trtb_convert(null, 0, F32, null, 0, F16)).toBe(STATUS.OK);
+    expect(s.symbols.trtb_cast(null, 0, F32, null, 0, F16)).toBe(STATUS.OK);
     expect(s.symbols.trtb_transpose2d(null, 0, null, 0, 0, 7, 4)).toBe(STATUS.OK);
   });
 
   test("dtype values outside the enum are TRTB_ERR_DTYPE", () => {
     const a = new Uint8Array(8), b = new Uint8Array(8);
-    expect(s.symbols.trtb_convert(a, 8, 0, b, 8, F32)).toBe(STATUS.DTYPE);
-    expect(lastError()).toBe("trtb_convert: src_dtype 0 is not a trtb_dtype");
-    expect(s.symbols.trtb_convert(a, 8, F32, b, 8, 99)).toBe(STATUS.DTYPE);
-    expect(lastError()).toBe("trtb_convert: dst_dtype 99 is not a trtb_dtype");
-    expect(s.symbols.trtb_convert(a, 8, -5, b, 8, F32)).toBe(STATUS.DTYPE);
+    expect(s.symbols.trtb_cast(a, 8, 0, b, 8, F32)).toBe(STATUS.DTYPE);
+    expect(lastError()).toBe("trtb_cast: src_dtype 0 is not a trtb_dtype");
+    expect(s.symbols.trtb_cast(a, 8, F32, b, 8, 99)).toBe(STATUS.DTYPE);
+    expect(lastError()).toBe("trtb_cast: dst_dtype 99 is not a trtb_dtype");
+    expect(s.symbols.trtb_cast(a, 8, -5, b, 8, F32)).toBe(STATUS.DTYPE);
   });
 
   test("dtype sizes match src/dtype.ts", () => {
@@ -267,15 +267,15 @@ describe.skipIf(!native)("raw C ABI (status codes, last error)", () => {
   });
 
   test("trtb_last_error: length query, truncation, NUL termination; success keeps the text", () => {
-    expect(s.symbols.trtb_convert(new Uint8Array(8), 8, F32, new Uint8Array(6), 6, F16)).toBe(STATUS.SIZE);
-    const full = "trtb_convert: 2 elements F32 -> F16 need dst_bytes 4, got 6";
+    expect(s.symbols.trtb_cast(new Uint8Array(8), 8, F32, new Uint8Array(6), 6, F16)).toBe(STATUS.SIZE);
+    const full = "trtb_cast: 2 elements F32 -> F16 need dst_bytes 4, got 6";
     expect(s.symbols.trtb_last_error(null, 0)).toBe(full.length);
     const small = new Uint8Array(8).fill(0xff);
     expect(s.symbols.trtb_last_error(small, 6)).toBe(full.length);
     expect(new TextDecoder().decode(small.subarray(0, 5))).toBe(full.slice(0, 5));
     expect(small[5]).toBe(0); // NUL
     expect(small[6]).toBe(0xff); // untouched past buf_len
-    expect(s.symbols.trtb_convert(new Uint8Array(8), 8, F32, new Uint8Array(4), 4, F16)).toBe(STATUS.OK);
+    expect(s.symbols.trtb_cast(new Uint8Array(8), 8, F32, new Uint8Array(4), 4, F16)).toBe(STATUS.OK);
     expect(lastError()).toBe(full);
   });
 

@@ -3,7 +3,7 @@
  *
  *   y[M, N] = (x[M, K] . q[N, K]^T) * scale[N]        q int8 or int4, x bf16/fp16, fp32 accumulation
  *
- * Weights are stored at build time in an "mma tile" layout (src/build/wo-pack.ts and trtb_wo_pack
+ * Weights are stored at build time in an "mma tile" layout (src/engine/wo-layout.ts and trtb_wo_pack
  * in libtrtb write it; the tests check all three agree): the matrix is padded to Np = N rounded up
  * to 16 rows and Kp = K rounded up to the k-tile (32 int8 values, 64 int4 values), and cut into
  * 16-row x k-tile tiles of 512 bytes, row tile major: tile (rt, kt) at byte (rt * Kp/KT + kt) * 512.
@@ -35,7 +35,7 @@
  */
 #include <algorithm>
 
-#include "../internal.cuh"
+#include "gemm_wo.cuh"
 
 #define WO_WARPS 8
 #define WO_THREADS (WO_WARPS * 32)

@@ -10,7 +10,7 @@
  * this kernel's job is to keep >= 90% of HBM bandwidth busy on shapes as small as 4096 x 4096
  * (32 MiB, ~11 µs). Needs K % 8 == 0 and 16-byte aligned rows.
  */
-#include "../internal.cuh"
+#include "gemv.cuh"
 
 #define GEMV_THREADS 256
 #define GEMV_UNROLL 4

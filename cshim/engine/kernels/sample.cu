@@ -11,7 +11,7 @@
  *
  * Cost: 2 x 30 passes of V / 1024 loads per thread at most, a few tens of µs for V = 128k.
  */
-#include "../internal.cuh"
+#include "sample.cuh"
 
 #define SAMPLE_THREADS 1024
 

@@ -6,7 +6,7 @@
  * Napkin maths: a transpose reads and writes every byte once; a tiled kernel reaches well over half
  * of HBM bandwidth, so a 1 GiB matrix takes about a millisecond.
  */
-#include "common.cuh"
+#include "cuda_common.cuh"
 #include "transpose.cuh"
 
 #define TILE 32

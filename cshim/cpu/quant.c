@@ -27,7 +27,7 @@ _Static_assert(offsetof(trtb_quant_params, rows) == 16 && offsetof(trtb_quant_pa
 
 /* f32 values held per row while a group is processed (8 KiB per row). */
 #define QBUF 2048u
-/* Minimum elements per thread before splitting (as for convert). */
+/* Minimum elements per thread before splitting (as for cast). */
 #define TRTB__QUANT_GRAIN (256u * 1024u)
 
 typedef struct {

@@ -1,8 +1,8 @@
 /*
- * cuda_api.cu: the public trtb_cuda_* entry points of libtrtb_cuda: devices, streams, memory,
- * copies, and argument checks in front of the kernel launchers in cshim/kernels/.
+ * api.cu: the public trtb_cuda_* entry points of libtrtb_cuda: devices, streams, memory,
+ * copies, and argument checks in front of the kernel launchers in cshim/cuda/.
  *
- * Every CUDA runtime call is checked and turned into a status (see common.cuh). Every entry point
+ * Every CUDA runtime call is checked and turned into a status (see cuda_common.cuh). Every entry point
  * that touches a device calls cudaSetDevice first, because the caller may drive several GPUs from
  * one thread.
  */
@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.cuh"
-#include "convert.cuh"
+#include "cuda_common.cuh"
+#include "cast.cuh"
 #include "internal.h"
 #include "quant.cuh"
 #include "transpose.cuh"
@@ -28,55 +28,7 @@ struct trtb_cuda_stream {
 };
 
 // ----------------------------------------------------------------------------------------------
-// error mapping
-
-static const char *base_name(const char *path) {
-  const char *s = strrchr(path, '/');
-  return s ? s + 1 : path;
-}
-
-int32_t trtb__cuda_fail(cudaError_t err, const char *what, const char *file, int line) {
-  int32_t status;
-  const char *hint = "";
-  switch (err) {
-    case cudaErrorNoDevice:
-      status = TRTB_ERR_CUDA_NO_DEVICE;
-      hint = " (no CUDA device is visible; check nvidia-smi and CUDA_VISIBLE_DEVICES)";
-      break;
-    case cudaErrorInsufficientDriver:
-    case cudaErrorSystemDriverMismatch:
-    case cudaErrorCompatNotSupportedOnDevice:
-    case cudaErrorStubLibrary:
-      status = TRTB_ERR_CUDA_UNAVAILABLE;
-      hint = " (the NVIDIA driver, libcuda.so.1, is missing or older than the CUDA runtime built in)";
-      break;
-    case cudaErrorMemoryAllocation:
-      status = TRTB_ERR_CUDA_OUT_OF_MEMORY;
-      break;
-    default:
-      status = TRTB_ERR_CUDA;
-      break;
-  }
-  // Clear the runtime's per-thread error so it is not reported again by the next launch check.
-  // Sticky errors (a kernel fault) stay: the context is unusable and every later call reports it.
-  (void)cudaGetLastError();
-  return trtb__fail(status, "%s failed: %s (%s)%s [%s:%d]", what, cudaGetErrorName(err), cudaGetErrorString(err),
-                    hint, base_name(file), line);
-}
-
-// ----------------------------------------------------------------------------------------------
-// helpers
-
-/* Make `device` current, after checking that it exists. */
-static int32_t use_device(const char *fn, int32_t device) {
-  int n = 0;
-  TRTB_CUDA_TRY(cudaGetDeviceCount(&n));
-  if (n == 0) return trtb__fail(TRTB_ERR_CUDA_NO_DEVICE, "%s: no CUDA device is visible", fn);
-  if (device < 0 || device >= n)
-    return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: device %d does not exist (%d visible)", fn, (int)device, n);
-  TRTB_CUDA_TRY(cudaSetDevice(device));
-  return TRTB_OK;
-}
+// helpers (the error mapping and the device checks are common/cuda_common.cu's)
 
 static int32_t check_stream(const char *fn, const trtb_cuda_stream *s) {
   if (s == NULL) return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: stream is NULL", fn);
@@ -101,6 +53,8 @@ TRTB_API int32_t trtb_cuda_last_error(char *buf, uint64_t buf_len) { return trtb
 
 TRTB_API uint32_t trtb_cuda_features(void) {
   uint32_t f = 0;
+  // TRTB_HAVE_CUBLASLT is not defined by the build: libtrtb_cuda has no cuBLASLt code (the GEMMs
+  // are libtrtb_engine's), so the bit stays clear.
 #if defined(TRTB_HAVE_CUBLASLT)
   f |= TRTB_CUDA_FEATURE_CUBLASLT;
 #endif
@@ -121,19 +75,7 @@ TRTB_API int32_t trtb_cuda_driver_version(void) {
   return v;
 }
 
-TRTB_API int32_t trtb_cuda_device_count(int32_t *out) {
-  if (out == NULL) return trtb__fail(TRTB_ERR_INVALID_ARG, "trtb_cuda_device_count: out is NULL");
-  *out = 0;
-  int n = 0;
-  cudaError_t err = cudaGetDeviceCount(&n);
-  if (err == cudaErrorNoDevice) {
-    (void)cudaGetLastError();
-    return TRTB_OK;
-  }
-  if (err != cudaSuccess) return trtb__cuda_fail(err, "cudaGetDeviceCount", __FILE__, __LINE__);
-  *out = n;
-  return TRTB_OK;
-}
+TRTB_API int32_t trtb_cuda_device_count(int32_t *out) { return trtb__cuda_device_count("trtb_cuda_device_count", out); }
 
 TRTB_API int32_t trtb_cuda_device_props_get(int32_t device, trtb_cuda_device_props *props) {
   const char *fn = "trtb_cuda_device_props_get";
@@ -141,7 +83,7 @@ TRTB_API int32_t trtb_cuda_device_props_get(int32_t device, trtb_cuda_device_pro
   if (props->struct_size < sizeof(trtb_cuda_device_props))
     return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: struct_size %u is smaller than this library's %u", fn,
                       props->struct_size, (unsigned)sizeof(trtb_cuda_device_props));
-  int32_t st = use_device(fn, device);
+  int32_t st = trtb__cuda_use_device(fn, device);
   if (st != TRTB_OK) return st;
   cudaDeviceProp p;
   TRTB_CUDA_TRY(cudaGetDeviceProperties(&p, device));
@@ -149,15 +91,12 @@ TRTB_API int32_t trtb_cuda_device_props_get(int32_t device, trtb_cuda_device_pro
   props->minor = p.minor;
   props->multiprocessors = p.multiProcessorCount;
   props->total_memory = (uint64_t)p.totalGlobalMem;
-  size_t len = strnlen(p.name, sizeof p.name);
-  if (len >= sizeof props->name) len = sizeof props->name - 1;
-  memcpy(props->name, p.name, len);
-  props->name[len] = '\0';
+  trtb__cuda_copy_name(props->name, sizeof props->name, p.name, sizeof p.name);
   return TRTB_OK;
 }
 
 TRTB_API int32_t trtb_cuda_device_sync(int32_t device) {
-  int32_t st = use_device("trtb_cuda_device_sync", device);
+  int32_t st = trtb__cuda_use_device("trtb_cuda_device_sync", device);
   if (st != TRTB_OK) return st;
   TRTB_CUDA_TRY(cudaDeviceSynchronize());
   return TRTB_OK;
@@ -167,7 +106,7 @@ TRTB_API int32_t trtb_cuda_stream_create(int32_t device, trtb_cuda_stream **out)
   const char *fn = "trtb_cuda_stream_create";
   if (out == NULL) return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: out is NULL", fn);
   *out = NULL;
-  int32_t st = use_device(fn, device);
+  int32_t st = trtb__cuda_use_device(fn, device);
   if (st != TRTB_OK) return st;
   trtb_cuda_stream *s = (trtb_cuda_stream *)malloc(sizeof *s);
   if (s == NULL) return trtb__fail(TRTB_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);
@@ -210,7 +149,7 @@ TRTB_API int32_t trtb_cuda_malloc(int32_t device, uint64_t bytes, void **out) {
   const char *fn = "trtb_cuda_malloc";
   if (out == NULL) return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: out is NULL", fn);
   *out = NULL;
-  int32_t st = use_device(fn, device);
+  int32_t st = trtb__cuda_use_device(fn, device);
   if (st != TRTB_OK) return st;
   if (bytes == 0) return TRTB_OK;
   void *p = NULL;
@@ -270,20 +209,20 @@ TRTB_API int32_t trtb_cuda_memset(trtb_cuda_stream *s, void *dst, uint32_t value
   return TRTB_OK;
 }
 
-TRTB_API int32_t trtb_cuda_convert(trtb_cuda_stream *s, const void *src, uint64_t src_bytes, int32_t src_dtype,
-                                   void *dst, uint64_t dst_bytes, int32_t dst_dtype) {
-  const char *fn = "trtb_cuda_convert";
+TRTB_API int32_t trtb_cuda_cast(trtb_cuda_stream *s, const void *src, uint64_t src_bytes, int32_t src_dtype,
+                                void *dst, uint64_t dst_bytes, int32_t dst_dtype) {
+  const char *fn = "trtb_cuda_cast";
   if (s == NULL) return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: stream is NULL", fn);
   uint64_t n;
-  trtb__conv_kind kind;
-  int32_t st = trtb__check_convert(fn, src, src_bytes, src_dtype, dst, dst_bytes, dst_dtype, &n, &kind);
+  trtb__cast_kind kind;
+  int32_t st = trtb__check_cast(fn, src, src_bytes, src_dtype, dst, dst_bytes, dst_dtype, &n, &kind);
   if (st != TRTB_OK) return st;
-  if (kind == TRTB__CONV_NOOP) return TRTB_OK;
-  if (kind == TRTB__CONV_COPY) return trtb_cuda_memcpy_d2d(s, dst, src, src_bytes);
+  if (kind == TRTB__CAST_NOOP) return TRTB_OK;
+  if (kind == TRTB__CAST_COPY) return trtb_cuda_memcpy_d2d(s, dst, src, src_bytes);
   if ((st = check_aligned(fn, "src", src, trtb__dtype_size(src_dtype))) != TRTB_OK) return st;
   if ((st = check_aligned(fn, "dst", dst, trtb__dtype_size(dst_dtype))) != TRTB_OK) return st;
   if ((st = check_stream(fn, s)) != TRTB_OK) return st;
-  return trtb__cuda_convert_launch(s->stream, kind, src, dst, n);
+  return trtb__cuda_cast_launch(s->stream, kind, src, dst, n);
 }
 
 TRTB_API int32_t trtb_cuda_transpose2d(trtb_cuda_stream *s, const void *src, uint64_t src_bytes, void *dst,
@@ -303,7 +242,7 @@ TRTB_API int32_t trtb_cuda_transpose2d(trtb_cuda_stream *s, const void *src, uin
 
 // ----------------------------------------------------------------------------------------------
 // quantization (ABI 2): argument checks shared with the CPU library (quant.h), kernels in
-// cshim/kernels/quant.cu
+// cshim/cuda/quant.cu
 
 TRTB_API int32_t trtb_cuda_quantize(trtb_cuda_stream *s, const trtb_quant_params *p, const void *src,
                                     uint64_t src_bytes, void *dst, uint64_t dst_bytes, void *scales,

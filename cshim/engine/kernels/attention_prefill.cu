@@ -1,283 +1,22 @@
 /*
- * attention.cu: attention over the paged KV cache, flash style (online softmax, nothing of size
- * seq x seq is ever stored). Two kernels:
+ * attention_prefill.cu: prefill attention over the paged KV cache (TRTB_OP_ATTN_PREFILL): packed
+ * query tokens of several sequences. Grid (query tile, query head): a tile of 64 query rows walks
+ * the K/V tiles of its context in shared memory and keeps per-row running max/sum/output.
+ * 16-bit KV runs on tensor cores (WMMA, fp32 accumulation); f32 KV (the runtime's exact numerics
+ * mode) on the SIMT kernel with fp32 math. Cache layout and masks: attention.cuh.
  *
- *  - decode: one new query token per sequence. Grid (kv head, sequence, split): each block takes
- *    a slice of the context for all the query heads that share its KV head (GQA), writes partial
- *    (max, sum, unnormalised output), and a combine kernel merges the splits (flash-decoding).
- *    Split count is fixed per launch, the slice length follows each sequence's length read on the
- *    device, so a captured graph serves every step.
- *  - prefill: packed query tokens of several sequences. Grid (query tile, query head): a tile of
- *    BQ query rows loads K/V tiles of BK tokens into shared memory (f32) and keeps per-row running
- *    max/sum/output in registers (SIMT, fp32 math).
- *
- * Paged cache layout per layer: [block][k|v][kv head][tokens_per_block][D], 16-bit elements (f32 in
- * the runtime's exact numerics mode).
- * Masks: causal; sliding window keeps keys with pos - window < key <= pos; Gemma-2 soft-cap is
- * applied to scaled scores before masking. Napkin maths (8B shape, 2048-token prefill): 17 G FMA
- * of attention against ~16 T FMA of GEMMs, so SIMT attention costs a few percent of a prefill.
+ * Napkin maths (8B shape, 2048-token prefill): 17 G FMA of attention against ~16 T FMA of GEMMs,
+ * so SIMT attention costs a few percent of a prefill.
  */
 #include <mma.h>
 
-#include "../internal.cuh"
+#include "attention.cuh"
+#include "attention_prefill.cuh"
 
 using namespace nvcuda;
 
 // ----------------------------------------------------------------------------------------------
-// helpers
-
-template <typename KVT>
-__device__ __forceinline__ const KVT *kv_row(const KVT *kv, const int32_t *table, int32_t max_blocks, int b, int t,
-                                             int kvsel, int kvh, int nKV, int tpb, int D) {
-  const int64_t blk = table[(int64_t)b * max_blocks + t / tpb];
-  const int off = t % tpb;
-  return kv + (((blk * 2 + kvsel) * nKV + kvh) * tpb + off) * (int64_t)D;
-}
-
-/* out[i] = v in the op's output dtype. */
-template <typename A> __device__ __forceinline__ void store_out(const A &a, int64_t i, float v) {
-  switch (a.out_dtype) {
-    case TRTB_DTYPE_BF16: static_cast<__nv_bfloat16 *>(a.out)[i] = __float2bfloat16_rn(v); break;
-    case TRTB_DTYPE_F16: static_cast<__half *>(a.out)[i] = __float2half_rn(v); break;
-    default: static_cast<float *>(a.out)[i] = v; break;
-  }
-}
-
-// ----------------------------------------------------------------------------------------------
-// decode
-
-#define DEC_THREADS 128
-#define DEC_TK 16  /* keys per tile: one score pass (4 warps x 4 tokens); V loads all issued up front */
-#define DEC_MAX_COUNTERS 65536  /* split-K counters at the start of the workspace (256 KiB) */
-#define DEC_MAX_SPLITS 128      /* nsplit limit (the merge keeps per-split weights in shared memory) */
-
-template <int D, int GMAX, typename KVT>
-__global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(AttnDecodeArgs a) {
-  pdl_wait();
-  pdl_trigger_if_one_wave();
-  constexpr int E = D / 8;                 // elements per lane in the score phase (8 lanes per token)
-  constexpr int DPT = (D + DEC_THREADS - 1) / DEC_THREADS;  // output dims per thread
-  __shared__ float qs[GMAX][D];
-  __shared__ float ps[GMAX][DEC_TK];
-  __shared__ float m_s[GMAX], l_s[GMAX], alpha_s[GMAX];
-
-  const int kvh = blockIdx.x, b = blockIdx.y, split = blockIdx.z;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int G = a.nH / a.nKV;
-  const KVT *kv = static_cast<const KVT *>(a.kv);
-  const int L = a.ctx_len[b];
-  const int lo = a.window > 0 ? max(0, L - a.window) : 0;
-  const int n = L - lo;
-  // Splits actually used for this sequence: at least DEC_TK keys each (short contexts need few).
-  const int ns = max(1, min(a.nsplit, (n + DEC_TK - 1) / DEC_TK));
-  if (split >= ns) return;
-  const int chunk = (n + ns - 1) / ns;
-  const int start = lo + split * chunk;
-  const int end = min(L, start + chunk);
-
-  for (int idx = tid; idx < G * D; idx += DEC_THREADS)
-    qs[idx / D][idx % D] = a.q[((int64_t)b * a.nH + kvh * G + idx / D) * D + idx % D];
-  if (tid < GMAX) {
-    m_s[tid] = -INFINITY;
-    l_s[tid] = 0.f;
-  }
-  float acc[GMAX][DPT];
-#pragma unroll
-  for (int g = 0; g < GMAX; g++)
-#pragma unroll
-    for (int j = 0; j < DPT; j++) acc[g][j] = 0.f;
-  __syncthreads();
-
-  for (int t0 = start; t0 < end; t0 += DEC_TK) {
-    const int ntok = min(DEC_TK, end - t0);
-    // scores: 8 lanes per token, 16 tokens per pass
-#pragma unroll
-    for (int pass = 0; pass < DEC_TK / 16; pass++) {
-      const int tl = pass * 16 + warp * 4 + (lane >> 3);
-      const int sub = lane & 7;
-      float sc[GMAX];
-#pragma unroll
-      for (int g = 0; g < GMAX; g++) sc[g] = 0.f;
-      if (tl < ntok) {
-        const KVT *k = kv_row(kv, a.block_table, a.max_blocks, b, t0 + tl, 0, kvh, a.nKV, a.tpb, D) + sub * E;
-        float kf[E];
-#pragma unroll
-        for (int c = 0; c < E / 8; c++) load8<KVT>(k + 8 * c, kf + 8 * c);
-#pragma unroll
-        for (int g = 0; g < GMAX; g++) {
-          if (g < G) {
-            float s = 0.f;
-#pragma unroll
-            for (int e = 0; e < E; e++) s += kf[e] * qs[g][sub * E + e];
-            sc[g] = s;
-          }
-        }
-      }
-#pragma unroll
-      for (int g = 0; g < GMAX; g++) {
-        sc[g] += __shfl_xor_sync(0xffffffffu, sc[g], 4);
-        sc[g] += __shfl_xor_sync(0xffffffffu, sc[g], 2);
-        sc[g] += __shfl_xor_sync(0xffffffffu, sc[g], 1);
-      }
-      if (sub == 0 && tl < ntok) {
-#pragma unroll
-        for (int g = 0; g < GMAX; g++) {
-          if (g < G) {
-            float s = sc[g] * a.scale;
-            if (a.softcap > 0.f) s = tanhf(s / a.softcap) * a.softcap;
-            ps[g][tl] = s;
-          }
-        }
-      }
-    }
-    __syncthreads();
-    // online softmax, one warp per head
-    for (int g = warp; g < G; g += DEC_THREADS / 32) {
-      float mx = -INFINITY;
-      for (int j = lane; j < ntok; j += 32) mx = fmaxf(mx, ps[g][j]);
-      mx = warp_max(mx);
-      const float m_old = m_s[g];
-      const float m_new = fmaxf(m_old, mx);
-      float sum = 0.f;
-      for (int j = lane; j < ntok; j += 32) {
-        const float p = expf(ps[g][j] - m_new);
-        ps[g][j] = p;
-        sum += p;
-      }
-      sum = warp_sum(sum);
-      if (lane == 0) {
-        const float al = m_old == -INFINITY ? 0.f : expf(m_old - m_new);
-        alpha_s[g] = al;
-        l_s[g] = l_s[g] * al + sum;
-        m_s[g] = m_new;
-      }
-    }
-    __syncthreads();
-    // P . V: the tile's V rows are located first, then every load issued before the first use
-    const KVT *vrow[DEC_TK];
-#pragma unroll
-    for (int tl = 0; tl < DEC_TK; tl++)
-      vrow[tl] = kv_row(kv, a.block_table, a.max_blocks, b, t0 + min(tl, ntok - 1), 1, kvh, a.nKV, a.tpb, D);
-#pragma unroll
-    for (int j = 0; j < DPT; j++) {
-      const int d = tid + j * DEC_THREADS;
-      if (d < D) {
-        float v[DEC_TK];
-#pragma unroll
-        for (int tl = 0; tl < DEC_TK; tl++) v[tl] = tl < ntok ? to_f<KVT>(vrow[tl][d]) : 0.f;
-#pragma unroll
-        for (int g = 0; g < GMAX; g++) {
-          if (g < G) {
-            float s = acc[g][j] * alpha_s[g];
-#pragma unroll
-            for (int tl = 0; tl < DEC_TK; tl++) s += (tl < ntok ? ps[g][tl] : 0.f) * v[tl];
-            acc[g][j] = s;
-          }
-        }
-      }
-    }
-    __syncthreads();
-  }
-
-  // One split: normalise and write the output directly.
-  if (ns == 1) {
-#pragma unroll
-    for (int g = 0; g < GMAX; g++) {
-      if (g < G) {
-        const float inv = l_s[g] > 0.f ? 1.f / l_s[g] : 0.f;
-#pragma unroll
-        for (int j = 0; j < DPT; j++) {
-          const int d = tid + j * DEC_THREADS;
-          if (d < D) store_out(a, ((int64_t)b * a.nH + kvh * G + g) * D + d, acc[g][j] * inv);
-        }
-      }
-    }
-    return;
-  }
-  // ws = DEC_MAX_COUNTERS u32 counters (one per (b, kv head), zero at rest), then the partials:
-  // [B, nH, nsplit] x D outputs, then (m, l) pairs.
-  const int64_t nrec = (int64_t)a.B * a.nH * a.nsplit;
-  unsigned *counter = reinterpret_cast<unsigned *>(a.ws) + (int64_t)b * a.nKV + kvh;
-  float *po = a.ws + DEC_MAX_COUNTERS;
-  float *pml = po + nrec * D;
-#pragma unroll
-  for (int g = 0; g < GMAX; g++) {
-    if (g < G) {
-      const int64_t rec = ((int64_t)b * a.nH + kvh * G + g) * a.nsplit + split;
-#pragma unroll
-      for (int j = 0; j < DPT; j++) {
-        const int d = tid + j * DEC_THREADS;
-        if (d < D) po[rec * D + d] = acc[g][j];
-      }
-      if (tid == 0) {
-        pml[rec * 2] = m_s[g];
-        pml[rec * 2 + 1] = l_s[g];
-      }
-    }
-  }
-  // The last split block of this (sequence, kv head) merges all splits (flash-decoding reduce).
-  __shared__ unsigned ticket;
-  __threadfence();
-  __syncthreads();
-  if (tid == 0) ticket = atomicAdd(counter, 1u);
-  __syncthreads();
-  if (ticket != (unsigned)ns - 1) return;
-  __threadfence();
-  if (a.legacy) {  // the serial merge, as first verified on the GPU (TRTB_ENGINE_LEGACY=1)
-    for (int g = 0; g < G; g++) {
-      const int64_t rec0 = ((int64_t)b * a.nH + kvh * G + g) * a.nsplit;
-      float M = -INFINITY;
-      for (int sp = 0; sp < ns; sp++) M = fmaxf(M, __ldcg(&pml[(rec0 + sp) * 2]));
-      float Lsum = 0.f;
-      for (int sp = 0; sp < ns; sp++) {
-        const float m = __ldcg(&pml[(rec0 + sp) * 2]);
-        if (m != -INFINITY) Lsum += __ldcg(&pml[(rec0 + sp) * 2 + 1]) * expf(m - M);
-      }
-      const float inv = Lsum > 0.f ? 1.f / Lsum : 0.f;
-      for (int d = tid; d < D; d += DEC_THREADS) {
-        float o = 0.f;
-        for (int sp = 0; sp < ns; sp++) {
-          const float m = __ldcg(&pml[(rec0 + sp) * 2]);
-          if (m != -INFINITY) o += __ldcg(&po[(rec0 + sp) * D + d]) * expf(m - M);
-        }
-        store_out(a, ((int64_t)b * a.nH + kvh * G + g) * D + d, o * inv);
-      }
-    }
-  } else {
-    // parallel merge: all (head, split) stats at once, then every output with its loads in flight
-    __shared__ float cw[GMAX][DEC_MAX_SPLITS], cl[GMAX][DEC_MAX_SPLITS], linv[GMAX];
-    for (int i = tid; i < G * ns; i += DEC_THREADS) {
-      const int g = i / ns, sp = i % ns;
-      const int64_t rec = ((int64_t)b * a.nH + kvh * G + g) * a.nsplit + sp;
-      cw[g][sp] = __ldcg(&pml[rec * 2]);
-      cl[g][sp] = __ldcg(&pml[rec * 2 + 1]);
-    }
-    __syncthreads();
-    for (int g = warp; g < G; g += DEC_THREADS / 32) {
-      float mx = -INFINITY;
-      for (int sp = lane; sp < ns; sp += 32) mx = fmaxf(mx, cw[g][sp]);
-      mx = warp_max(mx);
-      float L = 0.f;
-      for (int sp = lane; sp < ns; sp += 32) {
-        const float w = cw[g][sp] == -INFINITY ? 0.f : expf(cw[g][sp] - mx);
-        cw[g][sp] = w;
-        L += w * cl[g][sp];
-      }
-      L = warp_sum(L);
-      if (lane == 0) linv[g] = L > 0.f ? 1.f / L : 0.f;
-    }
-    __syncthreads();
-    for (int i = tid; i < G * D; i += DEC_THREADS) {
-      const int g = i / D, d = i % D;
-      const int64_t rec0 = ((int64_t)b * a.nH + kvh * G + g) * a.nsplit;
-      float o = 0.f;
-#pragma unroll 8
-      for (int sp = 0; sp < ns; sp++) o += __ldcg(&po[(rec0 + sp) * D + d]) * cw[g][sp];
-      store_out(a, ((int64_t)b * a.nH + kvh * G + g) * D + d, o * linv[g]);
-    }
-  }
-  if (tid == 0) *counter = 0u;  // ready for the next launch (graph replays)
-}
+// CUDA kernels
 
 // ----------------------------------------------------------------------------------------------
 // prefill
@@ -802,10 +541,13 @@ __global__ void __launch_bounds__(TC_THREADS) attn_prefill_tc2_kernel(AttnPrefil
   }
 }
 
+// ----------------------------------------------------------------------------------------------
+// kernel launchers
+
 template <int D, typename T, typename OutT>
 static int32_t prefill_tc_launch(cudaStream_t s, const AttnPrefillArgs &a) {
   dim3 grid((unsigned)a.n_tiles, (unsigned)a.nH);
-  if (D <= 128 && !trtbe_legacy()) (void)trtbe_launch(attn_prefill_tc2_kernel<(D <= 128 ? D : 128), T, OutT>, dim3(grid), dim3(TC_THREADS), TcCfg<D>::bytes, s, a);
+  if (D <= 128) (void)trtbe_launch(attn_prefill_tc2_kernel<(D <= 128 ? D : 128), T, OutT>, dim3(grid), dim3(TC_THREADS), TcCfg<D>::bytes, s, a);
   else (void)trtbe_launch(attn_prefill_tc_kernel<D, T, OutT>, dim3(grid), dim3(TC_THREADS), TcCfg<D>::bytes, s, a);
   TRTB_CUDA_CHECK_LAUNCH("attn_prefill_tc_kernel");
   return TRTB_OK;
@@ -851,59 +593,6 @@ static int32_t set_tc_smem_t(void) {
   TRTBE_TC_SMEM(256)
 #undef TRTBE_TC_SMEM
   return TRTB_OK;
-}
-
-// ----------------------------------------------------------------------------------------------
-// kernel launchers
-
-template <int D, int GMAX, typename KVT>
-static void launch_decode(cudaStream_t s, const AttnDecodeArgs &a0) {
-  AttnDecodeArgs a = a0;
-  a.legacy = trtbe_legacy() ? 1 : 0;
-  dim3 grid((unsigned)a.nKV, (unsigned)a.B, (unsigned)a.nsplit);
-  (void)trtbe_launch(attn_decode_kernel<D, GMAX, KVT>, dim3(grid), dim3(DEC_THREADS), 0, s, a);
-}
-
-template <int D, typename KVT>
-static int32_t decode_g(cudaStream_t s, const AttnDecodeArgs &a) {
-  const int G = a.nH / a.nKV;
-  if (G <= 1) launch_decode<D, 1, KVT>(s, a);
-  else if (G <= 2) launch_decode<D, 2, KVT>(s, a);
-  else if (G <= 4) launch_decode<D, 4, KVT>(s, a);
-  else if (G <= 8) launch_decode<D, 8, KVT>(s, a);
-  else if (G <= 16) launch_decode<D, 16, KVT>(s, a);
-  else return trtb__fail(TRTB_ERR_UNSUPPORTED, "attention: %d query heads per KV head (max 16)", G);
-  TRTB_CUDA_CHECK_LAUNCH("attn_decode_kernel");
-  return TRTB_OK;
-}
-
-template <typename KVT>
-static int32_t decode_d(cudaStream_t s, const AttnDecodeArgs &a) {
-  switch (a.D) {
-    case 64: return decode_g<64, KVT>(s, a);
-    case 128: return decode_g<128, KVT>(s, a);
-    case 256: return decode_g<256, KVT>(s, a);
-    default: return trtb__fail(TRTB_ERR_UNSUPPORTED, "attention: head size %d (supported: 64, 128, 256)", a.D);
-  }
-}
-
-int32_t trtbe_attn_decode(cudaStream_t s, const AttnDecodeArgs &a) {
-  if (a.B <= 0) return TRTB_OK;
-  if (a.out_dtype != TRTB_DTYPE_BF16 && a.out_dtype != TRTB_DTYPE_F16 && a.out_dtype != TRTB_DTYPE_F32)
-    return trtb__fail(TRTB_ERR_DTYPE, "attention: out dtype %d", a.out_dtype);
-  if (a.nsplit > 1 && !a.ws) return trtb__fail(TRTB_ERR_INVALID_ARG, "attention: nsplit %d needs a workspace", a.nsplit);
-  if ((int64_t)a.B * a.nKV > DEC_MAX_COUNTERS) return trtb__fail(TRTB_ERR_UNSUPPORTED, "attention: %d sequences x %d KV heads exceed %d", a.B, a.nKV, DEC_MAX_COUNTERS);
-  if (a.nKV <= 0 || a.nH % a.nKV) return trtb__fail(TRTB_ERR_INVALID_ARG, "attention: %d heads over %d KV heads", a.nH, a.nKV);
-  if (a.nsplit < 1 || a.nsplit > DEC_MAX_SPLITS) return trtb__fail(TRTB_ERR_INVALID_ARG, "attention: nsplit %d (1..%d)", a.nsplit, DEC_MAX_SPLITS);
-  if (a.tpb <= 0) return trtb__fail(TRTB_ERR_INVALID_ARG, "attention: tokens_per_block %d", a.tpb);
-  int32_t st;
-  switch (a.kv_dtype) {
-    case TRTB_DTYPE_BF16: st = decode_d<__nv_bfloat16>(s, a); break;
-    case TRTB_DTYPE_F16: st = decode_d<__half>(s, a); break;
-    case TRTB_DTYPE_F32: st = decode_d<float>(s, a); break;
-    default: return trtb__fail(TRTB_ERR_DTYPE, "attention: kv dtype %d is not F32/F16/BF16", a.kv_dtype);
-  }
-  return st;
 }
 
 template <int D, typename KVT, typename OutT>
@@ -967,7 +656,7 @@ static int32_t set_smem_kv(void) {
   return TRTB_OK;
 }
 
-int32_t trtbe_attention_init(void) {
+int32_t trtbe_attn_prefill_init(void) {
   int32_t st = set_smem_kv<float>();
   if (st != TRTB_OK) return st;
   if ((st = set_tc_smem_t<__nv_bfloat16>()) != TRTB_OK) return st;

@@ -1,6 +1,6 @@
 /*
- * quant.h: the scalar rules of trtb_quantize / trtb_dequantize, shared by the CPU loops (quant.c) and
- * the CUDA kernels (kernels/quant.cu) so both give the same bits, plus the argument check both
+ * quant.h: the scalar rules of trtb_quantize / trtb_dequantize, shared by the CPU loops (cpu/quant.c) and
+ * the CUDA kernels (cuda/quant.cu) so both give the same bits, plus the argument check both
  * libraries run. Private: everything here is static inline or hidden. The bit-level twin in
  * TypeScript is src/quant/kernel.ts.
  *

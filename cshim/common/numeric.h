@@ -1,7 +1,7 @@
 /*
  * numeric.h: scalar f32 / f16 / bf16 conversions on bit patterns, shared by the CPU loops
- * (convert.c) and the CUDA kernels (kernels/convert.cu), so both give the same bits. This is the
- * bit-level twin of src/numeric.ts; see trtb_convert in trtb.h for the rules.
+ * (cpu/cast.c) and the CUDA kernels (cuda/cast.cu), so both give the same bits. This is the
+ * bit-level twin of src/numeric.ts; see trtb_cast in trtb.h for the rules.
  *
  * Written to be branch-free (every case is computed, then selected) so that compilers vectorize
  * the CPU loops. Only the f16 subnormal case uses floating point: adding 0.5f lines the f32 ulp up

@@ -1,6 +1,6 @@
 /*
  * quant.cu: symmetric weight quantization (int8, int4 packed along rows, fp8 e4m3) and its inverse
- * on the GPU. The per-element and per-group rules are the scalar functions of src/quant.h, the same
+ * on the GPU. The per-element and per-group rules are the scalar functions of common/quant.h, the same
  * ones the CPU loops call, so results are bit-identical to trtb_quantize.
  *
  * One warp per task = one group of one row (or of the two rows that share the INT4 bytes). Lanes
@@ -22,7 +22,7 @@
  * reductions, __launch_bounds__ to trade registers for occupancy, or bulk copies into shared memory.
  * End to end the GPU path is bound by the host: upload from the mapped file and the file writes.
  */
-#include "common.cuh"
+#include "cuda_common.cuh"
 #include "numeric.h"
 #include "quant.cuh"
 

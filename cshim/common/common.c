@@ -1,6 +1,6 @@
 /*
- * common.c: last error, status strings, dtype table and argument checks. Compiled into both
- * libraries (hidden symbols), so each library has its own thread-local error slot.
+ * common.c: last error, status strings, dtype table and argument checks. Compiled into each of
+ * the three libraries (hidden symbols), so each library has its own thread-local error slot.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -91,9 +91,9 @@ static int is_float(int32_t d) {
   return d == TRTB_DTYPE_F32 || d == TRTB_DTYPE_F16 || d == TRTB_DTYPE_BF16;
 }
 
-int32_t trtb__check_convert(const char *fn, const void *src, uint64_t src_bytes, int32_t src_dtype,
-                            const void *dst, uint64_t dst_bytes, int32_t dst_dtype, uint64_t *count,
-                            trtb__conv_kind *kind) {
+int32_t trtb__check_cast(const char *fn, const void *src, uint64_t src_bytes, int32_t src_dtype,
+                         const void *dst, uint64_t dst_bytes, int32_t dst_dtype, uint64_t *count,
+                         trtb__cast_kind *kind) {
   if (src == NULL && src_bytes != 0)
     return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: src is NULL but src_bytes is %llu", fn, (unsigned long long)src_bytes);
   if (dst == NULL && dst_bytes != 0)
@@ -101,18 +101,18 @@ int32_t trtb__check_convert(const char *fn, const void *src, uint64_t src_bytes,
   const uint32_t ss = trtb__dtype_size(src_dtype), ds = trtb__dtype_size(dst_dtype);
   if (ss == 0) return trtb__fail(TRTB_ERR_DTYPE, "%s: src_dtype %d is not a trtb_dtype", fn, (int)src_dtype);
   if (ds == 0) return trtb__fail(TRTB_ERR_DTYPE, "%s: dst_dtype %d is not a trtb_dtype", fn, (int)dst_dtype);
-  trtb__conv_kind k;
+  trtb__cast_kind k;
   if (src_dtype == dst_dtype) {
-    k = TRTB__CONV_COPY;
+    k = TRTB__CAST_COPY;
   } else if (!is_float(src_dtype) || !is_float(dst_dtype)) {
     return trtb__fail(TRTB_ERR_DTYPE, "%s: cannot convert %s to %s (only F32, F16 and BF16 convert among themselves)",
                       fn, trtb__dtype_name(src_dtype), trtb__dtype_name(dst_dtype));
   } else if (src_dtype == TRTB_DTYPE_F32) {
-    k = dst_dtype == TRTB_DTYPE_F16 ? TRTB__CONV_F32_F16 : TRTB__CONV_F32_BF16;
+    k = dst_dtype == TRTB_DTYPE_F16 ? TRTB__CAST_F32_F16 : TRTB__CAST_F32_BF16;
   } else if (src_dtype == TRTB_DTYPE_F16) {
-    k = dst_dtype == TRTB_DTYPE_F32 ? TRTB__CONV_F16_F32 : TRTB__CONV_F16_BF16;
+    k = dst_dtype == TRTB_DTYPE_F32 ? TRTB__CAST_F16_F32 : TRTB__CAST_F16_BF16;
   } else {
-    k = dst_dtype == TRTB_DTYPE_F32 ? TRTB__CONV_BF16_F32 : TRTB__CONV_BF16_F16;
+    k = dst_dtype == TRTB_DTYPE_F32 ? TRTB__CAST_BF16_F32 : TRTB__CAST_BF16_F16;
   }
   if (src_bytes % ss != 0)
     return trtb__fail(TRTB_ERR_SIZE, "%s: src_bytes %llu is not a multiple of the %s element size %u", fn,
@@ -125,8 +125,8 @@ int32_t trtb__check_convert(const char *fn, const void *src, uint64_t src_bytes,
     return trtb__fail(TRTB_ERR_SIZE, "%s: %llu elements %s -> %s need dst_bytes %llu, got %llu", fn,
                       (unsigned long long)n, trtb__dtype_name(src_dtype), trtb__dtype_name(dst_dtype),
                       (unsigned long long)(n * ds), (unsigned long long)dst_bytes);
-  if (n == 0 || (src == dst && k == TRTB__CONV_COPY)) {
-    k = TRTB__CONV_NOOP;
+  if (n == 0 || (src == dst && k == TRTB__CAST_COPY)) {
+    k = TRTB__CAST_NOOP;
   } else if (ranges_overlap(src, src_bytes, dst, dst_bytes)) {
     return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: src and dst overlap (in-place conversion is not supported)", fn);
   }

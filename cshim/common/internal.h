@@ -1,7 +1,7 @@
 /*
- * internal.h: helpers shared by libtrtb and libtrtb_cuda. Not part of the ABI: everything here has
- * hidden visibility and a `trtb__` (double underscore) prefix. Each library links its own copy, so
- * each has its own thread-local last-error slot.
+ * internal.h: helpers shared by libtrtb, libtrtb_cuda and libtrtb_engine (common.c). Not part of
+ * the ABI: everything here has hidden visibility and a `trtb__` (double underscore) prefix. Each
+ * library links its own copy, so each has its own thread-local last-error slot.
  */
 #ifndef TRTB_INTERNAL_H
 #define TRTB_INTERNAL_H
@@ -42,24 +42,24 @@ TRTB_HIDDEN uint32_t trtb__dtype_size(int32_t dtype);
 /* Short name ("F32") of a dtype value, "?" if it is not one. */
 TRTB_HIDDEN const char *trtb__dtype_name(int32_t dtype);
 
-/* What a validated convert call has to do. */
-typedef enum trtb__conv_kind {
-  TRTB__CONV_NOOP = 0,   /* nothing to do (zero elements, or src == dst with the same dtype) */
-  TRTB__CONV_COPY,       /* same dtype: byte copy */
-  TRTB__CONV_F32_F16,
-  TRTB__CONV_F32_BF16,
-  TRTB__CONV_F16_F32,
-  TRTB__CONV_BF16_F32,
-  TRTB__CONV_F16_BF16,
-  TRTB__CONV_BF16_F16
-} trtb__conv_kind;
+/* What a validated cast call has to do. */
+typedef enum trtb__cast_kind {
+  TRTB__CAST_NOOP = 0,   /* nothing to do (zero elements, or src == dst with the same dtype) */
+  TRTB__CAST_COPY,       /* same dtype: byte copy */
+  TRTB__CAST_F32_F16,
+  TRTB__CAST_F32_BF16,
+  TRTB__CAST_F16_F32,
+  TRTB__CAST_BF16_F32,
+  TRTB__CAST_F16_BF16,
+  TRTB__CAST_BF16_F16
+} trtb__cast_kind;
 
-/* Check the arguments of a convert call (CPU or CUDA; `fn` names the caller in messages). On
+/* Check the arguments of a cast call (CPU or CUDA; `fn` names the caller in messages). On
  * success stores the element count and the kind of work. On failure records the last error and
- * returns the status documented for trtb_convert. */
-TRTB_HIDDEN int32_t trtb__check_convert(const char *fn, const void *src, uint64_t src_bytes, int32_t src_dtype,
-                                        const void *dst, uint64_t dst_bytes, int32_t dst_dtype,
-                                        uint64_t *count, trtb__conv_kind *kind);
+ * returns the status documented for trtb_cast. */
+TRTB_HIDDEN int32_t trtb__check_cast(const char *fn, const void *src, uint64_t src_bytes, int32_t src_dtype,
+                                     const void *dst, uint64_t dst_bytes, int32_t dst_dtype,
+                                     uint64_t *count, trtb__cast_kind *kind);
 
 /* Check the arguments of a transpose call. On success stores the total byte count (0 means
  * nothing to do). */

@@ -1,7 +1,7 @@
 /*
  * wo_pack.c: trtb_wo_pack, the build-time layout of weight-only (W8A16 / W4A16) weights for the
  * engine's tensor-core kernel (cshim/engine/kernels/gemm_wo.cu documents the layout; the TypeScript
- * reference is src/build/wo-pack.ts). Pure data movement: 16-row x k-tile tiles of 512 bytes, each
+ * reference is src/engine/wo-layout.ts). Pure data movement: 16-row x k-tile tiles of 512 bytes, each
  * lane's 16 bytes holding its mma.m16n8k16 A fragments (lane t: columns t·KT/4 .. of the tile), values stored offset-binary (q + 128 for
  * int8, q + 8 for int4); padding rows and columns hold q = 0. Split across threads by row tile.
  */

@@ -1,0 +1,19 @@
+/* activation.cuh: launchers of TRTB_OP_GATED_ACT and TRTB_OP_SOFTCAP (activation.cu). */
+#pragma once
+
+#include "../internal.cuh"
+
+struct GatedActArgs {
+  const void *in;
+  int32_t in_dtype;
+  const float *bias;
+  void *out;
+  int32_t out_dtype;
+  int64_t I, T;
+  int32_t act;
+};
+
+/* out[t, i] = up[t, i] * act(gate[t, i]) over rows of [up | gate] (act 0 SiLU, 1 GELU-tanh). */
+int32_t trtbe_gated_act(cudaStream_t s, const GatedActArgs &a);
+/* x = tanh(x / cap) * cap in place (Gemma-2 logit soft-cap). */
+int32_t trtbe_softcap(cudaStream_t s, float *x, int64_t n, float cap);

@@ -1,0 +1,21 @@
+/* rope.cuh: launcher of TRTB_OP_QKV_ROPE (rope.cu). */
+#pragma once
+
+#include "../internal.cuh"
+
+struct QkvRopeArgs {
+  const float *qkv;
+  int64_t ld;
+  const float *bias, *q_norm, *k_norm;
+  float eps;
+  const int32_t *pos, *slot;
+  void *kv;
+  int32_t kv_dtype, tpb, nH, nKV, D, rot;
+  const float *inv_freq;
+  float *q_out;
+  int64_t T;
+};
+
+/* Per token and head of the fused qkv row: bias, q/k norm, RoPE; q to q_out, k and v into the
+ * paged cache at the token's slot. */
+int32_t trtbe_qkv_rope(cudaStream_t s, const QkvRopeArgs &a);
