@@ -105,6 +105,48 @@ template <> __device__ __forceinline__ void load8<float>(const float *p, float *
   f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
 }
 
+/* 4 consecutive elements at p (8-byte aligned for 16-bit types, 16 for float) to floats. */
+template <typename T> __device__ __forceinline__ void load4(const T *p, float *f);
+template <> __device__ __forceinline__ void load4<__nv_bfloat16>(const __nv_bfloat16 *p, float *f) {
+  const uint2 u = *reinterpret_cast<const uint2 *>(p);
+  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.x));
+  const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.y));
+  f[0] = a.x; f[1] = a.y; f[2] = b.x; f[3] = b.y;
+}
+template <> __device__ __forceinline__ void load4<__half>(const __half *p, float *f) {
+  const uint2 u = *reinterpret_cast<const uint2 *>(p);
+  const float2 a = __half22float2(*reinterpret_cast<const __half2 *>(&u.x));
+  const float2 b = __half22float2(*reinterpret_cast<const __half2 *>(&u.y));
+  f[0] = a.x; f[1] = a.y; f[2] = b.x; f[3] = b.y;
+}
+template <> __device__ __forceinline__ void load4<float>(const float *p, float *f) {
+  const float4 a = *reinterpret_cast<const float4 *>(p);
+  f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w;
+}
+
+/* 2 consecutive elements at p (4-byte aligned for 16-bit types, 8 for float) to floats. */
+template <typename T> __device__ __forceinline__ void load2(const T *p, float *f);
+template <> __device__ __forceinline__ void load2<__nv_bfloat16>(const __nv_bfloat16 *p, float *f) {
+  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(p));
+  f[0] = a.x; f[1] = a.y;
+}
+template <> __device__ __forceinline__ void load2<__half>(const __half *p, float *f) {
+  const float2 a = __half22float2(*reinterpret_cast<const __half2 *>(p));
+  f[0] = a.x; f[1] = a.y;
+}
+template <> __device__ __forceinline__ void load2<float>(const float *p, float *f) {
+  const float2 a = *reinterpret_cast<const float2 *>(p);
+  f[0] = a.x; f[1] = a.y;
+}
+
+/* W (8, 4 or 2) consecutive elements at p (aligned to W elements) to floats. */
+template <int W, typename T> __device__ __forceinline__ void loadw(const T *p, float *f) {
+  static_assert(W == 8 || W == 4 || W == 2, "loadw: width 8, 4 or 2");
+  if constexpr (W == 8) load8<T>(p, f);
+  else if constexpr (W == 4) load4<T>(p, f);
+  else load2<T>(p, f);
+}
+
 // ----------------------------------------------------------------------------------------------
 // reductions
 

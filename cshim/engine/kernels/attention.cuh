@@ -12,6 +12,10 @@
 
 #include "../internal.cuh"
 
+/* The head sizes both attention kernels are instantiated for (src/builder/build.ts allows the same
+ * set). Prefill of 16-bit KV runs on tensor cores at every one of them (multiples of 16). */
+#define TRTBE_ATTN_HEAD_SIZES "32, 64, 80, 96, 128, 256"
+
 template <typename KVT>
 __device__ __forceinline__ const KVT *kv_row(const KVT *kv, const int32_t *table, int32_t max_blocks, int b, int t,
                                              int kvsel, int kvh, int nKV, int tpb, int D) {

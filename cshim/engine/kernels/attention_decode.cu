@@ -23,6 +23,11 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(AttnDecodeArgs
   pdl_wait();
   pdl_trigger_if_one_wave();
   constexpr int E = D / 8;                 // elements per lane in the score phase (8 lanes per token)
+  // K loads of W elements: 16 bytes (16-bit KV) where E allows (D = 64, 128, 256), else 8 bytes
+  // (D = 32, 96: E = 4, 12) or 4 bytes (D = 80: E = 10); a lane's E elements start at sub * E.
+  constexpr int W = E % 8 == 0 ? 8 : (E % 4 == 0 ? 4 : 2);
+  static_assert(D % 16 == 0 && D >= 32 && D <= 256, "attn_decode_kernel: head size a multiple of 16 in [32, 256]");
+  static_assert(E % W == 0 && (E / W) * W == E, "attn_decode_kernel: whole loads per lane");
   constexpr int DPT = (D + DEC_THREADS - 1) / DEC_THREADS;  // output dims per thread
   __shared__ float qs[GMAX][D];
   __shared__ float ps[GMAX][DEC_TK];
@@ -69,7 +74,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(AttnDecodeArgs
         const KVT *k = kv_row(kv, a.block_table, a.max_blocks, b, t0 + tl, 0, kvh, a.nKV, a.tpb, D) + sub * E;
         float kf[E];
 #pragma unroll
-        for (int c = 0; c < E / 8; c++) load8<KVT>(k + 8 * c, kf + 8 * c);
+        for (int c = 0; c < E / W; c++) loadw<W, KVT>(k + W * c, kf + W * c);
 #pragma unroll
         for (int g = 0; g < GMAX; g++) {
           if (g < G) {
@@ -249,10 +254,13 @@ static int32_t decode_g(cudaStream_t s, const AttnDecodeArgs &a) {
 template <typename KVT>
 static int32_t decode_d(cudaStream_t s, const AttnDecodeArgs &a) {
   switch (a.D) {
+    case 32: return decode_g<32, KVT>(s, a);
     case 64: return decode_g<64, KVT>(s, a);
+    case 80: return decode_g<80, KVT>(s, a);
+    case 96: return decode_g<96, KVT>(s, a);
     case 128: return decode_g<128, KVT>(s, a);
     case 256: return decode_g<256, KVT>(s, a);
-    default: return trtb__fail(TRTB_ERR_UNSUPPORTED, "attention: head size %d (supported: 64, 128, 256)", a.D);
+    default: return trtb__fail(TRTB_ERR_UNSUPPORTED, "attention: head size %d (supported: " TRTBE_ATTN_HEAD_SIZES ")", a.D);
   }
 }
 

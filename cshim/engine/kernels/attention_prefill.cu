@@ -28,10 +28,18 @@ template <int D> struct PfCfg {
   static constexpr int BQ = 64;              // query rows per tile (the host builds tiles of 64)
   static constexpr int RPT = BQ / 32;       // rows per thread (threads in groups of 8 share rows)
   static constexpr int DPT = D / 8;         // output dims per thread
+  // A thread's output dims: NVG groups of VW consecutive dims, group jj at (tid & 7) * VW + jj * 8 * VW
+  // (float4 groups where D % 32 == 0: D = 32, 64, 96, 128, 256; float2 groups for D = 80).
+  static constexpr int VW = D % 32 == 0 ? 4 : 2;
+  static constexpr int NVG = D / (8 * VW);
   static constexpr int QLD = D + 1;         // padded row of Q (conflict-free column reads)
   static constexpr int KLD = PF_BK + 4;     // Kt row: BK keys, float4-aligned
   static constexpr int PLD = PF_BK + 1;
   static constexpr size_t smem_floats = (size_t)BQ * QLD + (size_t)D * KLD + (size_t)PF_BK * D + (size_t)BQ * PLD;
+  static_assert(D % 16 == 0 && D >= 32 && D <= 256, "PfCfg: head size a multiple of 16 in [32, 256]");
+  static_assert(NVG * VW == DPT, "PfCfg: every output dim owned by exactly one thread of a row group");
+  // Vs (float4/float2 reads) starts VW-aligned: BQ * QLD + D * KLD floats in
+  static_assert(((size_t)BQ * QLD + (size_t)D * KLD) % 4 == 0, "PfCfg: Vs 16-byte aligned");
 };
 
 template <int D, typename KVT, typename OutT>
@@ -39,7 +47,7 @@ __global__ void __launch_bounds__(PF_THREADS) attn_prefill_kernel(AttnPrefillArg
   pdl_wait();
   pdl_trigger_if_one_wave();
   using C = PfCfg<D>;
-  constexpr int BQ = C::BQ, RPT = C::RPT, DPT = C::DPT, BK = PF_BK;
+  constexpr int BQ = C::BQ, RPT = C::RPT, DPT = C::DPT, BK = PF_BK, VW = C::VW, NVG = C::NVG;
   extern __shared__ float sm[];
   float *Qs = sm;                           // [BQ][QLD]
   float *Kt = Qs + BQ * C::QLD;             // [D][KLD]   (transposed K tile)
@@ -161,36 +169,45 @@ __global__ void __launch_bounds__(PF_THREADS) attn_prefill_kernel(AttnPrefillArg
     }
     __syncthreads();
 
-    const int dbase = (tid & 7) * 4;
+    const int dbase = (tid & 7) * VW;
 #pragma unroll 4
     for (int k = 0; k < BK; k++) {
       float p[RPT];
 #pragma unroll
       for (int i = 0; i < RPT; i++) p[i] = Ps[rows[i] * C::PLD + k];
 #pragma unroll
-      for (int jj = 0; jj < DPT / 4; jj++) {
-        const float4 v = *reinterpret_cast<const float4 *>(&Vs[k * D + dbase + jj * 32]);
+      for (int jj = 0; jj < NVG; jj++) {
+        if constexpr (VW == 4) {
+          const float4 v = *reinterpret_cast<const float4 *>(&Vs[k * D + dbase + jj * 32]);
 #pragma unroll
-        for (int i = 0; i < RPT; i++) {
-          acc[i][jj * 4 + 0] += p[i] * v.x;
-          acc[i][jj * 4 + 1] += p[i] * v.y;
-          acc[i][jj * 4 + 2] += p[i] * v.z;
-          acc[i][jj * 4 + 3] += p[i] * v.w;
+          for (int i = 0; i < RPT; i++) {
+            acc[i][jj * 4 + 0] += p[i] * v.x;
+            acc[i][jj * 4 + 1] += p[i] * v.y;
+            acc[i][jj * 4 + 2] += p[i] * v.z;
+            acc[i][jj * 4 + 3] += p[i] * v.w;
+          }
+        } else {
+          const float2 v = *reinterpret_cast<const float2 *>(&Vs[k * D + dbase + jj * 16]);
+#pragma unroll
+          for (int i = 0; i < RPT; i++) {
+            acc[i][jj * 2 + 0] += p[i] * v.x;
+            acc[i][jj * 2 + 1] += p[i] * v.y;
+          }
         }
       }
     }
   }
 
-  const int dbase = (tid & 7) * 4;
+  const int dbase = (tid & 7) * VW;
 #pragma unroll
   for (int i = 0; i < RPT; i++) {
     if (rows[i] >= nrows) continue;
     const float inv = l_i[i] > 0.f ? 1.f / l_i[i] : 0.f;
     OutT *o = static_cast<OutT *>(a.out) + ((int64_t)(qbeg + q0 + rows[i]) * a.nH + h) * D;
 #pragma unroll
-    for (int jj = 0; jj < DPT / 4; jj++)
+    for (int jj = 0; jj < NVG; jj++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) o[dbase + jj * 32 + e] = from_f<OutT>(acc[i][jj * 4 + e] * inv);
+      for (int e = 0; e < VW; e++) o[dbase + jj * 8 * VW + e] = from_f<OutT>(acc[i][jj * VW + e] * inv);
   }
 }
 
@@ -220,6 +237,15 @@ template <int D> struct TcCfg {
   static constexpr size_t o_off = p_off + (size_t)TC_BQ * PLD * 2;
   static constexpr size_t r_off = o_off + (size_t)TC_BQ * OLD * 4;
   static constexpr size_t bytes = r_off + (size_t)TC_BQ * 3 * 4;
+  // WMMA: 16 x 16 x 16 steps over D (D = 32, 64, 80, 96, 128, 256 take 2 … 16 of them), ldm a
+  // multiple of 8 (16-bit) / 4 (f32) elements, every fragment pointer 32-byte aligned: row
+  // offsets are multiples of 16 rows (16 * LD * size, 32-byte multiples), column offsets multiples of
+  // 16 elements, and each array starts 32-byte aligned. uint4 stores of K/V need 16-byte rows.
+  static_assert(D % 16 == 0 && D >= 32 && D <= 256, "TcCfg: head size a multiple of 16 in [32, 256]");
+  static_assert(QLD % 8 == 0 && PLD % 8 == 0 && SLD % 4 == 0 && OLD % 4 == 0, "TcCfg: WMMA leading dimensions");
+  static_assert(k_off % 32 == 0 && v_off % 32 == 0 && s_off % 32 == 0 && p_off % 32 == 0 && o_off % 32 == 0 && r_off % 16 == 0,
+                "TcCfg: 32-byte aligned tiles");
+  static_assert(bytes <= 227 * 1024, "TcCfg: shared memory per block");
 };
 
 template <int D, typename T, typename OutT>
@@ -547,7 +573,7 @@ __global__ void __launch_bounds__(TC_THREADS) attn_prefill_tc2_kernel(AttnPrefil
 template <int D, typename T, typename OutT>
 static int32_t prefill_tc_launch(cudaStream_t s, const AttnPrefillArgs &a) {
   dim3 grid((unsigned)a.n_tiles, (unsigned)a.nH);
-  if (D <= 128) (void)trtbe_launch(attn_prefill_tc2_kernel<(D <= 128 ? D : 128), T, OutT>, dim3(grid), dim3(TC_THREADS), TcCfg<D>::bytes, s, a);
+  if constexpr (D <= 128) (void)trtbe_launch(attn_prefill_tc2_kernel<D, T, OutT>, dim3(grid), dim3(TC_THREADS), TcCfg<D>::bytes, s, a);
   else (void)trtbe_launch(attn_prefill_tc_kernel<D, T, OutT>, dim3(grid), dim3(TC_THREADS), TcCfg<D>::bytes, s, a);
   TRTB_CUDA_CHECK_LAUNCH("attn_prefill_tc_kernel");
   return TRTB_OK;
@@ -566,18 +592,23 @@ static int32_t prefill_tc_out(cudaStream_t s, const AttnPrefillArgs &a) {
 template <typename T>
 static int32_t prefill_tc_d(cudaStream_t s, const AttnPrefillArgs &a) {
   switch (a.D) {
+    case 32: return prefill_tc_out<32, T>(s, a);
     case 64: return prefill_tc_out<64, T>(s, a);
+    case 80: return prefill_tc_out<80, T>(s, a);
+    case 96: return prefill_tc_out<96, T>(s, a);
     case 128: return prefill_tc_out<128, T>(s, a);
     case 256: return prefill_tc_out<256, T>(s, a);
-    default: return trtb__fail(TRTB_ERR_UNSUPPORTED, "attention: head size %d (supported: 64, 128, 256)", a.D);
+    default: return trtb__fail(TRTB_ERR_UNSUPPORTED, "attention: head size %d (supported: " TRTBE_ATTN_HEAD_SIZES ")", a.D);
   }
 }
 
 template <int D, typename T, typename OutT>
 static int32_t set_tc_smem(void) {
-  TRTB_CUDA_TRY(cudaFuncSetAttribute(attn_prefill_tc_kernel<D, T, OutT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)TcCfg<D>::bytes));
-  if (D <= 128)
-    TRTB_CUDA_TRY(cudaFuncSetAttribute(attn_prefill_tc2_kernel<(D <= 128 ? D : 128), T, OutT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)TcCfg<D>::bytes));
+  // only the kernel prefill_tc_launch uses for this D (tc2 up to 128, tc above)
+  if constexpr (D <= 128)
+    TRTB_CUDA_TRY(cudaFuncSetAttribute(attn_prefill_tc2_kernel<D, T, OutT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)TcCfg<D>::bytes));
+  else
+    TRTB_CUDA_TRY(cudaFuncSetAttribute(attn_prefill_tc_kernel<D, T, OutT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)TcCfg<D>::bytes));
   return TRTB_OK;
 }
 
@@ -588,7 +619,10 @@ static int32_t set_tc_smem_t(void) {
   if ((st = set_tc_smem<D, T, __nv_bfloat16>()) != TRTB_OK) return st;       \
   if ((st = set_tc_smem<D, T, __half>()) != TRTB_OK) return st;              \
   if ((st = set_tc_smem<D, T, float>()) != TRTB_OK) return st;
+  TRTBE_TC_SMEM(32)
   TRTBE_TC_SMEM(64)
+  TRTBE_TC_SMEM(80)
+  TRTBE_TC_SMEM(96)
   TRTBE_TC_SMEM(128)
   TRTBE_TC_SMEM(256)
 #undef TRTBE_TC_SMEM
@@ -616,10 +650,13 @@ static int32_t prefill_out(cudaStream_t s, const AttnPrefillArgs &a) {
 template <typename KVT>
 static int32_t prefill_d(cudaStream_t s, const AttnPrefillArgs &a) {
   switch (a.D) {
+    case 32: return prefill_out<32, KVT>(s, a);
     case 64: return prefill_out<64, KVT>(s, a);
+    case 80: return prefill_out<80, KVT>(s, a);
+    case 96: return prefill_out<96, KVT>(s, a);
     case 128: return prefill_out<128, KVT>(s, a);
     case 256: return prefill_out<256, KVT>(s, a);
-    default: return trtb__fail(TRTB_ERR_UNSUPPORTED, "attention: head size %d (supported: 64, 128, 256)", a.D);
+    default: return trtb__fail(TRTB_ERR_UNSUPPORTED, "attention: head size %d (supported: " TRTBE_ATTN_HEAD_SIZES ")", a.D);
   }
 }
 
@@ -649,7 +686,10 @@ static int32_t set_smem_kv(void) {
   if ((st = set_smem<D, KVT, __nv_bfloat16>()) != TRTB_OK) return st;       \
   if ((st = set_smem<D, KVT, __half>()) != TRTB_OK) return st;              \
   if ((st = set_smem<D, KVT, float>()) != TRTB_OK) return st;
+  TRTBE_SMEM(32)
   TRTBE_SMEM(64)
+  TRTBE_SMEM(80)
+  TRTBE_SMEM(96)
   TRTBE_SMEM(128)
   TRTBE_SMEM(256)
 #undef TRTBE_SMEM
