@@ -48,6 +48,12 @@ export function checkBuildable(cfg: PretrainedConfig, bc: BuildConfig): void {
 }
 
 /**
+ * Head sizes the CUDA backend's attention kernels are instantiated for (cshim/engine/kernels/
+ * attention.cuh, TRTBE_ATTN_HEAD_SIZES): prefill of a 16-bit KV cache runs on tensor cores at each.
+ */
+export const CUDA_HEAD_SIZES: readonly number[] = [32, 64, 80, 96, 128, 256];
+
+/**
  * Build one rank's engine. `model` is one rank of a checkpoint (`LLaMAForCausalLM.fromCheckpoint(dir,
  * rank)` etc.); the GEMM tactics are timed on the backend's device.
  */
@@ -58,8 +64,8 @@ export async function build(model: DecoderModel, buildConfig: BuildConfig | Buil
   checkBuildable(cfg, bc);
   const rank = model.mapping.rank;
   const desc = describeModel(cfg, rank, model.family, (n) => model.weights.has(n));
-  const ok = new Set([64, 128, 256]);
-  if (!ok.has(desc.head_size)) throw new TrtbError("BUILD_UNSUPPORTED", `head size ${desc.head_size} is not supported by the CUDA backend (64, 128, 256)`);
+  if (!CUDA_HEAD_SIZES.includes(desc.head_size))
+    throw new TrtbError("BUILD_UNSUPPORTED", `head size ${desc.head_size} is not supported by the CUDA backend (${CUDA_HEAD_SIZES.join(", ")})`);
   if (desc.num_heads % desc.num_kv_heads !== 0 || desc.num_heads / desc.num_kv_heads > 16)
     throw new TrtbError("BUILD_UNSUPPORTED", `${desc.num_heads} query heads over ${desc.num_kv_heads} KV heads (at most 16 per KV head)`);
   if (desc.hidden_size > 16384 || desc.hidden_size % 8 !== 0) throw new TrtbError("BUILD_UNSUPPORTED", `hidden size ${desc.hidden_size} (multiple of 8, ≤ 16384)`);

@@ -16,6 +16,11 @@ import { castArrayTS, toFloat32 } from "../../src/numeric.ts";
 const DT: Record<number, "F32" | "F16" | "BF16"> = { 1: "F32", 2: "F16", 3: "BF16" };
 const ES = { F32: 4, F16: 2, BF16: 2 } as const;
 const CODE = Object.fromEntries(Object.entries(OP).map(([k, [c]]) => [c, k])) as Record<number, keyof typeof OP>;
+/** Head sizes the engine's attention kernels are instantiated for (attention.cuh TRTBE_ATTN_HEAD_SIZES): others fail there, so here too. */
+const ATTN_HEAD_SIZES = [32, 64, 80, 96, 128, 256];
+const checkHeadSize = (op: string, D: number) => {
+  if (!ATTN_HEAD_SIZES.includes(D)) throw new Error(`emu: ${op} head size ${D} (supported: ${ATTN_HEAD_SIZES.join(", ")})`);
+};
 const fakeSyms = { trtb_engine_host_free: () => 0, trtb_engine_graph_destroy: () => 0 };
 
 export const EMU_INFO: EngineDeviceInfo = {
@@ -252,6 +257,7 @@ export class EmuContext implements EngineContext {
       case "ATTN_DECODE": {
         const [q, kv, kvdt, table, maxB, ctxLen, nH, nKV, D, tpb, scale, cap, win, , , out, odt, B] = [
           a(0), a(1), DT[a(2)]!, a(3), a(4), a(5), a(6), a(7), a(8), a(9), f(10), f(11), a(12), a(13), a(14), a(15), DT[a(16)]!, a(17)];
+        checkHeadSize("ATTN_DECODE", D);
         const lens = this.i32(ctxLen, B);
         const tb = this.i32(table, B * maxB);
         for (let b = 0; b < B; b++) this.#attnRow(q + b * nH * D * 4, kv, kvdt, tb.subarray(b * maxB), lens[b]! - 1, nH, nKV, D, tpb, scale, cap, win, out + b * nH * D * ES[odt], odt);
@@ -260,6 +266,7 @@ export class EmuContext implements EngineContext {
       case "ATTN_PREFILL": {
         const [q, kv, kvdt, table, maxB, tiles, nTiles, cuQ, pos0, nH, nKV, D, tpb, scale, cap, win, out, odt] = [
           a(0), a(1), DT[a(2)]!, a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11), a(12), f(13), f(14), a(15), a(16), DT[a(17)]!];
+        checkHeadSize("ATTN_PREFILL", D);
         const tl = this.i32(tiles, 2 * nTiles);
         const seqs = Math.max(...Array.from({ length: nTiles }, (_, i) => tl[2 * i]!)) + 1;
         const cu = this.i32(cuQ, seqs + 1);

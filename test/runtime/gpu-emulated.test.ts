@@ -14,6 +14,7 @@ import { loadCpuRunner } from "../../src/runtime/index.ts";
 import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";
 import { asF32, asI32, fixture, readRaw, relMaxErr, tempDir } from "../helpers.ts";
 import { EMU_INFO, EmuContext } from "./_emu.ts";
+import { HEAD_CASES, headCaseCheckpoint, headPrompts } from "./_heads.ts";
 
 /** Fast numerics (bf16 activations into GEMMs, bf16 KV), emulated in f64 math. */
 const EMU_LOGITS_REL_TOL = 1e-2;
@@ -106,6 +107,30 @@ describe("GPU runtime on the CPU emulation", () => {
       runner.destroy();
     });
   }
+
+  // A head size off the 64/128/256 grid with partial rotary (Phi-3 layout, D 80, rotary dim 32):
+  // the builder's allowed set, the rotary table, the cache and workspace sizes per head; the kernels
+  // at every head size run on a GPU (gpu-kernels.test.ts, gpu-heads.test.ts).
+  test("head size 80 with partial rotary (synthetic Phi-3 shape)", async () => {
+    using t = tempDir();
+    const hc = HEAD_CASES.find((c) => c.family === "phi3" && c.D === 80)!;
+    const ckpt = await headCaseCheckpoint(hc, t.path);
+    const eng = join(t.path, "eng");
+    await buildCheckpoint({ checkpointDir: ckpt, outputDir: eng, backend: fakeBackend(), buildConfig: { max_num_tokens: 64, max_batch_size: 4 } });
+    const cpu = await loadCpuRunner(ckpt);
+    const [long, short] = headPrompts();
+    const { runner } = await emuRunner(eng, { numerics: "exact" });
+    expect(runner.plan.model.head_size).toBe(80);
+    expect(runner.plan.model.rotary_dim).toBe(32);
+    expect(relMaxErr(runner.forwardLogits([long])[0]!, cpu.forward(long))).toBeLessThan(1e-5); // 100 tokens: chunked, 64 a pass
+    const g = runner.generate([long, short], { maxNewTokens: 4 });
+    expect(g.outputIds[0]).toEqual(cpu.greedy(long, 4));
+    expect(g.outputIds[1]).toEqual(cpu.greedy(short, 4));
+    runner.destroy();
+    const fast = await emuRunner(eng);
+    expect(relMaxErr(fast.runner.forwardLogits([short])[0]!, cpu.forward(short))).toBeLessThan(EMU_LOGITS_REL_TOL);
+    fast.runner.destroy();
+  }, 60_000);
 
   test("chunked prefill (prompt longer than max tokens per pass) and end ids", async () => {
     using t = tempDir();

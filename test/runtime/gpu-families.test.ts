@@ -16,19 +16,7 @@ import { engineLib } from "../../src/ffi/engine.ts";
 import { loadCpuRunner } from "../../src/runtime/index.ts";
 import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";
 import { asF32, asI32, FIXTURES, readRaw, relMaxErr, tempDir } from "../helpers.ts";
-
-/**
- * max|Δ| / max|ref| of engine logits (fast numerics) against transformers' fp32 logits. The engine
- * keeps the residual stream in f32 but rounds every GEMM input (normed activations, attention
- * output, MLP activation), the KV cache, and q / probabilities in the tensor-core attention to
- * bf16, as TensorRT-LLM does. Measured on H100: 8.4e-4 (gemma) … 8.5e-3 (llama/mistral).
- */
-export const GPU_LOGITS_REL_TOL = 1.5e-2;
-/**
- * Exact numerics (f32 activations and KV cache; GEMM inputs used to ~16 bits) against the fp32 CPU
- * runner on the same checkpoint. Measured on H100: 8.5e-7 … 9.8e-6.
- */
-export const GPU_EXACT_REL_TOL = 2e-5;
+import { GPU_EXACT_REL_TOL, GPU_LOGITS_REL_TOL } from "./_gpu-tol.ts";
 
 const DEVFIX = resolve(import.meta.dir, "../../.devfix");
 const FIX = process.env.TRTB_FIXTURES ?? (existsSync(DEVFIX) ? DEVFIX : FIXTURES);
