@@ -56,3 +56,6 @@ export {
 export {
   evaluate, EVAL_DEFAULT_WINDOW, type EvalBos, type EvalConvention, type EvalDivergence, type EvalOptions, type EvalResult, writeEvalJson,
 } from "./eval.ts";
+export {
+  CpuStepBackend, GpuStepBackend, OpenAIServer, Scheduler, serve, type ScheduledRequest, type SchedulerStats, type ServeOptions, type StepBackend,
+} from "./serve/index.ts";
