@@ -81,7 +81,7 @@ describe("scheduler on the CPU backend", () => {
     const s = new Scheduler(new CpuStepBackend(cpu, { maxBatchSize: 3, maxNumTokens: 8 }));
     const outs = await Promise.all(PROMPTS.map((p) => submit(s, p, NEW, { sampling }).done));
     expect(outs.map((o) => o.tokens)).toEqual(PROMPTS.map((p) => alone(p, NEW, sampling)));
-  });
+  }, 60_000);
 
   test("onToken returning false stops (\"stop\"); logits delivered match the runner's", async () => {
     const s = new Scheduler(new CpuStepBackend(cpu, { maxNumTokens: 5 }));
@@ -109,9 +109,9 @@ describe("scheduler on the CPU backend", () => {
     expect(prompt.map((p) => p.pos0)).toEqual([0, 5, 10, 15]); // chunks of ≤ 5 tokens
     const all = new Float32Array(L * V);
     for (const p of prompt) all.set(p.rows, p.pos0 * V);
-    expect(all).toEqual(full.subarray(0, L * V));
-    rows.forEach((r, i) => expect(r).toEqual(full.subarray((L - 1 + i) * V, (L + i) * V)));
-  });
+    expect(all).toEqual(full.slice(0, L * V));
+    rows.forEach((r, i) => expect(r).toEqual(full.slice((L - 1 + i) * V, (L + i) * V)));
+  }, 30_000);
 
   test("queues when the batch or the KV cache is full; cancellation frees blocks (queued and running)", async () => {
     // 2 blocks of 32 tokens: one request of ≤ 64 positions at a time
@@ -143,7 +143,7 @@ describe("scheduler on the CPU backend", () => {
     const order: number[] = [];
     await Promise.all(PROMPTS.slice(0, 3).map((p, i) => new Promise((resolve) => one.submit({ prompt: p, maxNew: 2, sampling: "greedy", onToken: () => true, onDone: (r) => resolve(order.push(i)) }))));
     expect(order).toEqual([0, 1, 2]);
-  });
+  }, 30_000);
 
   test("bad requests are refused with codes; a callback that throws fails its request only", async () => {
     const s = new Scheduler(new CpuStepBackend(cpu));
