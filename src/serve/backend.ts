@@ -8,6 +8,7 @@
  *                    the CPU); KV blocks are counted by the same BlockAllocator as the GPU's
  *   GpuStepBackend   GpuModelRunner's step API: paged KV blocks, one packed prefill pass for the
  *                    chunks, one decode step (CUDA graph by row count) for all live sequences,
+ *                    launched without waiting (`launch`) so the host's streaming overlaps the GPU;
  *                    sampling on the device (seeded output equals GpuModelRunner.generate's)
  */
 import { TrtbError } from "../errors.ts";
@@ -73,6 +74,12 @@ export interface StepBackend {
   admit(chunks: readonly PrefillChunk[]): StepToken[];
   /** One decode step over live sequences (≤ maxBatchSize), each feeding its newest token. */
   step(rows: readonly DecodeItem[]): StepToken[];
+  /**
+   * Asynchronous backends: launch the step and return at once with a function that waits for its
+   * output; the scheduler streams the previous tokens meanwhile (a sequence that stopped then
+   * computed one token for nothing). No other call comes between the launch and the wait.
+   */
+  launch?(rows: readonly DecodeItem[]): () => StepToken[];
   /** Give the sequence's KV blocks back. Idempotent. */
   free(seq: BackendSeq): void;
 }
@@ -230,11 +237,18 @@ export class GpuStepBackend implements StepBackend {
   }
 
   step(rows: readonly DecodeItem[]): StepToken[] {
-    const out = this.runner.decodeRows(rows.map((r) => ({
+    return this.launch(rows)();
+  }
+
+  launch(rows: readonly DecodeItem[]): () => StepToken[] {
+    const wait = this.runner.launchDecodeRows(rows.map((r) => ({
       token: r.seq.tokens.at(-1)!, pos: r.seq.tokens.length - 1, table: this.#table(r.seq), sample: r.seq.sampling,
       step: r.seq.tokens.length - r.seq.promptLen, logits: r.logits,
     })));
-    return rows.map((_, i) => ({ token: out.tokens[i]!, logits: out.logits[i]! }));
+    return () => {
+      const out = wait();
+      return rows.map((_, i) => ({ token: out.tokens[i]!, logits: out.logits[i]! }));
+    };
   }
 
   free(seq: BackendSeq): void {

@@ -2,23 +2,27 @@
  * In-flight batching over a StepBackend (backend.ts). Requests queue first come, first served;
  * every iteration of the loop:
  *
- *   1. retires cancelled sequences (their KV blocks go back at once);
- *   2. admits queued requests while the batch has room (maxBatchSize) and the KV cache has the
+ *   1. collects the decode step still running on an asynchronous backend (the GPU's);
+ *   2. retires cancelled sequences (their KV blocks go back at once);
+ *   3. admits queued requests while the batch has room (maxBatchSize) and the KV cache has the
  *      blocks of prompt + max new tokens (reserved whole at admission, so a running sequence never
  *      runs out and nothing is preempted); the head of the queue waits when it does not fit;
- *   3. runs one prefill pass over prompt chunks of the sequences still prefilling, oldest first,
- *      within maxNumTokens tokens (a long prompt spans iterations: chunked prefill), and delivers
- *      the first token of each sequence whose prompt is complete;
- *   4. runs one decode step over every sequence that was generating at the start of the iteration;
- *   5. delivers tokens (the request's `onToken` says whether it wants more), retires finished
- *      sequences, frees their blocks, and yields to the event loop (HTTP, streams) before the next
- *      iteration. The loop sleeps when there is no work and wakes on submit.
+ *   4. runs one prefill pass over prompt chunks of the sequences still prefilling, oldest first,
+ *      within maxNumTokens tokens (a long prompt spans iterations: chunked prefill); a sequence
+ *      whose prompt is complete gets its first token;
+ *   5. runs one decode step over every live sequence (prefilled, under its max new tokens). On a
+ *      synchronous backend (the CPU's) the new tokens go to their requests first — `onToken` says
+ *      whether a request wants more — so finished sequences do not decode; an asynchronous backend
+ *      launches the step first and the tokens are handed out (detokenized, streamed) while the GPU
+ *      runs it — a sequence that stopped meanwhile computed one token for nothing, dropped;
+ *   6. retires finished sequences, frees their blocks, and yields to the event loop (HTTP,
+ *      streams) before the next iteration. The loop sleeps when there is no work and wakes on submit.
  *
  * A backend error fails the sequences of that pass (their `onDone` gets it) and the loop goes on.
  */
 import { TrtbError } from "../errors.ts";
 import type { SamplingOptions } from "../runtime/sampling.ts";
-import type { BackendSeq, DecodeItem, PrefillChunk, StepBackend } from "./backend.ts";
+import type { BackendSeq, DecodeItem, PrefillChunk, StepBackend, StepToken } from "./backend.ts";
 
 export type FinishReason = "stop" | "length" | "cancelled" | "error";
 
@@ -84,6 +88,8 @@ export class Scheduler {
   #nextId = 1;
   #loop: Promise<void> | null = null;
   #closed = false;
+  /** the decode step an asynchronous backend is running */
+  #inflight: { rows: Seq[]; wait: () => StepToken[]; t0: number } | null = null;
   readonly #stats = { iterations: 0, decodeRows: 0, prefillTokens: 0, decodeMs: 0, prefillMs: 0 };
 
   constructor(
@@ -121,7 +127,7 @@ export class Scheduler {
     return { id: seq.id, cancel: () => this.#cancel(seq) };
   }
 
-  /** Resolves when nothing is queued or running. */
+  /** Resolves when nothing is queued or running (or in flight). */
   async idle(): Promise<void> {
     while (this.#loop) await this.#loop;
   }
@@ -168,15 +174,15 @@ export class Scheduler {
   }
 
   async #run(): Promise<void> {
-    while (this.#queue.length || this.#running.length) {
+    while (this.#queue.length || this.#running.length || this.#inflight) {
       this.#iterate();
       await yieldToEventLoop();
     }
   }
 
-  /** Deliver a token; false when the sequence is finished (and retired). */
-  #deliver(seq: Seq, token: number, logits: Float32Array | null): void {
-    seq.tokens.push(token);
+  /** Hand a token to its request; finish the sequence when it says stop or reached maxNew. */
+  #notify(seq: Seq, token: number, logits: Float32Array | null): void {
+    if (seq.done) return;
     let more: boolean;
     try {
       more = seq.req.onToken(token, logits);
@@ -190,18 +196,38 @@ export class Scheduler {
 
   #iterate(): void {
     const b = this.backend;
-    // 1. retire cancelled
+    /** tokens computed this iteration, handed to their requests below */
+    const pending: [Seq, number, Float32Array | null][] = [];
+    const accept = (s: Seq, token: number, logits: Float32Array | null) => {
+      if (s.done || s.cancelled) return; // stopped while its step ran: the token is dropped
+      s.tokens.push(token);
+      pending.push([s, token, logits]);
+    };
+    const notifyAll = () => {
+      for (const [s, t, l] of pending.splice(0)) this.#notify(s, t, l);
+    };
+    // 1. the decode step in flight (asynchronous backends)
+    if (this.#inflight) {
+      const { rows, wait, t0 } = this.#inflight;
+      this.#inflight = null;
+      try {
+        const outs = wait();
+        rows.forEach((s, i) => accept(s, outs[i]!.token!, outs[i]!.logits));
+      } catch (e) {
+        for (const s of rows) this.#finish(s, "error", e);
+      }
+      this.#stats.decodeMs += performance.now() - t0;
+    }
+    // 2. retire cancelled (the device is idle now: their blocks can go to others)
     for (const s of [...this.#running]) if (s.cancelled) this.#finish(s, "cancelled");
-    // 2. admit, first come first served
+    // 3. admit, first come first served
     while (this.#queue.length && this.#running.length < b.maxBatchSize) {
       const s = this.#queue[0]!;
       if (!b.reserve(s)) break;
       this.#queue.shift();
       this.#running.push(s);
     }
-    // which sequences decode this iteration: those generating before the prefill pass
-    const decoding = this.#running.filter((s) => s.prefilled === s.promptLen);
-    // 3. prefill chunks within maxNumTokens
+    // 4. a prefill pass over prompt chunks within maxNumTokens, oldest sequences first
     const chunks: PrefillChunk[] = [];
     let budget = b.maxNumTokens;
     for (const s of this.#running) {
@@ -224,42 +250,51 @@ export class Scheduler {
         outs = null;
       }
       this.#stats.prefillMs += performance.now() - t0;
-      if (outs) {
-        chunks.forEach((c, i) => {
-          const s = c.seq as Seq;
-          const o = outs[i]!;
-          s.prefilled += c.n;
-          prefillTokens += c.n;
-          if (c.logits === "all" && o.logits) {
-            try {
-              s.req.onPromptLogits?.(c.pos0, o.logits);
-            } catch (e) {
-              this.#finish(s, "error", e);
-              return;
-            }
+      chunks.forEach((c, i) => {
+        const s = c.seq as Seq;
+        const o = outs?.[i];
+        if (!o || s.done) return;
+        s.prefilled += c.n;
+        prefillTokens += c.n;
+        if (c.logits === "all" && o.logits) {
+          try {
+            s.req.onPromptLogits?.(c.pos0, o.logits);
+          } catch (e) {
+            this.#finish(s, "error", e);
+            return;
           }
-          if (c.last && !s.cancelled) {
-            const V = b.vocabSize;
-            const row = !o.logits ? null : c.logits === "all" ? o.logits.subarray((c.n - 1) * V) : o.logits;
-            this.#deliver(s, o.token!, s.req.tokenLogits ? row : null);
-          }
-        });
-      }
+        }
+        if (c.last) {
+          const row = !o.logits ? null : c.logits === "all" ? o.logits.subarray((c.n - 1) * b.vocabSize) : o.logits;
+          accept(s, o.token!, s.req.tokenLogits ? row : null);
+        }
+      });
     }
-    // 4. one decode step for the sequences that were generating
-    const rows: DecodeItem[] = decoding.filter((s) => !s.done && !s.cancelled).map((s) => ({ seq: s, logits: !!s.req.tokenLogits }));
+    // 5. one decode step over the live sequences. A synchronous backend learns first which
+    //    sequences the new tokens end; an asynchronous one launches, then streams while it runs.
+    const asyncStep = b.launch !== undefined;
+    if (!asyncStep) notifyAll();
+    const live = this.#running.filter((s) => !s.done && !s.cancelled && s.prefilled === s.promptLen && s.tokens.length - s.promptLen < s.req.maxNew);
+    const rows: DecodeItem[] = live.map((s) => ({ seq: s, logits: !!s.req.tokenLogits }));
     if (rows.length) {
       const t0 = performance.now();
-      let outs;
-      try {
-        outs = b.step(rows);
-      } catch (e) {
-        for (const r of rows) this.#finish(r.seq as Seq, "error", e);
-        outs = null;
+      if (asyncStep) {
+        try {
+          this.#inflight = { rows: live, wait: b.launch!(rows), t0 };
+        } catch (e) {
+          for (const s of live) this.#finish(s, "error", e);
+        }
+      } else {
+        try {
+          const outs = b.step(rows);
+          live.forEach((s, i) => accept(s, outs[i]!.token!, outs[i]!.logits));
+        } catch (e) {
+          for (const s of live) this.#finish(s, "error", e);
+        }
+        this.#stats.decodeMs += performance.now() - t0;
       }
-      this.#stats.decodeMs += performance.now() - t0;
-      if (outs) rows.forEach((r, i) => this.#deliver(r.seq as Seq, outs[i]!.token!, outs[i]!.logits));
     }
+    notifyAll();
     this.#stats.iterations++;
     this.#stats.decodeRows += rows.length;
     this.#stats.prefillTokens += prefillTokens;

@@ -60,7 +60,12 @@ describe("GPU runner step API (emulated)", () => {
     expect(relMaxErr(both.logits[1]!, cpu.step(sb.slice(0, -1), cpu.newCache()))).toBeLessThan(1e-5);
     dec([{ s: sa, t: ta, p: a.length }, { s: sb, t: tb, p: b.length }]);
     dec([{ s: sb, t: tb, p: b.length }]);
-    dec([{ s: sa, t: ta, p: a.length }]);
+    // launched without waiting: another call on the runner completes it first; the wait is idempotent
+    const wait = runner.launchDecodeRows([{ token: sa.at(-1)!, pos: sa.length - 1, table: ta, step: sa.length - a.length }]);
+    expect(runner.freeKvBlocks).toBeGreaterThan(0);
+    const w1 = wait();
+    expect(wait()).toBe(w1);
+    sa.push(w1.tokens[0]!);
     expect(sa).toEqual(cpu.greedy(a, NEW));
     expect(sb.length).toBe(b.length + 4);
     expect(sb).toEqual(cpu.greedy(b, 4));

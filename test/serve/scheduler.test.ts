@@ -176,6 +176,20 @@ describe("scheduler on the GPU backend (CPU emulation of the engine library)", (
     expect(outs.map((o) => o.tokens)).toEqual(PROMPTS.map((p) => alone(p, NEW)));
     expect(s.stats.freeKvBlocks).toBe(runner.kvBlocks);
     expect(ctx.launches).toBeGreaterThan(0); // decode steps replayed from graphs
+    // the asynchronous step: a request that stops (onToken false) or is cancelled while the step runs
+    // drops the token computed for nothing; the others are unaffected; all blocks come back
+    let n = 0;
+    const stopper = submit(s, PROMPTS[1]!, NEW, { onToken: () => ++n < 2 });
+    const canceller = submit(s, PROMPTS[2]!, 30);
+    const other = submit(s, PROMPTS[3]!, NEW);
+    while (canceller.tokens.length < 2) await new Promise((r) => setImmediate(r));
+    canceller.cancel();
+    expect((await stopper.done).reason).toBe("stop");
+    expect(n).toBe(2);
+    expect((await canceller.done).reason).toBe("cancelled");
+    expect((await other.done).tokens).toEqual(alone(PROMPTS[3]!, NEW));
+    await s.idle();
+    expect(s.stats.freeKvBlocks).toBe(runner.kvBlocks);
     // prompt logits through the GPU head equal the CPU runner's (exact numerics)
     const V = cpu.cfg.vocab_size;
     const got = new Float32Array(PROMPTS[0]!.length * V);

@@ -14,6 +14,8 @@
  *                                 pieces that end a prompt; logits of the last / all rows on request
  *   decodeRows(rows)              one decode step over any set of sequences, each at its own
  *                                 position, replayed from the CUDA graph of that row count
+ *   launchDecodeRows(rows)        the same, returning at once with a wait function, so the host
+ *                                 streams the previous tokens while the GPU runs the step
  *
  * Per layer (f32 residual stream; GEMMs read the model dtype and accumulate in f32):
  *   h = norm_in(res)                                           [fused into the previous add]
@@ -143,6 +145,8 @@ export class GpuModelRunner implements Disposable {
   /** captured decode steps, by batch size */
   readonly #graphs = new Map<number, Graph>();
   readonly #useGraphs: boolean;
+  /** the wait of a decode step launched by launchDecodeRows and not yet waited for */
+  #inflight: (() => StepOutput) | null = null;
   #destroyed = false;
 
   private constructor(engine: Engine, opts: RunnerOptions) {
@@ -187,6 +191,7 @@ export class GpuModelRunner implements Disposable {
 
   #guard(): void {
     if (this.#destroyed) throw new TrtbError("NATIVE_DESTROYED", "the runner is destroyed");
+    this.#inflight?.(); // a launched decode step completes before anything else runs
   }
 
   /** Logits f32 [S × V] for each sequence (all positions), computed with a packed prefill. */
@@ -296,6 +301,13 @@ export class GpuModelRunner implements Disposable {
 
   /** Run the decode step of B rows whose inputs are written (`lay`): eager the first time per B, then its graph. */
   #runDecode(B: number, lay: DecodeLayout): number[] {
+    this.#launchDecode(B, lay);
+    this.#s.ctx.sync();
+    return this.#sampled(B);
+  }
+
+  /** Launch the decode step of B rows (graph replay returns at once; the first run per B is eager, then captured). */
+  #launchDecode(B: number, lay: DecodeLayout): void {
     const s = this.#s;
     const g = this.#graphs.get(B);
     if (g) {
@@ -309,7 +321,11 @@ export class GpuModelRunner implements Disposable {
         this.#graphs.set(B, s.ctx.capture(decodeProgram(s, B, lay)));
       }
     }
-    s.ctx.sync();
+  }
+
+  /** The B tokens the last step sampled (in the pinned output block; after a sync). */
+  #sampled(B: number): number[] {
+    const s = this.#s;
     return Array.from(new Int32Array(s.hout.u8.buffer, s.hout.u8.byteOffset, B));
   }
 
@@ -411,6 +427,15 @@ export class GpuModelRunner implements Disposable {
    * eagerly the first time, then replays from the CUDA graph captured for B rows.
    */
   decodeRows(rows: readonly DecodeRow[]): StepOutput {
+    return this.launchDecodeRows(rows)();
+  }
+
+  /**
+   * `decodeRows` without waiting: the step is launched on the GPU and this returns a function that
+   * waits for it and gives its output (idempotent). The host can meanwhile do other work (stream
+   * the previous tokens); any other call on the runner waits for the step first.
+   */
+  launchDecodeRows(rows: readonly DecodeRow[]): () => StepOutput {
     this.#guard();
     const s = this.#s;
     const B = rows.length;
@@ -420,11 +445,24 @@ export class GpuModelRunner implements Disposable {
       this.#checkRow(`decodeRows row ${b}`, () => r.token, r.pos, r.pos + 1, r.table);
       return { token: r.token, pos: r.pos, table: r.table, params: r.sample === undefined ? GREEDY : samplingRow(r.sample, b), step: r.step };
     });
-    const tokens: (number | null)[] = this.#runDecode(B, writeDecodeRows(s, inputs));
-    const V = this.desc.vocab_size;
-    const Vr = this.desc.lm_head_rows;
-    const logits = rows.map((r, b) => (r.logits ? new Float32Array(s.ctx.download(s.b.logits!.add(b * Vr * F32), V * F32).buffer) : null));
-    return { tokens, logits };
+    this.#launchDecode(B, writeDecodeRows(s, inputs));
+    const want = rows.map((r) => !!r.logits);
+    let out: StepOutput | null = null;
+    const wait = (): StepOutput => {
+      if (!out) {
+        if (this.#inflight === wait) this.#inflight = null;
+        s.ctx.sync();
+        const V = this.desc.vocab_size;
+        const Vr = this.desc.lm_head_rows;
+        out = {
+          tokens: this.#sampled(B),
+          logits: want.map((w, b) => (w ? new Float32Array(s.ctx.download(s.b.logits!.add(b * Vr * F32), V * F32).buffer) : null)),
+        };
+      }
+      return out;
+    };
+    this.#inflight = wait;
+    return wait;
   }
 
   /**
@@ -445,6 +483,11 @@ export class GpuModelRunner implements Disposable {
   /** Free the GPU memory, graphs and context. Idempotent. */
   destroy(): void {
     if (this.#destroyed) return;
+    try {
+      this.#inflight?.();
+    } catch {
+      // the step's failure does not keep the memory
+    }
     this.#destroyed = true;
     for (const g of this.#graphs.values()) g.destroy();
     this.#graphs.clear();
