@@ -24,9 +24,8 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { buildCheckpoint } from "../src/builder/checkpoint.ts";
 import { Engine } from "../src/engine/engine.ts";
-import { SafetensorsWriter } from "../src/format/safetensors.ts";
-import { f32BitsToBf16Bits, f32Bits } from "../src/numeric.ts";
 import { GpuModelRunner } from "../src/runtime/gpu/runner.ts";
+import { LLAMA8B, writeLlama8bCheckpoint } from "./_llama8b.ts";
 
 const { values: opt } = parseArgs({
   args: process.argv.slice(2),
@@ -42,7 +41,7 @@ const { values: opt } = parseArgs({
 });
 const L = Number(opt.layers);
 const NEW = Number(opt.new);
-const H = 4096, NH = 32, NKV = 8, D = 128, I = 14336, V = 128256;
+const { H, NH, NKV, D, I, V } = LLAMA8B;
 const work = opt.work!;
 const ckpt = join(work, "ckpt");
 const results: Record<string, unknown> = { shape: { H, L, NH, NKV, I, V } };
@@ -50,66 +49,10 @@ const t = () => performance.now();
 const line = (s: string) => console.log(s);
 const f = (v: unknown, d = 1) => (typeof v === "number" ? v.toFixed(d) : String(v));
 
-// ---- 1. random checkpoint -----------------------------------------------------------------------
-function writeCheckpoint(): void {
-  mkdirSync(ckpt, { recursive: true });
-  const specs: { name: string; dtype: "BF16"; shape: number[] }[] = [];
-  const add = (name: string, shape: number[]) => specs.push({ name, dtype: "BF16", shape });
-  add("transformer.vocab_embedding.weight", [V, H]);
-  for (let l = 0; l < L; l++) {
-    const P = `transformer.layers.${l}.`;
-    add(`${P}input_layernorm.weight`, [H]);
-    add(`${P}attention.qkv.weight`, [(NH + 2 * NKV) * D, H]);
-    add(`${P}attention.dense.weight`, [H, NH * D]);
-    add(`${P}post_layernorm.weight`, [H]);
-    add(`${P}mlp.fc.weight`, [I, H]);
-    add(`${P}mlp.gate.weight`, [I, H]);
-    add(`${P}mlp.proj.weight`, [H, I]);
-  }
-  add("transformer.ln_f.weight", [H]);
-  add("lm_head.weight", [V, H]);
-  // A pool of random bf16 values, tiled over the tensors from rotating offsets: non-zero, non-repeating
-  // at any scale the GPU could cache.
-  const POOL = 32 << 20;
-  const pool = new Uint16Array(POOL + 1);
-  let s = 0x12345678;
-  for (let i = 0; i < pool.length; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    pool[i] = f32BitsToBf16Bits(f32Bits(((s / 2 ** 32) - 0.5) * 0.04));
-  }
-  const ones = new Uint16Array(H).map(() => f32BitsToBf16Bits(f32Bits(1)));
-  const w = SafetensorsWriter.create(join(ckpt, "rank0.safetensors"), specs);
-  let buf = new Uint16Array(0);
-  let rot = 0;
-  for (const sp of specs) {
-    const n = sp.shape.reduce((a, b) => a * b, 1);
-    if (sp.name.endsWith("norm.weight")) {
-      w.write(sp.name, new Uint8Array(ones.buffer));
-      continue;
-    }
-    if (buf.length < n) buf = new Uint16Array(n);
-    for (let o = 0; o < n; ) {
-      rot = (rot + 7919) % POOL;
-      const k = Math.min(n - o, POOL - rot);
-      buf.set(pool.subarray(rot, rot + k), o);
-      o += k;
-    }
-    w.write(sp.name, new Uint8Array(buf.buffer, 0, n * 2));
-  }
-  w.commit();
-  writeFileSync(join(ckpt, "config.json"), JSON.stringify({
-    architecture: "LlamaForCausalLM", dtype: "bfloat16", logits_dtype: "float32", vocab_size: V, hidden_size: H, num_hidden_layers: L,
-    num_attention_heads: NH, num_key_value_heads: NKV, head_size: D, hidden_act: "silu", intermediate_size: I, norm_epsilon: 1e-5,
-    position_embedding_type: "rope_gpt_neox", max_position_embeddings: 8192, rotary_embedding_dim: D, rotary_base: 500000, rotary_scaling: null,
-    use_parallel_embedding: false, embedding_sharding_dim: 0, qk_layernorm: false, mapping: { world_size: 1, tp_size: 1, pp_size: 1 },
-    quantization: { quant_algo: null, kv_cache_quant_algo: null, group_size: 128, smoothquant_val: 0.5, has_zero_point: false, pre_quant_scale: false, exclude_modules: null },
-    tie_word_embeddings: false,
-  }, null, 4));
-}
-
+// ---- 1. random checkpoint (bench/_llama8b.ts) ----------------------------------------------------
 let t0 = t();
 if (!existsSync(join(ckpt, "config.json"))) {
-  writeCheckpoint();
+  writeLlama8bCheckpoint(ckpt, L);
   results.checkpoint_write_s = (t() - t0) / 1000;
   line(`checkpoint written in ${(results.checkpoint_write_s as number).toFixed(1)} s`);
 }

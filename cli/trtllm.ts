@@ -16,6 +16,7 @@ export const main = defineCommand({
     run: () => import("./commands/run.ts").then((m) => m.default),
     eval: () => import("./commands/eval.ts").then((m) => m.default),
     chat: () => import("./commands/chat.ts").then((m) => m.default),
+    serve: () => import("./commands/serve.ts").then((m) => m.default),
     doctor: () => import("./commands/doctor.ts").then((m) => m.default),
   },
 });

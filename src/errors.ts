@@ -167,6 +167,14 @@ export const ERROR_CODES = {
   LLM_BAD_OPTION: "an invalid LLM.create option or SamplingParams field",
   LLM_BAD_INPUT: "prompts that are not text, chats or token ids",
   LLM_DISPOSED: "the LLM was used after dispose()",
+  // the OpenAI-compatible server (trtllm serve)
+  SERVE_BAD_REQUEST: "a request body that is not JSON, or a field of the wrong type or out of range (HTTP 400)",
+  SERVE_UNSUPPORTED: "a request feature the server does not implement: n > 1, best_of, beam search, penalties, logit_bias, suffix (HTTP 400)",
+  SERVE_TOO_LARGE: "a request whose prompt + max_tokens needs more KV blocks than the whole cache holds (HTTP 400)",
+  SERVE_NOT_FOUND: "no such route (HTTP 404)",
+  SERVE_METHOD: "a route asked with the wrong HTTP method (HTTP 405)",
+  SERVE_SHUTTING_DOWN: "a request that arrived while the server drains (HTTP 503)",
+  SERVE_BAD_OPTION: "an invalid server or scheduler option (port, batch size, token budget)",
   // tokenizers and chat templates
   TOK_MISSING_FILE: "tokenizer.json (or another tokenizer file) is missing",
   TOK_BAD_JSON: "a tokenizer file is not valid JSON",

@@ -38,7 +38,7 @@ export {
   Engine, type BuildConfig, type BuildConfigInput, parseBuildConfig, PLUGIN_BOOL_FIELDS, PLUGIN_DTYPE_FIELDS, PLUGIN_DTYPES,
   readEngineConfig, SPECULATIVE_DECODING_MODES, writeEngineConfig,
 } from "./engine/index.ts";
-export { GpuModelRunner, type GenerateOptions, type RunnerOptions } from "./runtime/gpu/index.ts";
+export { type DecodeRow, GpuModelRunner, type GenerateOptions, type PrefillPiece, type RunnerOptions, type StepOutput } from "./runtime/gpu/index.ts";
 export { CpuKvCache } from "./runtime/cpu.ts";
 export { argmax, Sampler, type SamplingOptions } from "./runtime/sampling.ts";
 export {
@@ -56,3 +56,6 @@ export {
 export {
   evaluate, EVAL_DEFAULT_WINDOW, type EvalBos, type EvalConvention, type EvalDivergence, type EvalOptions, type EvalResult, writeEvalJson,
 } from "./eval.ts";
+export {
+  CpuStepBackend, GpuStepBackend, OpenAIServer, Scheduler, serve, type ScheduledRequest, type SchedulerStats, type ServeOptions, type StepBackend,
+} from "./serve/index.ts";

@@ -201,6 +201,7 @@ export function engineCacheKey(k: { dir: string; dtype: string; quantization: st
 /** What the two runners share for text generation. */
 interface TextRunner {
   readonly kind: "cpu" | "gpu";
+  readonly runner: CpuRunner | GpuModelRunner;
   /** Longest prompt + generation. */
   readonly maxSeqLen: number;
   /** Longest prompt, and where that limit comes from (for the error). */
@@ -297,6 +298,12 @@ export class LLM implements Disposable {
   /** Longest prompt + generation. */
   get maxSeqLen(): number {
     return this.r.maxSeqLen;
+  }
+
+  /** The runner under the text API (the CPU reference runner or the engine's GPU runner), for step-level use such as `trtllm serve`. */
+  get runner(): CpuRunner | GpuModelRunner {
+    this.checkAlive();
+    return this.r.runner;
   }
 
   get maxInputLen(): number {

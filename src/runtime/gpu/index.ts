@@ -1,2 +1,4 @@
 /** The GPU runtime of engines built by `trtllm-build` (CUDA backend). */
-export { type GenerateOptions, type GenerateResult, GpuModelRunner, type RunnerOptions, type SamplingOptions } from "./runner.ts";
+export {
+  type DecodeRow, type GenerateOptions, type GenerateResult, GpuModelRunner, type PrefillPiece, type RunnerOptions, type SamplingOptions, type StepOutput,
+} from "./runner.ts";

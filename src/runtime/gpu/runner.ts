@@ -6,6 +6,17 @@
  *   generate(batch, opts)         packed prefill of all prompts, then one decode step per token for
  *                                 the whole batch, replayed from a CUDA graph per batch size
  *
+ * Step level, for in-flight batching (src/serve/): sequences live across calls and come and go
+ * between steps.
+ *   allocateKv(tokens) / releaseKv(table)   a sequence's KV blocks (its block table row)
+ *   prefillStep(pieces)           one packed prefill pass over chunks of several sequences (each
+ *                                 piece continues its sequence at pos0); samples the first token of
+ *                                 pieces that end a prompt; logits of the last / all rows on request
+ *   decodeRows(rows)              one decode step over any set of sequences, each at its own
+ *                                 position, replayed from the CUDA graph of that row count
+ *   launchDecodeRows(rows)        the same, returning at once with a wait function, so the host
+ *                                 streams the previous tokens while the GPU runs the step
+ *
  * Per layer (f32 residual stream; GEMMs read the model dtype and accumulate in f32):
  *   h = norm_in(res)                                           [fused into the previous add]
  *   qkv = h · Wqkv (+bias) → q/k norm, RoPE, k/v into the cache   (QKV_ROPE)
@@ -30,8 +41,8 @@ import { Engine } from "../../engine/engine.ts";
 import type { EngineModelDesc, EnginePlan } from "../../engine/plan.ts";
 import { decodeProgram, emitHead, prefillProgram } from "./emit.ts";
 import { type OpTimes, profileDecode, profilePrefill } from "./profile.ts";
-import { type SampleRow, type SamplingOptions, samplingRow } from "./sampling.ts";
-import { checkBatch, chunks, F32, I32, writeDecode, writePrefill } from "./schedule.ts";
+import { GREEDY, type SampleRow, type SamplingOptions, samplingRow } from "./sampling.ts";
+import { checkBatch, chunks, type DecodeLayout, F32, I32, type SeqPiece, writeDecode, writeDecodeRows, writePrefill } from "./schedule.ts";
 import { RunnerState } from "./state.ts";
 
 export type { SamplingOptions } from "./sampling.ts";
@@ -83,6 +94,42 @@ export interface GenerateResult {
   decodeSteps: number;
 }
 
+/** A piece of a prefill pass (`prefillStep`): positions pos0 … pos0+n-1 of one sequence. */
+export interface PrefillPiece {
+  /** The sequence's token ids; [pos0, pos0 + n) are read. Positions before pos0 are in the KV cache already. */
+  tokens: readonly number[];
+  pos0: number;
+  n: number;
+  /** The sequence's KV blocks (`allocateKv`), with room for at least pos0 + n positions. */
+  table: readonly number[];
+  /** The piece ends the prompt: draw the sequence's first new token with these parameters. Absent: no token. */
+  sample?: "greedy" | SamplingOptions;
+  /** Return logits (f32, the soft-capped values the sampler sees): of the piece's last row [V], or of all its rows [n × V]. */
+  logits?: "last" | "all";
+}
+
+/** A row of a decode step (`decodeRows`): feed `token` at position `pos`, draw the next token. */
+export interface DecodeRow {
+  /** The sequence's newest token (not yet in the KV cache). */
+  token: number;
+  /** Its position (the sequence's length before it). */
+  pos: number;
+  /** The sequence's KV blocks, with room for pos + 1 positions. */
+  table: readonly number[];
+  /** Default greedy. */
+  sample?: "greedy" | SamplingOptions;
+  /** Index of the token drawn among the sequence's new tokens (1 for the one after the prefill's): the sampler's random stream, as `generate` draws it. */
+  step: number;
+  /** Return this row's logits [V]. */
+  logits?: boolean;
+}
+
+/** What a step returns, per piece or row in order: the token drawn (null: none) and the logits asked for (null: none). */
+export interface StepOutput {
+  tokens: (number | null)[];
+  logits: (Float32Array | null)[];
+}
+
 export class GpuModelRunner implements Disposable {
   readonly desc: EngineModelDesc;
   readonly plan: EnginePlan;
@@ -98,6 +145,8 @@ export class GpuModelRunner implements Disposable {
   /** captured decode steps, by batch size */
   readonly #graphs = new Map<number, Graph>();
   readonly #useGraphs: boolean;
+  /** the wait of a decode step launched by launchDecodeRows and not yet waited for */
+  #inflight: (() => StepOutput) | null = null;
   #destroyed = false;
 
   private constructor(engine: Engine, opts: RunnerOptions) {
@@ -142,6 +191,7 @@ export class GpuModelRunner implements Disposable {
 
   #guard(): void {
     if (this.#destroyed) throw new TrtbError("NATIVE_DESTROYED", "the runner is destroyed");
+    this.#inflight?.(); // a launched decode step completes before anything else runs
   }
 
   /** Logits f32 [S × V] for each sequence (all positions), computed with a packed prefill. */
@@ -246,9 +296,19 @@ export class GpuModelRunner implements Disposable {
    * token of every row.
    */
   #decodeStep(promptLens: number[], seqs: number[][], tables: number[][], params: SampleRow[], step: number): number[] {
+    return this.#runDecode(seqs.length, writeDecode(this.#s, promptLens, seqs, tables, params, step));
+  }
+
+  /** Run the decode step of B rows whose inputs are written (`lay`): eager the first time per B, then its graph. */
+  #runDecode(B: number, lay: DecodeLayout): number[] {
+    this.#launchDecode(B, lay);
+    this.#s.ctx.sync();
+    return this.#sampled(B);
+  }
+
+  /** Launch the decode step of B rows (graph replay returns at once; the first run per B is eager, then captured). */
+  #launchDecode(B: number, lay: DecodeLayout): void {
     const s = this.#s;
-    const B = seqs.length;
-    const lay = writeDecode(s, promptLens, seqs, tables, params, step);
     const g = this.#graphs.get(B);
     if (g) {
       s.ctx.launch(g);
@@ -261,8 +321,148 @@ export class GpuModelRunner implements Disposable {
         this.#graphs.set(B, s.ctx.capture(decodeProgram(s, B, lay)));
       }
     }
-    s.ctx.sync();
+  }
+
+  /** The B tokens the last step sampled (in the pinned output block; after a sync). */
+  #sampled(B: number): number[] {
+    const s = this.#s;
     return Array.from(new Int32Array(s.hout.u8.buffer, s.hout.u8.byteOffset, B));
+  }
+
+  // ---- step level (in-flight batching) ---------------------------------------------------------
+
+  /** KV cache blocks in all, and free now. */
+  get kvBlocks(): number {
+    return this.#s.alloc.numBlocks;
+  }
+
+  get freeKvBlocks(): number {
+    return this.#s.alloc.freeBlocks;
+  }
+
+  /** Blocks a sequence of `tokens` positions needs. */
+  kvBlocksFor(tokens: number): number {
+    return this.#s.alloc.blocksFor(tokens);
+  }
+
+  /** KV blocks for a sequence of up to `tokens` positions (≤ max_seq_len); `RUN_KV_CACHE_FULL` (taking nothing) when too few are free. */
+  allocateKv(tokens: number): number[] {
+    this.#guard();
+    if (!(Number.isInteger(tokens) && tokens >= 1 && tokens <= this.maxSeqLen))
+      throw new TrtbError("RUN_BAD_INPUT", `allocateKv: ${tokens} positions; a sequence holds 1 … max_seq_len ${this.maxSeqLen}`);
+    return this.#s.alloc.allocate(tokens);
+  }
+
+  /** Give a sequence's blocks back (once). */
+  releaseKv(table: readonly number[]): void {
+    this.#s.alloc.release(table);
+  }
+
+  /** Positions [from, to) of a sequence fit the engine and its blocks, and their ids (`idAt`) the vocabulary. */
+  #checkRow(what: string, idAt: (pos: number) => number | undefined, from: number, to: number, table: readonly number[]): void {
+    const V = this.desc.vocab_size;
+    if (to > this.maxSeqLen) throw new TrtbError("RUN_BAD_INPUT", `${what}: position ${to - 1} is past the engine's max_seq_len ${this.maxSeqLen}`);
+    if (to > table.length * this.tokensPerBlock) throw new TrtbError("RUN_BAD_INPUT", `${what}: position ${to - 1} is past its ${table.length} KV blocks of ${this.tokensPerBlock} tokens`);
+    for (let i = from; i < to; i++) {
+      const id = idAt(i);
+      if (!(Number.isInteger(id) && id! >= 0 && id! < V)) throw new TrtbError("RUN_BAD_INPUT", `${what}: token id ${id} at position ${i} is outside the vocabulary [0, ${V})`);
+    }
+  }
+
+  /**
+   * One prefill pass over `pieces` (≤ maxBatchSize pieces, ≤ maxNumTokens tokens in all): writes
+   * their K/V into each sequence's blocks, draws the first token of pieces with `sample`, returns
+   * the logits asked for. A long prompt is prefilled over several calls (pos0 = what is cached).
+   */
+  prefillStep(pieces: readonly PrefillPiece[]): StepOutput {
+    this.#guard();
+    const s = this.#s;
+    if (pieces.length === 0 || pieces.length > this.maxBatchSize) throw new TrtbError("RUN_BAD_INPUT", `prefillStep: ${pieces.length} pieces; 1 … ${this.maxBatchSize} per pass`);
+    const total = pieces.reduce((a, p) => a + p.n, 0);
+    if (total > this.maxNumTokens) throw new TrtbError("RUN_BAD_INPUT", `prefillStep: ${total} tokens exceed the runner's max_num_tokens ${this.maxNumTokens}`);
+    const sp: SeqPiece[] = pieces.map((p, i) => {
+      if (!(Number.isInteger(p.pos0) && p.pos0 >= 0 && Number.isInteger(p.n) && p.n >= 1)) throw new TrtbError("RUN_BAD_INPUT", `prefillStep: piece ${i} has pos0 ${p.pos0}, n ${p.n}`);
+      this.#checkRow(`prefillStep piece ${i}`, (j) => p.tokens[j], p.pos0, p.pos0 + p.n, p.table);
+      return { seq: i, pos0: p.pos0, n: p.n, last: p.sample !== undefined };
+    });
+    const params = pieces.map((p, i) => (p.sample === undefined ? GREEDY : samplingRow(p.sample, i)));
+    const { lay, T, nTiles, nLast } = writePrefill(s, sp, pieces.map((p) => p.tokens), pieces.map((p) => p.table), params);
+    const p = prefillProgram(s, lay, T, nTiles);
+    if (nLast > 0) emitHead(s, p, nLast, s.din.at(lay.lastIdx), s.din.at(lay.params));
+    s.ctx.exec(p);
+    s.ctx.sync();
+    const tokens: (number | null)[] = pieces.map(() => null);
+    const outs = new Int32Array(s.hout.u8.buffer, s.hout.u8.byteOffset, Math.max(nLast, 1));
+    let r = 0;
+    pieces.forEach((pc, i) => {
+      if (pc.sample !== undefined) tokens[i] = outs[r++]!;
+    });
+    // logits: the rows asked for through the head again (h of every row is still there)
+    const V = this.desc.vocab_size;
+    const Vr = this.desc.lm_head_rows;
+    let row0 = 0;
+    const logits = pieces.map((pc) => {
+      const start = row0;
+      row0 += pc.n;
+      if (!pc.logits) return null;
+      const first = pc.logits === "all" ? start : start + pc.n - 1;
+      const n = start + pc.n - first;
+      const out = new Float32Array(n * V);
+      for (let r0 = 0; r0 < n; r0 += this.maxBatchSize) {
+        const m = Math.min(this.maxBatchSize, n - r0);
+        const q = new Program();
+        emitHead(s, q, m, s.b.iota!.add((first + r0) * I32), null);
+        s.ctx.exec(q);
+        const buf = new Float32Array(s.ctx.download(s.b.logits!, m * Vr * F32).buffer);
+        for (let j = 0; j < m; j++) out.set(buf.subarray(j * Vr, j * Vr + V), (r0 + j) * V);
+      }
+      return out;
+    });
+    return { tokens, logits };
+  }
+
+  /**
+   * One decode step over `rows` (1 … maxBatchSize sequences, each at its own position): writes
+   * each row's K/V, draws its next token, returns the logits asked for. The program of B rows runs
+   * eagerly the first time, then replays from the CUDA graph captured for B rows.
+   */
+  decodeRows(rows: readonly DecodeRow[]): StepOutput {
+    return this.launchDecodeRows(rows)();
+  }
+
+  /**
+   * `decodeRows` without waiting: the step is launched on the GPU and this returns a function that
+   * waits for it and gives its output (idempotent). The host can meanwhile do other work (stream
+   * the previous tokens); any other call on the runner waits for the step first.
+   */
+  launchDecodeRows(rows: readonly DecodeRow[]): () => StepOutput {
+    this.#guard();
+    const s = this.#s;
+    const B = rows.length;
+    if (B === 0 || B > this.maxBatchSize) throw new TrtbError("RUN_BAD_INPUT", `decodeRows: ${B} rows; 1 … ${this.maxBatchSize} per step`);
+    const inputs = rows.map((r, b) => {
+      if (!(Number.isInteger(r.pos) && r.pos >= 0)) throw new TrtbError("RUN_BAD_INPUT", `decodeRows: row ${b} has position ${r.pos}`);
+      this.#checkRow(`decodeRows row ${b}`, () => r.token, r.pos, r.pos + 1, r.table);
+      return { token: r.token, pos: r.pos, table: r.table, params: r.sample === undefined ? GREEDY : samplingRow(r.sample, b), step: r.step };
+    });
+    this.#launchDecode(B, writeDecodeRows(s, inputs));
+    const want = rows.map((r) => !!r.logits);
+    let out: StepOutput | null = null;
+    const wait = (): StepOutput => {
+      if (!out) {
+        if (this.#inflight === wait) this.#inflight = null;
+        s.ctx.sync();
+        const V = this.desc.vocab_size;
+        const Vr = this.desc.lm_head_rows;
+        out = {
+          tokens: this.#sampled(B),
+          logits: want.map((w, b) => (w ? new Float32Array(s.ctx.download(s.b.logits!.add(b * Vr * F32), V * F32).buffer) : null)),
+        };
+      }
+      return out;
+    };
+    this.#inflight = wait;
+    return wait;
   }
 
   /**
@@ -283,6 +483,11 @@ export class GpuModelRunner implements Disposable {
   /** Free the GPU memory, graphs and context. Idempotent. */
   destroy(): void {
     if (this.#destroyed) return;
+    try {
+      this.#inflight?.();
+    } catch {
+      // the step's failure does not keep the memory
+    }
     this.#destroyed = true;
     for (const g of this.#graphs.values()) g.destroy();
     this.#graphs.clear();

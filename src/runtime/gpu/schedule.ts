@@ -117,7 +117,7 @@ export function chunks(s: RunnerState, lens: number[]): SeqPiece[][] {
 // ---- writing the inputs -------------------------------------------------------------------------
 
 /** Write the prefill inputs of `pieces` into the pinned block; returns the layout and counts. */
-export function writePrefill(s: RunnerState, pieces: SeqPiece[], tokens: number[][], tables: number[][], params: SampleRow[] | null) {
+export function writePrefill(s: RunnerState, pieces: SeqPiece[], tokens: readonly (readonly number[])[], tables: readonly (readonly number[])[], params: SampleRow[] | null) {
   const T = pieces.reduce((a, p) => a + p.n, 0);
   const tiles: [number, number][] = [];
   pieces.forEach((sp, i) => {
@@ -160,26 +160,47 @@ export function writePrefill(s: RunnerState, pieces: SeqPiece[], tokens: number[
   return { lay, T, nTiles: tiles.length, nLast };
 }
 
+/** One row of a decode step: feed `token` at position `pos` of the sequence whose KV blocks are `table`. */
+export interface DecodeRowInput {
+  token: number;
+  pos: number;
+  table: readonly number[];
+  params: SampleRow;
+  /** index of the token this row draws (its sampler's step: 0 was the prefill's token) */
+  step: number;
+}
+
+/**
+ * Write the inputs of one decode step over `rows` (any mix of sequences, each at its own position)
+ * into the pinned block. The layout depends only on the row count, so a graph captured for B rows
+ * replays for any B rows. Returns the layout.
+ */
+export function writeDecodeRows(s: RunnerState, rows: readonly DecodeRowInput[]): DecodeLayout {
+  const B = rows.length;
+  const lay = decodeLayout(s, B);
+  const ids = hi32(s, lay.ids, B), pos = hi32(s, lay.pos, B), slot = hi32(s, lay.slot, B), ctxLen = hi32(s, lay.ctxLen, B);
+  const table = hi32(s, lay.table, B * s.maxBlocksPerSeq);
+  for (let b = 0; b < B; b++) {
+    const r = rows[b]!;
+    ids[b] = r.token;
+    pos[b] = r.pos;
+    ctxLen[b] = r.pos + 1;
+    slot[b] = slotOf(r.table, r.pos, s.tokensPerBlock);
+    table.fill(0, b * s.maxBlocksPerSeq, (b + 1) * s.maxBlocksPerSeq);
+    table.set(r.table, b * s.maxBlocksPerSeq);
+    writeSampleRow(s.hin.dv, lay.params + b * SAMPLE_PARAMS_BYTES, r.params, r.step);
+  }
+  return lay;
+}
+
 /**
  * Write the inputs of decode step `step` (≥ 1) for the B = seqs.length live sequences into the
  * pinned block: row b feeds the token at position promptLens[b] + step - 1 (its last one for a
  * finished row, which recomputes harmlessly), against its block table row. Returns the layout.
  */
 export function writeDecode(s: RunnerState, promptLens: number[], seqs: number[][], tables: number[][], params: SampleRow[], step: number): DecodeLayout {
-  const B = seqs.length;
-  const lay = decodeLayout(s, B);
-  const ids = hi32(s, lay.ids, B), pos = hi32(s, lay.pos, B), slot = hi32(s, lay.slot, B), ctxLen = hi32(s, lay.ctxLen, B);
-  const table = hi32(s, lay.table, B * s.maxBlocksPerSeq);
-  for (let b = 0; b < B; b++) {
+  return writeDecodeRows(s, seqs.map((row, b) => {
     const p = promptLens[b]! + step - 1;
-    const row = seqs[b]!;
-    ids[b] = row[Math.min(p, row.length - 1)]!;
-    pos[b] = p;
-    ctxLen[b] = p + 1;
-    slot[b] = slotOf(tables[b]!, p, s.tokensPerBlock);
-    table.fill(0, b * s.maxBlocksPerSeq, (b + 1) * s.maxBlocksPerSeq);
-    table.set(tables[b]!, b * s.maxBlocksPerSeq);
-    writeSampleRow(s.hin.dv, lay.params + b * SAMPLE_PARAMS_BYTES, params[b]!, step);
-  }
-  return lay;
+    return { token: row[Math.min(p, row.length - 1)]!, pos: p, table: tables[b]!, params: params[b]!, step };
+  }));
 }
