@@ -57,7 +57,7 @@ def read_safetensors(path):
 
 cfg = json.load(open(os.path.join(args.model, "config.json")))
 W = {}
-for f in sorted(glob.glob(os.path.join(args.model, "*.safetensors"))):
+for f in sorted(glob.glob(os.path.join(args.model, "model*.safetensors"))):  # not reference.safetensors etc.
     W.update(read_safetensors(f))
 H, L, V = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
 nH = cfg["num_attention_heads"]

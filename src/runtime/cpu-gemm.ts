@@ -46,6 +46,9 @@ export function linearF32(x: Float32Array, S: number, w: Float32Array, inF: numb
   return y;
 }
 
+/** Query rows per block of `attention` (scores of one block: ATTN_ROW_BLOCK × positions floats). */
+const ATTN_ROW_BLOCK = 64;
+
 /** One attention call: S new positions after pos0 cached ones, GQA heads, the family's score rules. */
 export interface AttentionSpec {
   S: number;
@@ -71,33 +74,42 @@ export function attention(q: Float32Array, K: Float32Array, V: Float32Array, a: 
   const lib = cpuGemmLib();
   if (!lib) return attentionTs(q, K, V, a);
   const { S, pos0, nH, nKV, d, scale, softcap, window } = a;
-  const T = pos0 + S;
   const group = nH / nKV;
   const ctx = new Float32Array(S * nH * d);
-  const p = new Float32Array(S * T);
-  const e = new Float64Array(T);
   const kv = nKV * d;
-  for (let h = 0; h < nH; h++) {
-    const kh = Math.floor(h / group);
-    lib.gemmF32(q.subarray(h * d), K.subarray(kh * d), null, p, S, T, d, { ldx: nH * d, ldw: kv, ldy: T });
-    for (let s = 0; s < S; s++) {
-      const pos = pos0 + s;
-      const lo = window === null ? 0 : Math.max(0, pos - window + 1);
-      const row = s * T;
-      let mx = -Infinity;
-      for (let t = lo; t <= pos; t++) {
-        let v = p[row + t]! * scale;
-        if (softcap !== null) v = Math.tanh(v / softcap) * softcap;
-        e[t] = v;
-        if (v > mx) mx = v;
+  // Row blocks: block [s0, s1) needs positions < pos0 + s1 only, so the masked triangle beyond
+  // the block is never computed; within it, P is zeroed where a row may not look.
+  const B = Math.min(S, ATTN_ROW_BLOCK);
+  const p = new Float32Array(B * (pos0 + S));
+  const e = new Float64Array(pos0 + S);
+  for (let s0 = 0; s0 < S; s0 += B) {
+    const s1 = Math.min(S, s0 + B);
+    const T = pos0 + s1;
+    const lo0 = window === null ? 0 : Math.max(0, pos0 + s0 - window + 1); // first position any row of the block sees
+    for (let h = 0; h < nH; h++) {
+      const kh = Math.floor(h / group);
+      const qh = q.subarray(s0 * nH * d + h * d);
+      lib.gemmF32(qh, K.subarray(lo0 * kv + kh * d), null, p, s1 - s0, T - lo0, d, { ldx: nH * d, ldw: kv, ldy: T - lo0 });
+      const W = T - lo0;
+      for (let s = s0; s < s1; s++) {
+        const pos = pos0 + s;
+        const lo = window === null ? 0 : Math.max(0, pos - window + 1);
+        const row = (s - s0) * W - lo0;
+        let mx = -Infinity;
+        for (let t = lo; t <= pos; t++) {
+          let v = p[row + t]! * scale;
+          if (softcap !== null) v = Math.tanh(v / softcap) * softcap;
+          e[t] = v;
+          if (v > mx) mx = v;
+        }
+        let sum = 0;
+        for (let t = lo; t <= pos; t++) sum += e[t] = Math.exp(e[t]! - mx);
+        for (let t = lo; t <= pos; t++) p[row + t] = e[t]! / sum;
+        for (let t = lo0; t < lo; t++) p[row + t] = 0;
+        for (let t = pos + 1; t < T; t++) p[row + t] = 0;
       }
-      let sum = 0;
-      for (let t = lo; t <= pos; t++) sum += e[t] = Math.exp(e[t]! - mx);
-      for (let t = lo; t <= pos; t++) p[row + t] = e[t]! / sum;
-      p.fill(0, row, row + lo);
-      p.fill(0, row + pos + 1, row + T);
+      lib.gemmF32(p, V.subarray(lo0 * kv + kh * d), null, ctx.subarray(s0 * nH * d + h * d), s1 - s0, d, W, { ldx: W, ldw: kv, ldy: nH * d, wKN: true });
     }
-    lib.gemmF32(p, V.subarray(kh * d), null, ctx.subarray(h * d), S, d, T, { ldx: T, ldw: kv, ldy: nH * d, wKN: true });
   }
   return ctx;
 }
