@@ -169,6 +169,31 @@ TRTB_API int32_t trtb_cast(const void *src, uint64_t src_bytes, int32_t src_dtyp
 TRTB_API int32_t trtb_transpose2d(const void *src, uint64_t src_bytes, void *dst, uint64_t dst_bytes,
                                   uint64_t rows, uint64_t cols, uint32_t elem_size);
 
+/* f32 matrix product of the CPU reference runner (cshim/cpu/gemm.c; added within ABI 4: a library
+ * without it fails the loader's dlopen, so the version check needs no bump):
+ *   y[r * ldy + c] = sum_i x[r * ldx + i] * W(c, i) (+ bias[c]),  r < m, c < n, i < k,
+ * where W(c, i) = w[c * ldw + i] (W is [n, k]: rows are output channels), or w[i * ldw + c] with
+ * TRTB_GEMM_W_KN (W is [k, n]). bias is NULL (bias_bytes 0) or n floats. Each element's summation
+ * order depends only on k and the kernel set (trtb_gemm_isa), never on m, n, the leading dimensions
+ * or the thread count, and zero-padding k leaves results unchanged. Threaded when large (see
+ * trtb_set_num_threads). k == 0 gives bias (or 0). Buffers may be longer than the extents used.
+ * Returns TRTB_OK, or:
+ *   TRTB_ERR_INVALID_ARG  NULL with a length, a pointer not 4-byte aligned, unknown flags, a
+ *                         leading dimension shorter than its row, or y overlapping x, w or bias
+ *   TRTB_ERR_SIZE         a buffer shorter than its extent ((rows - 1) * ld + cols floats),
+ *                         bias_bytes not 0 or n * 4, or extents that overflow */
+#define TRTB_GEMM_W_KN (1u << 0)
+TRTB_API int32_t trtb_gemm_f32(const float *x, uint64_t x_bytes, const float *w, uint64_t w_bytes, const float *bias,
+                               uint64_t bias_bytes, float *y, uint64_t y_bytes, uint64_t m, uint64_t n, uint64_t k,
+                               uint64_t ldx, uint64_t ldw, uint64_t ldy, uint32_t flags);
+
+/* Kernel sets of trtb_gemm_f32. AUTO picks the widest this CPU has. */
+enum { TRTB_GEMM_ISA_AUTO = 0, TRTB_GEMM_ISA_PORTABLE = 1, TRTB_GEMM_ISA_AVX2 = 2, TRTB_GEMM_ISA_AVX512 = 3 };
+/* request -1: return the kernel set in use. 0..3: use that set from now on (process-wide) and
+ * return the set in use. TRTB_ERR_INVALID_ARG for another value, TRTB_ERR_UNSUPPORTED for a set
+ * this CPU or build lacks. */
+TRTB_API int32_t trtb_gemm_isa(int32_t request);
+
 /* ---------------------------------------------------------------------------------------------
  * libtrtb_cuda.so (GPU)
  *

@@ -19,7 +19,7 @@ import { NativeLib } from "./native.ts";
 
 export type { Cuda, DeviceProps } from "./cuda.ts";
 export { DeviceBuffer, Stream } from "./cuda.ts";
-export type { Native } from "./native.ts";
+export type { GemmIsa, GemmOptions, Native } from "./native.ts";
 
 import type { Cuda } from "./cuda.ts";
 import type { Native } from "./native.ts";

@@ -9,7 +9,19 @@ import { TrtbError } from "../errors.ts";
 import { type Checker, makeChecker } from "./check.ts";
 import type { QuantKernelParams } from "./quant-params.ts";
 import type { CpuSymbols } from "./symbols.ts";
-import { DTYPE_CODE, encodeQuantParams } from "./symbols.ts";
+import { DTYPE_CODE, encodeQuantParams, GEMM_FLAG, GEMM_ISA_CODE } from "./symbols.ts";
+
+/** Kernel sets of `gemmF32` (`trtb_gemm_isa`). */
+export type GemmIsa = keyof typeof GEMM_ISA_CODE;
+
+/** Leading dimensions (in floats; default: the row lengths, i.e. dense) and W's layout for `gemmF32`. */
+export interface GemmOptions {
+  ldx?: number;
+  ldw?: number;
+  ldy?: number;
+  /** W is [k, n] (row i at w[i·ldw]) instead of [n, k] (row c = output channel c). */
+  wKN?: boolean;
+}
 
 /** CPU kernels of libtrtb. All buffers are host memory (`Uint8Array`, possibly `Bun.mmap`ed). */
 export interface Native {
@@ -44,6 +56,21 @@ export interface Native {
    * `bits` (src/build/wo-pack.ts), threaded. Throws `TrtbError` (`NATIVE_INVALID_ARG`, `NATIVE_SIZE`).
    */
   woPack(q: Uint8Array, rows: number, cols: number, bits: 8 | 4, dst: Uint8Array): void;
+  /**
+   * `trtb_gemm_f32`: y[r·ldy + c] = Σ_i x[r·ldx + i] · W(c, i) (+ bias[c]) for r < m, c < n, i < k;
+   * W(c, i) = w[c·ldw + i], or w[i·ldw + c] with `wKN`. Threaded, vectorised; each element's
+   * summation order depends only on k and the kernel set, so a row's result does not depend on m,
+   * n or the thread count. Views may be longer than the extents used. Throws `TrtbError`
+   * (`NATIVE_SIZE` for short buffers or a bias that is not n long, `NATIVE_INVALID_ARG`).
+   */
+  gemmF32(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, m: number, n: number, k: number, opts?: GemmOptions): void;
+  /** `trtb_gemm_isa`: the kernel set in use; with `set`, use that one (`auto`: the widest this CPU has). Throws `NATIVE_UNSUPPORTED` for one this CPU lacks. */
+  gemmIsa(set?: GemmIsa): GemmIsa;
+}
+
+function f32Arg(name: string, a: Float32Array): Float32Array | null {
+  if (!(a instanceof Float32Array)) throw new TrtbError("NATIVE_INVALID_ARG", `${name} must be a Float32Array, got ${Object.prototype.toString.call(a)}`);
+  return a.byteLength === 0 ? null : a;
 }
 
 /** The params struct, after checking the integers bun:ffi would otherwise wrap. */
@@ -128,6 +155,30 @@ export class NativeLib implements Native {
   woPack(q: Uint8Array, rows: number, cols: number, bits: 8 | 4, dst: Uint8Array): void {
     if (bits !== 8 && bits !== 4) throw new TrtbError("NATIVE_INVALID_ARG", `bits must be 8 or 4, got ${bits}`);
     this.#check(this.#s.trtb_wo_pack(hostArg("q", q), q.byteLength, sizeArg("rows", rows), sizeArg("cols", cols), bits, hostArg("dst", dst), dst.byteLength));
+  }
+
+  gemmF32(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, m: number, n: number, k: number, opts?: GemmOptions): void {
+    const kn = opts?.wKN === true;
+    const ldx = sizeArg("ldx", opts?.ldx ?? k);
+    const ldw = sizeArg("ldw", opts?.ldw ?? (kn ? n : k));
+    const ldy = sizeArg("ldy", opts?.ldy ?? n);
+    const bp = bias === null ? null : f32Arg("bias", bias);
+    this.#check(
+      this.#s.trtb_gemm_f32(
+        f32Arg("x", x), x.byteLength, f32Arg("w", w), w.byteLength, bp, bp === null ? 0 : bias!.byteLength, f32Arg("y", y), y.byteLength,
+        sizeArg("m", m), sizeArg("n", n), sizeArg("k", k), ldx, ldw, ldy, kn ? GEMM_FLAG.W_KN : 0,
+      ),
+    );
+  }
+
+  gemmIsa(set?: GemmIsa): GemmIsa {
+    const req = set === undefined ? -1 : GEMM_ISA_CODE[set];
+    if (req === undefined) throw new TrtbError("NATIVE_INVALID_ARG", `unknown GEMM kernel set ${String(set)}`);
+    const r = this.#s.trtb_gemm_isa(req);
+    this.#check(r < 0 ? r : 0);
+    const name = (Object.keys(GEMM_ISA_CODE) as GemmIsa[]).find((key) => GEMM_ISA_CODE[key] === r);
+    if (!name) throw new TrtbError("NATIVE_INTERNAL", `trtb_gemm_isa returned ${r}`);
+    return name;
   }
 
   dequantize(p: QuantKernelParams, q: Uint8Array, scales: Uint8Array, dst: Uint8Array, dstDtype: DType): void {

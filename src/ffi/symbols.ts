@@ -25,6 +25,9 @@ export const CPU_SYMBOLS = {
   trtb_quantize: { args: ["ptr", "ptr", "u64", "ptr", "u64", "ptr", "u64"], returns: "i32" },
   trtb_dequantize: { args: ["ptr", "ptr", "u64", "ptr", "u64", "ptr", "u64", "i32"], returns: "i32" },
   trtb_wo_pack: { args: ["ptr", "u64", "i64", "i64", "i32", "ptr", "u64"], returns: "i32" },
+  // f32 GEMM of the CPU runner (cshim/cpu/gemm.c; added within ABI 4: a library without it fails dlopen)
+  trtb_gemm_f32: { args: ["ptr", "u64", "ptr", "u64", "ptr", "u64", "ptr", "u64", "u64", "u64", "u64", "u64", "u64", "u64", "u32"], returns: "i32" },
+  trtb_gemm_isa: { args: ["i32"], returns: "i32" },
 } as const;
 
 /** libtrtb_cuda.so: devices, streams, device memory and GPU kernels. */
@@ -85,6 +88,10 @@ export const CUDA_FEATURE = { CUBLASLT: 1 << 0, TENSORRT: 1 << 1 } as const;
  * i32 minor, i32 multiprocessors, u64 total_memory, char name[256].
  */
 export const DEVICE_PROPS = { size: 280, major: 4, minor: 8, multiprocessors: 12, totalMemory: 16, name: 24, nameLength: 256 } as const;
+
+/** `TRTB_GEMM_ISA_*` kernel sets of `trtb_gemm_f32` (and the `TRTB_GEMM_W_KN` flag). */
+export const GEMM_ISA_CODE = { auto: 0, portable: 1, avx2: 2, avx512: 3 } as const;
+export const GEMM_FLAG = { W_KN: 1 << 0 } as const;
 
 /** `trtb_qformat` values. */
 export const QFORMAT_CODE = { int8: 1, int4_packed_rows: 2, fp8_e4m3: 3 } as const;

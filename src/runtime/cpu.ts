@@ -1,7 +1,8 @@
 /**
  * The CPU reference runner: fp32 forward pass over a TRT-LLM checkpoint, written to be obviously
  * right rather than fast. It is the oracle the converters, quantizers and the GPU engine are
- * checked against, so every family's semantics live here in plain loops.
+ * checked against, so every family's semantics live here in plain loops. The matrix products and
+ * the attention softmax·V go through cpu-gemm.ts (libtrtb's f32 GEMM, or TypeScript loops without it).
  *
  * Per layer (Llama; family switches noted):
  *   h   = x + attn(norm_in(x))                [Gemma2: x + norm_post(attn(norm_in(x)))]
@@ -15,26 +16,15 @@ import { headSize, numKvHeads, type PretrainedConfig } from "../format/checkpoin
 import { TrtbError } from "../errors.ts";
 import type { F32Tensor, FullWeights } from "./merge.ts";
 import type { ModelSemantics } from "../models/common/semantics.ts";
+import { attention, linearF32 } from "./cpu-gemm.ts";
 import { Sampler, type SamplingOptions } from "./sampling.ts";
 
 // ---------------------------------------------------------------------------------------------
 // small dense helpers (row-major)
 
-/** y[s, o] = sum_i x[s, i] · W[o, i] (+ b[o]) */
+/** y[s, o] = sum_i x[s, i] · W[o, i] (+ b[o]): libtrtb's f32 GEMM, else the TypeScript loop (cpu-gemm.ts). */
 function linear(x: Float32Array, S: number, W: F32Tensor, b?: F32Tensor, rowOffset = 0, rows = W.shape[0]!): Float32Array {
-  const inF = W.shape[W.shape.length - 1]!;
-  const y = new Float32Array(S * rows);
-  const w = W.data;
-  for (let s = 0; s < S; s++) {
-    const xo = s * inF;
-    for (let o = 0; o < rows; o++) {
-      const wo = (rowOffset + o) * inF;
-      let acc = 0;
-      for (let i = 0; i < inF; i++) acc += x[xo + i]! * w[wo + i]!;
-      y[s * rows + o] = acc + (b ? b.data[rowOffset + o]! : 0);
-    }
-  }
-  return y;
+  return linearF32(x, S, W.data, W.shape[W.shape.length - 1]!, b?.data, rowOffset, rows);
 }
 
 function rmsNorm(x: Float32Array, S: number, n: number, w: Float32Array, eps: number): Float32Array {
@@ -155,31 +145,7 @@ export class CpuRunner {
     K.set(k, pos0 * nKV * d);
     Vc.set(v, pos0 * nKV * d);
 
-    const window = st.window(l);
-    const ctx = new Float32Array(S * nH * d);
-    const scores = new Float64Array(pos0 + S);
-    const group = nH / nKV;
-    for (let h = 0; h < nH; h++) {
-      const kh = Math.floor(h / group);
-      for (let s = 0; s < S; s++) {
-        const p = pos0 + s;
-        const lo = window === null ? 0 : Math.max(0, p - window + 1);
-        const n = p - lo + 1;
-        for (let t = lo; t <= p; t++) {
-          let acc = 0;
-          for (let i = 0; i < d; i++) acc += q[(s * nH + h) * d + i]! * K[(t * nKV + kh) * d + i]!;
-          acc *= st.attnScale;
-          if (st.attnSoftcap !== null) acc = Math.tanh(acc / st.attnSoftcap) * st.attnSoftcap;
-          scores[t - lo] = acc;
-        }
-        softmaxInPlace(scores, n);
-        for (let i = 0; i < d; i++) {
-          let acc = 0;
-          for (let t = lo; t <= p; t++) acc += scores[t - lo]! * Vc[(t * nKV + kh) * d + i]!;
-          ctx[(s * nH + h) * d + i] = acc;
-        }
-      }
-    }
+    const ctx = attention(q, K, Vc, { S, pos0, nH, nKV, d, scale: st.attnScale, softcap: st.attnSoftcap, window: st.window(l) });
     let attn = linear(ctx, S, this.t(`${P}attention.dense.weight`), this.opt(`${P}attention.dense.bias`));
     if (st.sandwich) attn = rmsNorm(attn, S, H, this.t(`${P}post_layernorm.weight`).data, eps);
     const h1 = new Float32Array(S * H);
