@@ -44,6 +44,12 @@ export interface Native {
    * `bits` (src/build/wo-pack.ts), threaded. Throws `TrtbError` (`NATIVE_INVALID_ARG`, `NATIVE_SIZE`).
    */
   woPack(q: Uint8Array, rows: number, cols: number, bits: 8 | 4, dst: Uint8Array): void;
+  /**
+   * `trtb_find_nonfinite` (ABI 5): index of the first NaN/Inf element of `src` (dtype `dtype`), or
+   * -1 when all are finite (integer dtypes always are); threaded, like `firstNonFiniteTS` in
+   * src/numeric.ts. Throws `TrtbError` (`NATIVE_DTYPE`, `NATIVE_SIZE`).
+   */
+  findNonFinite(src: Uint8Array, dtype: DType): number;
 }
 
 /** The params struct, after checking the integers bun:ffi would otherwise wrap. */
@@ -128,6 +134,12 @@ export class NativeLib implements Native {
   woPack(q: Uint8Array, rows: number, cols: number, bits: 8 | 4, dst: Uint8Array): void {
     if (bits !== 8 && bits !== 4) throw new TrtbError("NATIVE_INVALID_ARG", `bits must be 8 or 4, got ${bits}`);
     this.#check(this.#s.trtb_wo_pack(hostArg("q", q), q.byteLength, sizeArg("rows", rows), sizeArg("cols", cols), bits, hostArg("dst", dst), dst.byteLength));
+  }
+
+  findNonFinite(src: Uint8Array, dtype: DType): number {
+    const out = new BigUint64Array(1);
+    this.#check(this.#s.trtb_find_nonfinite(hostArg("src", src), src.byteLength, dtypeArg("dtype", dtype), out));
+    return out[0] === 0xffffffffffffffffn ? -1 : Number(out[0]);
   }
 
   dequantize(p: QuantKernelParams, q: Uint8Array, scales: Uint8Array, dst: Uint8Array, dstDtype: DType): void {
