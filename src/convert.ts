@@ -27,6 +27,7 @@ import { releaseQuantScratch } from "./quant/lazy.ts";
 import type { TensorSource } from "./tensor.ts";
 import { carryTokenizerFiles, checkTokenizerDir } from "./text/files.ts";
 import { prepareCheckpointDir, writeFileAtomic } from "./util/fs.ts";
+import { guardOutput } from "./util/output-guard.ts";
 
 export interface ConvertOptions {
   /** Hugging Face model directory (safetensors). */
@@ -55,6 +56,8 @@ export interface ConvertOptions {
    * model directory (or the Meta checkpoint directory). `false`: copy none.
    */
   tokenizerDir?: string | false;
+  /** Write tensors holding NaN/Inf (with a warning naming each) instead of refusing them (NUM_NONFINITE). */
+  allowNonfinite?: boolean;
 }
 
 export interface ConvertResult {
@@ -137,7 +140,7 @@ function mappingOf(opts: ConvertOptions): Mapping {
 export async function writeRanks(opts: ConvertOptions, ranks: readonly number[], onProgress: (rank: number, done: number) => void): Promise<void> {
   const p = await plan(opts, mappingOf(opts));
   try {
-    for (const r of ranks) p.models[r]!.saveCheckpoint(opts.outputDir, { saveConfig: false, onProgress: (done) => onProgress(r, done) });
+    for (const r of ranks) p.models[r]!.saveCheckpoint(opts.outputDir, { saveConfig: false, allowNonfinite: opts.allowNonfinite, onProgress: (done) => onProgress(r, done) });
   } finally {
     p.close();
   }
@@ -178,6 +181,17 @@ export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertRe
   const tokSrc = opts.tokenizerDir === false ? undefined : (opts.tokenizerDir ?? opts.modelDir ?? opts.metaCkptDir);
   if (typeof opts.tokenizerDir === "string") checkTokenizerDir(opts.tokenizerDir);
   const p = await plan(opts, mapping);
+  try {
+    // Refused before the first write: an output that is, holds or sits in an input, or cannot be written.
+    guardOutput(opts.outputDir, "--output_dir", [
+      opts.modelDir && { path: opts.modelDir, what: "--model_dir" },
+      opts.metaCkptDir && { path: opts.metaCkptDir, what: "--meta_ckpt_dir" },
+      typeof opts.tokenizerDir === "string" && { path: opts.tokenizerDir, what: "--tokenizer_dir" },
+    ]);
+  } catch (e) {
+    p.close();
+    throw e;
+  }
   const sizes = p.models.map((m) => m.totalBytes());
   const total = sizes.reduce((a, b) => a + b, 0);
   const doneByRank = new Array<number>(mapping.worldSize).fill(0);
@@ -194,7 +208,7 @@ export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertRe
     } else {
       for (const model of p.models) {
         const r = model.mapping.rank;
-        model.saveCheckpoint(opts.outputDir, { saveConfig: false, onProgress: (done) => progress(r, done) });
+        model.saveCheckpoint(opts.outputDir, { saveConfig: false, allowNonfinite: opts.allowNonfinite, onProgress: (done) => progress(r, done) });
         log.debug(`rank ${r}: ${model.weights.size} tensors`);
       }
     }

@@ -159,6 +159,13 @@ export const ERROR_CODES = {
   DIST_NOT_ENOUGH_GPUS: "fewer GPUs than ranks",
   // output files
   IO_WRITE: "writing an output file failed",
+  IO_READ_ONLY: "the output location is on a read-only file system or not writable",
+  IO_OUTPUT_IS_INPUT: "an output location that is, contains or lies inside an input (refused before anything is written)",
+  // input files (any format)
+  IO_NOT_FILE: "an input that must be a regular file is a FIFO, device, directory or socket",
+  IO_TOO_LARGE: "a side file (config, index, params) over its size limit",
+  // numeric sanity
+  NUM_NONFINITE: "a tensor holds NaN or Inf (first bad index named; --allow_nonfinite overrides)",
   // the command line
   CLI_BAD_ARG: "a missing, malformed or contradictory command-line flag",
   // the LLM API

@@ -27,7 +27,9 @@ export { supportedHFArchitectures } from "./models/registry.ts";
 export { convertCheckpoint, type ConvertOptions } from "./convert.ts";
 export { quantize, type QuantizeOptions } from "./quantize.ts";
 export { CpuRunner, loadCpuRunner } from "./runtime/index.ts";
-export { readInputIds, writeRunOutputs } from "./runtime/io.ts";
+export { capNewTokens, readInputIds, writeRunOutputs } from "./runtime/io.ts";
+export { guardOutput, type GuardInput } from "./util/output-guard.ts";
+export { checkFinite, firstNonFinite, setAllowNonfinite } from "./tensor/finite.ts";
 export { type FilePrompt, readPromptFile } from "./runtime/prompts.ts";
 export { log, setLogLevel } from "./log.ts";
 export {

@@ -61,6 +61,7 @@ import type { SamplingOptions } from "./runtime/sampling.ts";
 import { carryTokenizerFiles } from "./text/files.ts";
 import { type ChatMessage, loadTokenizer, type Tokenizer } from "./text/tokenizer.ts";
 import { TextStream } from "./text/detokenize.ts";
+import { readJsonFileSafe } from "./util/safe-read.ts";
 
 /** What a directory holds, by its files. */
 export type ModelKind = "hf" | "checkpoint" | "engine";
@@ -142,12 +143,7 @@ export function detectModelKind(dir: string): ModelKind {
     const hint = existsSync(join(dir, "params.json")) ? " (a Meta checkpoint: convert it first with trtllm convert --meta_ckpt_dir)" : "";
     throw new TrtbError("LLM_UNKNOWN_MODEL", `${file}: not found; expected a Hugging Face model, a TRT-LLM checkpoint or an engine directory${hint}`, { file });
   }
-  let j: Record<string, unknown>;
-  try {
-    j = JSON.parse(readFileSync(file, "utf8"));
-  } catch (e) {
-    throw new TrtbError("LLM_UNKNOWN_MODEL", `${file}: not valid JSON (${(e as Error).message})`, { file, cause: e });
-  }
+  const j = readJsonFileSafe(file, { missing: "LLM_UNKNOWN_MODEL", json: "LLM_UNKNOWN_MODEL" }) as Record<string, unknown>;
   if (j && typeof j === "object" && "pretrained_config" in j && "build_config" in j) return "engine";
   if (j && typeof j.architecture === "string") return "checkpoint";
   if (j && Array.isArray(j.architectures)) return "hf";

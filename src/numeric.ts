@@ -126,3 +126,37 @@ export function toFloat32(src: Uint8Array, dtype: DType): Float32Array {
   castArrayTS(src, dtype, new Uint8Array(out.buffer), "F32");
   return out;
 }
+
+/**
+ * Index of the first NaN/Inf element of `src` (dtype `dtype`), or -1: the TypeScript reference of
+ * the shim's `trtb_find_nonfinite`. A float is non-finite when its exponent bits are all ones
+ * (F8_E4M3 has no inf: only S.1111.111 is NaN); integer and bool dtypes are always finite.
+ */
+export function firstNonFiniteTS(src: Uint8Array, dtype: DType): number {
+  const es = DTYPE_SIZE[dtype];
+  if (src.byteLength % es !== 0) throw new TrtbError("NATIVE_SIZE", `${src.byteLength} bytes is not a whole number of ${dtype} elements`);
+  const n = src.byteLength / es;
+  const dv = new DataView(src.buffer, src.byteOffset, src.byteLength);
+  switch (dtype) {
+    case "F32":
+      for (let i = 0; i < n; i++) if ((dv.getUint32(i * 4, true) & 0x7fffffff) >= 0x7f800000) return i;
+      return -1;
+    case "F16":
+      for (let i = 0; i < n; i++) if ((dv.getUint16(i * 2, true) & 0x7fff) >= 0x7c00) return i;
+      return -1;
+    case "BF16":
+      for (let i = 0; i < n; i++) if ((dv.getUint16(i * 2, true) & 0x7fff) >= 0x7f80) return i;
+      return -1;
+    case "F64":
+      for (let i = 0; i < n; i++) if ((dv.getUint32(i * 8 + 4, true) & 0x7ff00000) === 0x7ff00000) return i;
+      return -1;
+    case "F8_E4M3":
+      for (let i = 0; i < n; i++) if ((src[i]! & 0x7f) === 0x7f) return i;
+      return -1;
+    case "F8_E5M2":
+      for (let i = 0; i < n; i++) if ((src[i]! & 0x7c) === 0x7c) return i;
+      return -1;
+    default:
+      return -1;
+  }
+}

@@ -22,6 +22,8 @@ export interface QuantizeOptions {
   onProgress?: ConvertOptions["onProgress"];
   /** Copy the tokenizer files from here instead of `hfDir` (`false`: none); see ConvertOptions. */
   tokenizerDir?: string | false;
+  /** Quantize weights holding NaN/Inf (with a warning) instead of refusing them (NUM_NONFINITE). */
+  allowNonfinite?: boolean;
 }
 
 export async function quantize(hfDir: string, outDir: string, quantConfig: Partial<QuantConfig>, opts: QuantizeOptions = {}): Promise<ConvertResult> {
@@ -37,5 +39,6 @@ export async function quantize(hfDir: string, outDir: string, quantConfig: Parti
     device: opts.device,
     onProgress: opts.onProgress,
     tokenizerDir: opts.tokenizerDir,
+    allowNonfinite: opts.allowNonfinite,
   });
 }

@@ -109,3 +109,18 @@ export function expectCode(f: () => unknown, code: ErrorCode, msg?: RegExp): Trt
   if (msg) expect(t.message).toMatch(msg);
   return t;
 }
+
+/** `expectCode` for a promise: it must reject with a TrtbError of `code` (and a message matching `msg`). */
+export async function expectCodeAsync(p: Promise<unknown> | (() => Promise<unknown>), code: ErrorCode, msg?: RegExp): Promise<TrtbError> {
+  let err: unknown;
+  try {
+    await (typeof p === "function" ? p() : p);
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(TrtbError);
+  const t = err as TrtbError;
+  expect(t.code).toBe(code);
+  if (msg) expect(t.message).toMatch(msg);
+  return t;
+}

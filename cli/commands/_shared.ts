@@ -12,6 +12,14 @@ export const commonArgs = {
   },
 } as const satisfies ArgsDef;
 
+export const nonfiniteArgs = {
+  allow_nonfinite: {
+    type: "boolean",
+    description: "Keep weights that hold NaN or Inf (each reported as a warning naming the tensor) instead of refusing them",
+    default: false,
+  },
+} as const satisfies ArgsDef;
+
 export const parallelArgs = {
   tp_size: { type: "string", description: "Tensor-parallel size: number of ranks each layer is split over", default: "1", valueHint: "N" },
   pp_size: { type: "string", description: "Pipeline-parallel size: number of stages the layers are split into", default: "1", valueHint: "N" },

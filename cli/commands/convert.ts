@@ -1,7 +1,7 @@
 /** `trtllm convert`: Hugging Face or Meta checkpoint → TRT-LLM checkpoint (flag names as upstream's convert_checkpoint.py). */
 import { defineCommand } from "citty";
 import { convertCheckpoint, log, type QuantConfig, setLogLevel, TrtbError } from "../../src/index.ts";
-import { commonArgs, dtypeArg, intArg, parallelArgs } from "./_shared.ts";
+import { commonArgs, dtypeArg, intArg, nonfiniteArgs, parallelArgs } from "./_shared.ts";
 import { progressBar } from "./_progress.ts";
 
 export default defineCommand({
@@ -20,6 +20,7 @@ export default defineCommand({
     use_fp8_rowwise: { type: "boolean", description: "FP8 rowwise (FP8_PER_CHANNEL_PER_TOKEN): e4m3 MLP weights with per-channel scales, clamp_val [-1200, 1200]", default: false },
     use_meta_fp8_rowwise_recipe: { type: "boolean", description: "With --use_fp8_rowwise: keep the first and last decoder layers unquantized", default: false },
     tokenizer_dir: { type: "string", description: "Copy the tokenizer files (tokenizer.json, tokenizer_config.json, generation_config.json, tokenizer.model, …) from here into the checkpoint (default: the model directory)", valueHint: "dir" },
+    ...nonfiniteArgs,
     ...commonArgs,
   },
   async run({ args }) {
@@ -46,6 +47,7 @@ export default defineCommand({
       quantConfig,
       workers,
       tokenizerDir: args.tokenizer_dir,
+      allowNonfinite: args.allow_nonfinite,
       onProgress: (done, total, rank) => bar.update(done, total, `rank ${rank}`),
     });
     bar.done();

@@ -6,7 +6,7 @@
  * All logic is in src/eval.ts.
  */
 import { defineCommand } from "citty";
-import { EVAL_DEFAULT_WINDOW, type EvalBos, evaluate, type EvalResult, log, setLogLevel, TrtbError, writeEvalJson } from "../../src/index.ts";
+import { EVAL_DEFAULT_WINDOW, type EvalBos, evaluate, type EvalResult, guardOutput, log, setLogLevel, TrtbError, writeEvalJson } from "../../src/index.ts";
 import { commonArgs, intArg, oneOfArg, optIntArg } from "./_shared.ts";
 
 const f = (x: number, d = 4) => x.toFixed(d);
@@ -61,6 +61,14 @@ export default defineCommand({
     const window = intArg("window", args.window);
     const bosFlag = oneOfArg("bos", args.bos, ["auto", "on", "off"] as const) ?? "auto";
     const bos: EvalBos = bosFlag === "auto" ? "auto" : bosFlag === "on";
+    // The result file must not land on an input (checked before the run, not after it).
+    if (args.output_json)
+      guardOutput(args.output_json, "--output_json", [
+        { path: model, what: args.engine_dir ? "--engine_dir" : "--checkpoint_dir" },
+        args.reference && { path: args.reference, what: "--reference" },
+        args.dataset && { path: args.dataset, what: "--dataset" },
+        args.tokenizer_dir && { path: args.tokenizer_dir, what: "--tokenizer_dir" },
+      ]);
     let lastDecile = -1;
     const res = await evaluate({
       model,

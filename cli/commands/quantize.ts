@@ -6,7 +6,7 @@
 import { defineCommand } from "citty";
 import { log, Mapping, QFORMATS, type QuantConfig, quantize, schemeForQformat, setLogLevel, TrtbError } from "../../src/index.ts";
 import { progressBar } from "./_progress.ts";
-import { commonArgs, dtypeArg, intArg, parallelArgs } from "./_shared.ts";
+import { commonArgs, dtypeArg, intArg, nonfiniteArgs, parallelArgs } from "./_shared.ts";
 
 export default defineCommand({
   meta: {
@@ -25,6 +25,7 @@ export default defineCommand({
     exclude_modules: { type: "string", description: "Comma-separated fnmatch patterns of modules to keep unquantized, e.g. 'transformer.layers.0.*'", valueHint: "patterns" },
     use_meta_fp8_rowwise_recipe: { type: "boolean", description: "fp8_rowwise: also keep the first and last decoder layers unquantized (Meta's Llama 3.1 recipe)", default: false },
     tokenizer_dir: { type: "string", description: "Copy the tokenizer files from here into the checkpoint (default: the model directory)", valueHint: "dir" },
+    ...nonfiniteArgs,
     ...commonArgs,
   },
   async run({ args }) {
@@ -44,6 +45,7 @@ export default defineCommand({
       dtype: args.dtype as "auto",
       device: args.device as "cpu" | "cuda",
       tokenizerDir: args.tokenizer_dir,
+      allowNonfinite: args.allow_nonfinite,
       onProgress: (done, total, rank) => bar.update(done, total, `rank ${rank}`),
     });
     bar.done();

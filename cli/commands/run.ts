@@ -18,10 +18,10 @@
 import { writeFileSync } from "node:fs";
 import { defineCommand } from "citty";
 import {
-  type ChatMessage, type CompletionOutput, GpuModelRunner, LLM, loadCpuRunner, log, type Prompt, readInputIds, readPromptFile, type SamplingParams,
-  setLogLevel, TrtbError, writeRunOutputs,
+  capNewTokens, type ChatMessage, checkFinite, type CompletionOutput, GpuModelRunner, guardOutput, LLM, loadCpuRunner, log, type Prompt, readInputIds, readPromptFile,
+  type SamplingParams, setAllowNonfinite, setLogLevel, TrtbError, writeRunOutputs,
 } from "../../src/index.ts";
-import { commonArgs, intArg, optIntArg, repeatedArg } from "./_shared.ts";
+import { commonArgs, intArg, nonfiniteArgs, optIntArg, repeatedArg } from "./_shared.ts";
 
 function numArg(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -53,6 +53,7 @@ export const runArgs = {
   top_p: { type: "string", description: "Nucleus sampling threshold in (0, 1]", valueHint: "p" },
   random_seed: { type: "string", description: "Seed of the sampler (default 0)", valueHint: "seed", alias: "seed" },
   device: { type: "string", description: "With --engine_dir: CUDA device (default 0)", default: "0", valueHint: "N" },
+  ...nonfiniteArgs,
   ...commonArgs,
 } as const;
 
@@ -74,12 +75,21 @@ export default defineCommand({
   async run({ args: a, rawArgs }) {
     const args = a as unknown as RunArgs;
     setLogLevel(args.verbose ? "debug" : String(args.log_level));
+    setAllowNonfinite(args.allow_nonfinite === true);
     if (args.engine_dir && args.checkpoint_dir) throw new TrtbError("CLI_BAD_ARG", "give only one of --checkpoint_dir (CPU) and --engine_dir (GPU)");
     if (!args.engine_dir && !args.checkpoint_dir) throw new TrtbError("CLI_BAD_ARG", "give --checkpoint_dir (CPU reference runner) or --engine_dir (GPU engine)");
     const texts = repeatedArg(rawArgs, "input_text");
     const file = args.input_file;
     if (texts.length && file) throw new TrtbError("CLI_BAD_ARG", "give only one of --input_text and --input_file");
     if (!texts.length && !file) throw new TrtbError("CLI_BAD_ARG", "give --input_text (text), or --input_file (.safetensors ids, .txt or .jsonl prompts)");
+    // Output files are checked before the run: never an input, never on a read-only location.
+    const inputs = [
+      { path: (args.engine_dir ?? args.checkpoint_dir)!, what: args.engine_dir ? "--engine_dir" : "--checkpoint_dir" },
+      file && { path: file, what: "--input_file" },
+      args.tokenizer_dir && { path: args.tokenizer_dir, what: "--tokenizer_dir" },
+    ];
+    if (args.output_logits) guardOutput(args.output_logits, "--output_logits", inputs);
+    if (args.output_json) guardOutput(args.output_json, "--output_json", inputs);
     if (file?.endsWith(".safetensors")) return runIds(args, file);
     return runText(args, rawArgs, texts.length ? texts.map((text) => ({ text })) : readPromptFile(file!));
   },
@@ -143,6 +153,7 @@ async function runIds(args: RunArgs, file: string): Promise<void> {
   const sampling = sampled ? s : ("greedy" as const);
   if (!args.engine_dir && args.pad_id !== undefined) throw new TrtbError("CLI_BAD_ARG", "--pad_id needs --engine_dir");
   const ids = readInputIds(file);
+  let newTokens = maxNew;
 
   let logits: Float32Array[];
   let vocab: number;
@@ -151,9 +162,10 @@ async function runIds(args: RunArgs, file: string): Promise<void> {
     const runner = await GpuModelRunner.fromDir(args.engine_dir, { device: intArg("device", args.device, 0), maxBatchSize: Math.max(1, ids.length) });
     try {
       vocab = runner.vocabSize;
+      if (maxNew > 0) newTokens = capNewTokens(maxNew, ids, runner.maxSeqLen, "the engine's max_seq_len");
       logits = runner.forwardLogits(ids);
-      if (maxNew > 0) {
-        const res = runner.generate(ids, { maxNewTokens: maxNew, endId, padId: optIntArg("pad_id", args.pad_id, 0), sampling });
+      if (newTokens > 0) {
+        const res = runner.generate(ids, { maxNewTokens: newTokens, endId, padId: optIntArg("pad_id", args.pad_id, 0), sampling });
         outputIds = res.outputIds;
         log.info(`decode: ${res.decodeSteps} steps in ${res.decodeMs.toFixed(1)} ms (${((res.decodeSteps * ids.length) / (res.decodeMs / 1000) || 0).toFixed(1)} tok/s), prefill ${res.prefillMs.toFixed(1)} ms`);
       }
@@ -163,11 +175,12 @@ async function runIds(args: RunArgs, file: string): Promise<void> {
   } else {
     const runner = await loadCpuRunner(args.checkpoint_dir!);
     vocab = runner.cfg.vocab_size;
+    if (maxNew > 0) newTokens = capNewTokens(maxNew, ids, runner.cfg.max_position_embeddings, "the model's max_position_embeddings");
     logits = ids.map((row) => runner.forward(row));
-    if (maxNew > 0) {
+    if (newTokens > 0) {
       outputIds = ids.map((row) => {
         const seq = [...row];
-        for (const tok of runner.generateIds(row, { maxNewTokens: maxNew, sampling })) {
+        for (const tok of runner.generateIds(row, { maxNewTokens: newTokens, sampling })) {
           seq.push(tok);
           if (tok === endId) break;
         }
@@ -175,6 +188,8 @@ async function runIds(args: RunArgs, file: string): Promise<void> {
       });
     }
   }
+  // All-NaN logits are garbage, not a result: refused unless --allow_nonfinite (then a warning).
+  logits.forEach((row, b) => checkFinite(new Uint8Array(row.buffer, row.byteOffset, row.byteLength), "F32", { tensor: `logits of prompt ${b}`, shape: [row.length / vocab, vocab] }));
   if (outputIds) outputIds.forEach((row, b) => console.log(`[${b}] ${row.slice(ids[b]!.length).join(" ")}`));
   if (args.output_logits) {
     writeRunOutputs(args.output_logits, { logits: { data: logits, vocab }, outputIds });

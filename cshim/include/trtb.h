@@ -56,8 +56,9 @@ extern "C" {
  *   2  quantization: trtb_quantize / trtb_dequantize and their trtb_cuda_* twins
  *   3  weight-only engine layout: trtb_wo_pack
  *   4  the dtype conversion is named cast: trtb_convert -> trtb_cast, trtb_cuda_convert ->
- *      trtb_cuda_cast (same arguments, rules and results) */
-#define TRTB_ABI_VERSION 4u
+ *      trtb_cuda_cast (same arguments, rules and results)
+ *   5  trtb_find_nonfinite (NaN/Inf scan) */
+#define TRTB_ABI_VERSION 5u
 
 /* ---------------------------------------------------------------------------------------------
  * Status codes (returned as int32_t). Append-only.
@@ -169,8 +170,7 @@ TRTB_API int32_t trtb_cast(const void *src, uint64_t src_bytes, int32_t src_dtyp
 TRTB_API int32_t trtb_transpose2d(const void *src, uint64_t src_bytes, void *dst, uint64_t dst_bytes,
                                   uint64_t rows, uint64_t cols, uint32_t elem_size);
 
-/* f32 matrix product of the CPU reference runner (cshim/cpu/gemm.c; added within ABI 4: a library
- * without it fails the loader's dlopen, so the version check needs no bump):
+/* f32 matrix product of the CPU reference runner (cshim/cpu/gemm.c; ABI 5):
  *   y[r * ldy + c] = sum_i x[r * ldx + i] * W(c, i) (+ bias[c]),  r < m, c < n, i < k,
  * where W(c, i) = w[c * ldw + i] (W is [n, k]: rows are output channels), or w[i * ldw + c] with
  * TRTB_GEMM_W_KN (W is [k, n]). bias is NULL (bias_bytes 0) or n floats. Each element's summation
@@ -193,6 +193,16 @@ enum { TRTB_GEMM_ISA_AUTO = 0, TRTB_GEMM_ISA_PORTABLE = 1, TRTB_GEMM_ISA_AVX2 = 
  * return the set in use. TRTB_ERR_INVALID_ARG for another value, TRTB_ERR_UNSUPPORTED for a set
  * this CPU or build lacks. */
 TRTB_API int32_t trtb_gemm_isa(int32_t request);
+
+/* Numeric sanity (ABI 5). Index of the first NaN or Inf element of src (src_bytes bytes of dtype)
+ * into *first, or UINT64_MAX when every element is finite. Floats (F32, F16, BF16, F64, F8_E4M3
+ * NaN, F8_E5M2) are scanned; integer and bool dtypes are always finite. Large buffers are split
+ * across threads; the result is the same (the smallest bad index) on any thread count.
+ * Returns TRTB_OK, or:
+ *   TRTB_ERR_INVALID_ARG  first is NULL, or src is NULL with a non-zero length
+ *   TRTB_ERR_DTYPE        a value that is not a trtb_dtype
+ *   TRTB_ERR_SIZE         src_bytes is not a multiple of the element size */
+TRTB_API int32_t trtb_find_nonfinite(const void *src, uint64_t src_bytes, int32_t dtype, uint64_t *first);
 
 /* ---------------------------------------------------------------------------------------------
  * libtrtb_cuda.so (GPU)

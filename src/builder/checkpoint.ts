@@ -17,6 +17,7 @@ import { loadCheckpointRank } from "../models/common/model.ts";
 import { familyForCheckpoint } from "../models/registry.ts";
 import { carryTokenizerFiles, checkTokenizerDir } from "../text/files.ts";
 import { ensureDir } from "../util/fs.ts";
+import { guardOutput } from "../util/output-guard.ts";
 import { type Backend, defaultBackend } from "./backend.ts";
 import type { BuildConfigInput } from "../engine/build-config.ts";
 import { type EngineConfig, TOOLKIT_VERSION, writeEngineConfig } from "../engine/engine.ts";
@@ -95,6 +96,11 @@ export async function buildCheckpoint(opts: BuildCheckpointOptions): Promise<Bui
 
   const writeConfig = opts.writeConfig ?? true;
   if (!bc.dry_run) {
+    // Before anything is removed or written: the engine directory must not be (in) the checkpoint.
+    guardOutput(opts.outputDir, "--output_dir", [
+      { path: opts.checkpointDir, what: "--checkpoint_dir" },
+      typeof opts.tokenizerDir === "string" && { path: opts.tokenizerDir, what: "--tokenizer_dir" },
+    ]);
     ensureDir(opts.outputDir);
     if (writeConfig) {
       rmSync(join(opts.outputDir, "config.json"), { force: true });

@@ -8,10 +8,11 @@
  * Timing cache (JSON): { format: "trtb-timing-cache", version: 1, entries: { key: entry } } with
  * key = device|sm|cublasLt version|ab>y|m|n|k (ab = w8/BF16 etc. for weight-only sites), so entries from another GPU or library are never used.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { TrtbError } from "../errors.ts";
 import { log } from "../log.ts";
 import { writeFileAtomic } from "../util/fs.ts";
+import { readJsonFileSafe } from "../util/safe-read.ts";
 import type { Backend } from "./backend.ts";
 import { type EngineModelDesc, type PlanDevice, type PlanGemm, type PlanGemmSite, type PlanTactic, woSite } from "../engine/plan.ts";
 
@@ -32,7 +33,7 @@ export class TimingCache {
     if (!path || !existsSync(path)) return c;
     let j: { format?: string; version?: number; entries?: Record<string, CacheEntry> };
     try {
-      j = JSON.parse(readFileSync(path, "utf8"));
+      j = readJsonFileSafe(path, { missing: "BUILD_TIMING_CACHE", json: "BUILD_TIMING_CACHE" }) as typeof j;
     } catch (e) {
       throw new TrtbError("BUILD_TIMING_CACHE", `${path}: not a valid timing cache (${(e as Error).message})`, { file: path });
     }

@@ -11,6 +11,7 @@ import { TrtbError } from "../errors.ts";
 import { readCheckpointConfig } from "../format/checkpoint.ts";
 import { writeEngineConfig } from "../engine/engine.ts";
 import { ensureDir } from "../util/fs.ts";
+import { guardOutput } from "../util/output-guard.ts";
 import { checkBuildable } from "./build.ts";
 import { type BuildCheckpointOptions, carryEngineTokenizer, engineConfigFor } from "./checkpoint.ts";
 import { checkTokenizerDir } from "../text/files.ts";
@@ -41,6 +42,10 @@ export async function buildCheckpointInWorkers(opts: WorkerBuildOptions): Promis
   const engineConfig = engineConfigFor(cfg, opts.buildConfig ?? {}, opts.logitsDtype);
   checkBuildable(cfg, engineConfig.build_config);
   if (typeof opts.tokenizerDir === "string") checkTokenizerDir(opts.tokenizerDir);
+  guardOutput(opts.outputDir, "--output_dir", [
+    { path: opts.checkpointDir, what: "--checkpoint_dir" },
+    typeof opts.tokenizerDir === "string" && { path: opts.tokenizerDir, what: "--tokenizer_dir" },
+  ]);
   ensureDir(opts.outputDir);
   rmSync(join(opts.outputDir, "config.json"), { force: true });
   const n = opts.workers;

@@ -19,7 +19,7 @@
  * in large windows mapped straight from the file (Bun.mmap windows, so files past 4 GiB work) and
  * tensor i lives at that allocation + offset_i. Files are written to a temp name and renamed.
  */
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { DTYPE_SIZE } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
@@ -153,12 +153,14 @@ export interface EngineFile {
 export function openEngineFile(path: string): EngineFile {
   let fd: number;
   try {
-    fd = openSync(path, "r");
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK); // a FIFO cannot block the open
   } catch (e) {
     throw new TrtbError("ENGINE_NOT_FOUND", `${path}: cannot open (${(e as Error).message})`, { file: path });
   }
   try {
-    const size = fstatSync(fd).size;
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new TrtbError("IO_NOT_FILE", `${path}: not a regular file`, { file: path });
+    const size = st.size;
     const bad = (msg: string): never => {
       throw new TrtbError("ENGINE_FORMAT", `${path}: ${msg}`, { file: path });
     };

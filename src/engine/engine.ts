@@ -11,6 +11,7 @@ import { type PretrainedConfig, parsePretrainedConfig } from "../format/checkpoi
 import { TrtbError } from "../errors.ts";
 import { Mapping } from "../mapping.ts";
 import { ensureDir, writeFileAtomic } from "../util/fs.ts";
+import { readJsonFileSafe } from "../util/safe-read.ts";
 import { type BuildConfig, buildConfigToJSON, parseBuildConfig } from "./build-config.ts";
 import { type EngineFile, type EngineTensor, openEngineFile, writeEngineFile } from "./engine-file.ts";
 import type { EnginePlan } from "./plan.ts";
@@ -71,6 +72,7 @@ export class Engine {
     if (!existsSync(path)) throw new TrtbError("ENGINE_NOT_FOUND", `${path}: not found (config.json declares ${ws} rank(s))`, { file: path });
     const file = openEngineFile(path);
     if (file.plan.rank !== rank) throw new TrtbError("ENGINE_FORMAT", `${path}: holds rank ${file.plan.rank}, expected ${rank}`, { file: path });
+    checkConfigMatchesPlan(config, file.plan, join(dir, "config.json"), path);
     return new Engine(config, file.plan, null, file);
   }
 
@@ -93,13 +95,9 @@ export function writeEngineConfig(dir: string, config: EngineConfig): void {
 
 export async function readEngineConfig(dir: string): Promise<EngineConfig> {
   const file = join(dir, "config.json");
-  if (!existsSync(file)) throw new TrtbError("ENGINE_NOT_FOUND", `${file}: not found (is ${dir} an engine directory built by trtllm-build?)`, { file });
-  let j: { version?: unknown; pretrained_config?: unknown; build_config?: unknown };
-  try {
-    j = await Bun.file(file).json();
-  } catch (e) {
-    throw new TrtbError("ENGINE_CONFIG", `${file}: not valid JSON (${(e as Error).message})`, { file });
-  }
+  const raw = readJsonFileSafe(file, { missing: "ENGINE_NOT_FOUND", json: "ENGINE_CONFIG" }, `is ${dir} an engine directory built by trtllm-build?`);
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new TrtbError("ENGINE_CONFIG", `${file}: expected a JSON object`, { file });
+  const j = raw as { version?: unknown; pretrained_config?: unknown; build_config?: unknown };
   if (typeof j.version !== "string" || !j.pretrained_config || !j.build_config)
     throw new TrtbError("ENGINE_CONFIG", `${file}: expected {version, pretrained_config, build_config}`, { file });
   return {
@@ -112,4 +110,34 @@ export async function readEngineConfig(dir: string): Promise<EngineConfig> {
 /** `config.json` as written (build_config without dry_run / visualize_network). */
 export function engineConfigJSON(c: EngineConfig): Record<string, unknown> {
   return { version: c.version, pretrained_config: c.pretrained_config, build_config: buildConfigToJSON(c.build_config) };
+}
+
+/**
+ * `config.json` must describe the model the engine file holds: a config claiming another model,
+ * dtype, mapping or limits than the plan (a config copied from elsewhere, an edited file) is
+ * refused (ENGINE_CONFIG, naming both files and the first field that differs).
+ */
+export function checkConfigMatchesPlan(config: EngineConfig, plan: EnginePlan, configFile: string, engineFile: string): void {
+  const pc = config.pretrained_config;
+  const bc = config.build_config;
+  const m = Mapping.fromJSON(pc.mapping);
+  const d = plan.model;
+  const tp = plan.mapping?.tp_size ?? 1;
+  const pairs: [string, unknown, unknown][] = [
+    ["pretrained_config.architecture", pc.architecture, d?.architecture],
+    ["pretrained_config.dtype", pc.dtype, d?.dtype],
+    ["pretrained_config.vocab_size", pc.vocab_size, d?.vocab_size],
+    ["pretrained_config.hidden_size", pc.hidden_size, d?.hidden_size],
+    ["pretrained_config.num_attention_heads", pc.num_attention_heads, (d?.num_heads ?? NaN) * tp],
+    ["pretrained_config.mapping.world_size", m.worldSize, plan.mapping?.world_size],
+    ["pretrained_config.mapping.tp_size", m.tpSize, plan.mapping?.tp_size],
+    ["pretrained_config.mapping.pp_size", m.ppSize, plan.mapping?.pp_size],
+    ["build_config.max_batch_size", bc.max_batch_size, plan.limits?.max_batch_size],
+    ["build_config.max_input_len", bc.max_input_len, plan.limits?.max_input_len],
+    ["build_config.max_seq_len", bc.max_seq_len, plan.limits?.max_seq_len],
+  ];
+  if (m.ppSize === 1) pairs.push(["pretrained_config.num_hidden_layers", pc.num_hidden_layers, d?.layers?.length]);
+  for (const [field, cfgValue, planValue] of pairs)
+    if (cfgValue !== planValue)
+      throw new TrtbError("ENGINE_CONFIG", `${configFile}: ${field} is ${JSON.stringify(cfgValue)} but ${engineFile} was built with ${JSON.stringify(planValue)}; the config does not belong to this engine (rebuild, or restore its config.json)`, { file: configFile });
 }

@@ -53,7 +53,7 @@ export interface Native {
   dequantize(p: QuantKernelParams, q: Uint8Array, scales: Uint8Array, dst: Uint8Array, dstDtype: DType): void;
   /**
    * `trtb_wo_pack` (ABI 3): int8 values `q` [rows, cols] into the engine weight-only layout of
-   * `bits` (src/build/wo-pack.ts), threaded. Throws `TrtbError` (`NATIVE_INVALID_ARG`, `NATIVE_SIZE`).
+   * `bits` (src/engine/wo-layout.ts), threaded. Throws `TrtbError` (`NATIVE_INVALID_ARG`, `NATIVE_SIZE`).
    */
   woPack(q: Uint8Array, rows: number, cols: number, bits: 8 | 4, dst: Uint8Array): void;
   /**
@@ -66,6 +66,12 @@ export interface Native {
   gemmF32(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, m: number, n: number, k: number, opts?: GemmOptions): void;
   /** `trtb_gemm_isa`: the kernel set in use; with `set`, use that one (`auto`: the widest this CPU has). Throws `NATIVE_UNSUPPORTED` for one this CPU lacks. */
   gemmIsa(set?: GemmIsa): GemmIsa;
+  /**
+   * `trtb_find_nonfinite` (ABI 5): index of the first NaN/Inf element of `src` (dtype `dtype`), or
+   * -1 when all are finite (integer dtypes always are); threaded, like `firstNonFiniteTS` in
+   * src/numeric.ts. Throws `TrtbError` (`NATIVE_DTYPE`, `NATIVE_SIZE`).
+   */
+  findNonFinite(src: Uint8Array, dtype: DType): number;
 }
 
 function f32Arg(name: string, a: Float32Array): Float32Array | null {
@@ -179,6 +185,12 @@ export class NativeLib implements Native {
     const name = (Object.keys(GEMM_ISA_CODE) as GemmIsa[]).find((key) => GEMM_ISA_CODE[key] === r);
     if (!name) throw new TrtbError("NATIVE_INTERNAL", `trtb_gemm_isa returned ${r}`);
     return name;
+  }
+
+  findNonFinite(src: Uint8Array, dtype: DType): number {
+    const out = new BigUint64Array(1);
+    this.#check(this.#s.trtb_find_nonfinite(hostArg("src", src), src.byteLength, dtypeArg("dtype", dtype), out));
+    return out[0] === 0xffffffffffffffffn ? -1 : Number(out[0]);
   }
 
   dequantize(p: QuantKernelParams, q: Uint8Array, scales: Uint8Array, dst: Uint8Array, dstDtype: DType): void {

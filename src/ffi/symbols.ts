@@ -10,8 +10,8 @@
 import type { DType } from "../dtype.ts";
 import type { QuantKernelParams } from "./quant-params.ts";
 
-/** `TRTB_ABI_VERSION` this TypeScript was written against (2: quantization, 3: weight-only engine layout, 4: convert → cast). */
-export const ABI_VERSION = 4;
+/** `TRTB_ABI_VERSION` this TypeScript was written against (2: quantization, 3: weight-only engine layout, 4: convert → cast, 5: NaN/Inf scan). */
+export const ABI_VERSION = 5;
 
 /** libtrtb.so: CPU conversions and transpose. */
 export const CPU_SYMBOLS = {
@@ -25,9 +25,11 @@ export const CPU_SYMBOLS = {
   trtb_quantize: { args: ["ptr", "ptr", "u64", "ptr", "u64", "ptr", "u64"], returns: "i32" },
   trtb_dequantize: { args: ["ptr", "ptr", "u64", "ptr", "u64", "ptr", "u64", "i32"], returns: "i32" },
   trtb_wo_pack: { args: ["ptr", "u64", "i64", "i64", "i32", "ptr", "u64"], returns: "i32" },
-  // f32 GEMM of the CPU runner (cshim/cpu/gemm.c; added within ABI 4: a library without it fails dlopen)
+  // f32 GEMM of the CPU runner (cshim/cpu/gemm.c; ABI 5)
   trtb_gemm_f32: { args: ["ptr", "u64", "ptr", "u64", "ptr", "u64", "ptr", "u64", "u64", "u64", "u64", "u64", "u64", "u64", "u32"], returns: "i32" },
   trtb_gemm_isa: { args: ["i32"], returns: "i32" },
+  // ABI 5: numeric sanity
+  trtb_find_nonfinite: { args: ["ptr", "u64", "i32", "ptr"], returns: "i32" },
 } as const;
 
 /** libtrtb_cuda.so: devices, streams, device memory and GPU kernels. */

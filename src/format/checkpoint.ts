@@ -8,18 +8,13 @@ import { join } from "node:path";
 import { type PretrainedConfig, parsePretrainedConfig } from "./checkpoint-config.ts";
 import { TrtbError } from "../errors.ts";
 import { openSafetensors } from "./safetensors.ts";
+import { readJsonFileSafe } from "../util/safe-read.ts";
 import type { TensorSource } from "../tensor.ts";
 
 /** Read and validate `<dir>/config.json` of a TRT-LLM checkpoint. */
 export async function readCheckpointConfig(dir: string): Promise<PretrainedConfig> {
   const file = join(dir, "config.json");
-  if (!existsSync(file)) throw new TrtbError("CKPT_NO_CONFIG", `${file}: not found (is ${dir} a TRT-LLM checkpoint directory?)`, { file });
-  let json: unknown;
-  try {
-    json = await Bun.file(file).json();
-  } catch (e) {
-    throw new TrtbError("CKPT_CONFIG_JSON", `${file}: not valid JSON (${(e as Error).message})`, { file });
-  }
+  const json = readJsonFileSafe(file, { missing: "CKPT_NO_CONFIG", json: "CKPT_CONFIG_JSON" }, `is ${dir} a TRT-LLM checkpoint directory?`);
   return parsePretrainedConfig(json, file);
 }
 

@@ -24,6 +24,7 @@ import fs from "node:fs";
 import nodePath from "node:path";
 import { TrtbError } from "../errors.ts";
 import { log } from "../log.ts";
+import { readTextFile, trtbReadErrors } from "../util/safe-read.ts";
 import type { TensorSource } from "../tensor.ts";
 import {
   JsonStrictError,
@@ -148,11 +149,11 @@ function fromIndex(dir: string, open: (name: string) => SafetensorsFile, opened:
   const bad = (msg: string, cause?: unknown): TrtbError => new TrtbError("HF_INDEX_JSON", `${indexPath}: ${msg}`, { file: indexPath, cause });
   let root;
   try {
-    const text = new TextDecoder("utf-8", { fatal: true }).decode(fs.readFileSync(indexPath));
+    const text = readTextFile(indexPath, trtbReadErrors(indexPath, { missing: "HF_INDEX_JSON", json: "HF_INDEX_JSON" }));
     root = parseJsonStrict(text);
   } catch (e) {
     if (e instanceof JsonStrictError) throw bad(e.kind === "duplicate" ? `duplicate key ${JSON.stringify(e.key)}${e.path.length ? ` in ${e.path.join(".")}` : ""}` : `not valid JSON: ${e.message}`, e);
-    if (e instanceof TypeError) throw bad("not valid UTF-8", e);
+    if (e instanceof TrtbError) throw e;
     throw bad(`cannot read: ${(e as { code?: string }).code ?? (e as Error).message}`, e);
   }
   const weightMap = root instanceof Map ? root.get("weight_map") : undefined;

@@ -10,18 +10,35 @@
 import { z } from "zod";
 import type { ModelDType } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
+import { readJsonFileSafe } from "../util/safe-read.ts";
+
+/**
+ * Bounds on the sizes a config may declare: far above any released model, low enough that a
+ * typo or a hostile `1e9` is refused before anything is sized from it.
+ */
+export const CONFIG_BOUNDS = {
+  hidden_size: 2 ** 17,
+  num_hidden_layers: 1024,
+  num_attention_heads: 2048,
+  head_dim: 2048,
+  intermediate_size: 2 ** 20,
+  vocab_size: 2 ** 24,
+  max_position_embeddings: 2 ** 27,
+} as const;
+
+const size = (max: number) => z.number().int().positive().max(max);
 
 export const HFConfigSchema = z.object({
   architectures: z.array(z.string()).min(1),
   model_type: z.string().optional(),
-  hidden_size: z.number().int().positive(),
-  num_hidden_layers: z.number().int().positive(),
-  num_attention_heads: z.number().int().positive(),
-  num_key_value_heads: z.number().int().positive().nullish(),
-  head_dim: z.number().int().positive().nullish(),
-  intermediate_size: z.number().int().positive(),
-  vocab_size: z.number().int().positive(),
-  max_position_embeddings: z.number().int().positive().nullish(),
+  hidden_size: size(CONFIG_BOUNDS.hidden_size),
+  num_hidden_layers: size(CONFIG_BOUNDS.num_hidden_layers),
+  num_attention_heads: size(CONFIG_BOUNDS.num_attention_heads),
+  num_key_value_heads: size(CONFIG_BOUNDS.num_attention_heads).nullish(),
+  head_dim: size(CONFIG_BOUNDS.head_dim).nullish(),
+  intermediate_size: size(CONFIG_BOUNDS.intermediate_size),
+  vocab_size: size(CONFIG_BOUNDS.vocab_size),
+  max_position_embeddings: size(CONFIG_BOUNDS.max_position_embeddings).nullish(),
   rms_norm_eps: z.number().positive().optional(),
   hidden_act: z.string().optional(),
   tie_word_embeddings: z.boolean().optional(),
@@ -30,19 +47,19 @@ export const HFConfigSchema = z.object({
   rope_theta: z.number().positive().optional(),
   rope_scaling: z.record(z.string(), z.unknown()).nullish(),
   rope_parameters: z.record(z.string(), z.unknown()).nullish(),
-}).passthrough();
+}).passthrough().superRefine((c, ctx) => {
+  // Cross-field rules: the attention shape must be one a model can have.
+  const kv = c.num_key_value_heads ?? c.num_attention_heads;
+  if (c.num_attention_heads % kv !== 0)
+    ctx.addIssue({ code: "custom", path: ["num_key_value_heads"], message: `${kv} KV heads do not divide ${c.num_attention_heads} attention heads` });
+  if (c.head_dim == null && c.hidden_size % c.num_attention_heads !== 0)
+    ctx.addIssue({ code: "custom", path: ["hidden_size"], message: `${c.hidden_size} is not divisible by num_attention_heads ${c.num_attention_heads} and head_dim is not set` });
+});
 export type HFConfig = z.infer<typeof HFConfigSchema> & Record<string, unknown>;
 
 export async function readHFConfig(dir: string): Promise<HFConfig> {
   const file = `${dir}/config.json`;
-  const f = Bun.file(file);
-  if (!(await f.exists())) throw new TrtbError("HF_NO_CONFIG", `${file}: not found (is ${dir} a Hugging Face model directory?)`, { file });
-  let json: unknown;
-  try {
-    json = await f.json();
-  } catch (e) {
-    throw new TrtbError("HF_CONFIG_JSON", `${file}: not valid JSON (${(e as Error).message})`, { file });
-  }
+  const json = readJsonFileSafe(file, { missing: "HF_NO_CONFIG", json: "HF_CONFIG_JSON" }, `is ${dir} a Hugging Face model directory?`);
   return parseHFConfig(json, file);
 }
 

@@ -41,13 +41,14 @@
  *   META_NO_PARAMS, META_BAD_PARAMS, META_NO_SHARDS, META_BAD_SHARDS (gap or duplicate shard numbers),
  *   META_DUPLICATE_TENSOR (a name in two pieces of one consolidated.NN/ folder)
  */
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { DTYPE_SIZE, type DType } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
 import type { TensorSource, TensorView } from "../tensor.ts";
 import { mapFile } from "./byte-source.ts";
+import { readJsonFileSafe } from "../util/safe-read.ts";
 import { describe, isDict, isTuple, PyGlobal, quote, unpickle, type PickleValue } from "./pickle.ts";
 import { ZipArchive, type ZipOpenOptions } from "./zip.ts";
 
@@ -505,17 +506,18 @@ export const MetaParamsSchema = z.preprocess(
     return o;
   },
   z.looseObject({
-    dim: z.number().int().positive(),
-    n_layers: z.number().int().positive(),
-    n_heads: z.number().int().positive(),
-    n_kv_heads: z.number().int().positive().optional(),
+    // Bounds far above any released model: a hostile 1e9 is refused before anything is sized from it.
+    dim: z.number().int().positive().max(2 ** 17),
+    n_layers: z.number().int().positive().max(1024),
+    n_heads: z.number().int().positive().max(2048),
+    n_kv_heads: z.number().int().positive().max(2048).optional(),
     /** -1 in Meta's original releases: take it from the tokenizer/embedding. */
     vocab_size: z.number().int().optional(),
     norm_eps: z.number().positive(),
     rope_theta: z.number().positive().optional(),
     multiple_of: z.number().int().positive().optional(),
     ffn_dim_multiplier: z.number().positive().optional(),
-    hidden_dim: z.number().int().positive().optional(),
+    hidden_dim: z.number().int().positive().max(2 ** 20).optional(),
     use_scaled_rope: z.boolean().optional(),
     rope_scaling: z.record(z.string(), z.unknown()).optional(),
   }),
@@ -525,18 +527,7 @@ export type MetaParams = z.infer<typeof MetaParamsSchema>;
 /** Read and validate `<dir>/params.json`. */
 export function readMetaParams(dir: string): MetaParams {
   const file = join(dir, "params.json");
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new TrtbError("META_NO_PARAMS", `${dir}: no readable params.json (${(e as Error).message}); not a Meta checkpoint folder`, { file, cause: e });
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new TrtbError("META_BAD_PARAMS", `${file}: invalid JSON: ${(e as Error).message}`, { file, cause: e });
-  }
+  const json = readJsonFileSafe(file, { missing: "META_NO_PARAMS", json: "META_BAD_PARAMS" }, "not a Meta checkpoint folder");
   const r = MetaParamsSchema.safeParse(json);
   if (!r.success) {
     const issues = r.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");

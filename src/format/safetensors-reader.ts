@@ -321,7 +321,8 @@ class SafetensorsReader implements SafetensorsFile {
 export function openSafetensors(path: string, opts: OpenSafetensorsOptions = {}): SafetensorsFile {
   let fd: number;
   try {
-    fd = fs.openSync(path, "r");
+    // O_NONBLOCK: a FIFO planted as a shard cannot block the open (the fstat below refuses it).
+    fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   } catch (e) {
     throw ioErr(path, "cannot open", e);
   }

@@ -36,9 +36,14 @@ export function supportedHFArchitectures(): string[] {
   return Object.keys(HF_ARCHITECTURES).sort();
 }
 
+/** A table row by own key only: "constructor", "__proto__", "toString" never reach Object.prototype. */
+function own(table: Record<string, Loader>, arch: unknown): Loader | undefined {
+  return typeof arch === "string" && Object.hasOwn(table, arch) ? table[arch] : undefined;
+}
+
 export async function familyForHF(arch: string): Promise<Family> {
-  const l = HF_ARCHITECTURES[arch];
-  if (!l) throw new TrtbError("CFG_UNSUPPORTED_ARCH", `architecture ${arch} is not supported; supported: ${supportedHFArchitectures().join(", ")}`);
+  const l = own(HF_ARCHITECTURES, arch);
+  if (!l) throw new TrtbError("CFG_UNSUPPORTED_ARCH", `architecture ${JSON.stringify(arch)} is not supported; supported: ${supportedHFArchitectures().join(", ")}`);
   return l();
 }
 
@@ -48,7 +53,7 @@ export async function familyForMeta(): Promise<Family> {
 }
 
 export async function familyForCheckpoint(arch: string): Promise<Family> {
-  const l = TRT_ARCHITECTURES[arch];
-  if (!l) throw new TrtbError("CFG_UNSUPPORTED_ARCH", `checkpoint architecture ${arch} is not supported; supported: ${Object.keys(TRT_ARCHITECTURES).sort().join(", ")}`);
+  const l = own(TRT_ARCHITECTURES, arch);
+  if (!l) throw new TrtbError("CFG_UNSUPPORTED_ARCH", `checkpoint architecture ${JSON.stringify(arch)} is not supported; supported: ${Object.keys(TRT_ARCHITECTURES).sort().join(", ")}`);
   return l();
 }

@@ -13,6 +13,7 @@ import { type DType, DTYPE_SIZE } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
 import { LazyTensor } from "../tensor/lazy.ts";
 import { castInto } from "../tensor/cast.ts";
+import { checkFinite } from "../tensor/finite.ts";
 import type { QuantBackend } from "./backend.ts";
 import { type FloatDType, type QuantKernelParams, quantSizes } from "./kernel.ts";
 
@@ -52,7 +53,10 @@ export class QuantizedLinear {
   #compute(into?: Uint8Array): void {
     const q = into ?? new Uint8Array(this.sizes.q);
     const s = new Uint8Array(this.sizes.scales);
-    this.backend.quantize(this.params, fpBytesOf(this.weight, this.params.srcDtype), q, s);
+    const src = fpBytesOf(this.weight, this.params.srcDtype);
+    // Quantization would hide NaN/Inf (int4 of NaN is a finite value): scan the fp input first.
+    checkFinite(src, this.params.srcDtype, { tensor: this.weight.name, shape: [this.params.rows, this.params.cols] });
+    this.backend.quantize(this.params, src, q, s);
     this.#s = s;
     this.#q = into ? null : q;
   }

@@ -10,6 +10,7 @@ import { openRankFile } from "../format/checkpoint.ts";
 import { kvHeadsPerRank } from "../models/common/split.ts";
 import { dequantizedSource } from "../quant/apply.ts";
 import type { TensorSource } from "../tensor.ts";
+import { checkFinite } from "../tensor/finite.ts";
 import { chunk, concat, type LazyTensor, lazy, slice } from "../tensor/lazy.ts";
 
 export interface F32Tensor {
@@ -17,9 +18,10 @@ export interface F32Tensor {
   data: Float32Array;
 }
 
-export function materialize(t: LazyTensor): F32Tensor {
+export function materialize(t: LazyTensor, file?: string): F32Tensor {
   const bytes = new Uint8Array(t.numel * 4);
   t.writeInto(bytes, "F32");
+  checkFinite(bytes, "F32", { tensor: t.name, file, shape: t.shape }); // NaN weights would run to all-NaN logits
   return { shape: [...t.shape], data: new Float32Array(bytes.buffer) };
 }
 
@@ -81,7 +83,7 @@ export function mergeCheckpoint(dir: string, cfg: PretrainedConfig, fusedGateUp:
       } else {
         t = parts[0]!; // replicated: norms, row-layer biases, router
       }
-      out.set(global, materialize(t));
+      out.set(global, materialize(t, dir));
     };
 
     for (let pp = 0; pp < m.ppSize; pp++) {

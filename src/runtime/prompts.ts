@@ -3,9 +3,12 @@
  * (one JSON object per line: `{"text": "…"}` or `{"messages": [{role, content}, …]}`). Errors name
  * the file and line (`RUN_BAD_INPUT`).
  */
-import { readFileSync } from "node:fs";
+import { readTextFile, trtbReadErrors } from "../util/safe-read.ts";
 import { TrtbError } from "../errors.ts";
 import type { ChatMessage } from "../text/tokenizer.ts";
+
+/** A prompt file larger than this is refused before it is read. */
+export const MAX_PROMPT_FILE_BYTES = 256 * 2 ** 20;
 
 export type FilePrompt = { text: string } | { messages: ChatMessage[] };
 
@@ -13,11 +16,7 @@ export function readPromptFile(file: string): FilePrompt[] {
   if (!file.endsWith(".txt") && !file.endsWith(".jsonl"))
     throw new TrtbError("RUN_BAD_INPUT", `${file}: --input_file takes .safetensors (input_ids), .txt (one prompt per line) or .jsonl ({"text"} / {"messages"} per line)`, { file });
   let body: string;
-  try {
-    body = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new TrtbError("RUN_BAD_INPUT", `${file}: cannot read (${(e as Error).message})`, { file, cause: e });
-  }
+  body = readTextFile(file, trtbReadErrors(file, { missing: "RUN_BAD_INPUT", json: "RUN_BAD_INPUT" }), MAX_PROMPT_FILE_BYTES);
   const lines = body.split(/\r?\n/);
   const out: FilePrompt[] = [];
   if (file.endsWith(".txt")) {

@@ -3,7 +3,8 @@
  * (`TOK_MISSING_FILE` / `GEN_CONFIG_MISSING_FILE`) and a file that is not JSON (`TOK_BAD_JSON` /
  * `GEN_CONFIG_BAD_JSON`), both naming the file.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
+import { readJsonFileSafe } from "../util/safe-read.ts";
 import { type ErrorCode, TrtbError } from "../errors.ts";
 
 export type JsonFileCodes = { missing: ErrorCode; badJson: ErrorCode };
@@ -18,17 +19,7 @@ export function readJsonFile(file: string, required: boolean, codes: JsonFileCod
     if (!required) return undefined;
     throw new TrtbError(codes.missing, `${file}: not found`, { file });
   }
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new TrtbError(codes.missing, `${file}: cannot read (${(e as Error).message})`, { file, cause: e });
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new TrtbError(codes.badJson, `${file}: not valid JSON (${(e as Error).message})`, { file, cause: e });
-  }
+  return readJsonFileSafe(file, { missing: codes.missing, json: codes.badJson });
 }
 
 /** True for a plain JSON object (not an array, not null). */

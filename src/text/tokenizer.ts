@@ -22,6 +22,7 @@ import { Tokenizer as HFTokenizer } from "@huggingface/tokenizers";
 import { TrtbError } from "../errors.ts";
 import { type GenerationConfig, readGenerationConfig } from "./generation-config.ts";
 import { isObject, readJsonFile } from "./json.ts";
+import { readTextFile, trtbReadErrors } from "../util/safe-read.ts";
 
 export interface EncodeOptions {
   /** Add the model's special tokens (BOS and the like) as transformers does. Default true. */
@@ -135,7 +136,7 @@ function readChatTemplate(dir: string, cfg: Record<string, unknown>, cfgFile: st
     }
   } else if (ct != null) throw new TrtbError("TOK_INVALID", `${cfgFile}: chat_template: expected a string or a list of {name, template}`, { file: cfgFile });
   const jinja = join(dir, CHAT_TEMPLATE_JINJA);
-  if (existsSync(jinja)) named.set("default", readFileSync(jinja, "utf8"));
+  if (existsSync(jinja)) named.set("default", readTextFile(jinja, trtbReadErrors(jinja, { missing: "TOK_MISSING_FILE", json: "TOK_INVALID" })));
   return { default: named.get("default") ?? (named.size === 1 ? [...named.values()][0] : undefined), named };
 }
 

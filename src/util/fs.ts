@@ -1,7 +1,7 @@
 /** Small filesystem helpers: atomic text writes and checkpoint-directory bookkeeping. */
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { TrtbError } from "../errors.ts";
+import { writeError } from "./output-guard.ts";
 
 /** Write `text` to a temp file beside `path`, fsync, then rename over `path`. */
 export function writeFileAtomic(path: string, text: string): void {
@@ -19,7 +19,7 @@ export function writeFileAtomic(path: string, text: string): void {
     renameSync(tmp, path);
   } catch (e) {
     rmSync(tmp, { force: true });
-    throw new TrtbError("IO_WRITE", `cannot write ${path}: ${(e as Error).message}`, { file: path, cause: e });
+    throw writeError(e, path, "write");
   }
 }
 
@@ -27,7 +27,7 @@ export function ensureDir(dir: string): void {
   try {
     mkdirSync(dir, { recursive: true });
   } catch (e) {
-    throw new TrtbError("IO_WRITE", `cannot create directory ${dir}: ${(e as Error).message}`, { file: dir, cause: e });
+    throw writeError(e, dir, "create directory");
   }
 }
 
@@ -38,14 +38,18 @@ export function ensureDir(dir: string): void {
  */
 export function prepareCheckpointDir(dir: string, worldSize = 0, suffix = "safetensors"): void {
   ensureDir(dir);
-  rmSync(join(dir, "config.json"), { force: true });
-  const rank = new RegExp(`^rank(\\d+)\\.${suffix}$`);
-  const temp = new RegExp(`^\\.(rank\\d+\\.${suffix}|config\\.json)\\.tmp-(\\d+)-`);
-  for (const f of readdirSync(dir)) {
-    const m = rank.exec(f);
-    const t = temp.exec(f);
-    // A temp file is stale when the process that wrote it is gone.
-    if ((m && Number(m[1]) >= worldSize) || (t && !processAlive(Number(t[2])))) rmSync(join(dir, f), { force: true });
+  try {
+    rmSync(join(dir, "config.json"), { force: true });
+    const rank = new RegExp(`^rank(\\d+)\\.${suffix}$`);
+    const temp = new RegExp(`^\\.(rank\\d+\\.${suffix}|config\\.json)\\.tmp-(\\d+)-`);
+    for (const f of readdirSync(dir)) {
+      const m = rank.exec(f);
+      const t = temp.exec(f);
+      // A temp file is stale when the process that wrote it is gone.
+      if ((m && Number(m[1]) >= worldSize) || (t && !processAlive(Number(t[2])))) rmSync(join(dir, f), { force: true });
+    }
+  } catch (e) {
+    throw writeError(e, dir, "prepare output directory");
   }
 }
 

@@ -539,7 +539,7 @@ describe("meta folder", () => {
 
   test("params.json errors", () => {
     expectCode(() => readMetaParams(dir()), "META_NO_PARAMS", /params\.json/);
-    expectCode(() => readMetaParams(dir({ "params.json": "{dim: 1" })), "META_BAD_PARAMS", /invalid JSON/);
+    expectCode(() => readMetaParams(dir({ "params.json": "{dim: 1" })), "META_BAD_PARAMS", /not valid JSON/);
     expectCode(() => readMetaParams(dir({ "params.json": JSON.stringify({ dim: 8, n_layers: 1, norm_eps: 1e-6 }) })), "META_BAD_PARAMS", /n_heads/);
     expectCode(() => readMetaParams(dir({ "params.json": JSON.stringify({ dim: "8", n_layers: 1, n_heads: 1, norm_eps: 1e-6 }) })), "META_BAD_PARAMS", /dim/);
     expectCode(() => readMetaParams(dir({ "params.json": "[]" })), "META_BAD_PARAMS");

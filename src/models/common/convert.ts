@@ -61,10 +61,48 @@ function fill(template: string, L: number, i: number, E = 0): string {
   return template.replaceAll("{L}", String(L)).replaceAll("{i}", String(i)).replaceAll("{E}", String(E));
 }
 
+/** Source dtypes the converter casts from (what trtb_cast converts among). */
+const FLOAT_SOURCE_DTYPES: readonly DType[] = ["F32", "F16", "BF16"];
+
+/** The file a source tensor lives in, when the source can say (HF shards), else the source's label. */
+function fileOfSource(ctx: ConvertContext, name: string): string {
+  const f = (ctx.src as { fileOf?: (n: string) => { path: string } }).fileOf;
+  try {
+    return f ? f.call(ctx.src, name).path : ctx.srcLabel;
+  } catch {
+    return ctx.srcLabel;
+  }
+}
+
 export function getSource(ctx: ConvertContext, name: string, needFor: string): LazyTensor {
   if (!ctx.src.has(name))
     throw new TrtbError("CONV_MISSING_SOURCE", `${ctx.srcLabel}: tensor ${name} not found (needed for ${needFor})`, { tensor: name });
-  return lazy(ctx.src.get(name));
+  const t = ctx.src.get(name);
+  if (!FLOAT_SOURCE_DTYPES.includes(t.dtype)) {
+    const file = fileOfSource(ctx, name);
+    throw new TrtbError("CONV_DTYPE", `${file}: tensor ${name} is ${t.dtype}; a weight must be F32, F16 or BF16 (needed for ${needFor})`, { file, tensor: name });
+  }
+  return lazy(t);
+}
+
+/**
+ * Source tensors of decoder layers the config does not have (`model.layers.3.*` with
+ * num_hidden_layers 3) mean config and weights disagree: refused (CFG_INVALID, naming the first),
+ * never dropped silently.
+ */
+export function checkLayerCount(ctx: ConvertContext): void {
+  const L = ctx.cfg.num_hidden_layers;
+  let extra: string | undefined;
+  let count = 0;
+  for (const n of ctx.src.names()) {
+    const m = /(?:^|\.)layers\.(\d+)\./.exec(n);
+    if (m && Number(m[1]) >= L) {
+      extra ??= n;
+      count++;
+    }
+  }
+  if (extra)
+    throw new TrtbError("CFG_INVALID", `${ctx.srcLabel}: ${count} tensor(s) of layers beyond num_hidden_layers ${L} (first: ${extra}); the config and the weights disagree`, { file: ctx.srcLabel, tensor: extra });
 }
 
 /** Build one row's lazy tensor for this rank. */
@@ -155,6 +193,7 @@ export interface FamilyTable {
 /** Convert every row of `table` for `ctx.mapping`'s rank. */
 export function convertRank(ctx: ConvertContext, table: FamilyTable): Map<string, LazyTensor> {
   const { cfg, mapping: m } = ctx;
+  checkLayerCount(ctx);
   const out = new Map<string, LazyTensor>();
   const emit = (row: NameRow, L: number, i: number) => {
     if (row.when && !row.when(cfg)) return;

@@ -6,6 +6,7 @@ import type { PretrainedConfig } from "../../format/checkpoint-config.ts";
 import { TrtbError } from "../../errors.ts";
 import { openHFCheckpoint } from "../../format/hf-checkpoint.ts";
 import { readHFConfig } from "../../format/hf-config.ts";
+import { log } from "../../log.ts";
 import { Mapping } from "../../mapping.ts";
 import type { TensorSource } from "../../tensor.ts";
 import { type ConvertContext, convertRank, type FamilyTable } from "./convert.ts";
@@ -66,7 +67,18 @@ export function fromCheckpoint<M extends DecoderModel>(dir: string, rank: number
 export function withLmHeadSource(table: FamilyTable, cfg: PretrainedConfig, src: TensorSource, embedName: string): FamilyTable {
   const row = table.last.find((r) => r.trt === "lm_head.weight");
   if (!row || typeof row.src !== "string") return table;
-  if (src.has(row.src)) return table;
+  if (src.has(row.src)) {
+    if (cfg.tie_word_embeddings !== true || !src.has(embedName)) return table;
+    // Tied, yet a separate lm_head is stored: transformers ties the two (the embedding wins), so do
+    // the same; when they differ, say so, naming both tensors.
+    const head = src.get(row.src);
+    const emb = src.get(embedName);
+    const same = head.dtype === emb.dtype && head.shape.length === emb.shape.length && head.shape.every((d, i) => d === emb.shape[i]) &&
+      Buffer.from(head.bytes().buffer, head.bytes().byteOffset, head.bytes().byteLength).equals(Buffer.from(emb.bytes().buffer, emb.bytes().byteOffset, emb.bytes().byteLength));
+    if (!same)
+      log.warn(`tie_word_embeddings is true but ${row.src} differs from ${embedName}; using ${embedName} for lm_head, as transformers does (set tie_word_embeddings to false to keep ${row.src})`);
+    return { ...table, last: table.last.map((r) => (r === row ? { ...r, src: embedName } : r)) };
+  }
   if (cfg.tie_word_embeddings !== true)
     throw new TrtbError("CONV_MISSING_SOURCE",
       `tensor ${row.src} not found and the config has tie_word_embeddings=false; refusing to tie lm_head to the embedding silently`,

@@ -15,6 +15,7 @@ import { log } from "../../log.ts";
 import type { Mapping } from "../../mapping.ts";
 import type { ParamSpec, TensorSource, TensorView } from "../../tensor.ts";
 import { openRankFile, readCheckpointConfig } from "../../format/checkpoint.ts";
+import { checkFinite, withNonfinite } from "../../tensor/finite.ts";
 import { type LazyTensor, lazy } from "../../tensor/lazy.ts";
 import { ensureDir, writeFileAtomic } from "../../util/fs.ts";
 
@@ -26,6 +27,8 @@ export interface SaveOptions {
   saveConfig?: boolean;
   /** Called after each tensor with bytes written so far and the rank's total. */
   onProgress?: (done: number, total: number, tensor: string) => void;
+  /** Write tensors holding NaN/Inf (with a warning) instead of refusing them (NUM_NONFINITE). Default: the process setting. */
+  allowNonfinite?: boolean;
 }
 
 export abstract class PretrainedModel {
@@ -84,6 +87,10 @@ export abstract class PretrainedModel {
 
   /** Write `rank{N}.safetensors` (temp file + rename) and, unless disabled, `config.json`. */
   saveCheckpoint(dir: string, opts: SaveOptions = {}): void {
+    withNonfinite(opts.allowNonfinite, () => this.#save(dir, opts));
+  }
+
+  #save(dir: string, opts: SaveOptions): void {
     ensureDir(dir);
     const specs = [...this.weights.values()].map((t) => ({ name: t.name, dtype: t.dtype, shape: [...t.shape] }));
     const writer = SafetensorsWriter.create(join(dir, this.rankFileName), specs);
@@ -95,13 +102,17 @@ export abstract class PretrainedModel {
     let scratch = new Uint8Array(0);
     try {
       for (const t of this.weights.values()) {
+        // Every tensor is scanned for NaN/Inf just before it is written (threaded, over bytes that
+        // are about to be read for the write anyway): garbage is refused, never copied on silently.
         const direct = t.directBytes();
         if (direct) {
+          checkFinite(direct, t.dtype, { tensor: t.name, shape: t.shape });
           writer.write(t.name, direct); // mapped source → file, no copy in user space
         } else {
           if (scratch.byteLength < t.byteLength) scratch = new Uint8Array(t.byteLength);
           const buf = scratch.subarray(0, t.byteLength);
           t.writeInto(buf);
+          checkFinite(buf, t.dtype, { tensor: t.name, shape: t.shape });
           writer.write(t.name, buf);
         }
         done += t.byteLength;

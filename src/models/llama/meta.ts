@@ -64,13 +64,42 @@ export async function openMetaSource(dir: string, opts: FromSourceOptions): Prom
     const nKV = params.n_kv_heads ?? nH;
     const d = H / nH;
     const L = params.n_layers;
-    const part = (key: string): LazyTensor[] =>
-      shards.map((s, i) => {
+    const pfile = `${dir}/params.json`;
+    if (!Number.isInteger(d) || d % 2 !== 0)
+      throw new TrtbError("META_BAD_PARAMS", `${pfile}: dim ${H} is not divisible by n_heads ${nH} into an even head size`, { file: pfile });
+    if (nH % nKV !== 0)
+      throw new TrtbError("META_BAD_PARAMS", `${pfile}: n_kv_heads ${nKV} does not divide n_heads ${nH}`, { file: pfile });
+    shards.forEach((s, i) => {
+      for (const name of s.names()) {
+        const lm = /^layers\.(\d+)\./.exec(name);
+        if (lm && Number(lm[1]) >= L)
+          throw new TrtbError("CFG_INVALID", `${files[i]}: tensor ${name} is beyond n_layers ${L} of params.json; the params and the weights disagree`, { file: files[i], tensor: name });
+      }
+    });
+    const part = (key: string): LazyTensor[] => {
+      const ps = shards.map((s, i) => {
         if (!s.has(key)) throw new TrtbError("CONV_MISSING_SOURCE", `${files[i]}: tensor ${key} not found`, { file: files[i], tensor: key });
-        return lazy(s.get(key));
+        const t = s.get(key);
+        if (!(["F32", "F16", "BF16"] as const).includes(t.dtype as "F32"))
+          throw new TrtbError("CONV_DTYPE", `${files[i]}: tensor ${key} is ${t.dtype}; a weight must be F32, F16 or BF16`, { file: files[i], tensor: key });
+        return lazy(t);
       });
+      // Model-parallel pieces of one tensor all have the same shape; unequal ones are not one model.
+      ps.forEach((p, i) => {
+        if (p.shape.length !== ps[0]!.shape.length || p.shape.some((x, k) => x !== ps[0]!.shape[k]))
+          throw new TrtbError("META_BAD_SHARDS", `${files[i]}: tensor ${key} has shape [${p.shape}] but ${files[0]} has [${ps[0]!.shape}]; shards of one model have equal pieces`, { file: files[i], tensor: key });
+      });
+      return ps;
+    };
     const merge = (key: string, dim: number, name: string): LazyTensor => (n === 1 ? renamed(part(key)[0]!, name) : concat(part(key), dim, name));
     const first = (key: string, name: string): LazyTensor => renamed(part(key)[0]!, name);
+    /** wq / wk merged over the shards, checked to hold `rows` rows (heads × head size) of `dim` inputs. */
+    const rowsOf = (key: string, rows: number): LazyTensor => {
+      const t = merge(key, 0, key);
+      if (t.shape.length !== 2 || t.shape[0] !== rows || t.shape[1] !== H)
+        throw new TrtbError("CONV_SHAPE", `${dir}: tensor ${key} merged over ${n} shard(s) has shape [${t.shape}], params.json gives [${rows}, ${H}] (heads × ${d}, dim)`, { file: dir, tensor: key });
+      return t;
+    };
 
     const emb0 = part("tok_embeddings.weight")[0]!;
     const out0 = part("output.weight")[0]!;
@@ -93,8 +122,8 @@ export async function openMetaSource(dir: string, opts: FromSourceOptions): Prom
       const Q = `model.layers.${l}.`;
       m.set(`${Q}input_layernorm.weight`, () => first(`${P}attention_norm.weight`, `${Q}input_layernorm.weight`));
       m.set(`${Q}post_attention_layernorm.weight`, () => first(`${P}ffn_norm.weight`, `${Q}post_attention_layernorm.weight`));
-      m.set(`${Q}self_attn.q_proj.weight`, () => gatherRows(merge(`${P}attention.wq.weight`, 0, "wq"), qRows, `${Q}self_attn.q_proj.weight`));
-      m.set(`${Q}self_attn.k_proj.weight`, () => gatherRows(merge(`${P}attention.wk.weight`, 0, "wk"), kRows, `${Q}self_attn.k_proj.weight`));
+      m.set(`${Q}self_attn.q_proj.weight`, () => gatherRows(rowsOf(`${P}attention.wq.weight`, nH * d), qRows, `${Q}self_attn.q_proj.weight`));
+      m.set(`${Q}self_attn.k_proj.weight`, () => gatherRows(rowsOf(`${P}attention.wk.weight`, nKV * d), kRows, `${Q}self_attn.k_proj.weight`));
       m.set(`${Q}self_attn.v_proj.weight`, () => merge(`${P}attention.wv.weight`, 0, `${Q}self_attn.v_proj.weight`));
       m.set(`${Q}self_attn.o_proj.weight`, () => merge(`${P}attention.wo.weight`, 1, `${Q}self_attn.o_proj.weight`));
       m.set(`${Q}mlp.gate_proj.weight`, () => merge(`${P}feed_forward.w1.weight`, 0, `${Q}mlp.gate_proj.weight`));
