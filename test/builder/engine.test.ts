@@ -3,7 +3,7 @@
  * engine directory layout, config.json, the plan, the weight layout and the file format's checks.
  */
 import { describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fakeBackend } from "../../src/builder/backend.ts";
 import { buildCheckpoint } from "../../src/builder/checkpoint.ts";
@@ -16,6 +16,7 @@ import { isTrtbError } from "../../src/errors.ts";
 import { LLaMAForCausalLM } from "../../src/models/llama/model.ts";
 import { toFloat32 } from "../../src/numeric.ts";
 import { fixture, readRaw, tempDir } from "../helpers.ts";
+import { writeSyntheticLlama } from "../quant/_synthetic.ts";
 
 const err = async (fn: () => unknown) => {
   try {
@@ -133,6 +134,26 @@ describe("engine build and file (fake backend)", () => {
     await convertCheckpoint({ modelDir: fixture("llama"), outputDir: fp8, quantConfig: { quant_algo: "FP8_PER_CHANNEL_PER_TOKEN" } });
     const e2 = await err(() => buildCheckpoint({ checkpointDir: fp8, outputDir: join(t.path, "fp8-e"), backend: fakeBackend() }));
     expect((e2 as { code?: string }).code).toBe("BUILD_UNSUPPORTED");
+  });
+
+  test("head sizes: 32/64/80/96/128/256 build, others are refused naming the supported set", async () => {
+    using t = tempDir();
+    for (const [D, ok] of [[96, true], [80, true], [32, true], [48, false]] as const) {
+      const hf = join(t.path, `hf${D}`);
+      mkdirSync(hf);
+      writeSyntheticLlama(hf, { V: 64, H: 4 * D, nH: 4, nKV: 2, I: 8 * D, L: 1 });
+      const ckpt = join(t.path, `ckpt${D}`);
+      await convertCheckpoint({ modelDir: hf, outputDir: ckpt });
+      const run = () => buildCheckpoint({ checkpointDir: ckpt, outputDir: join(t.path, `e${D}`), backend: fakeBackend(), buildConfig: { max_num_tokens: 32 } });
+      if (ok) {
+        await run();
+        expect((await Engine.fromDir(join(t.path, `e${D}`), 0)).plan.model).toMatchObject({ head_size: D, num_heads: 4, num_kv_heads: 2, rotary_dim: D });
+      } else {
+        const e = await err(run);
+        expect((e as { code?: string }).code).toBe("BUILD_UNSUPPORTED");
+        expect(e.message).toContain(`head size ${D} is not supported by the CUDA backend (32, 64, 80, 96, 128, 256)`);
+      }
+    }
   });
 
   test("unsupported checkpoints and broken files fail with clear codes", async () => {

@@ -402,7 +402,7 @@ describe.skipIf(!ctx)("engine kernels", () => {
         console.log(`attention ${what}: prefill ${ep.toExponential(2)}, decode ${errs.map((e) => e.toExponential(2)).join(" ")} (nsplit 1/3/16)`);
       }
       expect(failures).toEqual([]);
-    });
+    }, 120_000);
   }
 
   test("gated activation (SiLU and tanh-GELU) over [up | gate] rows", () => {
