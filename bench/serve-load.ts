@@ -112,6 +112,7 @@ for (const N of CLIENTS) {
       baseline[N] = baseline[1];
       continue;
     }
+    for (const _ of runner.generateIds(randIds(PROMPT_LEN), { maxNewTokens: 4 })); // warm-up (JIT)
     const t0 = performance.now();
     let t1 = t0;
     let n = 0;

@@ -273,7 +273,7 @@ export class OpenAIServer implements AsyncDisposable {
     });
   }
 
-  #generate(req: Request, p: ParsedRequest): Response {
+  #generate(req: Request, p: ParsedRequest): Response | Promise<Response> {
     const items = this.#prepare(p);
     const arrival = performance.now();
     const stopIds = [...(p.ignoreEos ? [] : this.tokenizer.eosIds), ...p.stopTokenIds];
@@ -362,7 +362,7 @@ export class OpenAIServer implements AsyncDisposable {
     req.signal.addEventListener("abort", cancelAll, { once: true });
     if (p.stream) return this.#streamResponse(p, id, jobs, submit, cancelAll, usage);
     submit();
-    return this.#jsonResponse(p, id, jobs, usage) as unknown as Response;
+    return this.#jsonResponse(p, id, jobs, usage);
   }
 
   /** The logprobs object of `entries` (completions: text offsets from `job.lpOffset`, which moves on). */
@@ -393,7 +393,8 @@ export class OpenAIServer implements AsyncDisposable {
     await Promise.all(jobs.map((j) => j.done));
     const failed = jobs.find((j) => j.error !== undefined);
     if (failed) throw failed.error;
-    if (jobs.some((j) => j.cancelled)) return json(499, errorBody(499, "the request was cancelled", null));
+    // the client went away (nobody reads this) or the server was closed without draining
+    if (jobs.some((j) => j.cancelled)) return json(503, errorBody(503, "the request was cancelled", "SERVE_SHUTTING_DOWN"));
     const choices = jobs.map((j) => {
       const logprobs = j.lp ? this.#lpJson(p, j.lp, j) : null;
       return p.chat
