@@ -194,6 +194,16 @@ enum { TRTB_GEMM_ISA_AUTO = 0, TRTB_GEMM_ISA_PORTABLE = 1, TRTB_GEMM_ISA_AVX2 = 
  * this CPU or build lacks. */
 TRTB_API int32_t trtb_gemm_isa(int32_t request);
 
+/* Gated activation of the runner's MLP: y[r * cols + c] = act(a[r * lda + c]) * g[r * ldg + c],
+ * act(v) = v / (1 + exp(-v)) (SILU) or the tanh-form GELU, in f32 (results within a few ulp of
+ * exact, the same on every CPU and thread count). y must not overlap a or g. Threaded when large.
+ * Returns TRTB_OK, TRTB_ERR_INVALID_ARG (act, NULL, alignment, lda/ldg < cols, overlap) or
+ * TRTB_ERR_SIZE (a buffer shorter than its extent). */
+enum { TRTB_ACT_SILU = 1, TRTB_ACT_GELU_TANH = 2 };
+TRTB_API int32_t trtb_gated_act_f32(const float *a, uint64_t a_bytes, const float *g, uint64_t g_bytes, float *y,
+                                    uint64_t y_bytes, uint64_t rows, uint64_t cols, uint64_t lda, uint64_t ldg,
+                                    int32_t act);
+
 /* ---------------------------------------------------------------------------------------------
  * libtrtb_cuda.so (GPU)
  *
