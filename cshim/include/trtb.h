@@ -57,7 +57,8 @@ extern "C" {
  *   3  weight-only engine layout: trtb_wo_pack
  *   4  the dtype conversion is named cast: trtb_convert -> trtb_cast, trtb_cuda_convert ->
  *      trtb_cuda_cast (same arguments, rules and results)
- *   5  trtb_find_nonfinite (NaN/Inf scan) */
+ *   5  trtb_find_nonfinite (NaN/Inf scan); the CPU runner's trtb_gemm_f32, trtb_gemm_isa and
+ *      trtb_gated_act_f32 */
 #define TRTB_ABI_VERSION 5u
 
 /* ---------------------------------------------------------------------------------------------
@@ -203,6 +204,16 @@ TRTB_API int32_t trtb_gemm_isa(int32_t request);
  *   TRTB_ERR_DTYPE        a value that is not a trtb_dtype
  *   TRTB_ERR_SIZE         src_bytes is not a multiple of the element size */
 TRTB_API int32_t trtb_find_nonfinite(const void *src, uint64_t src_bytes, int32_t dtype, uint64_t *first);
+
+/* Gated activation of the runner's MLP (ABI 5): y[r * cols + c] = act(a[r * lda + c]) * g[r * ldg + c],
+ * act(v) = v / (1 + exp(-v)) (SILU) or the tanh-form GELU, in f32 (results within a few ulp of
+ * exact, the same on every CPU and thread count). y must not overlap a or g. Threaded when large.
+ * Returns TRTB_OK, TRTB_ERR_INVALID_ARG (act, NULL, alignment, lda/ldg < cols, overlap) or
+ * TRTB_ERR_SIZE (a buffer shorter than its extent). */
+enum { TRTB_ACT_SILU = 1, TRTB_ACT_GELU_TANH = 2 };
+TRTB_API int32_t trtb_gated_act_f32(const float *a, uint64_t a_bytes, const float *g, uint64_t g_bytes, float *y,
+                                    uint64_t y_bytes, uint64_t rows, uint64_t cols, uint64_t lda, uint64_t ldg,
+                                    int32_t act);
 
 /* ---------------------------------------------------------------------------------------------
  * libtrtb_cuda.so (GPU)

@@ -6,7 +6,7 @@
 import type { Library, Pointer } from "bun:ffi";
 import { TrtbError } from "../errors.ts";
 import type { Checker } from "./check.ts";
-import { asPtr, type Cell, DeviceMem, type DevRef, Graph, graphHandle, memAddr, memCell, memCtx, PinnedHost } from "./engine-mem.ts";
+import { asPtr, type Cell, DeviceMem, type DevRef, Graph, graphHandle, memAddr, memCell, memCtx, type MemOwner, PinnedHost } from "./engine-mem.ts";
 import type { Program } from "./engine-program.ts";
 import { type EngineSymbols, TACTIC_KIND, TUNE_PARAMS, TUNE_RESULT } from "./engine-symbols.ts";
 import { DTYPE_CODE } from "./symbols.ts";
@@ -55,7 +55,7 @@ export function sizeArg(name: string, v: number): number {
 }
 
 /** What the runtime needs from a device context (GpuContext; a CPU emulation in tests). */
-export interface EngineContext extends Disposable {
+export interface EngineContext extends Disposable, MemOwner {
   readonly device: number;
   alloc(bytes: number, label?: string): DeviceMem;
   /** @internal */

@@ -6,7 +6,6 @@
  */
 import { type Pointer, toArrayBuffer } from "bun:ffi";
 import { TrtbError } from "../errors.ts";
-import type { EngineContext } from "./engine-context.ts";
 
 /** The one native function a pinned buffer / a graph needs to free itself. */
 type HostFreeFn = { trtb_engine_host_free(p: Pointer | null): unknown };
@@ -15,6 +14,11 @@ type GraphFreeFn = { trtb_engine_graph_destroy(p: Pointer | null): unknown };
 export const asPtr = (p: number): Pointer | null => (p === 0 ? null : (p as Pointer));
 
 /** @internal A device allocation's address and whether it was freed (shared with its context). */
+/** What device memory needs from the context that made it (an `EngineContext`): taking its cell back. */
+export interface MemOwner {
+  freeCell(cell: { ptr: number; freed: boolean }, owner: DeviceMem): void;
+}
+
 export interface Cell {
   ptr: number;
   freed: boolean;
@@ -23,7 +27,7 @@ export interface Cell {
 // Access to private state, set up in the classes' static blocks (declared first: static blocks
 // run when the class is defined) and exported below for the other engine*.ts files only.
 let memAddrOf: (m: DeviceMem, off: number, need: number) => number;
-let memCtxOf: (m: DeviceMem) => EngineContext;
+let memCtxOf: (m: DeviceMem) => MemOwner;
 let memCellOf: (m: DeviceMem) => Cell;
 let hostAddrOf: (h: PinnedHost, off: number, need: number) => number;
 let graphHandleOf: (g: Graph) => number;
@@ -31,7 +35,7 @@ let graphHandleOf: (g: Graph) => number;
 /** @internal The address `off` bytes into `m`, checked for `need` bytes; throws when destroyed. */
 export const memAddr = (m: DeviceMem, off: number, need: number): number => memAddrOf(m, off, need);
 /** @internal The context that owns `m`. */
-export const memCtx = (m: DeviceMem): EngineContext => memCtxOf(m);
+export const memCtx = (m: DeviceMem): MemOwner => memCtxOf(m);
 /** @internal The allocation cell of `m`. */
 export const memCell = (m: DeviceMem): Cell => memCellOf(m);
 /** @internal The address `off` bytes into `h`, checked for `need` bytes; throws when destroyed. */
@@ -41,10 +45,10 @@ export const graphHandle = (g: Graph): number => graphHandleOf(g);
 
 /** Device memory owned by a context. */
 export class DeviceMem implements Disposable {
-  readonly #ctx: EngineContext;
+  readonly #ctx: MemOwner;
   readonly #cell: Cell;
   /** @internal Use `ctx.alloc()`. */
-  constructor(ctx: EngineContext, cell: Cell, readonly bytes: number, readonly label: string) {
+  constructor(ctx: MemOwner, cell: Cell, readonly bytes: number, readonly label: string) {
     this.#ctx = ctx;
     this.#cell = cell;
   }

@@ -9,7 +9,7 @@ import { TrtbError } from "../errors.ts";
 import { type Checker, makeChecker } from "./check.ts";
 import type { QuantKernelParams } from "./quant-params.ts";
 import type { CpuSymbols } from "./symbols.ts";
-import { DTYPE_CODE, encodeQuantParams, GEMM_FLAG, GEMM_ISA_CODE } from "./symbols.ts";
+import { ACT_CODE, DTYPE_CODE, encodeQuantParams, GEMM_FLAG, GEMM_ISA_CODE } from "./symbols.ts";
 
 /** Kernel sets of `gemmF32` (`trtb_gemm_isa`). */
 export type GemmIsa = keyof typeof GEMM_ISA_CODE;
@@ -72,6 +72,11 @@ export interface Native {
    * src/numeric.ts. Throws `TrtbError` (`NATIVE_DTYPE`, `NATIVE_SIZE`).
    */
   findNonFinite(src: Uint8Array, dtype: DType): number;
+  /**
+   * `trtb_gated_act_f32`: y[r·cols + c] = act(a[r·lda + c]) · g[r·ldg + c] for rows × cols, in f32
+   * (a few ulp from exact; the same on every CPU). Throws `TrtbError` (`NATIVE_SIZE`, `NATIVE_INVALID_ARG`).
+   */
+  gatedAct(a: Float32Array, g: Float32Array, y: Float32Array, rows: number, cols: number, act: keyof typeof ACT_CODE, lda?: number, ldg?: number): void;
 }
 
 function f32Arg(name: string, a: Float32Array): Float32Array | null {
@@ -174,6 +179,15 @@ export class NativeLib implements Native {
         f32Arg("x", x), x.byteLength, f32Arg("w", w), w.byteLength, bp, bp === null ? 0 : bias!.byteLength, f32Arg("y", y), y.byteLength,
         sizeArg("m", m), sizeArg("n", n), sizeArg("k", k), ldx, ldw, ldy, kn ? GEMM_FLAG.W_KN : 0,
       ),
+    );
+  }
+
+  gatedAct(a: Float32Array, g: Float32Array, y: Float32Array, rows: number, cols: number, act: keyof typeof ACT_CODE, lda = cols, ldg = cols): void {
+    const code = ACT_CODE[act];
+    if (code === undefined) throw new TrtbError("NATIVE_INVALID_ARG", `unknown activation ${String(act)}`);
+    this.#check(
+      this.#s.trtb_gated_act_f32(f32Arg("a", a), a.byteLength, f32Arg("g", g), g.byteLength, f32Arg("y", y), y.byteLength,
+        sizeArg("rows", rows), sizeArg("cols", cols), sizeArg("lda", lda), sizeArg("ldg", ldg), code),
     );
   }
 

@@ -30,6 +30,7 @@ export const CPU_SYMBOLS = {
   trtb_gemm_isa: { args: ["i32"], returns: "i32" },
   // ABI 5: numeric sanity
   trtb_find_nonfinite: { args: ["ptr", "u64", "i32", "ptr"], returns: "i32" },
+  trtb_gated_act_f32: { args: ["ptr", "u64", "ptr", "u64", "ptr", "u64", "u64", "u64", "u64", "u64", "i32"], returns: "i32" },
 } as const;
 
 /** libtrtb_cuda.so: devices, streams, device memory and GPU kernels. */
@@ -94,6 +95,8 @@ export const DEVICE_PROPS = { size: 280, major: 4, minor: 8, multiprocessors: 12
 /** `TRTB_GEMM_ISA_*` kernel sets of `trtb_gemm_f32` (and the `TRTB_GEMM_W_KN` flag). */
 export const GEMM_ISA_CODE = { auto: 0, portable: 1, avx2: 2, avx512: 3 } as const;
 export const GEMM_FLAG = { W_KN: 1 << 0 } as const;
+/** `TRTB_ACT_*` of `trtb_gated_act_f32`. */
+export const ACT_CODE = { silu: 1, gelu_tanh: 2 } as const;
 
 /** `trtb_qformat` values. */
 export const QFORMAT_CODE = { int8: 1, int4_packed_rows: 2, fp8_e4m3: 3 } as const;

@@ -49,6 +49,20 @@ export function linearF32(x: Float32Array, S: number, w: Float32Array, inF: numb
 /** Query rows per block of `attention` (scores of one block: ATTN_ROW_BLOCK × positions floats). */
 const ATTN_ROW_BLOCK = 64;
 
+const silu = (v: number) => v / (1 + Math.exp(-v));
+const geluTanh = (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
+
+/**
+ * The gated MLP's middle: out[s·I + i] = act(a[aOff + s·lda + i]) · g[gOff + s·ldg + i] for S × I,
+ * natively (f32, a few ulp) when libtrtb loads, else in f64 like the runner's `act`.
+ */
+export function gatedAct(out: Float32Array, act: "silu" | "gelu_tanh", a: Float32Array, aOff: number, lda: number, g: Float32Array, gOff: number, ldg: number, S: number, I: number): void {
+  const lib = cpuGemmLib();
+  if (lib) return lib.gatedAct(a.subarray(aOff), g.subarray(gOff), out, S, I, act, lda, ldg);
+  const f = act === "silu" ? silu : geluTanh;
+  for (let s = 0; s < S; s++) for (let i = 0; i < I; i++) out[s * I + i] = f(a[aOff + s * lda + i]!) * g[gOff + s * ldg + i]!;
+}
+
 /** One attention call: S new positions after pos0 cached ones, GQA heads, the family's score rules. */
 export interface AttentionSpec {
   S: number;

@@ -16,7 +16,7 @@ import { headSize, numKvHeads, type PretrainedConfig } from "../format/checkpoin
 import { TrtbError } from "../errors.ts";
 import type { F32Tensor, FullWeights } from "./merge.ts";
 import type { ModelSemantics } from "../models/common/semantics.ts";
-import { attention, linearF32 } from "./cpu-gemm.ts";
+import { attention, gatedAct, linearF32 } from "./cpu-gemm.ts";
 import { Sampler, type SamplingOptions } from "./sampling.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -193,10 +193,10 @@ export class CpuRunner {
     if (gate) {
       const a = linear(x, S, fc, this.opt(`${P}mlp.fc.bias`));
       const g = linear(x, S, gate, this.opt(`${P}mlp.gate.bias`));
-      for (let i = 0; i < hmid.length; i++) hmid[i] = this.act(a[i]!) * g[i]!;
+      gatedAct(hmid, this.settings.act, a, 0, I, g, 0, I, S, I);
     } else {
       const both = linear(x, S, fc, this.opt(`${P}mlp.fc.bias`));
-      for (let s = 0; s < S; s++) for (let i = 0; i < I; i++) hmid[s * I + i] = both[s * 2 * I + i]! * this.act(both[s * 2 * I + I + i]!);
+      gatedAct(hmid, this.settings.act, both, I, 2 * I, both, 0, 2 * I, S, I);
     }
     return linear(hmid, S, proj, this.opt(`${P}mlp.proj.bias`));
   }

@@ -2,7 +2,8 @@
  * libtrtb's f32 GEMM (`trtb_gemm_f32` through `Native.gemmF32`) against an f64 loop: random shapes
  * with odd sizes (m = 1, n and k off every block size), bias, leading dimensions, W as [n, k] or
  * [k, n], every kernel set this CPU has; each row's bits independent of m, n, the thread count and
- * zero-padding of k (what the runner's step ≡ prefill guarantee rests on); status codes. Needs
+ * zero-padding of k (what the runner's step ≡ prefill guarantee rests on); status codes. Also the
+ * MLP's gated activation (`trtb_gated_act_f32`) against f64 SiLU / tanh-GELU. Needs
  * build/libtrtb.so, skipped without it unless TRTB_REQUIRE_NATIVE=1.
  */
 import { afterAll, describe, expect, test } from "bun:test";
@@ -17,6 +18,14 @@ if (!native && process.env.TRTB_REQUIRE_NATIVE === "1") throw new Error("TRTB_RE
  * 4-level tree (or one chain for W [k, n]) over k ≤ 1100 stays far below this.
  */
 const GEMM_REL_TOL = 2e-5;
+/**
+ * |act(a)·g − f64| ≤ ACT_REL_TOL · |f64| + ACT_TAIL_TOL · |a·g|: an f32 exp of ~2 ulp and a few
+ * roundings; the second term covers act's exponential tail, where the f32 rounding of exp's
+ * argument (|z| up to ~30) is amplified and where the f64 reference itself loses digits (1 + tanh(u)
+ * for u ≪ 0 cancels to 0 in f64, while v / (1 + exp(-2u)) keeps the ~1e-27 value).
+ */
+const ACT_REL_TOL = 1e-6;
+const ACT_TAIL_TOL = 1e-9;
 
 let seed = 0x2545f491;
 function rand(n: number): Float32Array {
@@ -182,5 +191,44 @@ describe.skipIf(!native)("trtb_gemm_f32", () => {
     const big = new Float32Array(64);
     expectCode(() => n.gemmF32(big.subarray(0, 12), w, null, big.subarray(8, 23), 3, 5, 4), "NATIVE_INVALID_ARG", /overlaps/);
     expectCode(() => n.gemmF32(new Uint8Array(48) as unknown as Float32Array, w, null, y, 3, 5, 4), "NATIVE_INVALID_ARG", /Float32Array/);
+  });
+});
+
+describe.skipIf(!native)("trtb_gated_act_f32", () => {
+  const n = native!;
+  const ref = {
+    silu: (v: number) => v / (1 + Math.exp(-v)),
+    gelu_tanh: (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3))),
+  };
+  test("silu and tanh-GELU times the gate match f64 within ACT_REL_TOL, strided rows, extremes", () => {
+    const rows = 7;
+    const cols = 301;
+    const a = rand(rows * (cols + 5)).map((v, i) => (i % 97 === 0 ? [0, -0, 100, -100, 88, -88, 1e-30][i % 7]! : v * 12));
+    const g = rand(rows * (cols + 2));
+    for (const act of ["silu", "gelu_tanh"] as const) {
+      const y = new Float32Array(rows * cols);
+      n.gatedAct(a, g, y, rows, cols, act, cols + 5, cols + 2);
+      for (let r = 0; r < rows; r++)
+        for (let c = 0; c < cols; c++) {
+          const want = ref[act](a[r * (cols + 5) + c]!) * g[r * (cols + 2) + c]!;
+          const got = y[r * cols + c]!;
+          const ag = Math.abs(a[r * (cols + 5) + c]! * g[r * (cols + 2) + c]!);
+          if (!(Math.abs(got - want) <= ACT_REL_TOL * Math.abs(want) + ACT_TAIL_TOL * ag)) throw new Error(`${act}(${a[r * (cols + 5) + c]}) · ${g[r * (cols + 2) + c]}: ${got} vs ${want}`);
+        }
+    }
+    const nan = new Float32Array(1);
+    n.gatedAct(Float32Array.of(Number.NaN), Float32Array.of(1), nan, 1, 1, "silu");
+    expect(nan[0]).toBeNaN();
+  });
+
+  test("bad sizes and arguments are NATIVE_SIZE / NATIVE_INVALID_ARG", () => {
+    const a = new Float32Array(12);
+    const y = new Float32Array(12);
+    n.gatedAct(a, a, y, 3, 4, "silu");
+    expectCode(() => n.gatedAct(a.subarray(1), a, y, 3, 4, "silu"), "NATIVE_SIZE");
+    expectCode(() => n.gatedAct(a, a, y.subarray(1), 3, 4, "silu"), "NATIVE_SIZE");
+    expectCode(() => n.gatedAct(a, a, y, 3, 4, "silu", 3), "NATIVE_INVALID_ARG", /lda/);
+    expectCode(() => n.gatedAct(a, a, y, 3, 4, "relu" as "silu"), "NATIVE_INVALID_ARG");
+    expectCode(() => n.gatedAct(a, a, a, 3, 4, "silu"), "NATIVE_INVALID_ARG", /overlaps/);
   });
 });

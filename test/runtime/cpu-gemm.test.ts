@@ -1,13 +1,13 @@
 /**
  * The CPU runner's products (src/runtime/cpu-gemm.ts): the native linear and attention paths
- * against the TypeScript loops they replace (f64 sums), on GQA / sliding-window / soft-cap cases
+ * and the gated activation against the TypeScript loops they replace (f64), on GQA / sliding-window / soft-cap cases
  * with cached positions, and a whole forward pass with libtrtb against the TypeScript-only runner.
  * The native half is skipped without build/libtrtb.so unless TRTB_REQUIRE_NATIVE=1.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { convertCheckpoint, loadCpuRunner } from "../../src/index.ts";
 import { nativeLib } from "../../src/ffi/index.ts";
-import { attention, attentionTs, cpuGemmLib, linearF32, linearTs, setCpuGemmBackend } from "../../src/runtime/cpu-gemm.ts";
+import { attention, attentionTs, cpuGemmLib, gatedAct, linearF32, linearTs, setCpuGemmBackend } from "../../src/runtime/cpu-gemm.ts";
 import { fixture, relMaxErr, tempDir } from "../helpers.ts";
 
 const native = nativeLib();
@@ -59,8 +59,23 @@ describe.skipIf(!native)("cpu-gemm native paths", () => {
     }
   });
 
+  test("gatedAct (separate and fused [linear; activated] layouts) matches the TypeScript loop", () => {
+    const S = 5;
+    const I = 37;
+    const both = rand(S * 2 * I, 6);
+    for (const act of ["silu", "gelu_tanh"] as const) {
+      const fast = new Float32Array(S * I);
+      const ts = new Float32Array(S * I);
+      gatedAct(fast, act, both, I, 2 * I, both, 0, 2 * I, S, I);
+      setCpuGemmBackend("ts");
+      gatedAct(ts, act, both, I, 2 * I, both, 0, 2 * I, S, I);
+      setCpuGemmBackend("auto");
+      expect(relMaxErr(fast, ts)).toBeLessThanOrEqual(OP_REL_TOL);
+    }
+  });
+
   test("a forward pass through libtrtb matches the TypeScript-only runner (llama, gemma2)", async () => {
-    for (const name of ["llama", "gemma2"]) {
+    for (const name of ["llama", "gemma2", "phi3"]) {
       using d = tempDir();
       await convertCheckpoint({ modelDir: fixture(name), outputDir: d.path });
       const r = await loadCpuRunner(d.path);

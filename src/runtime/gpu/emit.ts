@@ -8,63 +8,8 @@ import { TrtbError } from "../../errors.ts";
 import { type DeviceMem, type DevRef, type Dt, Program } from "../../ffi/engine.ts";
 import { type PlanGemmSite, tacticFor, woSite } from "../../engine/plan.ts";
 import { woPackedBytes } from "../../engine/wo-layout.ts";
-import { align, type DecodeLayout, F32, I32, type PrefillLayout } from "./schedule.ts";
+import { allocActivations, ATTN_COUNTERS, type DecodeLayout, F32, I32, nsplit, type PrefillLayout } from "./buffers.ts";
 import type { RunnerState } from "./state.ts";
-
-/** u32 counters at the start of the split-K attention workspace (trtb_engine.h, ATTN_DECODE). */
-const ATTN_COUNTERS = 65536;
-
-/** Split-K factor of decode attention for B rows. */
-export function nsplit(s: RunnerState, B: number): number {
-  const want = Math.ceil((2 * s.sms) / Math.max(1, B * s.desc.num_kv_heads));
-  return Math.max(1, Math.min(want, Math.ceil(s.maxSeqLen / 16), 128));
-}
-
-/**
- * The activation buffers of a forward of up to maxNumTokens tokens (maxBatchSize rows through the
- * head), in one allocation taken by `keep`; fills `iota` and zeroes the split-K counters.
- * Returns the buffers by name and the allocation's size.
- */
-export function allocActivations(s: RunnerState, keep: (m: DeviceMem) => DeviceMem): { b: Record<string, DevRef>; bytes: number } {
-  const d = s.desc;
-  const ctx = s.ctx;
-  const exact = s.numerics === "exact";
-  const T = s.maxNumTokens;
-  const H = d.hidden_size;
-  const I = d.intermediate_size;
-  const R = s.maxBatchSize;
-  const es = s.aes;
-  const nHD = d.num_heads * d.head_size;
-  const nsplitMax = nsplit(s, 1);
-  const sizes: Record<string, number> = {
-    res: T * H * F32, h: T * H * es, qkv: T * d.qkv_rows * F32, q: T * nHD * F32, ctx: T * nHD * es, dense: T * H * F32,
-    fc: T * 2 * I * (exact ? F32 : es), act: T * I * es, proj: T * H * F32, hg: R * H * es, logits: R * d.lm_head_rows * F32, outIds: R * I32,
-    attnWs: ATTN_COUNTERS * 4 + R * d.num_heads * nsplitMax * (d.head_size + 2) * F32, iota: T * I32,
-  };
-  // exact numerics: the two 16-bit halves of a GEMM input of up to T rows
-  if (exact) sizes.scratch = 2 * T * Math.max(H, nHD, I) * 2;
-  // weight-only GEMMs beyond 64 rows expand their weights to 16 bits here (the largest matrix)
-  if (d.weight_only && T > 64) sizes.deq = Math.max(d.qkv_rows * H, H * nHD, 2 * I * H) * 2;
-  if (d.moe) {
-    const k = d.moe.top_k;
-    Object.assign(sizes, { routeIds: T * k * I32, routeW: T * k * F32, moeOut: T * H * F32, xe: T * H * es, ye: T * H * F32, moeIdx: T * k * I32, moeW: T * k * F32 });
-  }
-  let total = 0;
-  const offs: Record<string, number> = {};
-  for (const [k, v] of Object.entries(sizes)) {
-    offs[k] = total;
-    total += align(v);
-  }
-  const act = keep(ctx.alloc(total, "activations"));
-  const b: Record<string, DevRef> = {};
-  for (const k of Object.keys(sizes)) b[k] = act.at(offs[k]!);
-  const iota = new Int32Array(T);
-  for (let i = 0; i < T; i++) iota[i] = i;
-  ctx.upload(b.iota!, new Uint8Array(iota.buffer));
-  // split-K attention counters start (and stay, between launches) at zero
-  ctx.exec(new Program().memset(b.attnWs!, 0, ATTN_COUNTERS * 4));
-  return { b, bytes: total };
-}
 
 /** Context tactic id of GEMM site `site` for m rows (-1: cuBLASLt's heuristic). */
 function tactic(s: RunnerState, site: string, m: number): number {

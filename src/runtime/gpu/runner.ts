@@ -43,33 +43,11 @@ import { decodeProgram, emitHead, prefillProgram } from "./emit.ts";
 import { type OpTimes, profileDecode, profilePrefill } from "./profile.ts";
 import { GREEDY, type SampleRow, type SamplingOptions, samplingRow } from "./sampling.ts";
 import { checkBatch, chunks, type DecodeLayout, F32, I32, type SeqPiece, writeDecode, writeDecodeRows, writePrefill } from "./schedule.ts";
-import { RunnerState } from "./state.ts";
+import { type RunnerOptions, RunnerState } from "./state.ts";
 
 export type { SamplingOptions } from "./sampling.ts";
 
-export interface RunnerOptions {
-  /** CUDA device (default 0). */
-  device?: number;
-  /** Most sequences per call (≤ the engine's max_batch_size; default min(engine, 64)). */
-  maxBatchSize?: number;
-  /** Most tokens per forward pass (≤ the engine's max_num_tokens; default the engine's). */
-  maxNumTokens?: number;
-  /** Tokens the KV cache holds (default: min(maxBatchSize × max_seq_len, fraction of free memory)). */
-  maxKvTokens?: number;
-  /** Share of free device memory the KV cache may take when maxKvTokens is not given (0.9). */
-  kvCacheFreeGpuMemFraction?: number;
-  /** Replay decode steps from CUDA graphs (default true). */
-  cudaGraphs?: boolean;
-  /** Run on this context instead of a new one on `device` (embedding; a CPU emulation in tests). */
-  context?: { ctx: EngineContext; info: EngineDeviceInfo };
-  /**
-   * "fast" (default): activations enter the GEMMs and the KV cache in the model dtype, as
-   * TensorRT-LLM does (logits within ~1e-2 of fp32). "exact": activations and the KV cache stay
-   * f32; GEMMs read f32 inputs (GEMV for ≤ 8 rows, else two 16-bit halves: 2× GEMM work), so
-   * results follow the fp32 CPU reference runner (same greedy ids even at near-ties).
-   */
-  numerics?: "fast" | "exact";
-}
+export type { RunnerOptions };
 
 export interface GenerateOptions {
   maxNewTokens: number;

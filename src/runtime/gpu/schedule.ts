@@ -11,20 +11,9 @@ import { slotOf } from "./kv-cache.ts";
 import { type SampleRow, writeSampleRow } from "./sampling.ts";
 import type { RunnerState } from "./state.ts";
 
-export const I32 = 4;
-export const F32 = 4;
-export const align = (n: number, a = 256) => Math.ceil(n / a) * a;
-/** Query rows per prefill attention tile (trtb_engine.h, ATTN_PREFILL). */
-export const PREFILL_TILE = 64;
+import { type DecodeLayout, decodeLayout, prefillLayout } from "./buffers.ts";
 
-/** Byte offsets into the input block of a prefill. */
-export interface PrefillLayout {
-  ids: number; pos: number; slot: number; tiles: number; cuQ: number; pos0: number; lastIdx: number; params: number; table: number; bytes: number;
-}
-/** Byte offsets into the input block of a decode step. */
-export interface DecodeLayout {
-  ids: number; pos: number; slot: number; ctxLen: number; params: number; table: number; bytes: number;
-}
+export { align, type DecodeLayout, decodeLayout, F32, I32, maxTiles, PREFILL_TILE, type PrefillLayout, prefillLayout } from "./buffers.ts";
 
 export interface SeqPiece {
   /** index of the sequence in the caller's batch */
@@ -34,38 +23,6 @@ export interface SeqPiece {
   n: number;
   /** the piece ends the prompt: its last token's logits are wanted */
   last: boolean;
-}
-
-/** Most prefill attention tiles of one chunk. */
-export function maxTiles(s: RunnerState): number {
-  return Math.ceil(s.maxNumTokens / s.bq) + s.maxBatchSize;
-}
-
-// ---- input layouts (byte offsets into the input block) ------------------------------------------
-
-export function prefillLayout(s: RunnerState, T: number, nseq: number, nTiles: number): PrefillLayout {
-  let o = 0;
-  const take = (n: number) => {
-    const at = o;
-    o += align(n, 16);
-    return at;
-  };
-  const ids = take(T * I32), pos = take(T * I32), slot = take(T * I32), tiles = take(2 * nTiles * I32);
-  const cuQ = take((nseq + 1) * I32), pos0 = take(nseq * I32), lastIdx = take(nseq * I32);
-  const params = take(nseq * SAMPLE_PARAMS_BYTES), table = take(nseq * s.maxBlocksPerSeq * I32);
-  return { ids, pos, slot, tiles, cuQ, pos0, lastIdx, params, table, bytes: o };
-}
-
-export function decodeLayout(s: RunnerState, B: number): DecodeLayout {
-  let o = 0;
-  const take = (n: number) => {
-    const at = o;
-    o += align(n, 16);
-    return at;
-  };
-  const ids = take(B * I32), pos = take(B * I32), slot = take(B * I32), ctxLen = take(B * I32);
-  const params = take(B * SAMPLE_PARAMS_BYTES), table = take(B * s.maxBlocksPerSeq * I32);
-  return { ids, pos, slot, ctxLen, params, table, bytes: o };
 }
 
 /** `n` i32 of the pinned input block at byte `off`. */

@@ -9,11 +9,33 @@ import { log } from "../../log.ts";
 import { type DeviceMem, type DevRef, type Dt, type EngineContext, type EngineDeviceInfo, engineLib, type PinnedHost } from "../../ffi/engine.ts";
 import type { Engine } from "../../engine/engine.ts";
 import type { EngineModelDesc, EnginePlan } from "../../engine/plan.ts";
-import { allocActivations } from "./emit.ts";
 import { BlockAllocator } from "./kv-cache.ts";
-import type { RunnerOptions } from "./runner.ts";
-import { decodeLayout, F32, I32, maxTiles, PREFILL_TILE, prefillLayout } from "./schedule.ts";
+import { allocActivations, decodeLayout, F32, I32, maxTiles, PREFILL_TILE, prefillLayout } from "./buffers.ts";
 import { DeviceWeights } from "./weights.ts";
+
+export interface RunnerOptions {
+  /** CUDA device (default 0). */
+  device?: number;
+  /** Most sequences per call (≤ the engine's max_batch_size; default min(engine, 64)). */
+  maxBatchSize?: number;
+  /** Most tokens per forward pass (≤ the engine's max_num_tokens; default the engine's). */
+  maxNumTokens?: number;
+  /** Tokens the KV cache holds (default: min(maxBatchSize × max_seq_len, fraction of free memory)). */
+  maxKvTokens?: number;
+  /** Share of free device memory the KV cache may take when maxKvTokens is not given (0.9). */
+  kvCacheFreeGpuMemFraction?: number;
+  /** Replay decode steps from CUDA graphs (default true). */
+  cudaGraphs?: boolean;
+  /** Run on this context instead of a new one on `device` (embedding; a CPU emulation in tests). */
+  context?: { ctx: EngineContext; info: EngineDeviceInfo };
+  /**
+   * "fast" (default): activations enter the GEMMs and the KV cache in the model dtype, as
+   * TensorRT-LLM does (logits within ~1e-2 of fp32). "exact": activations and the KV cache stay
+   * f32; GEMMs read f32 inputs (GEMV for ≤ 8 rows, else two 16-bit halves: 2× GEMM work), so
+   * results follow the fp32 CPU reference runner (same greedy ids even at near-ties).
+   */
+  numerics?: "fast" | "exact";
+}
 
 export class RunnerState {
   readonly desc: EngineModelDesc;
