@@ -50,6 +50,8 @@ export interface QuantizeOptions {
   awqClip?: boolean;
   /** KV-cache scale rule: "kv" (modelopt, max |k|,|v|; default) or "qkv" (TRT-LLM --int8_kv_cache, max |q|,|k|,|v|). */
   kvScaleRule?: KvScaleRule;
+  /** W8A8_SQ_PER_CHANNEL / AWQ formats without their smoothing (unit prequant): the baseline the smoothing is measured against. */
+  noSmoothing?: boolean;
   onCalibProgress?: (done: number, total: number) => void;
 }
 
@@ -75,7 +77,7 @@ export async function quantize(hfDir: string, outDir: string, quantConfig: Parti
   let calibration: QuantizeResult["calibration"];
   let plan;
   if (calibrate) {
-    const smoothing: SmoothingKind = algo === "W4A16_AWQ" || algo === "W4A8_AWQ" ? "awq" : algo === "W8A8_SQ_PER_CHANNEL" ? "smoothquant" : "none";
+    const smoothing: SmoothingKind = opts.noSmoothing ? "none" : algo === "W4A16_AWQ" || algo === "W4A8_AWQ" ? "awq" : algo === "W8A8_SQ_PER_CHANNEL" ? "smoothquant" : "none";
     let stats = opts.calibStats;
     const tokDir = typeof opts.tokenizerDir === "string" ? opts.tokenizerDir : undefined;
     const runner = stats

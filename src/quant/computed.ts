@@ -5,6 +5,7 @@
  */
 import { type DType, DTYPE_SIZE } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
+import { castInto } from "../tensor/cast.ts";
 import { LazyTensor } from "../tensor/lazy.ts";
 
 export class ComputedBytes extends LazyTensor {
@@ -21,9 +22,11 @@ export class ComputedBytes extends LazyTensor {
     return this.#bytes;
   }
   writeRange(dst: Uint8Array, dtype: DType, start: number, count: number): void {
-    if (dtype !== this.dtype) throw new TrtbError("QUANT_DTYPE", `${this.name}: a ${this.dtype} tensor cannot be written as ${dtype}`, { tensor: this.name });
-    const es = DTYPE_SIZE[dtype];
-    dst.set(this.bytes().subarray(start * es, (start + count) * es));
+    const es = DTYPE_SIZE[this.dtype];
+    const src = this.bytes().subarray(start * es, (start + count) * es);
+    if (dtype === this.dtype) dst.set(src);
+    else if (this.dtype === "F8_E4M3" || this.dtype === "I8") throw new TrtbError("QUANT_DTYPE", `${this.name}: a ${this.dtype} tensor cannot be written as ${dtype}`, { tensor: this.name });
+    else castInto(src, this.dtype, dst, dtype);
     if (start + count === this.numel) this.#bytes = null;
   }
 }
