@@ -24,6 +24,7 @@ import { familyForHF, familyForMeta } from "./models/registry.ts";
 import { applyQuantConfig } from "./quant/apply.ts";
 import { type QuantBackend, type QuantDevice, quantBackend } from "./quant/backend.ts";
 import { releaseQuantScratch } from "./quant/lazy.ts";
+import type { CalibPlan } from "./quant/calib-plan.ts";
 import type { TensorSource } from "./tensor.ts";
 import { carryTokenizerFiles, checkTokenizerDir } from "./text/files.ts";
 import { prepareCheckpointDir, writeFileAtomic } from "./util/fs.ts";
@@ -46,6 +47,8 @@ export interface ConvertOptions {
   quantConfig?: Partial<QuantConfig>;
   /** Where quantization kernels run (default cpu). */
   device?: QuantDevice;
+  /** Calibration statistics for calibrated formats (`quantize` fills it from a calibration dataset). */
+  calibration?: CalibPlan;
   /** Ranks converted at once, each in its own worker thread (default 1: one after another). */
   workers?: number;
   /** Progress over all ranks: bytes written so far, total bytes, current rank. */
@@ -116,13 +119,13 @@ async function plan(opts: ConvertOptions, mapping: Mapping): Promise<Plan> {
     src.close();
   };
   try {
-    if (opts.quantConfig?.quant_algo) {
+    if (opts.quantConfig?.quant_algo || opts.quantConfig?.kv_cache_quant_algo) {
       applyQuantConfig(cfg, opts.quantConfig);
       backend = quantBackend(opts.device ?? "cpu");
     }
     const models = Array.from({ length: mapping.worldSize }, (_, r) => {
       const model = new DecoderModel(family, cfg, mapping.withRank(r));
-      model.load(convertRank({ cfg, mapping: model.mapping, src, srcLabel: label, quantBackend: backend }, family.table(cfg, src)));
+      model.load(convertRank({ cfg, mapping: model.mapping, src, srcLabel: label, quantBackend: backend, calibration: opts.calibration }, family.table(cfg, src)));
       return model;
     });
     return { cfg, models, close };

@@ -110,6 +110,15 @@ export const ERROR_CODES = {
   QUANT_DTYPE: "a quantized tensor asked for in another dtype",
   QUANT_PARAMS: "invalid quantization kernel parameters",
   QUANT_SIZE: "a quantization buffer has the wrong size",
+  QUANT_NEEDS_CALIB: "a format that needs calibration statistics was asked for without them",
+  // calibration (statistics for FP8, AWQ, SmoothQuant, KV-cache scales)
+  CALIB_DATA_MISSING: "the calibration file does not exist or is not a file",
+  CALIB_DATA_EMPTY: "the calibration file is empty or holds no usable text / tokens",
+  CALIB_DATA_INVALID: "the calibration file has an unknown format, a malformed line or tensor, or an id outside the vocabulary",
+  CALIB_TOO_SMALL: "calib_size asks for more samples than the calibration data holds",
+  CALIB_NO_DATA: "calibration is needed but no calibration dataset was given",
+  CALIB_BAD_OPTION: "an invalid calib_size / calib_max_seq_length / batch_size / seed",
+  CALIB_NO_TOKENIZER: "a text calibration file without a tokenizer in the model directory",
   // the native shim
   NATIVE_NOT_FOUND: "libtrtb could not be loaded",
   NATIVE_INVALID_ARG: "the shim refused an argument",

@@ -25,7 +25,13 @@ export { Phi3ForCausalLM } from "./models/phi3/model.ts";
 export { MixtralForCausalLM } from "./models/mixtral/model.ts";
 export { supportedHFArchitectures } from "./models/registry.ts";
 export { convertCheckpoint, type ConvertOptions } from "./convert.ts";
-export { quantize, type QuantizeOptions } from "./quantize.ts";
+export { quantize, type QuantizeOptions, type QuantizeResult } from "./quantize.ts";
+export {
+  CALIB_DEFAULT_BATCH_SIZE, CALIB_DEFAULT_MAX_SEQ_LENGTH, CALIB_DEFAULT_SEED, CALIB_DEFAULT_SIZE, CALIB_RANDOM, calibrationStats, type CalibrationOptions,
+  planCalibration, readCalibData,
+} from "./calib/index.ts";
+export { CALIBRATED_QFORMATS, QFORMAT_ALGO } from "./quant/scheme.ts";
+export type { CalibPlan, CalibStats } from "./quant/calib-plan.ts";
 export { CpuRunner, loadCpuRunner } from "./runtime/index.ts";
 export { capNewTokens, readInputIds, writeRunOutputs } from "./runtime/io.ts";
 export { guardOutput, type GuardInput } from "./util/output-guard.ts";

@@ -43,7 +43,11 @@ import type { QuantBackend } from "./backend.ts";
 import type { FloatDType, QuantKernelParams } from "./kernel.ts";
 import { OnesTensor, QuantizedLinear, QuantTensor, ScaleTensor } from "./lazy.ts";
 import { excludeList, isExcluded, type LinearInfo } from "./modules.ts";
-import { bytesOf, dequantizeF32, f32Tensor, matrixOf, type QuantScheme } from "./scheme.ts";
+import { bytesOf, dequantizeF32, f32Tensor, inputSlice, matrixOf, type QuantScheme, type SchemeContext } from "./scheme.ts";
+import { type CalibPlan, globalModule, planOf } from "./calib-plan.ts";
+import { clipRowToBlocks } from "./awq-clip.ts";
+import { smoothedRank } from "./int8-sq.ts";
+import { cast } from "../tensor/lazy.ts";
 
 export const AWQ_GROUP_SIZES = [64, 128] as const;
 /** The MoE expert module, excluded for MoE models (see the file comment). */
@@ -97,7 +101,8 @@ export const int4Awq: QuantScheme = {
     };
   },
 
-  quantize(l, w, q, modelDtype, backend: QuantBackend): LazyTensor[] {
+  quantize(l, w, q, modelDtype, backend: QuantBackend, ctx?: SchemeContext): LazyTensor[] {
+    if (ctx?.plan) return awqCalibrated(l, w, q, modelDtype, backend, ctx.plan, ctx);
     const [wSpec, sSpec, pSpec] = int4Awq.params(l, modelDtype, q) as [ParamSpec, ParamSpec, ParamSpec];
     const owner = new QuantizedLinear(w, int4Awq.kernelParams(l, modelDtype, q), backend);
     return [
@@ -123,3 +128,28 @@ export const int4Awq: QuantScheme = {
     });
   },
 };
+
+/**
+ * W4A16_AWQ from calibration (`--qformat int4_awq`): the rank weight divided column-wise by its
+ * slice of the searched prequant (src/calib/awq.ts), clipped per (row, group) when the plan's clip
+ * search is on (awq-clip.ts), then the same int4 kernel as above on the f32 result. The stored
+ * prequant_scaling_factor is the plan's (model dtype), sliced for row-parallel layers.
+ */
+export function awqCalibrated(l: LinearInfo, w: LazyTensor, q: QuantConfig, modelDtype: FloatDType, backend: QuantBackend, plan: CalibPlan, ctx: SchemeContext): LazyTensor[] {
+  const [wSpec, sSpec, pSpec] = int4Awq.params(l, modelDtype, q) as [ParamSpec, ParamSpec, ParamSpec];
+  const p = planOf(plan, globalModule(l.module, l.layer), "AWQ");
+  const [out, inF] = l.shape as [number, number];
+  const G = q.group_size;
+  const pre = p.pre ? inputSlice(p.pre, l, ctx.mapping) : undefined;
+  const g0 = l.rowParallel ? (ctx.mapping.tpRank * inF) / G : 0;
+  const smoothed = f32Tensor(`${l.module}.weight`, l.shape, () => {
+    const v = smoothedRank(w, pre);
+    if (plan.awqClip && p.gramBlocks) for (let o = 0; o < out; o++) clipRowToBlocks(v, o * inF, inF, G, p.gramBlocks, g0, modelDtype);
+    return v;
+  });
+  const owner = new QuantizedLinear(smoothed, { ...int4Awq.kernelParams(l, modelDtype, q), srcDtype: "F32" }, backend);
+  const preT = pre
+    ? cast(f32Tensor(pSpec.name, pSpec.shape, () => Float32Array.from(pre)), modelDtype)
+    : new OnesTensor(pSpec.name, modelDtype, pSpec.shape);
+  return [new QuantTensor(wSpec.name, "I8", wSpec.shape, owner), new ScaleTensor(sSpec.name, sSpec.shape, owner), preT];
+}

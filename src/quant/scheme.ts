@@ -9,6 +9,8 @@
  *     dequantizes stored tensors (AWQ, FP8) or replays the build-time quantization (W8A16/W4A16).
  */
 import type { PretrainedConfig, QuantAlgo, QuantConfig } from "../format/checkpoint-config.ts";
+import type { Mapping } from "../mapping.ts";
+import type { CalibPlan } from "./calib-plan.ts";
 import type { DType } from "../dtype.ts";
 import type { ParamSpec } from "../tensor.ts";
 import type { LazyTensor } from "../tensor/lazy.ts";
@@ -17,9 +19,25 @@ import { type FloatDType, type QuantKernelParams, quantSizes } from "./kernel.ts
 import { ComputedF32, fpBytesOf } from "./lazy.ts";
 import type { LinearInfo } from "./modules.ts";
 
-/** `--qformat` names of `trtllm quantize` (modelopt's names; `int4_awq_rtn` = AWQ layout without calibration). */
-export const QFORMATS = ["int8_wo", "int4_wo", "int4_awq_rtn", "fp8_rowwise"] as const;
+/**
+ * `--qformat` names of `trtllm quantize` (modelopt's names; `int4_awq_rtn` = AWQ layout without
+ * calibration). The calibrated ones need a statistics pass (src/calib/).
+ */
+export const QFORMATS = ["int8_wo", "int4_wo", "int4_awq_rtn", "fp8_rowwise", "fp8", "int4_awq", "w4a8_awq", "int8_sq"] as const;
 export type QFormatName = (typeof QFORMATS)[number];
+/** The quant_algo each qformat writes (modelopt's get_modelopt_qformat, inverted). */
+export const QFORMAT_ALGO: Record<QFormatName, QuantAlgo> = {
+  int8_wo: "W8A16", int4_wo: "W4A16", int4_awq_rtn: "W4A16_AWQ", fp8_rowwise: "FP8_PER_CHANNEL_PER_TOKEN",
+  fp8: "FP8", int4_awq: "W4A16_AWQ", w4a8_awq: "W4A8_AWQ", int8_sq: "W8A8_SQ_PER_CHANNEL",
+};
+/** qformats that need calibration data. */
+export const CALIBRATED_QFORMATS: readonly QFormatName[] = ["fp8", "int4_awq", "w4a8_awq", "int8_sq"];
+
+/** What a scheme may need besides the rank's fp weight: the rank's mapping and the calibration plan. */
+export interface SchemeContext {
+  mapping: Mapping;
+  plan?: CalibPlan;
+}
 
 export interface QuantScheme {
   readonly algo: QuantAlgo;
@@ -34,8 +52,10 @@ export interface QuantScheme {
   params(l: LinearInfo, dtype: DType, q: QuantConfig): ParamSpec[];
   /** Kernel parameters for one linear. */
   kernelParams(l: LinearInfo, modelDtype: FloatDType, q: QuantConfig): QuantKernelParams;
-  /** Lazy tensors for `params`, computed from the rank's fp weight. */
-  quantize(l: LinearInfo, w: LazyTensor, q: QuantConfig, modelDtype: FloatDType, backend: QuantBackend): LazyTensor[];
+  /** Lazy tensors for `params`, computed from the rank's fp weight (and the calibration plan, for calibrated schemes). */
+  quantize(l: LinearInfo, w: LazyTensor, q: QuantConfig, modelDtype: FloatDType, backend: QuantBackend, ctx: SchemeContext): LazyTensor[];
+  /** Suffixes of the tensors `effectiveWeight` consumes (hidden from the runner); default weights_scaling_factor, prequant_scaling_factor, per_channel_scale. */
+  readonly runnerHides?: readonly string[];
   /** The f32 weight ([out, in] or [E, out, in]) the engine computes with, from the rank's tensors. */
   effectiveWeight(l: LinearInfo, get: (name: string) => LazyTensor, q: QuantConfig, modelDtype: FloatDType, backend: QuantBackend): LazyTensor;
 }
@@ -71,4 +91,21 @@ export function f32Tensor(name: string, shape: readonly number[], fn: () => Floa
 /** Bytes of a stored tensor (read whole). */
 export function bytesOf(t: LazyTensor): Uint8Array {
   return t.directBytes() ?? t.bytes();
+}
+
+/** The rank's fp weight as f32 values. */
+export function valuesF32(w: LazyTensor): Float32Array {
+  const out = new Float32Array(w.numel);
+  w.writeRange(new Uint8Array(out.buffer), "F32", 0, w.numel);
+  return out;
+}
+
+/**
+ * The rank's slice of a full-input-size vector (prequant, smoothing): column-parallel layers keep the
+ * whole input dim, row-parallel ones (dense, proj) take their TP slice.
+ */
+export function inputSlice(v: Float32Array, l: LinearInfo, m: Mapping): Float32Array {
+  const inF = l.shape[l.shape.length - 1]!;
+  if (!l.rowParallel) return v;
+  return v.subarray(m.tpRank * inF, (m.tpRank + 1) * inF);
 }

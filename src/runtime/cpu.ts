@@ -54,9 +54,38 @@ function softmaxInPlace(a: Float64Array | Float32Array, n: number): void {
 
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * An optional observer / fake-quantizer the runner calls around its decoder linears and the KV
+ * cache: calibration statistics (src/calib/) and simulated activation / KV-cache quantization
+ * (src/runtime/quant-sim.ts). Kept apart from `linear`: the hooks see and may replace a linear's
+ * input, see its output, and may change K and V before they enter the cache.
+ * `module` is the global TRT-LLM module name, e.g. `transformer.layers.3.attention.qkv`.
+ */
+export interface CpuRunnerHooks {
+  /** Input x [S, inF] of a decoder linear; return an array to feed instead (fake quantization), or nothing. */
+  linearInput?(module: string, x: Float32Array, S: number, inF: number): Float32Array | void;
+  /** Output y [S, outF] of a decoder linear (bias added; before RoPE for qkv). */
+  linearOutput?(module: string, y: Float32Array, S: number, outF: number): void;
+  /** K and V [S, nKV·d] of `layer` after RoPE / q-k norm, before they are stored and attended to; may change them in place. */
+  kv?(layer: number, k: Float32Array, v: Float32Array, S: number): void;
+}
+
 export class CpuRunner {
-  /** `settings`: the family's semantics (`family.semantics(cfg)`), which this runner applies. */
-  constructor(readonly cfg: PretrainedConfig, readonly w: FullWeights, readonly settings: ModelSemantics) {}
+  /**
+   * `settings`: the family's semantics (`family.semantics(cfg)`), which this runner applies.
+   * `hooks`: see CpuRunnerHooks (settable later; null for none).
+   */
+  constructor(readonly cfg: PretrainedConfig, readonly w: FullWeights, readonly settings: ModelSemantics, public hooks: CpuRunnerHooks | null = null) {}
+
+  /** A decoder linear with the hooks around it (`linear` itself is untouched). */
+  private hooked(module: string, x: Float32Array, S: number, W: F32Tensor, b?: F32Tensor): Float32Array {
+    const h = this.hooks;
+    if (!h) return linear(x, S, W, b);
+    const xin = h.linearInput?.(module, x, S, W.shape[W.shape.length - 1]!) ?? x;
+    const y = linear(xin, S, W, b);
+    h.linearOutput?.(module, y, S, W.shape[0]!);
+    return y;
+  }
 
   private t(name: string): F32Tensor {
     const t = this.w.get(name);
@@ -121,7 +150,7 @@ export class CpuRunner {
 
     const hn = rmsNorm(x, S, H, this.t(`${P}input_layernorm.weight`).data, eps);
     const qkvW = this.t(`${P}attention.qkv.weight`);
-    const qkv = linear(hn, S, qkvW, this.opt(`${P}attention.qkv.bias`));
+    const qkv = this.hooked(`${P}attention.qkv`, hn, S, qkvW, this.opt(`${P}attention.qkv.bias`));
     const rows = qkvW.shape[0]!;
     const q = new Float32Array(S * nH * d);
     const k = new Float32Array(S * nKV * d);
@@ -139,6 +168,7 @@ export class CpuRunner {
     }
     this.rope(q, S, nH, d, pos0);
     this.rope(k, S, nKV, d, pos0);
+    this.hooks?.kv?.(l, k, v, S);
     // K and V of all positions so far: the cache's, then these S.
     const K = cache.k[l]!;
     const Vc = cache.v[l]!;
@@ -146,7 +176,7 @@ export class CpuRunner {
     Vc.set(v, pos0 * nKV * d);
 
     const ctx = attention(q, K, Vc, { S, pos0, nH, nKV, d, scale: st.attnScale, softcap: st.attnSoftcap, window: st.window(l) });
-    let attn = linear(ctx, S, this.t(`${P}attention.dense.weight`), this.opt(`${P}attention.dense.bias`));
+    let attn = this.hooked(`${P}attention.dense`, ctx, S, this.t(`${P}attention.dense.weight`), this.opt(`${P}attention.dense.bias`));
     if (st.sandwich) attn = rmsNorm(attn, S, H, this.t(`${P}post_layernorm.weight`).data, eps);
     const h1 = new Float32Array(S * H);
     for (let i = 0; i < h1.length; i++) h1[i] = x[i]! + attn[i]!;
@@ -191,14 +221,14 @@ export class CpuRunner {
     const I = proj.shape[1]!;
     const hmid = new Float32Array(S * I);
     if (gate) {
-      const a = linear(x, S, fc, this.opt(`${P}mlp.fc.bias`));
-      const g = linear(x, S, gate, this.opt(`${P}mlp.gate.bias`));
+      const a = this.hooked(`${P}mlp.fc`, x, S, fc, this.opt(`${P}mlp.fc.bias`));
+      const g = this.hooked(`${P}mlp.gate`, x, S, gate, this.opt(`${P}mlp.gate.bias`));
       gatedAct(hmid, this.settings.act, a, 0, I, g, 0, I, S, I);
     } else {
-      const both = linear(x, S, fc, this.opt(`${P}mlp.fc.bias`));
+      const both = this.hooked(`${P}mlp.fc`, x, S, fc, this.opt(`${P}mlp.fc.bias`));
       gatedAct(hmid, this.settings.act, both, I, 2 * I, both, 0, 2 * I, S, I);
     }
-    return linear(hmid, S, proj, this.opt(`${P}mlp.proj.bias`));
+    return this.hooked(`${P}mlp.proj`, hmid, S, proj, this.opt(`${P}mlp.proj.bias`));
   }
 
   /** Mixtral MoE: softmax over experts, top-k, renormalise, sum of expert MLPs. */

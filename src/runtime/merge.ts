@@ -55,7 +55,7 @@ export function mergeCheckpoint(dir: string, cfg: PretrainedConfig, fusedGateUp:
       const parts = stageRanks.map((r) => get(r, local));
       const suffix = local.replace(/^transformer\.layers\.\d+\./, "");
       let t: LazyTensor;
-      if (suffix.startsWith("attention.qkv.")) {
+      if (suffix === "attention.qkv.weight" || suffix === "attention.qkv.bias") {
         const qRows = (nH / tp) * d;
         const kvRows = kvpr * d;
         const q = concat(parts.map((p) => slice(p, 0, 0, qRows)), 0, global);
@@ -64,6 +64,8 @@ export function mergeCheckpoint(dir: string, cfg: PretrainedConfig, fusedGateUp:
         t = concat([q, k, v], 0, global);
       } else if (/^(attention\.dense|mlp\.proj)\.weight$/.test(suffix) && parts[0]!.shape.length === 2) {
         t = concat(parts, 1, global);
+      } else if (/^(attention\.dense|mlp\.proj)\.prequant_scaling_factor$/.test(suffix)) {
+        t = concat(parts, 0, global); // row-parallel: each rank holds its input slice
       } else if (suffix === "mlp.fc.weight" && parts[0]!.shape.length === 3) {
         t = mergeMoeFc(parts, m, global);
       } else if (suffix === "mlp.proj.weight" && parts[0]!.shape.length === 3) {

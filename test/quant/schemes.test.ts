@@ -210,7 +210,7 @@ test("unsupported algorithms and options are refused with clear codes", async ()
   const codeOf = (p: Promise<unknown>) => p.then(() => "none", (e) => (isTrtbError(e) ? e.code : String(e)));
   expect(await codeOf(quantize(fixture("llama"), out.path, { quant_algo: "W4A16_GPTQ" }))).toBe("QUANT_UNSUPPORTED");
   expect(await codeOf(quantize(fixture("llama"), out.path, { quant_algo: "W4A16_AWQ", group_size: 32 }))).toBe("QUANT_CONFIG");
-  expect(await codeOf(quantize(fixture("llama"), out.path, { quant_algo: "W8A16", kv_cache_quant_algo: "FP8" }))).toBe("QUANT_UNSUPPORTED");
+  expect(await codeOf(quantize(fixture("llama"), out.path, { quant_algo: "W8A16", kv_cache_quant_algo: "FP8" }))).toBe("CALIB_NO_DATA");
   expect(await codeOf(quantize(fixture("llama"), out.path, {}))).toBe("QUANT_CONFIG");
   expect(existsSync(join(out.path, "config.json"))).toBe(false);
 });

@@ -12,6 +12,7 @@ import { TrtbError } from "../../errors.ts";
 import type { Mapping } from "../../mapping.ts";
 import type { QuantBackend } from "../../quant/backend.ts";
 import { quantizeRankWeights } from "../../quant/apply.ts";
+import type { CalibPlan } from "../../quant/calib-plan.ts";
 import type { TensorSource } from "../../tensor.ts";
 import { cast, chunk, concat, type LazyTensor, lazy, mapF32, renamed, reshape, slice } from "../../tensor/lazy.ts";
 import { columnSplit, embeddingForRank, fuseQkvForRank, lmHeadForRank, rowSplit } from "./split.ts";
@@ -55,6 +56,8 @@ export interface ConvertContext {
   srcLabel: string;
   /** Where quantized configs run their kernel (default: the CPU library, or the TS fallback). */
   quantBackend?: QuantBackend;
+  /** Calibration statistics for calibrated formats (src/calib/). */
+  calibration?: CalibPlan;
 }
 
 function fill(template: string, L: number, i: number, E = 0): string {
@@ -206,5 +209,5 @@ export function convertRank(ctx: ConvertContext, table: FamilyTable): Map<string
   });
   if (m.isLastPpRank()) for (const r of table.last) emit(r, 0, 0);
   // Quantized configs: the scheme replaces its linears with lazily quantized tensors.
-  return quantizeRankWeights(out, cfg, m, ctx.quantBackend);
+  return quantizeRankWeights(out, cfg, m, ctx.quantBackend, ctx.calibration);
 }

@@ -1,0 +1,80 @@
+/**
+ * W4A8_AWQ (`--qformat w4a8_awq`, modelopt; spec §3.4): the calibrated W4A16_AWQ layout (int4-awq.ts,
+ * searched prequant, optional clipping) plus FP8 activations:
+ *   P.weight                    I8    [out/2, in]      as W4A16_AWQ
+ *   P.weights_scaling_factor    dtype [out, in/group]  as W4A16_AWQ (amax/7 per group)
+ *   P.prequant_scaling_factor   dtype [in]             as W4A16_AWQ
+ *   P.weights_scaling_factor_2  F32   [1]   amax(W/pre) / 448 over the full (unclipped) smoothed weight
+ *   P.activation_scaling_factor F32   [1]   max |x·pre| / 448 over the calibration tokens
+ * Build (spec): wsf /= wsf2 (fp16), prequant /= asf, alpha = asf·wsf2; the kernel turns int4·(wsf/wsf2)
+ * into e4m3 for the fp8 MMA. The runner simulates exactly that: weight = e4m3(q · f16(s/wsf2)) · wsf2,
+ * activations = e4m3(x·pre / asf) · asf.
+ * TP: both per-tensor scales computed before the split, replicated.
+ */
+import { type PretrainedConfig, type QuantConfig } from "../format/checkpoint-config.ts";
+import type { DType } from "../dtype.ts";
+import { bitsToF32, f32Bits } from "../numeric.ts";
+import type { ParamSpec } from "../tensor.ts";
+import type { LazyTensor } from "../tensor/lazy.ts";
+import { globalModule, planOf, tensorScale } from "./calib-plan.ts";
+import { f32Values } from "./computed.ts";
+import { FP8_MAX, refuseMoe, scalarOf } from "./fp8.ts";
+import { awqCalibrated, int4Awq } from "./int4-awq.ts";
+import { e4m3ToF32Bits, f32BitsToE4m3, type FloatDType, roundToDtypeBits } from "./kernel.ts";
+import type { LinearInfo } from "./modules.ts";
+import { bytesOf, dequantizeF32, f32Tensor, type QuantScheme } from "./scheme.ts";
+
+export const w4a8Awq: QuantScheme = {
+  algo: "W4A8_AWQ",
+  qformat: "w4a8_awq",
+  summary: "int4 AWQ weights (searched smoothing) with fp8 activations, calibrated",
+  runnerHides: [".weights_scaling_factor", ".weights_scaling_factor_2"],
+
+  configure(user: Partial<QuantConfig>, cfg: PretrainedConfig): QuantConfig {
+    refuseMoe(cfg, "W4A8_AWQ");
+    return { ...int4Awq.configure(user, cfg), quant_algo: "W4A8_AWQ" };
+  },
+  quantizes: (l, cfg, q) => int4Awq.quantizes(l, cfg, q),
+
+  params(l: LinearInfo, dtype: DType, q: QuantConfig): ParamSpec[] {
+    return [
+      ...int4Awq.params(l, dtype, q),
+      { name: `${l.module}.weights_scaling_factor_2`, shape: [1], dtype: "F32" },
+      { name: `${l.module}.activation_scaling_factor`, shape: [1], dtype: "F32" },
+    ];
+  },
+  kernelParams: (l, dt, q) => int4Awq.kernelParams(l, dt, q),
+
+  quantize(l, w, q, modelDtype, backend, ctx): LazyTensor[] {
+    const p = planOf(ctx.plan, globalModule(l.module, l.layer), "W4A8_AWQ");
+    const wsf2 = tensorScale(p.wAmax, FP8_MAX);
+    const asf = tensorScale(p.actAmax, FP8_MAX);
+    return [
+      ...awqCalibrated(l, w, q, modelDtype, backend, ctx.plan!, ctx),
+      f32Values(`${l.module}.weights_scaling_factor_2`, [1], () => Float32Array.of(wsf2)),
+      f32Values(`${l.module}.activation_scaling_factor`, [1], () => Float32Array.of(asf)),
+    ];
+  },
+
+  effectiveWeight(l, get, q, modelDtype, backend): LazyTensor {
+    const w = get(`${l.module}.weight`);
+    const s = get(`${l.module}.weights_scaling_factor`);
+    const wsf2 = scalarOf(get(`${l.module}.weights_scaling_factor_2`));
+    const [out, inF] = [w.shape[0]! * 2, w.shape[1]!];
+    const G = q.group_size;
+    const ones = new Uint8Array(new Float32Array(out * (inF / G)).fill(1).buffer);
+    const p = { ...int4Awq.kernelParams({ ...l, shape: [out, inF] }, modelDtype, q), scaleDtype: "F32" as FloatDType };
+    return f32Tensor(w.name, [out, inF], () => {
+      const qv = dequantizeF32(p, bytesOf(w), ones, backend); // the int4 values
+      const sv = new Float32Array(out * (inF / G));
+      s.writeRange(new Uint8Array(sv.buffer), "F32", 0, sv.length);
+      for (let o = 0; o < out; o++)
+        for (let i = 0; i < inF; i++) {
+          const ratio = bitsToF32(roundToDtypeBits(f32Bits(Math.fround(sv[o * (inF / G) + Math.floor(i / G)]! / wsf2)), "F16"));
+          const e = bitsToF32(e4m3ToF32Bits(f32BitsToE4m3(f32Bits(Math.fround(qv[o * inF + i]! * ratio)))));
+          qv[o * inF + i] = Math.fround(e * wsf2);
+        }
+      return qv;
+    });
+  },
+};

@@ -1,0 +1,63 @@
+/**
+ * Simulated activation and KV-cache quantization for the CPU runner (CpuRunnerHooks), from the
+ * scale tensors a quantized checkpoint holds, so accuracy can be measured without a GPU:
+ *
+ *   linear input x (per module with `activation_scaling_factor` a):
+ *     x' = x · prequant_scaling_factor (when the runner still sees it: A8 formats; A16 AWQ folds it
+ *          into the weight instead), then
+ *     FP8 / W4A8_AWQ:        x_q = e4m3(clamp(x'/a, ±448)) · a
+ *     W8A8_SQ_PER_CHANNEL:   x_q = clamp(RNE(x'/a), −128, 127) · a
+ *   K and V (per layer with `attention.kv_cache_scaling_factor` s, kv_cache_quant_algo):
+ *     INT8: clamp(RNE(v/s), −128, 127) · s          FP8: e4m3(clamp(v/s, ±448)) · s
+ *     applied after RoPE, before K/V are stored *and* attended to: every query reads the quantized
+ *     cache, as in generation (TensorRT-LLM's context phase may attend to the unquantized K/V of its
+ *     own chunk; this simulation is the generation-phase bound).
+ */
+import { configQuant, type PretrainedConfig } from "../format/checkpoint-config.ts";
+import { e4m3ToF32Bits, f32BitsToE4m3, quantInt } from "../quant/kernel.ts";
+import { bitsToF32, f32Bits } from "../numeric.ts";
+import type { CpuRunnerHooks } from "./cpu.ts";
+import type { FullWeights } from "./merge.ts";
+
+type Q = (v: number, s: number) => number;
+const fp8Q: Q = (v, s) => Math.fround(bitsToF32(e4m3ToF32Bits(f32BitsToE4m3(f32Bits(Math.fround(v / s))))) * s);
+const int8Q: Q = (v, s) => Math.fround(quantInt(v, s, -128, 127, "half_even") * s);
+
+const ACT_FORMAT: Partial<Record<string, Q>> = { FP8: fp8Q, W4A8_AWQ: fp8Q, W8A8_SQ_PER_CHANNEL: int8Q };
+
+/** The hooks for a merged checkpoint, or null when it quantizes neither activations nor the KV cache. */
+export function quantSimHooks(cfg: PretrainedConfig, w: FullWeights): CpuRunnerHooks | null {
+  const q = configQuant(cfg);
+  const actQ = q.quant_algo ? ACT_FORMAT[q.quant_algo] : undefined;
+  const kvQ = q.kv_cache_quant_algo === "INT8" ? int8Q : q.kv_cache_quant_algo === "FP8" ? fp8Q : undefined;
+  const acts = new Map<string, { a: number; pre?: Float32Array }>();
+  if (actQ)
+    for (const [n, t] of w) {
+      const m = /^(.*)\.activation_scaling_factor$/.exec(n);
+      if (m) acts.set(m[1]!, { a: t.data[0]!, pre: w.get(`${m[1]}.prequant_scaling_factor`)?.data });
+    }
+  const kv: number[] = [];
+  if (kvQ) for (let l = 0; l < cfg.num_hidden_layers; l++) kv[l] = w.get(`transformer.layers.${l}.attention.kv_cache_scaling_factor`)?.data[0] ?? NaN;
+  if (acts.size === 0 && !kvQ) return null;
+  const hooks: CpuRunnerHooks = {};
+  if (actQ && acts.size > 0)
+    hooks.linearInput = (module, x, S, inF) => {
+      const e = acts.get(module);
+      if (!e) return;
+      const y = new Float32Array(S * inF);
+      for (let s = 0; s < S; s++)
+        for (let i = 0; i < inF; i++) {
+          const v = e.pre ? Math.fround(x[s * inF + i]! * e.pre[i]!) : x[s * inF + i]!;
+          y[s * inF + i] = actQ(v, e.a);
+        }
+      return y;
+    };
+  if (kvQ)
+    hooks.kv = (layer, k, v) => {
+      const s = kv[layer]!;
+      if (!(s > 0)) return;
+      for (let i = 0; i < k.length; i++) k[i] = kvQ(k[i]!, s);
+      for (let i = 0; i < v.length; i++) v[i] = kvQ(v[i]!, s);
+    };
+  return hooks;
+}
