@@ -13,6 +13,7 @@ import { fakeBackend } from "../src/builder/backend.ts";
 import { buildCheckpoint } from "../src/builder/checkpoint.ts";
 import { convertCheckpoint } from "../src/convert.ts";
 import { Engine } from "../src/engine/engine.ts";
+import { openEngineFile } from "../src/engine/engine-file.ts";
 import { SafetensorsWriter } from "../src/format/safetensors.ts";
 import { log } from "../src/log.ts";
 import { familyForCheckpoint, familyForHF } from "../src/models/registry.ts";
@@ -138,6 +139,12 @@ describe("hangs: special files and huge sizes fail at once", () => {
     const c = fresh("fifo");
     mkfifo(join(c, "params.json"));
     await timed(() => expectCodeAsync(convertCheckpoint({ metaCkptDir: c, outputDir: fresh("o") }), "IO_NOT_FILE"));
+  });
+
+  test("a FIFO as the engine file", async () => {
+    const e = fresh("fifo-engine");
+    if (!mkfifo(join(e, "rank0.engine"))) return;
+    await timed(async () => expectCode(() => openEngineFile(join(e, "rank0.engine")), "IO_NOT_FILE", /not a regular file/));
   });
 
   test("an index (or an index entry) pointing at /dev/zero", async () => {
