@@ -8,13 +8,12 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { convertCheckpoint } from "../src/convert.ts";
-import { type ErrorCode, TrtbError } from "../src/errors.ts";
 import { evaluate, type EvalResult, planWindows, readEvalStream } from "../src/eval.ts";
 import { SafetensorsWriter } from "../src/format/safetensors.ts";
 import { quantize } from "../src/quantize.ts";
 import { loadCpuRunner } from "../src/runtime/index.ts";
 import { loadTokenizer } from "../src/text/index.ts";
-import { fixture, SHARED, tempDir } from "./helpers.ts";
+import { expectCode, expectCodeAsync, fixture, SHARED, tempDir } from "./helpers.ts";
 
 const PYCODE = join(SHARED, "models/tiny-pycode");
 const HELDOUT = join(PYCODE, "heldout-public.py.txt");
@@ -29,20 +28,6 @@ const WINDOWS = 2;
 const PPL_SANE: [number, number] = [5, 20];
 /** The library and this file both sum float64 log-softmaxes; only the summation order may differ. */
 const NLL_TOL = 1e-12;
-
-async function expectCodeAsync(p: Promise<unknown>, code: ErrorCode, msg?: RegExp): Promise<TrtbError> {
-  let err: unknown;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(TrtbError);
-  const t = err as TrtbError;
-  expect(t.code).toBe(code);
-  if (msg) expect(t.message).toMatch(msg);
-  return t;
-}
 
 function writeIds(file: string, ids: number[], shape: number[], dtype: "I32" | "I64" = "I32"): void {
   const w = SafetensorsWriter.create(file, [{ name: "input_ids", dtype, shape }]);
@@ -169,21 +154,9 @@ describe("readEvalStream", () => {
     const b = tok.encode("import os\n", { addSpecialTokens: false });
     expect(s).toEqual({ ids: [...a, 2, ...b], format: "jsonl", documents: 2, separator: 2 });
     writeFileSync(file, `{"text": "x = 1"}\n{"messages": [{"role": "user", "content": "hi"}]}\n`);
-    expectCodeSync(() => readEvalStream(file, tok), "TOK_NO_CHAT_TEMPLATE", /docs\.jsonl:2: /);
+    expectCode(() => readEvalStream(file, tok), "TOK_NO_CHAT_TEMPLATE", /docs\.jsonl:2: /);
   });
 });
-
-function expectCodeSync(f: () => unknown, code: ErrorCode, msg?: RegExp): void {
-  let err: unknown;
-  try {
-    f();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(TrtbError);
-  expect((err as TrtbError).code).toBe(code);
-  if (msg) expect((err as TrtbError).message).toMatch(msg);
-}
 
 describe("bad input", () => {
   const ev = (data: string, more: Partial<Parameters<typeof evaluate>[0]> = {}) => evaluate({ model: BF16, data, tokenizerDir: PYCODE, window: 8, ...more });

@@ -11,22 +11,11 @@ import { join } from "node:path";
 import { fakeBackend } from "../src/builder/backend.ts";
 import { buildCheckpoint, convertCheckpoint, detectModelKind, LLM } from "../src/index.ts";
 import { log } from "../src/log.ts";
-import { asI32, readRaw, SHARED, tempDir } from "./helpers.ts";
+import { expectCodeAsync, asI32, readRaw, SHARED, tempDir } from "./helpers.ts";
 import { EMU_INFO, EmuContext } from "./runtime/_emu.ts";
 
 const PYCODE = join(SHARED, "models/tiny-pycode");
 const SAMPLES = JSON.parse(readFileSync(join(PYCODE, "TRAINING.json"), "utf8")).samples as Record<string, string>;
-
-async function expectCodeAsync(p: Promise<unknown>, code: string, msg?: RegExp) {
-  let err: unknown;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  expect((err as { code?: string })?.code).toBe(code);
-  if (msg) expect((err as Error).message).toMatch(msg);
-}
 
 /** tiny-pycode with a smaller max_position_embeddings (weights and tokenizer linked). */
 function shortModel(dir: string, positions: number): string {

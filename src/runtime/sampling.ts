@@ -1,5 +1,5 @@
 /**
- * Token sampling for the CPU reference runner: greedy (argmax, lowest id on ties) or temperature →
+ * Sampling options (shared by both runners) and token sampling for the CPU reference runner: greedy (argmax, lowest id on ties) or temperature →
  * top-k → top-p (nucleus) → a draw from a seeded generator. Parameters and defaults are those of
  * the GPU runner's `SamplingOptions` (temperature 1, top-k off, top-p off, seed 0); the random
  * streams differ, so only greedy output is comparable across the two runners.
@@ -24,7 +24,7 @@ export function argmax(v: ArrayLike<number>): number {
   return best;
 }
 
-/** Check sampling options the way the GPU runner does (`RUN_BAD_INPUT` naming the field). */
+/** Check sampling options and fill their defaults (`RUN_BAD_INPUT` naming the field); both runners use it. */
 export function checkSampling(s: SamplingOptions): Required<SamplingOptions> {
   const temperature = s.temperature ?? 1;
   const topK = s.topK ?? 0;
