@@ -120,6 +120,11 @@ export class CpuRunner {
     const pos0 = cache.length;
     const eps = cfg.norm_epsilon;
     if (S === 0) throw new TrtbError("RUN_BAD_INPUT", "step: no token ids given");
+    // LongRoPE: a step whose sequence reaches past original_max_position_embeddings rotates its
+    // positions with the long table; the cache keeps the rotation its positions were stored with.
+    const lr = st.longRope;
+    const inv = lr && pos0 + S > lr.originalMax ? lr.longInvFreq : st.invFreq;
+    const mscale = lr ? lr.mscale : 1;
     const emb = this.t("transformer.vocab_embedding.weight");
     let x: Float32Array = new Float32Array(S * H);
     for (let s = 0; s < S; s++) {
@@ -128,7 +133,7 @@ export class CpuRunner {
       for (let i = 0; i < H; i++) x[s * H + i] = Math.fround(emb.data[id * H + i]! * st.embedScale);
     }
     cache.reserve(pos0 + S);
-    for (let l = 0; l < cfg.num_hidden_layers; l++) x = this.layer(l, x, S, pos0, cache);
+    for (let l = 0; l < cfg.num_hidden_layers; l++) x = this.layer(l, x, S, pos0, cache, inv, mscale);
     cache.length = pos0 + S;
     const rowsOut = opts.allLogits ? S : 1;
     if (!opts.allLogits) x = x.subarray((S - 1) * H, S * H);
@@ -138,7 +143,7 @@ export class CpuRunner {
     return logits;
   }
 
-  private layer(l: number, x: Float32Array, S: number, pos0: number, cache: CpuKvCache): Float32Array {
+  private layer(l: number, x: Float32Array, S: number, pos0: number, cache: CpuKvCache, inv: Float32Array, mscale: number): Float32Array {
     const cfg = this.cfg;
     const st = this.settings;
     const H = cfg.hidden_size;
@@ -166,8 +171,8 @@ export class CpuRunner {
       q.set(qn);
       k.set(kn);
     }
-    this.rope(q, S, nH, d, pos0);
-    this.rope(k, S, nKV, d, pos0);
+    this.rope(q, S, nH, d, pos0, inv, mscale);
+    this.rope(k, S, nKV, d, pos0, inv, mscale);
     this.hooks?.kv?.(l, k, v, S);
     // K and V of all positions so far: the cache's, then these S.
     const K = cache.k[l]!;
@@ -190,14 +195,15 @@ export class CpuRunner {
     return out;
   }
 
-  private rope(x: Float32Array, S: number, heads: number, d: number, pos0: number): void {
-    const { rotaryDim, invFreq } = this.settings;
+  /** RoPE rotate-half over the first rotary_dim of each head; `mscale` multiplies cos and sin (LongRoPE). */
+  private rope(x: Float32Array, S: number, heads: number, d: number, pos0: number, invFreq: Float32Array, mscale: number): void {
+    const { rotaryDim } = this.settings;
     const half = rotaryDim / 2;
     for (let s = 0; s < S; s++) {
       for (let i = 0; i < half; i++) {
         const ang = Math.fround((pos0 + s) * invFreq[i]!);
-        const c = Math.fround(Math.cos(ang));
-        const sn = Math.fround(Math.sin(ang));
+        const c = Math.fround(Math.fround(Math.cos(ang)) * mscale);
+        const sn = Math.fround(Math.fround(Math.sin(ang)) * mscale);
         for (let h = 0; h < heads; h++) {
           const o = (s * heads + h) * d;
           const a = x[o + i]!;

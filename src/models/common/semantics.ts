@@ -9,7 +9,7 @@
  */
 import { headSize, type PretrainedConfig } from "../../format/checkpoint-config.ts";
 import { TrtbError } from "../../errors.ts";
-import { ropeInvFreq } from "./rope.ts";
+import { type LongRope, longRopeOf, ropeInvFreq } from "./rope.ts";
 
 export interface ModelSemantics {
   act: "silu" | "gelu_tanh";
@@ -28,7 +28,10 @@ export interface ModelSemantics {
   /** `mlp.fc` holds [up_r; gate_r] per rank, with no separate `mlp.gate` (Phi-3). */
   fusedGateUp: boolean;
   rotaryDim: number;
+  /** inv_freq of RoPE (LongRoPE: the short table). */
   invFreq: Float32Array;
+  /** LongRoPE's two tables, switch point and attention factor (null: plain RoPE). */
+  longRope: LongRope | null;
   moeTopK: number;
 }
 
@@ -41,6 +44,7 @@ export function decoderSemantics(cfg: PretrainedConfig): ModelSemantics {
   const windowSize = configNumber(cfg, "sliding_window");
   const layerTypes = Array.isArray(cfg.layer_types) ? (cfg.layer_types as string[]) : null;
   const moe = cfg.moe as { num_experts?: number; top_k?: number } | undefined;
+  const longRope = longRopeOf(cfg, rotaryDim);
   return {
     act: actKind,
     embedScale: 1,
@@ -56,7 +60,8 @@ export function decoderSemantics(cfg: PretrainedConfig): ModelSemantics {
     qkNorm: cfg.qk_layernorm === true,
     fusedGateUp: false,
     rotaryDim,
-    invFreq: ropeInvFreq(rotaryDim, (cfg.rotary_base as number | undefined) ?? 10000, cfg.rotary_scaling as Record<string, unknown> | null),
+    invFreq: longRope?.shortInvFreq ?? ropeInvFreq(rotaryDim, (cfg.rotary_base as number | undefined) ?? 10000, cfg.rotary_scaling as Record<string, unknown> | null),
+    longRope,
     moeTopK: moe?.num_experts ? (moe.top_k ?? 2) : 0,
   };
 }
