@@ -3,6 +3,9 @@
  * bench/serve-load.ts), written with our own writer: H 4096, 32/8 heads of 128, I 14336,
  * V 128256, `L` layers (32: 16 GB). Weights are a pool of random bf16 values tiled from rotating
  * offsets (non-zero, never repeating at a scale the GPU could cache); norms are ones.
+ * `fp8`: the decoder linears as FP8 per tensor (quant_algo FP8): random e4m3 bytes (no NaN
+ * patterns) with weight scale 0.02 / 448 and activation scale 4 / 448, the embedding and lm_head
+ * bf16 — the shape and bytes of a modelopt FP8 checkpoint (values are random either way).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -11,11 +14,19 @@ import { f32BitsToBf16Bits, f32Bits } from "../src/numeric.ts";
 
 export const LLAMA8B = { H: 4096, NH: 32, NKV: 8, D: 128, I: 14336, V: 128256 } as const;
 
-export function writeLlama8bCheckpoint(ckpt: string, L: number): void {
+export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: boolean } = {}): void {
   const { H, NH, NKV, D, I, V } = LLAMA8B;
   mkdirSync(ckpt, { recursive: true });
-  const specs: { name: string; dtype: "BF16"; shape: number[] }[] = [];
-  const add = (name: string, shape: number[]) => specs.push({ name, dtype: "BF16", shape });
+  const specs: { name: string; dtype: "BF16" | "F8_E4M3" | "F32"; shape: number[] }[] = [];
+  const LINEAR = /\.(attention\.(qkv|dense)|mlp\.(fc|gate|proj))\.weight$/;
+  const add = (name: string, shape: number[]) => {
+    const f8 = opts.fp8 && LINEAR.test(name);
+    specs.push({ name, dtype: f8 ? "F8_E4M3" : "BF16", shape });
+    if (f8) {
+      const m = name.slice(0, -".weight".length);
+      specs.push({ name: `${m}.weights_scaling_factor`, dtype: "F32", shape: [1] }, { name: `${m}.activation_scaling_factor`, dtype: "F32", shape: [1] });
+    }
+  };
   add("transformer.vocab_embedding.weight", [V, H]);
   for (let l = 0; l < L; l++) {
     const P = `transformer.layers.${l}.`;
@@ -39,6 +50,8 @@ export function writeLlama8bCheckpoint(ckpt: string, L: number): void {
     pool[i] = f32BitsToBf16Bits(f32Bits(((s / 2 ** 32) - 0.5) * 0.04));
   }
   const ones = new Uint16Array(H).map(() => f32BitsToBf16Bits(f32Bits(1)));
+  const bytes = new Uint8Array(pool.buffer);
+  for (let i = 0; i < bytes.length; i++) if ((bytes[i]! & 0x7f) === 0x7f) bytes[i] = bytes[i]! ^ 0x01; // e4m3 NaN → finite
   const w = SafetensorsWriter.create(join(ckpt, "rank0.safetensors"), specs);
   let buf = new Uint16Array(0);
   let rot = 0;
@@ -46,6 +59,21 @@ export function writeLlama8bCheckpoint(ckpt: string, L: number): void {
     const n = sp.shape.reduce((a, b) => a * b, 1);
     if (sp.name.endsWith("norm.weight")) {
       w.write(sp.name, new Uint8Array(ones.buffer));
+      continue;
+    }
+    if (sp.dtype === "F32") {
+      w.write(sp.name, new Uint8Array(Float32Array.of(sp.name.endsWith(".weights_scaling_factor") ? 0.02 / 448 : 4 / 448).buffer));
+      continue;
+    }
+    if (sp.dtype === "F8_E4M3") {
+      w.writeWith(sp.name, (dst) => {
+        for (let o = 0; o < n; ) {
+          rot = (rot + 7919) % POOL;
+          const k = Math.min(n - o, 2 * POOL - 2 * rot);
+          dst.set(bytes.subarray(2 * rot, 2 * rot + k), o);
+          o += k;
+        }
+      });
       continue;
     }
     if (buf.length < n) buf = new Uint16Array(n);
@@ -63,7 +91,7 @@ export function writeLlama8bCheckpoint(ckpt: string, L: number): void {
     num_attention_heads: NH, num_key_value_heads: NKV, head_size: D, hidden_act: "silu", intermediate_size: I, norm_epsilon: 1e-5,
     position_embedding_type: "rope_gpt_neox", max_position_embeddings: 8192, rotary_embedding_dim: D, rotary_base: 500000, rotary_scaling: null,
     use_parallel_embedding: false, embedding_sharding_dim: 0, qk_layernorm: false, mapping: { world_size: 1, tp_size: 1, pp_size: 1 },
-    quantization: { quant_algo: null, kv_cache_quant_algo: null, group_size: 128, smoothquant_val: 0.5, has_zero_point: false, pre_quant_scale: false, exclude_modules: null },
+    quantization: { quant_algo: opts.fp8 ? "FP8" : null, kv_cache_quant_algo: null, group_size: 128, smoothquant_val: 0.5, has_zero_point: false, pre_quant_scale: false, exclude_modules: null },
     tie_word_embeddings: false,
   }, null, 4));
 }

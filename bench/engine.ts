@@ -2,7 +2,7 @@
 /**
  * Engine benchmark, one script, one run (on a GPU machine):
  *
- *   bun bench/engine.ts [--work DIR] [--layers 32] [--new 256] [--variants bf16,w8a16,w4a16] [--peers] [--json FILE]
+ *   bun bench/engine.ts [--work DIR] [--layers 32] [--new 256] [--variants bf16,w8a16,w4a16,fp8] [--peers] [--json FILE]
  *
  *  1. writes a Llama-3-8B-shaped random bf16 TRT-LLM checkpoint with our own writer (H 4096,
  *     32 layers, 32/8 heads, I 14336, V 128256: 16 GB)
@@ -12,7 +12,8 @@
  *     weight bytes ÷ copy bandwidth; prefill of 2,048 tokens in TFLOP/s against the GEMM rate;
  *     batch 8 and 32 decode throughput
  *     Steps 2–3 run once per variant: bf16, and the W8A16 / W4A16 weight-only engines of the same
- *     checkpoint (its config with quant_algo set: the build quantizes). Each reports its own roofline
+ *     checkpoint (its config with quant_algo set: the build quantizes), and fp8 (FP8 per tensor:
+ *     its own random e4m3 checkpoint, bench/_llama8b.ts). Each reports its own roofline
  *     (its engine's weight bytes; also the bytes a decode step reads, without the embedding table).
  *  4. --peers: PyTorch/transformers on the same GPU (bench/peer_transformers.py): eager, and
  *     torch.compile with a static cache. Python is used for the peer only.
@@ -61,8 +62,14 @@ if (!existsSync(join(ckpt, "config.json"))) {
 /** A checkpoint directory for a variant: the bf16 one, or its config with quant_algo set (weights linked). */
 function variantCheckpoint(v: string): string {
   if (v === "bf16") return ckpt;
+  if (v === "fp8") {
+    // FP8 per tensor: its own checkpoint (e4m3 weights as modelopt writes them; random values)
+    const dir = join(work, "ckpt-fp8");
+    if (!existsSync(join(dir, "config.json"))) writeLlama8bCheckpoint(dir, L, { fp8: true });
+    return dir;
+  }
   const algo = v === "w8a16" ? "W8A16" : v === "w4a16" ? "W4A16" : null;
-  if (!algo) throw new Error(`unknown variant ${v} (bf16, w8a16, w4a16)`);
+  if (!algo) throw new Error(`unknown variant ${v} (bf16, w8a16, w4a16, fp8)`);
   const dir = join(work, `ckpt-${v}`);
   mkdirSync(dir, { recursive: true });
   const cfg = JSON.parse(readFileSync(join(ckpt, "config.json"), "utf8"));
@@ -151,7 +158,7 @@ for (const variant of variants) {
   line(`decode step b1 op by op: ${prof.total.toFixed(3)} ms = ${Object.entries(prof.byOp).map(([k, v]) => `${k} ${v.ms.toFixed(3)} (${v.count})`).join(", ")}`);
   line(`  GEMM by site: ${Object.entries(prof.gemm).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")} ms`);
   const sites = engine.plan.gemm.sites;
-  line(`  tuned m=1: ${Object.entries(sites).map(([k, v]) => `${k} ${engine.plan.gemm.tactics[v.buckets[0]![1]]!.kind}/${engine.plan.gemm.tactics[v.buckets[0]![1]]!.variant} ${v.buckets[0]![2].toFixed(1)} µs (${(((v.wbits ? v.wbits / 8 : 2) * v.n * v.k) / (v.buckets[0]![2] * 1e-6) / 1e9).toFixed(0)} GB/s)`).join(", ")}`);
+  line(`  tuned m=1: ${Object.entries(sites).map(([k, v]) => `${k} ${engine.plan.gemm.tactics[v.buckets[0]![1]]!.kind}/${engine.plan.gemm.tactics[v.buckets[0]![1]]!.variant} ${v.buckets[0]![2].toFixed(1)} µs (${(((v.wbits ? v.wbits / 8 : v.ab === "F8_E4M3" ? 1 : 2) * v.n * v.k) / (v.buckets[0]![2] * 1e-6) / 1e9).toFixed(0)} GB/s)`).join(", ")}`);
   const prof8 = runner.profileDecode(Array.from({ length: 8 }, () => p128));
   r.decode_b8_profile = prof8;
   line(`decode step b8 op by op: ${prof8.total.toFixed(3)} ms; GEMM by site: ${Object.entries(prof8.gemm).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")} ms`);

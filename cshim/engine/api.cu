@@ -20,6 +20,7 @@
 #include "kernels/embed.cuh"
 #include "kernels/moe.cuh"
 #include "kernels/norm.cuh"
+#include "kernels/fp8.cuh"
 #include "kernels/rope.cuh"
 #include "kernels/rows.cuh"
 #include "kernels/sample.cuh"
@@ -292,10 +293,10 @@ struct OpSpec {
 };
 
 static const OpSpec kOps[] = {
-    {"?", 0},           {"EMBED", 9},      {"ADD_NORM", 11},     {"GEMM", 13},  {"QKV_ROPE", 18},
+    {"?", 0},           {"EMBED", 9},      {"ADD_NORM", 11},     {"GEMM", 13},  {"QKV_ROPE", 20},
     {"ATTN_DECODE", 18}, {"ATTN_PREFILL", 18}, {"GATED_ACT", 8},  {"GATHER_ROWS", 5}, {"SCATTER_ADD", 6},
     {"SOFTCAP", 3},     {"SAMPLE", 6},     {"MEMCPY", 4},        {"MEMSET", 3}, {"MOE_ROUTE", 9},
-    {"GEMM_WO", 16},
+    {"GEMM_WO", 16},   {"QUANT_FP8", 7},  {"GEMM_FP8", 10},
 };
 #define N_OPS ((uint32_t)(sizeof kOps / sizeof kOps[0]))
 
@@ -327,7 +328,8 @@ static int32_t run_op(trtb_engine_ctx *ctx, uint32_t op, const uint64_t *a) {
     case TRTB_OP_QKV_ROPE: {
       QkvRopeArgs x{(const float *)P(0), I(1), (const float *)P(2), (const float *)P(3), (const float *)P(4), (float)F(5),
                     (const int32_t *)P(6), (const int32_t *)P(7), P(8), (int32_t)I(9), (int32_t)I(10), (int32_t)I(11),
-                    (int32_t)I(12), (int32_t)I(13), (int32_t)I(14), (const float *)P(15), (float *)P(16), I(17)};
+                    (int32_t)I(12), (int32_t)I(13), (int32_t)I(14), (const float *)P(15), (float *)P(16), I(17),
+                    (const int32_t *)P(18), (float)F(19)};
       return trtbe_qkv_rope(s, x);
     }
     case TRTB_OP_ATTN_DECODE: {
@@ -372,6 +374,10 @@ static int32_t run_op(trtb_engine_ctx *ctx, uint32_t op, const uint64_t *a) {
                      (float *)P(7), I(8)};
       return trtbe_moe_route(s, x);
     }
+    case TRTB_OP_QUANT_FP8: return trtbe_quant_fp8(s, P(0), (int32_t)I(1), I(2), P(3), I(4), I(5), (float)F(6));
+    case TRTB_OP_GEMM_FP8:
+      return trtbe_gemm_fp8(ctx, P(0), P(1), P(2), (int32_t)I(3), (int32_t)I(4), (int32_t)I(5), (int32_t)I(6), I(7), (float)F(8),
+                            (int32_t)I(9));
     default: return trtb__fail(TRTB_ERR_INVALID_ARG, "unknown opcode %u", op);
   }
 }

@@ -37,6 +37,7 @@ static cudaDataType_t cuda_type(int32_t dt) {
   switch (dt) {
     case TRTB_DTYPE_F32: return CUDA_R_32F;
     case TRTB_DTYPE_F16: return CUDA_R_16F;
+    case TRTB_DTYPE_F8_E4M3: return CUDA_R_8F_E4M3;
     default: return CUDA_R_16BF;
   }
 }
@@ -172,8 +173,7 @@ static int tactic_ok(trtb_engine_ctx *ctx, trtbe_gemm_entry *e, int32_t id) {
 }
 
 static int32_t run_lt(trtb_engine_ctx *ctx, trtbe_gemm_entry *e, const cublasLtMatmulAlgo_t *algo, const void *w,
-                      const void *x, void *y, float beta = 0.f) {
-  const float alpha = 1.f;
+                      const void *x, void *y, float beta = 0.f, float alpha = 1.f) {
   LT_TRY(cublasLtMatmul(ctx->lt, e->desc, &alpha, w, e->A, x, e->B, &beta, y, e->C, y, e->C, algo, ctx->ws, ctx->ws_bytes,
                         ctx->stream));
   return TRTB_OK;
@@ -223,6 +223,33 @@ int32_t trtbe_gemm(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, 
   if (t && t->kind == TRTB_TACTIC_GEMV && trtbe_gemv_ok(w, x, m, k, ab, xt, yt, ldx, t->variant))
     return trtbe_gemv(ctx->stream, w, x, y, m, n, k, ab, xt, yt, ldx, ldy, t->variant);
   return gemm16(ctx, w, x, y, m, n, k, ab, yt, ldx, ldy, t, tactic, 0.f);
+}
+
+/* FP8: A = w, B = x both e4m3 (TN, ld K), fp32 compute and scale; the scales' product is alpha. */
+int32_t trtbe_gemm_fp8(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, int32_t m, int32_t n, int32_t k, int32_t yt,
+                       int64_t ldy, float alpha, int32_t tactic) {
+  if (m <= 0 || n <= 0) return TRTB_OK;
+  if (k <= 0 || k % 16 || !(yt == TRTB_DTYPE_F32 || TRTBE_DTYPE_OK16(yt)) || ldy < n)
+    return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_fp8: bad shape or dtype (m=%d n=%d k=%d, y %d, ldy %lld; k must be a multiple of 16)", m,
+                      n, k, yt, (long long)ldy);
+  if (tactic >= ctx->n_tactics) return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_fp8: tactic %d is not registered", tactic);
+  trtbe_gemm_key key;
+  memset(&key, 0, sizeof key);
+  key.m = m;
+  key.n = n;
+  key.k = k;
+  key.ab = TRTB_DTYPE_F8_E4M3;
+  key.y = yt;
+  key.ldx = k;
+  key.ldy = ldy;
+  trtbe_gemm_entry *e = nullptr;
+  int32_t st = entry_get(ctx, key, &e);
+  if (st != TRTB_OK) return st;
+  const trtbe_tactic *t = tactic >= 0 ? &ctx->tactics[tactic] : nullptr;
+  if (t && t->kind == TRTB_TACTIC_CUBLASLT && tactic_ok(ctx, e, tactic)) return run_lt(ctx, e, &t->algo, w, x, y, 0.f, alpha);
+  const cublasLtMatmulAlgo_t *algo = nullptr;
+  if ((st = heur_algo(ctx, e, &algo)) != TRTB_OK) return st;
+  return run_lt(ctx, e, algo, w, x, y, 0.f, alpha);
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -353,6 +380,29 @@ static int32_t tune_results(trtb_engine_ctx *ctx, std::vector<trtb_engine_tune_r
 static int32_t tune_wo(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, int bits, trtb_engine_tune_result *out,
                        int32_t max_out, int32_t *n_out);
 
+/* FP8 sites (TRTB_OP_GEMM_FP8): cuBLASLt's e4m3 candidates. The operands are random bytes (a few
+ * are NaN patterns, which does not change the tensor cores' speed). */
+static int32_t tune_fp8(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, trtb_engine_tune_result *out, int32_t max_out,
+                        int32_t *n_out) {
+  const int m = p->m, n = p->n, k = p->k;
+  if (m <= 0 || n <= 0 || k <= 0 || k % 16 || !(p->y_dtype == TRTB_DTYPE_F32 || TRTBE_DTYPE_OK16(p->y_dtype)))
+    return trtb__fail(TRTB_ERR_INVALID_ARG, "tune: bad FP8 problem m=%d n=%d k=%d -> %d (k a multiple of 16)", m, n, k, p->y_dtype);
+  const size_t ys = p->y_dtype == TRTB_DTYPE_F32 ? 4 : 2;
+  TuneBufs b;
+  int copies = 0;
+  int32_t st = tune_weights(ctx, b, (size_t)n * k, TRTB_DTYPE_BF16, 0.05f, &copies);
+  if (st != TRTB_OK) return st;
+  TRTB_CUDA_TRY(cudaMalloc(&b.x, (size_t)m * k));
+  TRTB_CUDA_TRY(cudaMalloc(&b.y, (size_t)m * n * ys));
+  if ((st = trtbe_fill_random(ctx->stream, b.x, (int64_t)m * k / 2, TRTB_DTYPE_BF16, 0x9876u, 1.0f)) != TRTB_OK) return st;
+  std::vector<trtb_engine_tune_result> res;
+  st = time_lt_candidates(ctx, p, res, [&](trtbe_gemm_entry *e, const cublasLtMatmulAlgo_t *algo, int it) {
+    return run_lt(ctx, e, algo, b.a[it % copies], b.x, b.y);
+  });
+  if (st != TRTB_OK) return st;
+  return tune_results(ctx, res, out, max_out, n_out);
+}
+
 int32_t trtbe_tune(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, trtb_engine_tune_result *out, int32_t max_out,
                    int32_t *n_out) {
   *n_out = 0;
@@ -364,6 +414,7 @@ int32_t trtbe_tune(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, trtb_
       return trtb__fail(TRTB_ERR_INVALID_ARG, "tune: bad weight-only problem m=%d n=%d k=%d int%d dtypes %d -> %d", m, n, k, wbits, p->ab_dtype, p->y_dtype);
     return tune_wo(ctx, p, wbits, out, max_out, n_out);
   }
+  if (p->ab_dtype == TRTB_DTYPE_F8_E4M3) return tune_fp8(ctx, p, out, max_out, n_out);
   if (m <= 0 || n <= 0 || k <= 0 || !TRTBE_DTYPE_OK16(p->ab_dtype) || !(p->y_dtype == TRTB_DTYPE_F32 || TRTBE_DTYPE_OK16(p->y_dtype)))
     return trtb__fail(TRTB_ERR_INVALID_ARG, "tune: bad problem m=%d n=%d k=%d dtypes %d -> %d", m, n, k, p->ab_dtype, p->y_dtype);
   const size_t es = 2, ys = p->y_dtype == TRTB_DTYPE_F32 ? 4 : 2;

@@ -46,7 +46,7 @@ extern "C" {
  * src/ffi/engine.ts refuses a library whose number differs. Bump it on any change to a signature,
  * a struct layout or an op's argument list. (trtb_engine_abi_version() reports trtb.h's
  * TRTB_ABI_VERSION, the number the shared loader in src/ffi/lib.ts checks for every library.) */
-#define TRTB_ENGINE_ABI_VERSION 2u
+#define TRTB_ENGINE_ABI_VERSION 3u
 
 typedef struct trtb_engine_ctx trtb_engine_ctx;     /* opaque */
 typedef struct trtb_engine_graph trtb_engine_graph; /* opaque */
@@ -71,8 +71,9 @@ enum {
   TRTB_OP_GEMM = 3,
   /* args: qkv(f32[T,ld]), ld, bias(f32 or 0), q_norm(f32[D] or 0), k_norm(f32[D] or 0), eps(f64),
    *       pos(i32[T]), slot(i32[T]), kv_layer, kv_dtype, tokens_per_block, nH, nKV, D, rot_dim,
-   *       inv_freq(f32[rot/2]), q_out(f32[T,nH,D]), T
-   * bias, per-head RMSNorm of q/k, rotate-half RoPE, q to q_out, k and v into the paged cache. */
+   *       inv_freq(f32[rot/2], or [2][rot/2] with rope_sel), q_out(f32[T,nH,D]), T, rope_sel(i32[T] or null), mscale
+   * bias, per-head RMSNorm of q/k, rotate-half RoPE (cos, sin × mscale; token t reads inv_freq row
+   * rope_sel[t]: LongRoPE's short / long table), q to q_out, k and v into the paged cache. */
   TRTB_OP_QKV_ROPE = 4,
   /* args: q(f32[B,nH,D]), kv_layer, kv_dtype, block_table(i32[B,max_blocks]), max_blocks,
    *       ctx_len(i32[B]), nH, nKV, D, tokens_per_block, scale(f64), softcap(f64, 0 = none),
@@ -116,7 +117,14 @@ enum {
    * tensor-core kernel (any tactic but a cuBLASLt one); otherwise (or with a cuBLASLt tactic) the weights
    * are expanded into deq (a_dtype [N, K], 2·N·K bytes) and cuBLASLt multiplies. x_dtype F32 is the
    * exact path (y F32; x split into two 16-bit halves in scratch, 4·M·K bytes). */
-  TRTB_OP_GEMM_WO = 15
+  TRTB_OP_GEMM_WO = 15,
+  /* args: x([M,ldx]), x_dtype (F32/F16/BF16), ldx, out(e4m3 [M,K]), M, K, scale(f64)
+   * out = e4m3(x / scale), round to nearest even, saturated to ±448 (FP8 activation quantization). */
+  TRTB_OP_QUANT_FP8 = 16,
+  /* args: w(e4m3 [N,K]), x(e4m3 [M,K], ld K), y, M, N, K, y_dtype (F32/BF16/F16), ldy, alpha(f64), tactic_id (-1: heuristic)
+   * FP8 GEMM through cuBLASLt: y[M,N] = alpha · (x . w^T), fp32 accumulation (alpha = the product of
+   * the activation and weight scales). */
+  TRTB_OP_GEMM_FP8 = 17
 };
 
 /* Kinds of GEMM tactic (trtb_engine_tactic_add, trtb_engine_tune_result.kind). */
@@ -155,7 +163,7 @@ typedef struct trtb_engine_device_info {
 typedef struct trtb_engine_tune_params {
   uint32_t struct_size;
   int32_t m, n, k;              /* y[m,n] = x[m,k] . w[n,k]^T */
-  int32_t ab_dtype, y_dtype;    /* F16/BF16 inputs; F32/F16/BF16 output */
+  int32_t ab_dtype, y_dtype;    /* F16/BF16 inputs (F8_E4M3: an FP8 site, TRTB_OP_GEMM_FP8); F32/F16/BF16 output */
   int32_t max_algos;            /* cuBLASLt heuristic candidates to time (<= 32) */
   int32_t allow_gemv;           /* also time our GEMV variants when m <= 8 */
   double min_ms;                /* each measurement spans at least this much GPU time */

@@ -15,7 +15,7 @@ import { ENGINE_FORMAT, ENGINE_FORMAT_VERSION, type EnginePlan } from "../engine
 import { type BuildConfig, type BuildConfigInput } from "../engine/build-config.ts";
 import { resolveBuildConfig } from "./config.ts";
 import { describeModel } from "./describe.ts";
-import { engineTensors } from "./layout.ts";
+import { engineTensors, fp8Linears } from "./layout.ts";
 import { gemmSites, selectTactics, TimingCache, tokenBuckets } from "./tactics.ts";
 import { type Backend, defaultBackend } from "./backend.ts";
 
@@ -31,10 +31,12 @@ export interface BuildOptions {
 /** What the CUDA backend cannot build, as one clear error (checked before any work). */
 export function checkBuildable(cfg: PretrainedConfig, bc: BuildConfig): void {
   const q = configQuant(cfg);
-  const wo = q.quant_algo === "W8A16" || q.quant_algo === "W4A16";
-  if ((q.quant_algo !== null && !wo) || q.kv_cache_quant_algo !== null)
+  const ok = q.quant_algo === "W8A16" || q.quant_algo === "W4A16" || q.quant_algo === "FP8";
+  if ((q.quant_algo !== null && !ok) || q.kv_cache_quant_algo !== null)
     throw new TrtbError("BUILD_UNSUPPORTED",
-      `quant_algo ${q.quant_algo ?? "none"}, kv_cache_quant_algo ${q.kv_cache_quant_algo ?? "none"} is not supported by the CUDA backend; it builds float16/bfloat16 checkpoints and weight-only W8A16 / W4A16 ones (trtllm quantize --qformat int8_wo / int4_wo)`);
+      `quant_algo ${q.quant_algo ?? "none"}, kv_cache_quant_algo ${q.kv_cache_quant_algo ?? "none"} is not supported by the CUDA backend; it builds float16/bfloat16 checkpoints, weight-only W8A16 / W4A16 ones (trtllm quantize --qformat int8_wo / int4_wo) and FP8 per tensor (--qformat fp8)`);
+  if (q.quant_algo === "FP8" && cfg.moe && (cfg.moe as { num_experts?: number }).num_experts)
+    throw new TrtbError("BUILD_UNSUPPORTED", "FP8 mixture-of-experts engines are not supported by the CUDA backend");
   const no = (cond: boolean, what: string) => {
     if (cond) throw new TrtbError("BUILD_UNSUPPORTED", `${what} is not supported by the CUDA backend`);
   };
@@ -44,7 +46,7 @@ export function checkBuildable(cfg: PretrainedConfig, bc: BuildConfig): void {
   no(bc.max_prompt_embedding_table_size > 0, "prompt tuning (max_prompt_embedding_table_size)");
   no(bc.lora_config.lora_dir.length > 0 || bc.plugin_config.lora_plugin !== null, "LoRA");
   no(bc.use_mrope, "mrope");
-  no(cfg.position_embedding_type !== "rope_gpt_neox", `position_embedding_type ${cfg.position_embedding_type}`);
+  no(cfg.position_embedding_type !== "rope_gpt_neox" && cfg.position_embedding_type !== "long_rope", `position_embedding_type ${cfg.position_embedding_type}`);
 }
 
 /**
@@ -71,6 +73,7 @@ export async function build(model: DecoderModel, buildConfig: BuildConfig | Buil
   if (desc.hidden_size > 16384 || desc.hidden_size % 8 !== 0) throw new TrtbError("BUILD_UNSUPPORTED", `hidden size ${desc.hidden_size} (multiple of 8, ≤ 16384)`);
   if (desc.moe && (desc.moe.num_experts > 256 || desc.moe.top_k > 16)) throw new TrtbError("BUILD_UNSUPPORTED", `MoE with ${desc.moe.num_experts} experts, top-${desc.moe.top_k}`);
   const tensors = engineTensors(model, desc);
+  if (desc.fp8) desc.fp8.linears = fp8Linears(model, desc);
 
   const plan: EnginePlan = {
     format: ENGINE_FORMAT,

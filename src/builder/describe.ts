@@ -74,5 +74,7 @@ export function describeModel(cfg: PretrainedConfig, rank: number, family: Pick<
     first_pp_rank: m.isFirstPpRank(),
     last_pp_rank: m.isLastPpRank(),
     weight_only: weightOnly,
+    fp8: qa === "FP8" ? { linears: {} } : null,
+    long_rope: st.longRope ? { original_max_positions: st.longRope.originalMax, mscale: st.longRope.mscale } : null,
   };
 }

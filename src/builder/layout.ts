@@ -37,8 +37,9 @@ import { TrtbError } from "../errors.ts";
 import type { PretrainedModel } from "../models/common/model.ts";
 import { schemeForAlgo } from "../quant/apply.ts";
 import { cpuQuantBackend } from "../quant/backend.ts";
+import { scalarOf } from "../quant/fp8.ts";
 import { linearOfWeight } from "../quant/modules.ts";
-import { ropeInvFreq } from "../models/common/rope.ts";
+import { longRopeOf, ropeInvFreq } from "../models/common/rope.ts";
 import { tensorFromBytes } from "../tensor.ts";
 import { cast, concat, type LazyTensor, lazy, renamed } from "../tensor/lazy.ts";
 import type { EngineModelDesc } from "../engine/plan.ts";
@@ -71,6 +72,12 @@ export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): En
   const wo = desc.weight_only ? weightOnlyContext(model, desc.weight_only.bits) : null;
   /** A decoder linear: packed + scales when the quant config quantizes its modules, else as is. */
   const linear = (name: string, t: LazyTensor, modules: string[]) => {
+    if (desc.fp8 && fp8Modules(model, name, modules)) {
+      if (t.dtype !== "F8_E4M3")
+        throw new TrtbError("BUILD_UNSUPPORTED", `${modules[0]}.weight is ${t.dtype}; FP8 engines take F8_E4M3 weights (trtllm quantize --qformat fp8)`, { tensor: t.name });
+      out.push({ name, dtype: "F8_E4M3", shape: [...t.shape], source: renamed(t, name) });
+      return;
+    }
     const wl = wo?.linear(name, t, modules, modelDt(t));
     if (!wl) return add(name, t);
     out.push({ name, dtype: "I8", shape: [], source: new WoPackedTensor(name, wl) }, { name: `${name}.scale`, dtype: "F32", shape: [], source: new WoScaleTensor(`${name}.scale`, wl) });
@@ -125,21 +132,79 @@ export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): En
     add("lm_head", get("lm_head.weight"));
   }
   const inv = ropeFrequencies(cfg, desc);
+  const shape = desc.long_rope ? [2, inv.length / 2] : [inv.length];
   out.push({
     name: "rope.inv_freq",
     dtype: "F32",
-    shape: [inv.length],
-    source: lazy(tensorFromBytes("rope.inv_freq", "F32" as DType, [inv.length], new Uint8Array(inv.buffer, inv.byteOffset, inv.byteLength))),
+    shape,
+    source: lazy(tensorFromBytes("rope.inv_freq", "F32" as DType, shape, new Uint8Array(inv.buffer, inv.byteOffset, inv.byteLength))),
   });
   return out;
 }
 
+/** inv_freq [rot / 2], or LongRoPE's short and long tables [2, rot / 2]. */
 function ropeFrequencies(cfg: PretrainedConfig, desc: EngineModelDesc): Float32Array {
+  const lr = longRopeOf(cfg, desc.rotary_dim);
+  if (lr) {
+    const both = new Float32Array(2 * lr.shortInvFreq.length);
+    both.set(lr.shortInvFreq);
+    both.set(lr.longInvFreq, lr.shortInvFreq.length);
+    return both;
+  }
   try {
     return ropeInvFreq(desc.rotary_dim, (cfg.rotary_base as number | undefined) ?? 10000, cfg.rotary_scaling as Record<string, unknown> | null);
   } catch (e) {
     throw new TrtbError("BUILD_UNSUPPORTED", (e as Error).message, { cause: e });
   }
+}
+
+/** The engine linears and the checkpoint modules they come from ([up; gate] order for gate_up). */
+function decoderLinears(model: PretrainedModel, desc: EngineModelDesc): { name: string; modules: string[] }[] {
+  const out: { name: string; modules: string[] }[] = [];
+  desc.layers.forEach((_, i) => {
+    const P = `transformer.layers.${i}.`;
+    const L = `layers.${i}.`;
+    out.push({ name: `${L}qkv`, modules: [`${P}attention.qkv`] }, { name: `${L}dense`, modules: [`${P}attention.dense`] });
+    const gated = model.weights.has(`${P}mlp.gate.weight`);
+    out.push({ name: `${L}gate_up`, modules: gated ? [`${P}mlp.gate`, `${P}mlp.fc`] : [`${P}mlp.fc`] }, { name: `${L}down`, modules: [`${P}mlp.proj`] });
+  });
+  return out;
+}
+
+/**
+ * Is engine linear `name` (fused from `modules`) FP8 in the checkpoint? All of its modules carry
+ * `weights_scaling_factor` or none does (a fused GEMM cannot mix).
+ */
+function fp8Modules(model: PretrainedModel, name: string, modules: string[]): boolean {
+  const yes = modules.map((m) => model.weights.has(`${m}.weights_scaling_factor`));
+  if (yes.every((y) => !y)) return false;
+  if (!yes.every((y) => y))
+    throw new TrtbError("BUILD_UNSUPPORTED", `${modules.join(" and ")} are fused into one engine GEMM (${name}); exclude both from FP8 quantization or neither (exclude_modules)`);
+  return true;
+}
+
+/**
+ * The FP8 scales of every FP8 engine linear (plan `model.fp8.linears`): the activation scale
+ * (shared by a fused GEMM's modules: they read the same input, so they must agree) and the weight
+ * scale of each module.
+ */
+export function fp8Linears(model: PretrainedModel, desc: EngineModelDesc): Record<string, { a: number; w: number[] }> {
+  const read = (name: string): number => {
+    const t = model.weights.get(name);
+    if (!t) throw new TrtbError("CKPT_MISSING_TENSOR", `rank ${model.mapping.rank}: checkpoint has no tensor ${name}`, { tensor: name });
+    const v = scalarOf(t);
+    if (!(v > 0 && Number.isFinite(v))) throw new TrtbError("BUILD_UNSUPPORTED", `${name} is ${v}; FP8 scales must be positive and finite`, { tensor: name });
+    return v;
+  };
+  const out: Record<string, { a: number; w: number[] }> = {};
+  for (const { name, modules } of decoderLinears(model, desc)) {
+    if (!fp8Modules(model, name, modules)) continue;
+    const as = modules.map((m) => read(`${m}.activation_scaling_factor`));
+    if (as.some((a) => a !== as[0]))
+      throw new TrtbError("BUILD_UNSUPPORTED", `${modules.join(" and ")} read the same input but have different activation_scaling_factor (${as.join(", ")}); one FP8 GEMM needs one`);
+    out[name] = { a: as[0]!, w: modules.map((m) => read(`${m}.weights_scaling_factor`)) };
+  }
+  return out;
 }
 
 /** What decides which linears a weight-only engine quantizes, and how (the checkpoint's scheme). */

@@ -14,7 +14,7 @@ import { log } from "../log.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 import { readJsonFileSafe } from "../util/safe-read.ts";
 import type { Backend } from "./backend.ts";
-import { type EngineModelDesc, type PlanDevice, type PlanGemm, type PlanGemmSite, type PlanTactic, woSite } from "../engine/plan.ts";
+import { type EngineModelDesc, type PlanDevice, type PlanGemm, type PlanGemmSite, type PlanTactic, fp8Site, woSite } from "../engine/plan.ts";
 
 export interface CacheEntry {
   kind: PlanTactic["kind"];
@@ -61,7 +61,8 @@ export interface GemmSiteShape {
   name: string;
   n: number;
   k: number;
-  ab: "F16" | "BF16";
+  /** F8_E4M3: FP8 weights and input (the site is named `<name>.fp8`) */
+  ab: "F16" | "BF16" | "F8_E4M3";
   y: "F32" | "F16" | "BF16";
   /** 8 / 4: weight-only weights (the site is named `<name>.wo`) */
   wbits?: 8 | 4;
@@ -78,6 +79,7 @@ export interface GemmSiteShape {
  */
 export function gemmSites(d: EngineModelDesc, tensors?: readonly { name: string; dtype: string }[]): GemmSiteShape[] {
   const base = gemmSites16(d);
+  if (d.fp8) return fp8Sites(d, base);
   if (!d.weight_only || !tensors) return base;
   const quantized = new Set<string>();
   const plain = new Set<string>();
@@ -91,6 +93,25 @@ export function gemmSites(d: EngineModelDesc, tensors?: readonly { name: string;
   for (const s of base) {
     if (!quantized.has(s.name) || plain.has(s.name)) out.push(s);
     if (quantized.has(s.name)) out.push({ ...s, name: woSite(s.name), wbits: d.weight_only.bits });
+  }
+  return out;
+}
+
+/**
+ * FP8 engines: a site whose layers are all FP8 becomes its `.fp8` twin (e4m3 × e4m3, same output
+ * dtype; gate_up of a gated MLP runs as two GEMMs of its halves, n = I); the 16-bit entry stays
+ * only if some layer left it unquantized.
+ */
+function fp8Sites(d: EngineModelDesc, base: GemmSiteShape[]): GemmSiteShape[] {
+  const lin = d.fp8!.linears;
+  const out: GemmSiteShape[] = [];
+  for (const s of base) {
+    const names = d.layers.map((_, i) => `layers.${i}.${s.name}`);
+    const q = names.filter((n) => lin[n]);
+    if (q.length < names.length) out.push(s);
+    if (q.length === 0) continue;
+    const halves = lin[q[0]!]!.w.length;
+    out.push({ ...s, name: fp8Site(s.name), ab: "F8_E4M3", n: s.n / halves });
   }
   return out;
 }

@@ -30,7 +30,7 @@ import { ENGINE_FORMAT, ENGINE_FORMAT_VERSION, type EnginePlan, type PlanTensor 
 /** One tensor of an engine file: its name and layout, and the lazy source of its bytes. */
 export interface EngineTensor {
   name: string;
-  dtype: "F32" | "F16" | "BF16" | "I8";
+  dtype: "F32" | "F16" | "BF16" | "I8" | "F8_E4M3";
   shape: number[];
   source: LazyTensor;
 }

@@ -6,8 +6,12 @@
  * The builder writes it (src/builder/describe.ts, tactics.ts); the GPU runtime reads it.
  */
 export const ENGINE_FORMAT = "trtb-engine";
-/** 1: 16-bit weights only; 2: adds weight-only (W8A16/W4A16) tensors (`model.weight_only`). */
-export const ENGINE_FORMAT_VERSION = 2;
+/**
+ * 1: 16-bit weights only; 2: adds weight-only (W8A16/W4A16) tensors (`model.weight_only`);
+ * 3: adds LongRoPE (`model.long_rope`; `rope.inv_freq` then holds the short and the long table)
+ *    and FP8 (`model.fp8`, F8_E4M3 tensors).
+ */
+export const ENGINE_FORMAT_VERSION = 3;
 
 /** One rank's model, as the runtime sees it (local sizes). */
 export interface EngineModelDesc {
@@ -52,6 +56,20 @@ export interface EngineModelDesc {
    * version-1 plans.
    */
   weight_only?: { algo: "W8A16" | "W4A16"; bits: 8 | 4 } | null;
+  /**
+   * LongRoPE (Phi-3 128k, Phi-3.5, Phi-4-mini): `rope.inv_freq` is [2, rotary_dim / 2] (short, long
+   * factors); a token uses the long row when its sequence's forward reaches past
+   * `original_max_positions` (prefill: the prompt's length; decode: position + 1), and cos/sin are
+   * multiplied by `mscale`. Absent before version 3.
+   */
+  long_rope?: { original_max_positions: number; mscale: number } | null;
+  /**
+   * FP8 per tensor (quant_algo FP8): each listed engine linear (`layers.{i}.qkv` …) is stored as
+   * F8_E4M3 [out, in] (the checkpoint's bytes) and multiplied on FP8 tensor cores: its input is
+   * quantized as e4m3(x / a) and the product scaled by a · w. `w` has one weight scale, or two for
+   * `gate_up` (its [up; gate] halves keep their checkpoint scales: two GEMMs). Absent before version 3.
+   */
+  fp8?: { linears: Record<string, { a: number; w: number[] }> } | null;
 }
 
 export interface EngineLimits {
@@ -74,7 +92,8 @@ export interface PlanTactic {
 export interface PlanGemmSite {
   n: number;
   k: number;
-  ab: "F16" | "BF16";
+  /** F8_E4M3: an FP8 site (`<name>.fp8`) */
+  ab: "F16" | "BF16" | "F8_E4M3";
   y: "F32" | "F16" | "BF16";
   /** 8 / 4: a weight-only site (absent: 16-bit weights) */
   wbits?: 8 | 4;
@@ -95,7 +114,7 @@ export interface PlanDevice {
 
 export interface PlanTensor {
   name: string;
-  dtype: "F32" | "F16" | "BF16" | "I8";
+  dtype: "F32" | "F16" | "BF16" | "I8" | "F8_E4M3";
   shape: number[];
   /** Byte offset within the weight blob (256-byte aligned). */
   offset: number;
@@ -124,3 +143,6 @@ export function tacticFor(site: PlanGemmSite, m: number): number {
 
 /** The plan site of a weight-only GEMM (its 16-bit twin keeps the plain name). */
 export const woSite = (name: string) => `${name}.wo`;
+
+/** The plan site of an FP8 GEMM. */
+export const fp8Site = (name: string) => `${name}.fp8`;

@@ -27,7 +27,8 @@ export interface TuneProblem {
   m: number;
   n: number;
   k: number;
-  ab: "F16" | "BF16";
+  /** F8_E4M3: an FP8 site (`Program.gemmFp8`: e4m3 weights and input). */
+  ab: "F16" | "BF16" | "F8_E4M3";
   y: "F32" | "F16" | "BF16";
   maxAlgos?: number;
   allowGemv?: boolean;

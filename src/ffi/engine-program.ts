@@ -143,15 +143,33 @@ export class Program {
     ]);
   }
 
+  /** xq[M, K] = e4m3(x / scale) (round to nearest even, saturated): the input of an FP8 GEMM. */
+  quantFp8(a: { x: DevRef; xDtype: Dt; ldx?: number; out: DevRef; M: number; K: number; scale: number }): this {
+    return this.#op("QUANT_FP8", [
+      () => this.#a(a.x), () => this.#u(this.#dt(a.xDtype)), () => this.#u(a.ldx ?? a.K), () => this.#a(a.out), () => this.#u(a.M), () => this.#u(a.K),
+      () => this.#f(a.scale),
+    ]);
+  }
+
+  /** FP8 GEMM: y[M, N] = alpha · x[M, K] . w[N, K]ᵀ, x and w e4m3 (x from `quantFp8`), f32 accumulation. */
+  gemmFp8(a: { w: DevRef; x: DevRef; y: DevRef; M: number; N: number; K: number; yDtype: Dt; ldy?: number; alpha: number; tactic: number }): this {
+    return this.#op("GEMM_FP8", [
+      () => this.#a(a.w), () => this.#a(a.x), () => this.#a(a.y), () => this.#u(a.M), () => this.#u(a.N), () => this.#u(a.K),
+      () => this.#u(this.#dt(a.yDtype)), () => this.#u(a.ldy ?? a.N), () => this.#f(a.alpha), () => this.#u(a.tactic),
+    ]);
+  }
+
   qkvRope(a: {
     qkv: DevRef; ld: number; bias?: DevRef; qNorm?: DevRef; kNorm?: DevRef; eps: number; pos: DevRef; slot: DevRef; kv: DevRef; kvDtype: Dt;
     tpb: number; nH: number; nKV: number; D: number; rot: number; invFreq: DevRef; qOut: DevRef; T: number;
+    /** LongRoPE: per token 0/1 picking row 0 (short) or 1 (long) of invFreq [2, rot/2]; `mscale` multiplies cos and sin */
+    ropeSel?: DevRef; mscale?: number;
   }): this {
     return this.#op("QKV_ROPE", [
       () => this.#a(a.qkv), () => this.#u(a.ld), () => this.#a(a.bias), () => this.#a(a.qNorm), () => this.#a(a.kNorm), () => this.#f(a.eps),
       () => this.#a(a.pos), () => this.#a(a.slot), () => this.#a(a.kv), () => this.#u(this.#dt(a.kvDtype)), () => this.#u(a.tpb),
       () => this.#u(a.nH), () => this.#u(a.nKV), () => this.#u(a.D), () => this.#u(a.rot), () => this.#a(a.invFreq), () => this.#a(a.qOut),
-      () => this.#u(a.T),
+      () => this.#u(a.T), () => this.#a(a.ropeSel), () => this.#f(a.mscale ?? 1),
     ]);
   }
 

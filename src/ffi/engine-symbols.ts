@@ -10,7 +10,7 @@
  */
 
 /** `TRTB_ENGINE_ABI_VERSION` this TypeScript was written against. */
-export const ENGINE_INTERFACE_VERSION = 2;
+export const ENGINE_INTERFACE_VERSION = 3;
 
 export const ENGINE_SYMBOLS = {
   trtb_engine_abi_version: { args: [], returns: "u32" },
@@ -48,7 +48,7 @@ export const OP = {
   EMBED: [1, 9],
   ADD_NORM: [2, 11],
   GEMM: [3, 13],
-  QKV_ROPE: [4, 18],
+  QKV_ROPE: [4, 20],
   ATTN_DECODE: [5, 18],
   ATTN_PREFILL: [6, 18],
   GATED_ACT: [7, 8],
@@ -60,6 +60,8 @@ export const OP = {
   MEMSET: [13, 3],
   MOE_ROUTE: [14, 9],
   GEMM_WO: [15, 16],
+  QUANT_FP8: [16, 7],
+  GEMM_FP8: [17, 10],
 } as const satisfies Record<string, readonly [number, number]>;
 
 /** `TRTB_TACTIC_*`. */

@@ -11,7 +11,8 @@ import {
 } from "../../src/ffi/engine.ts";
 import { OP } from "../../src/ffi/engine-symbols.ts";
 import { woPackedBytes, woUnpackTS } from "../../src/engine/wo-layout.ts";
-import { castArrayTS, toFloat32 } from "../../src/numeric.ts";
+import { bitsToF32, castArrayTS, f32Bits, toFloat32 } from "../../src/numeric.ts";
+import { e4m3ToF32Bits, f32BitsToE4m3 } from "../../src/quant/kernel.ts";
 
 const DT: Record<number, "F32" | "F16" | "BF16"> = { 1: "F32", 2: "F16", 3: "BF16" };
 const ES = { F32: 4, F16: 2, BF16: 2 } as const;
@@ -198,6 +199,37 @@ export class EmuContext implements EngineContext {
         }
         return;
       }
+      case "QUANT_FP8": {
+        // e4m3(x / scale), RNE, saturated (fp8.cu; quant-sim.ts's bits)
+        const [x, xd, ldx, out, M, K, sc] = [a(0), DT[a(1)]!, a(2), a(3), a(4), a(5), f(6)];
+        const dst = this.view(out, M * K);
+        const scale = Math.fround(sc);
+        for (let m = 0; m < M; m++) {
+          const X = this.read(x + m * ldx * ES[xd], K, xd);
+          for (let k = 0; k < K; k++) {
+            const v = Math.fround(X[k]! / scale);
+            dst[m * K + k] = f32BitsToE4m3(f32Bits(Math.max(-448, Math.min(448, v))));
+          }
+        }
+        return;
+      }
+      case "GEMM_FP8": {
+        const [w, x, y, M, N, K, yd, ldy, alpha] = [a(0), a(1), a(2), a(3), a(4), a(5), DT[a(6)]!, a(7), f(8)];
+        const dec = (b: Uint8Array) => Float32Array.from(b, (v) => bitsToF32(e4m3ToF32Bits(v)));
+        const W = dec(this.view(w, N * K));
+        const X = dec(this.view(x, M * K));
+        const al = Math.fround(alpha);
+        for (let m = 0; m < M; m++) {
+          const Y = new Float32Array(N);
+          for (let nn = 0; nn < N; nn++) {
+            let s = 0;
+            for (let k = 0; k < K; k++) s += X[m * K + k]! * W[nn * K + k]!;
+            Y[nn] = Math.fround(s) * al;
+          }
+          this.write(y + m * ldy * ES[yd], Y, yd);
+        }
+        return;
+      }
       case "GEMM_WO": {
         // y = (x . q^T) * scale; exact path (x f32): x used to ~16 bits, emulated as f32
         const [w, sc, x, y, M, N, K, bits, yd, ldx, ldy, xd] = [a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7) as 8 | 4, DT[a(9)]!, a(10), a(11), DT[a(13)]!];
@@ -216,11 +248,12 @@ export class EmuContext implements EngineContext {
         return;
       }
       case "QKV_ROPE": {
-        const [qkv, ld, bias, qn, kn, eps, pos, slot, kv, kvdt, tpb, nH, nKV, D, rot, invf, qout, T] = [
-          a(0), a(1), a(2), a(3), a(4), f(5), a(6), a(7), a(8), DT[a(9)]!, a(10), a(11), a(12), a(13), a(14), a(15), a(16), a(17)];
+        const [qkv, ld, bias, qn, kn, eps, pos, slot, kv, kvdt, tpb, nH, nKV, D, rot, invf, qout, T, rsel, mscale] = [
+          a(0), a(1), a(2), a(3), a(4), f(5), a(6), a(7), a(8), DT[a(9)]!, a(10), a(11), a(12), a(13), a(14), a(15), a(16), a(17), a(18), f(19)];
         const P = this.i32(pos, T);
         const S = this.i32(slot, T);
-        const inv = this.read(invf, rot / 2, "F32");
+        const sel = rsel ? this.i32(rsel, T) : null;
+        const invs = [this.read(invf, rot / 2, "F32"), sel ? this.read(invf + (rot / 2) * 4, rot / 2, "F32") : null];
         const b = bias ? this.read(bias, (nH + 2 * nKV) * D, "F32") : null;
         const qw = qn ? this.read(qn, D, "F32") : null;
         const kw = kn ? this.read(kn, D, "F32") : null;
@@ -235,9 +268,10 @@ export class EmuContext implements EngineContext {
             }
             if (isq || isk) {
               const y = [...x];
+              const inv = invs[sel ? sel[t]! : 0]!;
               for (let j = 0; j < rot / 2; j++) {
                 const ang = Math.fround(P[t]! * inv[j]!);
-                const c = Math.cos(ang), sn = Math.sin(ang);
+                const c = Math.fround(Math.cos(ang) * mscale), sn = Math.fround(Math.sin(ang) * mscale);
                 y[j] = x[j]! * c - x[j + rot / 2]! * sn;
                 y[j + rot / 2] = x[j + rot / 2]! * c + x[j]! * sn;
               }

@@ -12,8 +12,12 @@ import { buildCheckpoint } from "../../src/builder/checkpoint.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
 import { loadCpuRunner } from "../../src/runtime/index.ts";
 import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";
-import { asF32, asI32, fixture, readRaw, relMaxErr, tempDir } from "../helpers.ts";
+import { readFileSync, writeFileSync } from "node:fs";
+import { quantize } from "../../src/quantize.ts";
+import { loadTokenizer } from "../../src/text/index.ts";
+import { asF32, asI32, fixture, readRaw, relMaxErr, SHARED, tempDir } from "../helpers.ts";
 import { EMU_INFO, EmuContext } from "./_emu.ts";
+import { FP8_EXACT_KL_FRACTION, FP8_FAST_KL_RATIO, meanKl } from "./_gpu-tol.ts";
 import { HEAD_CASES, headCaseCheckpoint, headPrompts } from "./_heads.ts";
 
 /** Fast numerics (bf16 activations into GEMMs, bf16 KV), emulated in f64 math. */
@@ -131,6 +135,73 @@ describe("GPU runtime on the CPU emulation", () => {
     expect(relMaxErr(fast.runner.forwardLogits([short])[0]!, cpu.forward(short))).toBeLessThan(EMU_LOGITS_REL_TOL);
     fast.runner.destroy();
   }, 60_000);
+
+  // Phi-3 LongRoPE (original_max_position_embeddings 64): the [2, rot/2] table, the per-token row
+  // choice (prompt length > 64 → long for every token of it, chunked over 32-token passes; decode
+  // switches at position 64 with the cache keeping its rotation) and the attention factor.
+  test("Phi-3 LongRoPE: short and long prompts, chunked, decode across the switch", async () => {
+    using t = tempDir();
+    const dir = join(import.meta.dir, "../fixtures/phi3-longrope");
+    const ckpt = join(t.path, "ckpt");
+    const eng = join(t.path, "eng");
+    await convertCheckpoint({ modelDir: dir, outputDir: ckpt });
+    await buildCheckpoint({ checkpointDir: ckpt, outputDir: eng, backend: fakeBackend(), buildConfig: { max_num_tokens: 128, max_batch_size: 4 } });
+    const ref = readRaw(join(dir, "reference.safetensors"));
+    const ids = (k: string) => Array.from(asI32(ref.get(k)!));
+    const cpu = await loadCpuRunner(ckpt);
+    const { runner } = await emuRunner(eng, { numerics: "exact", maxNumTokens: 32 });
+    expect(runner.plan.model.long_rope).toEqual({ original_max_positions: 64, mscale: Math.fround(Math.sqrt(1 + Math.log(4) / Math.log(64))) });
+    const [short, long] = [ids("short_ids"), ids("long_ids")];
+    const lg = runner.forwardLogits([short, long]);
+    expect(relMaxErr(lg[0]!, cpu.forward(short))).toBeLessThan(1e-5);
+    expect(relMaxErr(lg[1]!, cpu.forward(long))).toBeLessThan(1e-5);
+    expect(relMaxErr(lg[1]!, asF32(ref.get("long_logits")!))).toBeLessThan(EMU_LOGITS_REL_TOL);
+    const greedy = ids("greedy_cached_ids");
+    const g = runner.generate([greedy.slice(0, 56), long.slice(0, 70)], { maxNewTokens: 16 });
+    expect(g.outputIds[0]).toEqual(greedy);
+    expect(g.outputIds[1]).toEqual(cpu.greedy(long.slice(0, 70), 16));
+    runner.destroy();
+  }, 60_000);
+
+  // FP8 per tensor on the trained model: e4m3 weights as the checkpoint stores them, inputs
+  // quantized e4m3(x / a) (QUANT_FP8), FP8 GEMMs scaled by a · w, gate_up as two GEMMs (its halves
+  // keep their own weight scales). Exact numerics quantize the f32 input: the CPU runner's bits.
+  test("FP8 engine (tiny-pycode): exact numerics within FP8 rounding of the CPU runner, fast as close to bf16 as FP8 is", async () => {
+    using t = tempDir();
+    const model = join(SHARED, "models/tiny-pycode");
+    const calib = join(t.path, "calib.txt");
+    writeFileSync(calib, readFileSync(join(model, "heldout-public.py.txt"), "utf8").slice(0, 20000));
+    const ckpt = join(t.path, "fp8");
+    const eng = join(t.path, "eng");
+    await quantize(model, ckpt, { quant_algo: "FP8" }, { calibDataset: calib, calibSize: 4, calibMaxSeqLength: 64 });
+    await buildCheckpoint({ checkpointDir: ckpt, outputDir: eng, backend: fakeBackend(), buildConfig: { max_num_tokens: 64, max_batch_size: 4 } });
+    const cpu = await loadCpuRunner(ckpt);
+    const { runner } = await emuRunner(eng, { numerics: "exact" });
+    const f8 = runner.plan.model.fp8!.linears;
+    expect(Object.keys(f8).length).toBe(4 * 6);
+    expect(f8["layers.0.gate_up"]!.w.length).toBe(2);
+    expect(runner.plan.tensors.find((x) => x.name === "layers.0.qkv")!.dtype).toBe("F8_E4M3");
+    expect(Object.keys(runner.plan.gemm.sites).sort()).toEqual(["dense.fp8", "down.fp8", "gate_up.fp8", "lm_head", "qkv.fp8"]);
+    const prompt = loadTokenizer(model).encode(readFileSync(join(model, "heldout-public.py.txt"), "utf8").slice(30000, 32000)).slice(0, 40);
+    const ref8 = cpu.forward(prompt);
+    const ex = runner.forwardLogits([prompt])[0]!;
+    expect(runner.generate([prompt], { maxNewTokens: 6 }).outputIds[0]).toEqual(cpu.greedy(prompt, 6));
+    runner.destroy();
+    // Fast numerics (bf16 KV cache and attention, bf16 gate/up output): each small difference can
+    // flip an e4m3 rounding of the next input, so the engine differs from the CPU runner as much as
+    // FP8 itself differs from bf16; the check is that it is as close to the bf16 model as FP8 is.
+    const fast = await emuRunner(eng);
+    const got = fast.runner.forwardLogits([prompt])[0]!;
+    fast.runner.destroy();
+    const bf16 = join(t.path, "bf16");
+    await convertCheckpoint({ modelDir: model, outputDir: bf16 });
+    const ref16 = (await loadCpuRunner(bf16)).forward(prompt);
+    const V = cpu.cfg.vocab_size;
+    const klFp8 = meanKl(ref16, ref8, V);
+    console.log(`FP8 emulated: KL(cpu fp8 ‖ exact) ${meanKl(ref8, ex, V).toExponential(3)}, max rel ${relMaxErr(ex, ref8).toExponential(3)}; KL(bf16 ‖ fast) ${meanKl(ref16, got, V).toExponential(3)}, KL(bf16 ‖ cpu fp8) ${klFp8.toExponential(3)}`);
+    expect(meanKl(ref8, ex, V)).toBeLessThan(FP8_EXACT_KL_FRACTION * klFp8);
+    expect(meanKl(ref16, got, V)).toBeLessThan(FP8_FAST_KL_RATIO * klFp8);
+  }, 120_000);
 
   test("chunked prefill (prompt longer than max tokens per pass) and end ids", async () => {
     using t = tempDir();

@@ -41,14 +41,15 @@ __global__ void __launch_bounds__(128) qkv_rope_kernel(QkvRopeArgs a) {
   float o[ROPE_MAX_EPL];
   const int half = a.rot / 2;
   const float p = (float)a.pos[t];
+  const float *inv = a.inv_freq + (a.rope_sel ? a.rope_sel[t] * half : 0);
 #pragma unroll
   for (int e = 0; e < ROPE_MAX_EPL; e++) {
     const int i = lane + 32 * e;
     float v = i < D ? s[i] : 0.f;
     if ((isq || isk) && i < a.rot) {  // i < rot <= D
       const int j = i < half ? i : i - half;
-      const float ang = p * a.inv_freq[j];
-      const float c = cosf(ang), sn = sinf(ang);
+      const float ang = p * inv[j];
+      const float c = cosf(ang) * a.mscale, sn = sinf(ang) * a.mscale;
       v = i < half ? s[i] * c - s[i + half] * sn : s[i] * c + s[i - half] * sn;
     }
     o[e] = v;

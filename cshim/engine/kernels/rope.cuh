@@ -14,6 +14,9 @@ struct QkvRopeArgs {
   const float *inv_freq;
   float *q_out;
   int64_t T;
+  /* LongRoPE: per token 0 (short) / 1 (long) row of inv_freq [2][rot/2]; null: one row. mscale multiplies cos, sin. */
+  const int32_t *rope_sel;
+  float mscale;
 };
 
 /* Per token and head of the fused qkv row: bias, q/k norm, RoPE; q to q_out, k and v into the

@@ -31,11 +31,13 @@ export const PREFILL_TILE = 64;
 
 /** Byte offsets into the input block of a prefill. */
 export interface PrefillLayout {
-  ids: number; pos: number; slot: number; tiles: number; cuQ: number; pos0: number; lastIdx: number; params: number; table: number; bytes: number;
+  ids: number; pos: number; slot: number; tiles: number; cuQ: number; pos0: number; lastIdx: number; params: number; table: number;
+  /** per token: 1 = LongRoPE's long table (read only by engines with `long_rope`) */
+  ropeSel: number; bytes: number;
 }
 /** Byte offsets into the input block of a decode step. */
 export interface DecodeLayout {
-  ids: number; pos: number; slot: number; ctxLen: number; params: number; table: number; bytes: number;
+  ids: number; pos: number; slot: number; ctxLen: number; params: number; table: number; ropeSel: number; bytes: number;
 }
 
 /** Most prefill attention tiles of one chunk. */
@@ -54,8 +56,8 @@ export function prefillLayout(s: BufferShape, T: number, nseq: number, nTiles: n
   };
   const ids = take(T * I32), pos = take(T * I32), slot = take(T * I32), tiles = take(2 * nTiles * I32);
   const cuQ = take((nseq + 1) * I32), pos0 = take(nseq * I32), lastIdx = take(nseq * I32);
-  const params = take(nseq * SAMPLE_PARAMS_BYTES), table = take(nseq * s.maxBlocksPerSeq * I32);
-  return { ids, pos, slot, tiles, cuQ, pos0, lastIdx, params, table, bytes: o };
+  const params = take(nseq * SAMPLE_PARAMS_BYTES), table = take(nseq * s.maxBlocksPerSeq * I32), ropeSel = take(T * I32);
+  return { ids, pos, slot, tiles, cuQ, pos0, lastIdx, params, table, ropeSel, bytes: o };
 }
 
 export function decodeLayout(s: BufferShape, B: number): DecodeLayout {
@@ -66,8 +68,8 @@ export function decodeLayout(s: BufferShape, B: number): DecodeLayout {
     return at;
   };
   const ids = take(B * I32), pos = take(B * I32), slot = take(B * I32), ctxLen = take(B * I32);
-  const params = take(B * SAMPLE_PARAMS_BYTES), table = take(B * s.maxBlocksPerSeq * I32);
-  return { ids, pos, slot, ctxLen, params, table, bytes: o };
+  const params = take(B * SAMPLE_PARAMS_BYTES), table = take(B * s.maxBlocksPerSeq * I32), ropeSel = take(B * I32);
+  return { ids, pos, slot, ctxLen, params, table, ropeSel, bytes: o };
 }
 
 /** u32 counters at the start of the split-K attention workspace (trtb_engine.h, ATTN_DECODE). */
@@ -95,15 +97,19 @@ export function allocActivations(s: BufferShape, keep: (m: DeviceMem) => DeviceM
   const es = s.aes;
   const nHD = d.num_heads * d.head_size;
   const nsplitMax = nsplit(s, 1);
+  // FP8 engines feed their FP8 GEMMs f32 (h, ctx, act), quantized by QUANT_FP8
+  const ies = d.fp8 ? F32 : es;
   const sizes: Record<string, number> = {
-    res: T * H * F32, h: T * H * es, qkv: T * d.qkv_rows * F32, q: T * nHD * F32, ctx: T * nHD * es, dense: T * H * F32,
-    fc: T * 2 * I * (exact ? F32 : es), act: T * I * es, proj: T * H * F32, hg: R * H * es, logits: R * d.lm_head_rows * F32, outIds: R * I32,
+    res: T * H * F32, h: T * H * ies, qkv: T * d.qkv_rows * F32, q: T * nHD * F32, ctx: T * nHD * ies, dense: T * H * F32,
+    fc: T * 2 * I * (exact ? F32 : es), act: T * I * ies, proj: T * H * F32, hg: R * H * es, logits: R * d.lm_head_rows * F32, outIds: R * I32,
     attnWs: ATTN_COUNTERS * 4 + R * d.num_heads * nsplitMax * (d.head_size + 2) * F32, iota: T * I32,
   };
   // exact numerics: the two 16-bit halves of a GEMM input of up to T rows
   if (exact) sizes.scratch = 2 * T * Math.max(H, nHD, I) * 2;
   // weight-only GEMMs beyond 64 rows expand their weights to 16 bits here (the largest matrix)
   if (d.weight_only && T > 64) sizes.deq = Math.max(d.qkv_rows * H, H * nHD, 2 * I * H) * 2;
+  // FP8 engines: the e4m3 input of an FP8 GEMM (one byte per element)
+  if (d.fp8) sizes.xq = T * Math.max(H, nHD, I);
   if (d.moe) {
     const k = d.moe.top_k;
     Object.assign(sizes, { routeIds: T * k * I32, routeW: T * k * F32, moeOut: T * H * F32, xe: T * H * es, ye: T * H * F32, moeIdx: T * k * I32, moeW: T * k * F32 });

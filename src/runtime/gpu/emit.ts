@@ -6,7 +6,7 @@
  */
 import { TrtbError } from "../../errors.ts";
 import { type DeviceMem, type DevRef, type Dt, Program } from "../../ffi/engine.ts";
-import { type PlanGemmSite, tacticFor, woSite } from "../../engine/plan.ts";
+import { fp8Site, type PlanGemmSite, tacticFor, woSite } from "../../engine/plan.ts";
 import { woPackedBytes } from "../../engine/wo-layout.ts";
 import { allocActivations, ATTN_COUNTERS, type DecodeLayout, F32, I32, nsplit, type PrefillLayout } from "./buffers.ts";
 import type { RunnerState } from "./state.ts";
@@ -26,7 +26,7 @@ function tactic(s: RunnerState, site: string, m: number): number {
  * block; `attention(p, l)` emits layer l's attention (writes b.ctx). MoE layers flush the program
  * (run it, wait) and continue in a new one, so the caller gets back the program to continue.
  */
-function emitLayers(s: RunnerState, p0: Program, T: number, inp: { ids: DevRef; pos: DevRef; slot: DevRef }, attention: (p: Program, l: number) => void): Program {
+function emitLayers(s: RunnerState, p0: Program, T: number, inp: { ids: DevRef; pos: DevRef; slot: DevRef; ropeSel: DevRef }, attention: (p: Program, l: number, outDtype: Dt) => void): Program {
   const d = s.desc;
   const b = s.b;
   const w = s.weights;
@@ -36,8 +36,12 @@ function emitLayers(s: RunnerState, p0: Program, T: number, inp: { ids: DevRef; 
   const I = d.intermediate_size;
   const eps = d.norm_eps;
   let p = p0;
+  // FP8 linears take f32 inputs (quantized from the f32 the norm / activation / attention computes,
+  // as the CPU runner does), others the activation dtype
+  const f8 = d.fp8?.linears;
+  const inDt = (name: string): Dt => (f8?.[name] ? "F32" : adt);
   p.embed({ ids: inp.ids, table: w.get("embedding").ref, tableDtype: dt, rows: d.embedding_rows, vocabStart: d.embedding_vocab_start, H, scale: d.embed_scale, out: b.res!, T });
-  p.addNorm({ res: b.res!, normW: w.get("layers.0.input_norm").ref, eps, out: b.h, outDtype: adt, H, T });
+  p.addNorm({ res: b.res!, normW: w.get("layers.0.input_norm").ref, eps, out: b.h, outDtype: inDt("layers.0.qkv"), H, T });
   const L = d.layers.length;
   for (let l = 0; l < L; l++) {
     const P = `layers.${l}.`;
@@ -46,13 +50,14 @@ function emitLayers(s: RunnerState, p0: Program, T: number, inp: { ids: DevRef; 
       qkv: b.qkv!, ld: d.qkv_rows, bias: w.opt(`${P}qkv_bias`), qNorm: w.opt(`${P}q_norm`), kNorm: w.opt(`${P}k_norm`), eps,
       pos: inp.pos, slot: inp.slot, kv: s.kv.at(l * s.kvLayerBytes), kvDtype: s.kvdt, tpb: s.tokensPerBlock, nH: d.num_heads,
       nKV: d.num_kv_heads, D: d.head_size, rot: d.rotary_dim, invFreq: w.get("rope.inv_freq").ref, qOut: b.q!, T,
+      ...(d.long_rope ? { ropeSel: inp.ropeSel, mscale: d.long_rope.mscale } : {}),
     });
-    attention(p, l);
+    attention(p, l, inDt(`${P}dense`));
     const nHD = d.num_heads * d.head_size;
     gemm(s, p, "dense", `${P}dense`, b.ctx!, b.dense!, T, H, nHD, "F32");
     p.addNorm({
       res: b.res!, delta: b.dense, deltaBias: w.opt(`${P}dense_bias`), deltaNorm: d.sandwich_norms ? w.get(`${P}post_norm`).ref : undefined,
-      normW: w.get(d.sandwich_norms ? `${P}pre_ff_norm` : `${P}post_norm`).ref, eps, out: b.h, outDtype: adt, H, T,
+      normW: w.get(d.sandwich_norms ? `${P}pre_ff_norm` : `${P}post_norm`).ref, eps, out: b.h, outDtype: inDt(`${P}gate_up`), H, T,
     });
     let delta: DevRef;
     if (d.moe) {
@@ -60,14 +65,14 @@ function emitLayers(s: RunnerState, p0: Program, T: number, inp: { ids: DevRef; 
       delta = b.moeOut!;
     } else {
       const fcDt = gemm(s, p, "gate_up", `${P}gate_up`, b.h!, b.fc!, T, 2 * I, H, dt);
-      p.gatedAct({ in: b.fc!, inDtype: fcDt, bias: w.opt(`${P}gate_up_bias`), out: b.act!, outDtype: adt, I, T, act: d.act });
+      p.gatedAct({ in: b.fc!, inDtype: fcDt, bias: w.opt(`${P}gate_up_bias`), out: b.act!, outDtype: inDt(`${P}down`), I, T, act: d.act });
       gemm(s, p, "down", `${P}down`, b.act!, b.proj!, T, H, I, "F32");
       delta = b.proj!;
     }
     const next = l + 1 < L ? `layers.${l + 1}.input_norm` : "ln_f";
     p.addNorm({
       res: b.res!, delta, deltaBias: w.opt(`${P}down_bias`), deltaNorm: d.sandwich_norms ? w.get(`${P}post_ff_norm`).ref : undefined,
-      normW: w.get(next).ref, eps, out: b.h, outDtype: adt, H, T,
+      normW: w.get(next).ref, eps, out: b.h, outDtype: l + 1 < L ? inDt(`layers.${l + 1}.qkv`) : adt, H, T,
     });
   }
   return p;
@@ -84,7 +89,17 @@ function gemm(s: RunnerState, p: Program, site: string, weight: string, x: DevRe
   const w = s.weights.get(weight);
   const scale = s.weights.find(`${weight}.scale`);
   const scratch = exact ? s.b.scratch : undefined;
-  if (scale) {
+  const f8 = s.desc.fp8?.linears[weight];
+  if (f8) {
+    // FP8: the input quantized once (f32 in exact numerics: the CPU runner's bits), then one GEMM
+    // per weight scale (gate_up's [up; gate] halves keep their own), each scaled by a · w.
+    p.quantFp8({ x, xDtype: "F32", out: s.b.xq!, M, K, scale: f8.a });
+    const n = N / f8.w.length;
+    const ye = yDtype === "F32" ? F32 : s.es;
+    f8.w.forEach((ws, i) => {
+      p.gemmFp8({ w: w.ref.add(i * n * K), x: s.b.xq!, y: y.add(i * n * ye), M, N: n, K, yDtype, ldy: N, alpha: Math.fround(f8.a * ws), tactic: tactic(s, fp8Site(site), M) });
+    });
+  } else if (scale) {
     const bits = s.desc.weight_only?.bits;
     if (!bits) throw new TrtbError("ENGINE_FORMAT", `${weight} has scales but the plan declares no weight-only quantization`);
     p.gemmWo({
@@ -176,11 +191,11 @@ export function prefillProgram(s: RunnerState, lay: PrefillLayout, T: number, nT
   const din = s.din;
   const p = new Program();
   p.memcpy(din.at(0), s.hin.at(0), lay.bytes);
-  return emitLayers(s, p, T, { ids: din.at(lay.ids), pos: din.at(lay.pos), slot: din.at(lay.slot) }, (pp, l) => {
+  return emitLayers(s, p, T, { ids: din.at(lay.ids), pos: din.at(lay.pos), slot: din.at(lay.slot), ropeSel: din.at(lay.ropeSel) }, (pp, l, outDtype) => {
     pp.attnPrefill({
       q: s.b.q!, kv: s.kv.at(l * s.kvLayerBytes), kvDtype: s.kvdt, blockTable: din.at(lay.table), maxBlocks: s.maxBlocksPerSeq,
       tiles: din.at(lay.tiles), nTiles, cuQ: din.at(lay.cuQ), pos0: din.at(lay.pos0), nH: d.num_heads, nKV: d.num_kv_heads, D: d.head_size,
-      tpb: s.tokensPerBlock, scale: d.attn_scale, softcap: d.attn_softcap ?? 0, window: d.windows[l] ?? 0, out: s.b.ctx!, outDtype: s.adt,
+      tpb: s.tokensPerBlock, scale: d.attn_scale, softcap: d.attn_softcap ?? 0, window: d.windows[l] ?? 0, out: s.b.ctx!, outDtype,
     });
   });
 }
@@ -192,11 +207,11 @@ export function decodeProgram(s: RunnerState, B: number, lay: DecodeLayout): Pro
   const ns = nsplit(s, B);
   let p = new Program();
   p.memcpy(din.at(0), s.hin.at(0), lay.bytes);
-  p = emitLayers(s, p, B, { ids: din.at(lay.ids), pos: din.at(lay.pos), slot: din.at(lay.slot) }, (pp, l) => {
+  p = emitLayers(s, p, B, { ids: din.at(lay.ids), pos: din.at(lay.pos), slot: din.at(lay.slot), ropeSel: din.at(lay.ropeSel) }, (pp, l, outDtype) => {
     pp.attnDecode({
       q: s.b.q!, kv: s.kv.at(l * s.kvLayerBytes), kvDtype: s.kvdt, blockTable: din.at(lay.table), maxBlocks: s.maxBlocksPerSeq,
       ctxLen: din.at(lay.ctxLen), nH: d.num_heads, nKV: d.num_kv_heads, D: d.head_size, tpb: s.tokensPerBlock, scale: d.attn_scale,
-      softcap: d.attn_softcap ?? 0, window: d.windows[l] ?? 0, nsplit: ns, ws: s.b.attnWs!, out: s.b.ctx!, outDtype: s.adt, B,
+      softcap: d.attn_softcap ?? 0, window: d.windows[l] ?? 0, nsplit: ns, ws: s.b.attnWs!, out: s.b.ctx!, outDtype, B,
     });
   });
   emitHead(s, p, B, null, din.at(lay.params));

@@ -85,9 +85,13 @@ export function writePrefill(s: RunnerState, pieces: SeqPiece[], tokens: readonl
   const cuQ = hi32(s, lay.cuQ, pieces.length + 1), pos0 = hi32(s, lay.pos0, pieces.length);
   const lastIdx = hi32(s, lay.lastIdx, pieces.length), tl = hi32(s, lay.tiles, 2 * tiles.length);
   const table = hi32(s, lay.table, pieces.length * s.maxBlocksPerSeq);
+  const ropeSel = hi32(s, lay.ropeSel, T);
+  // LongRoPE: a prompt longer than original_max_positions uses the long table for all its tokens
+  const lrMax = s.desc.long_rope?.original_max_positions ?? Infinity;
   let t = 0;
   let nLast = 0;
   pieces.forEach((sp, i) => {
+    const sel = tokens[sp.seq]!.length > lrMax ? 1 : 0;
     cuQ[i] = t;
     pos0[i] = sp.pos0;
     const tb = tables[sp.seq]!;
@@ -98,6 +102,7 @@ export function writePrefill(s: RunnerState, pieces: SeqPiece[], tokens: readonl
       ids[t] = tokens[sp.seq]![p]!;
       pos[t] = p;
       slot[t] = slotOf(tb, p, s.tokensPerBlock);
+      ropeSel[t] = sel;
       t++;
     }
     if (sp.last) lastIdx[nLast++] = t - 1;
@@ -137,10 +142,13 @@ export function writeDecodeRows(s: RunnerState, rows: readonly DecodeRowInput[])
   const lay = decodeLayout(s, B);
   const ids = hi32(s, lay.ids, B), pos = hi32(s, lay.pos, B), slot = hi32(s, lay.slot, B), ctxLen = hi32(s, lay.ctxLen, B);
   const table = hi32(s, lay.table, B * s.maxBlocksPerSeq);
+  const ropeSel = hi32(s, lay.ropeSel, B);
+  const lrMax = s.desc.long_rope?.original_max_positions ?? Infinity;
   for (let b = 0; b < B; b++) {
     const r = rows[b]!;
     ids[b] = r.token;
     pos[b] = r.pos;
+    ropeSel[b] = r.pos + 1 > lrMax ? 1 : 0;
     ctxLen[b] = r.pos + 1;
     slot[b] = slotOf(r.table, r.pos, s.tokensPerBlock);
     table.fill(0, b * s.maxBlocksPerSeq, (b + 1) * s.maxBlocksPerSeq);

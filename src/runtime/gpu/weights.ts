@@ -6,7 +6,7 @@ import { TrtbError } from "../../errors.ts";
 import type { DeviceMem, DevRef, Dt, EngineContext } from "../../ffi/engine.ts";
 import type { Engine } from "../../engine/engine.ts";
 
-export type Tensor = { ref: DevRef; dtype: Dt | "I8"; shape: number[] };
+export type Tensor = { ref: DevRef; dtype: Dt | "I8" | "F8_E4M3"; shape: number[] };
 
 export class DeviceWeights {
   readonly #w = new Map<string, Tensor>();

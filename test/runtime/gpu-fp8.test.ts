@@ -1,0 +1,85 @@
+/**
+ * FP8 per tensor engines on the GPU: tiny-pycode (a trained Llama) quantized with `quantize
+ * --qformat fp8` on its held-out text → trtllm-build (FP8 sites tuned on this GPU) → the GPU
+ * runtime, against the CPU runner on the same checkpoint (which simulates FP8 activations) and the
+ * bf16 model. Tolerances as in gpu-emulated.test.ts (the same program on the CPU emulation):
+ * exact numerics within FP8 rounding of the CPU runner (greedy identical), fast numerics as close
+ * to the bf16 model as FP8 itself is. Skipped where the engine library or a GPU is missing (CI).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { buildCheckpoint } from "../../src/builder/checkpoint.ts";
+import { convertCheckpoint } from "../../src/convert.ts";
+import { isTrtbError } from "../../src/errors.ts";
+import { engineLib } from "../../src/ffi/engine.ts";
+import { quantize } from "../../src/quantize.ts";
+import { loadCpuRunner } from "../../src/runtime/index.ts";
+import type { CpuRunner } from "../../src/runtime/cpu.ts";
+import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";
+import { loadTokenizer } from "../../src/text/index.ts";
+import { relMaxErr, SHARED, tempDir } from "../helpers.ts";
+import { FP8_EXACT_KL_FRACTION, FP8_FAST_KL_RATIO, meanKl } from "./_gpu-tol.ts";
+
+let gpu = false;
+let why = "";
+try {
+  gpu = engineLib().deviceCount() > 0;
+  if (!gpu) why = "no CUDA device";
+} catch (e) {
+  why = isTrtbError(e) ? `${e.code}: ${e.message.split("\n")[0]}` : String(e);
+}
+if (!gpu) console.warn(`test/runtime/gpu-fp8.test.ts: skipped (${why})`);
+
+const MODEL = join(SHARED, "models/tiny-pycode");
+const work = tempDir("trtb-gpu-fp8-");
+afterAll(() => work[Symbol.dispose]());
+
+describe.skipIf(!gpu)("GPU engine: FP8 per tensor (tiny-pycode)", () => {
+  let cpu8: CpuRunner, cpu16: CpuRunner, prompts: number[][];
+  const eng = join(work.path, "eng");
+  beforeAll(async () => {
+    const text = readFileSync(join(MODEL, "heldout-public.py.txt"), "utf8");
+    writeFileSync(join(work.path, "calib.txt"), text.slice(0, 60000));
+    await quantize(MODEL, join(work.path, "fp8"), { quant_algo: "FP8" }, { calibDataset: join(work.path, "calib.txt"), calibSize: 16, calibMaxSeqLength: 256 });
+    await convertCheckpoint({ modelDir: MODEL, outputDir: join(work.path, "bf16") });
+    await buildCheckpoint({ checkpointDir: join(work.path, "fp8"), outputDir: eng, buildConfig: { max_num_tokens: 256, max_batch_size: 8 } });
+    cpu8 = await loadCpuRunner(join(work.path, "fp8"));
+    cpu16 = await loadCpuRunner(join(work.path, "bf16"));
+    const ids = loadTokenizer(MODEL).encode(text.slice(70000, 90000));
+    prompts = [ids.slice(0, 40), ids.slice(500, 700), ids.slice(1000, 1012)];
+  }, 300_000);
+
+  test("exact numerics: within FP8 rounding of the CPU runner; greedy identical (prefill and graph decode)", async () => {
+    using r = await GpuModelRunner.fromDir(eng, { maxBatchSize: 4, maxKvTokens: 4096, numerics: "exact" });
+    const V = cpu8.cfg.vocab_size;
+    const lg = r.forwardLogits(prompts);
+    prompts.forEach((p, i) => {
+      const ref8 = cpu8.forward(p);
+      const ref16 = cpu16.forward(p);
+      const kl = meanKl(ref8, lg[i]!, V);
+      const klFp8 = meanKl(ref16, ref8, V);
+      console.log(`fp8 exact, prompt ${i} (${p.length} tokens): KL(cpu ‖ engine) ${kl.toExponential(3)}, max rel ${relMaxErr(lg[i]!, ref8).toExponential(3)}; KL(bf16 ‖ cpu fp8) ${klFp8.toExponential(3)}`);
+      expect(kl).toBeLessThan(FP8_EXACT_KL_FRACTION * klFp8);
+    });
+    const g = r.generate([prompts[0]!, prompts[2]!], { maxNewTokens: 16 });
+    expect(g.outputIds[0]).toEqual(cpu8.greedy(prompts[0]!, 16));
+    expect(g.outputIds[1]).toEqual(cpu8.greedy(prompts[2]!, 16));
+  }, 120_000);
+
+  test("fast numerics: as close to the bf16 model as the CPU runner's FP8 is", async () => {
+    using r = await GpuModelRunner.fromDir(eng, { maxBatchSize: 4, maxKvTokens: 4096 });
+    const V = cpu8.cfg.vocab_size;
+    const lg = r.forwardLogits(prompts);
+    prompts.forEach((p, i) => {
+      const ref16 = cpu16.forward(p);
+      const klEng = meanKl(ref16, lg[i]!, V);
+      const klCpu = meanKl(ref16, cpu8.forward(p), V);
+      console.log(`fp8 fast, prompt ${i}: KL(bf16 ‖ engine) ${klEng.toExponential(3)}, KL(bf16 ‖ cpu fp8) ${klCpu.toExponential(3)}`);
+      expect(klEng).toBeLessThan(FP8_FAST_KL_RATIO * klCpu);
+    });
+    const g = r.generate([prompts[0]!], { maxNewTokens: 16 });
+    const ref = cpu8.greedy(prompts[0]!, 16);
+    console.log(`fp8 fast greedy identical to the CPU runner: ${g.outputIds[0]!.join() === ref.join()}`);
+  }, 120_000);
+});
