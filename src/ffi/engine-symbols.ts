@@ -10,7 +10,7 @@
  */
 
 /** `TRTB_ENGINE_ABI_VERSION` this TypeScript was written against. */
-export const ENGINE_INTERFACE_VERSION = 2;
+export const ENGINE_INTERFACE_VERSION = 3;
 
 export const ENGINE_SYMBOLS = {
   trtb_engine_abi_version: { args: [], returns: "u32" },
@@ -54,8 +54,8 @@ export const OP = {
   GATED_ACT: [7, 8],
   GATHER_ROWS: [8, 5],
   SCATTER_ADD: [9, 6],
-  SOFTCAP: [10, 3],
-  SAMPLE: [11, 6],
+  SOFTCAP: [10, 4],
+  SAMPLE: [11, 7],
   MEMCPY: [12, 4],
   MEMSET: [13, 3],
   MOE_ROUTE: [14, 9],
