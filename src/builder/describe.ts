@@ -74,5 +74,7 @@ export function describeModel(cfg: PretrainedConfig, rank: number, family: Pick<
     first_pp_rank: m.isFirstPpRank(),
     last_pp_rank: m.isLastPpRank(),
     weight_only: weightOnly,
+    // float16 logits need float16 GEMM inputs (no bfloat16 → float16 cuBLASLt GEMM; build.ts checks)
+    logits_dtype: cfg.logits_dtype === "float16" && cfg.dtype === "float16" ? "float16" : "float32",
   };
 }
