@@ -57,7 +57,7 @@ const BASE_ARGS = {
   visualize_network: str(`Write a network visualization (${NOOP})`, "file"),
   dry_run: flag("Resolve the config, check and lay out every rank, write nothing"),
   monitor_memory: flag(`Memory monitor (${NOOP})`),
-  logits_dtype: str("float16 | float32: recorded as pretrained_config.logits_dtype (the CUDA runtime returns float32 logits)", "dtype"),
+  logits_dtype: str("float16 | float32: dtype of the logits on the GPU (float16 halves their memory; needs a float16 model); the API returns them as float32", "dtype"),
   gather_context_logits: flag("Record gather_context_logits (the runtime can return all logits either way)"),
   gather_generation_logits: flag("Record gather_generation_logits"),
   gather_all_token_logits: flag("Both of the above"),

@@ -295,7 +295,7 @@ struct OpSpec {
 static const OpSpec kOps[] = {
     {"?", 0},           {"EMBED", 9},      {"ADD_NORM", 11},     {"GEMM", 13},  {"QKV_ROPE", 20},
     {"ATTN_DECODE", 18}, {"ATTN_PREFILL", 18}, {"GATED_ACT", 8},  {"GATHER_ROWS", 5}, {"SCATTER_ADD", 6},
-    {"SOFTCAP", 3},     {"SAMPLE", 6},     {"MEMCPY", 4},        {"MEMSET", 3}, {"MOE_ROUTE", 9},
+    {"SOFTCAP", 4},     {"SAMPLE", 7},     {"MEMCPY", 4},        {"MEMSET", 3}, {"MOE_ROUTE", 9},
     {"GEMM_WO", 16},   {"QUANT_FP8", 7},  {"GEMM_FP8", 10},
 };
 #define N_OPS ((uint32_t)(sizeof kOps / sizeof kOps[0]))
@@ -351,9 +351,9 @@ static int32_t run_op(trtb_engine_ctx *ctx, uint32_t op, const uint64_t *a) {
     case TRTB_OP_GATHER_ROWS: return trtbe_gather_rows(s, P(0), P(1), (const int32_t *)P(2), I(3), I(4));
     case TRTB_OP_SCATTER_ADD:
       return trtbe_scatter_add(s, (const float *)P(0), (float *)P(1), (const int32_t *)P(2), (const float *)P(3), I(4), I(5));
-    case TRTB_OP_SOFTCAP: return trtbe_softcap(s, (float *)P(0), I(1), (float)F(2));
+    case TRTB_OP_SOFTCAP: return trtbe_softcap(s, P(0), (int32_t)I(1), I(2), (float)F(3));
     case TRTB_OP_SAMPLE: {
-      SampleArgs x{(const float *)P(0), I(1), (int32_t)I(2), (const trtb_engine_sample_params *)P(3), (int32_t *)P(4), (int32_t)I(5)};
+      SampleArgs x{P(0), (int32_t)I(1), I(2), (int32_t)I(3), (const trtb_engine_sample_params *)P(4), (int32_t *)P(5), (int32_t)I(6)};
       return trtbe_sample(s, x);
     }
     case TRTB_OP_MEMCPY: {

@@ -96,10 +96,12 @@ enum {
   TRTB_OP_GATHER_ROWS = 8,
   /* args: y(f32[R,H]), out(f32[T,H]), idx(i32[R]), w(f32[R]), R, H   out[idx[r]] += w[r] * y[r] */
   TRTB_OP_SCATTER_ADD = 9,
-  /* args: x(f32[n]), n, cap(f64)   x = tanh(x / cap) * cap */
+  /* args: x([n]), x_dtype (F32 or F16), n, cap(f64)   x = tanh(x / cap) * cap (f32 math) */
   TRTB_OP_SOFTCAP = 10,
-  /* args: logits(f32[R,ld]), ld, V, params(trtb_engine_sample_params[R]), out_ids(i32[R]), R
-   * greedy (temperature <= 0 or top_k == 1) or temperature / top-k / top-p sampling. */
+  /* args: logits([R,ld]), logits_dtype (F32 or F16), ld, V, params(trtb_engine_sample_params[R]),
+   *       out_ids(i32[R]), R
+   * greedy (temperature <= 0 or top_k == 1) or temperature / top-k / top-p sampling; F16 logits
+   * are widened to f32 as they are read. */
   TRTB_OP_SAMPLE = 11,
   /* args: dst, src, bytes, kind (1 h2d, 2 d2h, 3 d2d). Host memory must be pinned
    * (trtb_engine_host_alloc) for the program to be capturable. */

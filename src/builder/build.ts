@@ -24,8 +24,22 @@ export interface BuildOptions {
   backend?: Backend;
   /** Timing cache to read and extend (shared across ranks and builds). */
   timingCache?: TimingCache;
-  /** Override `pretrained_config.logits_dtype` (upstream `--logits_dtype`). The runtime computes f32. */
+  /**
+   * Override `pretrained_config.logits_dtype` (upstream `--logits_dtype`). float16: lm_head writes
+   * f16 logits (half the logits memory), soft-cap and sampling read them; the host API widens them
+   * to Float32Array. Needs a float16 model (`checkLogitsDtype`).
+   */
   logitsDtype?: "float16" | "float32";
+}
+
+/**
+ * `--logits_dtype float16` needs a float16 model: there is no bfloat16 → float16 cuBLASLt GEMM for
+ * lm_head to write f16 logits from bf16 weights (BUILD_UNSUPPORTED). A checkpoint config that says
+ * float16 for a bfloat16 model builds with float32 logits (build() warns).
+ */
+export function checkLogitsDtype(cfg: PretrainedConfig, logitsDtype?: "float16" | "float32"): void {
+  if (logitsDtype === "float16" && cfg.dtype !== "float16")
+    throw new TrtbError("BUILD_UNSUPPORTED", `--logits_dtype float16 needs a float16 model; this checkpoint is ${cfg.dtype} (convert with --dtype float16, or keep float32 logits)`);
 }
 
 /** What the CUDA backend cannot build, as one clear error (checked before any work). */
@@ -64,8 +78,12 @@ export async function build(model: DecoderModel, buildConfig: BuildConfig | Buil
   const cfg = structuredClone(model.config) as PretrainedConfig;
   const bc = resolveBuildConfig(cfg, buildConfig);
   checkBuildable(cfg, bc);
+  checkLogitsDtype(cfg, opts.logitsDtype);
+  if (opts.logitsDtype) cfg.logits_dtype = opts.logitsDtype;
   const rank = model.mapping.rank;
   const desc = describeModel(cfg, rank, model.family, (n) => model.weights.has(n));
+  if (cfg.logits_dtype !== (desc.logits_dtype ?? "float32") && rank === 0)
+    log.warn(`pretrained_config.logits_dtype is ${cfg.logits_dtype} but the ${cfg.dtype} engine computes ${desc.logits_dtype} logits (float16 logits need a float16 model)`);
   if (!CUDA_HEAD_SIZES.includes(desc.head_size))
     throw new TrtbError("BUILD_UNSUPPORTED", `head size ${desc.head_size} is not supported by the CUDA backend (${CUDA_HEAD_SIZES.join(", ")})`);
   if (desc.num_heads % desc.num_kv_heads !== 0 || desc.num_heads / desc.num_kv_heads > 16)

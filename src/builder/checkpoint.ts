@@ -21,7 +21,7 @@ import { guardOutput } from "../util/output-guard.ts";
 import { type Backend, defaultBackend } from "./backend.ts";
 import type { BuildConfigInput } from "../engine/build-config.ts";
 import { type EngineConfig, TOOLKIT_VERSION, writeEngineConfig } from "../engine/engine.ts";
-import { build, checkBuildable } from "./build.ts";
+import { build, checkBuildable, checkLogitsDtype } from "./build.ts";
 import { resolveBuildConfig } from "./config.ts";
 import { describeModel } from "./describe.ts";
 import { TimingCache } from "./tactics.ts";
@@ -92,6 +92,7 @@ export async function buildCheckpoint(opts: BuildCheckpointOptions): Promise<Bui
   const bc = engineConfig.build_config;
   // Fail before touching the output directory on anything the backend cannot build.
   checkBuildable(cfg, bc);
+  checkLogitsDtype(cfg, opts.logitsDtype);
   for (const r of ranks) describeModel(cfg, r, family);
 
   const writeConfig = opts.writeConfig ?? true;

@@ -76,5 +76,7 @@ export function describeModel(cfg: PretrainedConfig, rank: number, family: Pick<
     weight_only: weightOnly,
     fp8: qa === "FP8" ? { linears: {} } : null,
     long_rope: st.longRope ? { original_max_positions: st.longRope.originalMax, mscale: st.longRope.mscale } : null,
+    // float16 logits need float16 GEMM inputs (no bfloat16 → float16 cuBLASLt GEMM; build.ts checks)
+    logits_dtype: cfg.logits_dtype === "float16" && cfg.dtype === "float16" ? "float16" : "float32",
   };
 }

@@ -14,7 +14,7 @@ import { log } from "../log.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 import { readJsonFileSafe } from "../util/safe-read.ts";
 import type { Backend } from "./backend.ts";
-import { type EngineModelDesc, type PlanDevice, type PlanGemm, type PlanGemmSite, type PlanTactic, fp8Site, woSite } from "../engine/plan.ts";
+import { type EngineModelDesc, fp8Site, logitsDtypeOf, type PlanDevice, type PlanGemm, type PlanGemmSite, type PlanTactic, woSite } from "../engine/plan.ts";
 
 export interface CacheEntry {
   kind: PlanTactic["kind"];
@@ -69,9 +69,9 @@ export interface GemmSiteShape {
 }
 
 /**
- * The distinct GEMM shapes of one rank. Outputs feeding the f32 residual stream (qkv, dense, down,
- * lm_head) are f32; the gate/up projection writes the model dtype (its consumer is the gated
- * activation, which rounds anyway).
+ * The distinct GEMM shapes of one rank. Outputs feeding the f32 residual stream (qkv, dense, down)
+ * are f32; the gate/up projection writes the model dtype (its consumer is the gated activation,
+ * which rounds anyway); lm_head writes the logits dtype (f32, or f16 with `--logits_dtype float16`).
  *
  * `tensors` (the engine's, when known) tells weight-only sites apart: a site whose layers hold
  * `<site>.scale` tensors gets a `<site>.wo` twin with the weight bits, and keeps its 16-bit entry
@@ -129,7 +129,7 @@ function gemmSites16(d: EngineModelDesc): GemmSiteShape[] {
   } else {
     sites.push({ name: "gate_up", n: 2 * I, k: H, ab, y: ab }, { name: "down", n: H, k: I, ab, y: "F32" });
   }
-  if (d.last_pp_rank) sites.push({ name: "lm_head", n: d.lm_head_rows, k: H, ab, y: "F32" });
+  if (d.last_pp_rank) sites.push({ name: "lm_head", n: d.lm_head_rows, k: H, ab, y: logitsDtypeOf(d) === "float16" ? "F16" : "F32" });
   return sites;
 }
 

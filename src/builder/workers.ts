@@ -12,7 +12,7 @@ import { readCheckpointConfig } from "../format/checkpoint.ts";
 import { writeEngineConfig } from "../engine/engine.ts";
 import { ensureDir } from "../util/fs.ts";
 import { guardOutput } from "../util/output-guard.ts";
-import { checkBuildable } from "./build.ts";
+import { checkBuildable, checkLogitsDtype } from "./build.ts";
 import { type BuildCheckpointOptions, carryEngineTokenizer, engineConfigFor } from "./checkpoint.ts";
 import { checkTokenizerDir } from "../text/files.ts";
 import { TimingCache } from "./tactics.ts";
@@ -41,6 +41,7 @@ export async function buildCheckpointInWorkers(opts: WorkerBuildOptions): Promis
   const cfg = await readCheckpointConfig(opts.checkpointDir);
   const engineConfig = engineConfigFor(cfg, opts.buildConfig ?? {}, opts.logitsDtype);
   checkBuildable(cfg, engineConfig.build_config);
+  checkLogitsDtype(cfg, opts.logitsDtype);
   if (typeof opts.tokenizerDir === "string") checkTokenizerDir(opts.tokenizerDir);
   guardOutput(opts.outputDir, "--output_dir", [
     { path: opts.checkpointDir, what: "--checkpoint_dir" },

@@ -70,6 +70,12 @@ export interface EngineModelDesc {
    * `gate_up` (its [up; gate] halves keep their checkpoint scales: two GEMMs). Absent before version 3.
    */
   fp8?: { linears: Record<string, { a: number; w: number[] }> } | null;
+  /**
+   * dtype of the logits the lm_head GEMM writes and soft-cap / sampling read on the device
+   * (`--logits_dtype`); absent (plans written before it was recorded): float32. The runtime's
+   * host API widens float16 logits to Float32Array.
+   */
+  logits_dtype?: "float32" | "float16";
 }
 
 export interface EngineLimits {
@@ -140,6 +146,9 @@ export function tacticFor(site: PlanGemmSite, m: number): number {
   for (const [bm, t] of site.buckets) if (bm >= m) return t;
   return site.buckets.length ? site.buckets[site.buckets.length - 1]![1] : -1;
 }
+
+/** The logits dtype of a plan's model (plans without the field: float32). */
+export const logitsDtypeOf = (d: EngineModelDesc): "float32" | "float16" => d.logits_dtype ?? "float32";
 
 /** The plan site of a weight-only GEMM (its 16-bit twin keeps the plain name). */
 export const woSite = (name: string) => `${name}.wo`;

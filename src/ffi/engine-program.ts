@@ -212,12 +212,17 @@ export class Program {
     return this.#op("SCATTER_ADD", [() => this.#a(a.y), () => this.#a(a.out), () => this.#a(a.idx), () => this.#a(a.w), () => this.#u(a.R), () => this.#u(a.H)]);
   }
 
-  softcap(a: { x: DevRef; n: number; cap: number }): this {
-    return this.#op("SOFTCAP", [() => this.#a(a.x), () => this.#u(a.n), () => this.#f(a.cap)]);
+  /** `dtype` F32 (default) or F16 (the logits dtype). */
+  softcap(a: { x: DevRef; dtype?: Dt; n: number; cap: number }): this {
+    return this.#op("SOFTCAP", [() => this.#a(a.x), () => this.#u(this.#dt(a.dtype ?? "F32")), () => this.#u(a.n), () => this.#f(a.cap)]);
   }
 
-  sample(a: { logits: DevRef; ld: number; V: number; params: DevRef; out: DevRef; R: number }): this {
-    return this.#op("SAMPLE", [() => this.#a(a.logits), () => this.#u(a.ld), () => this.#u(a.V), () => this.#a(a.params), () => this.#a(a.out), () => this.#u(a.R)]);
+  /** `dtype`: of the logits, F32 (default) or F16. */
+  sample(a: { logits: DevRef; dtype?: Dt; ld: number; V: number; params: DevRef; out: DevRef; R: number }): this {
+    return this.#op("SAMPLE", [
+      () => this.#a(a.logits), () => this.#u(this.#dt(a.dtype ?? "F32")), () => this.#u(a.ld), () => this.#u(a.V), () => this.#a(a.params),
+      () => this.#a(a.out), () => this.#u(a.R),
+    ]);
   }
 
   memcpy(dst: DevRef | HostRef, src: DevRef | HostRef, bytes: number): this {

@@ -11,6 +11,7 @@ import { build } from "../../src/builder/build.ts";
 import { TimingCache, tokenBuckets } from "../../src/builder/tactics.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import { ENGINE_MAGIC, openEngineFile } from "../../src/engine/engine-file.ts";
+import { type EngineModelDesc, logitsDtypeOf } from "../../src/engine/plan.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
 import { isTrtbError } from "../../src/errors.ts";
 import { LLaMAForCausalLM } from "../../src/models/llama/model.ts";
@@ -154,6 +155,48 @@ describe("engine build and file (fake backend)", () => {
         expect(e.message).toContain(`head size ${D} is not supported by the CUDA backend (32, 64, 80, 96, 128, 256)`);
       }
     }
+  });
+
+  test("--logits_dtype: float16 recorded in the plan (lm_head GEMM site writes F16), float32 by default, needs a float16 model", async () => {
+    using t = tempDir();
+    const f16 = join(t.path, "ckpt-f16");
+    await convertCheckpoint({ modelDir: fixture("llama"), outputDir: f16, dtype: "float16" });
+    using model = await LLaMAForCausalLM.fromCheckpoint(f16, 0);
+    const opts = { backend: fakeBackend() };
+    const dflt = await build(model, { max_num_tokens: 32 }, opts);
+    expect(dflt.plan.model.logits_dtype).toBe("float32");
+    expect(dflt.plan.gemm.sites.lm_head!.y).toBe("F32");
+    const half = await build(model, { max_num_tokens: 32 }, { ...opts, logitsDtype: "float16" });
+    expect(half.plan.model.logits_dtype).toBe("float16");
+    expect(half.plan.gemm.sites.lm_head!.y).toBe("F16");
+    for (const s of ["qkv", "dense", "down"]) expect(half.plan.gemm.sites[s]!.y).toBe("F32"); // only the head changes
+    expect(half.config.pretrained_config.logits_dtype).toBe("float16");
+    const out = join(t.path, "eng-f16");
+    half.save(out);
+    const back = await Engine.fromDir(out, 0);
+    expect(back.plan.model.logits_dtype).toBe("float16");
+    expect(back.config.pretrained_config.logits_dtype).toBe("float16");
+
+    // plans written before the field existed mean float32
+    const { logits_dtype: _, ...old } = back.plan.model;
+    expect(logitsDtypeOf(old as EngineModelDesc)).toBe("float32");
+    expect(logitsDtypeOf(back.plan.model)).toBe("float16");
+
+    // bfloat16 model: --logits_dtype float16 is refused before anything is written; a checkpoint
+    // config saying float16 builds float32 logits
+    const bf = join(t.path, "ckpt-bf16");
+    await convertCheckpoint({ modelDir: fixture("llama"), outputDir: bf });
+    const e = await err(() => buildCheckpoint({ checkpointDir: bf, outputDir: join(t.path, "x"), backend: fakeBackend(), logitsDtype: "float16" }));
+    expect((e as { code?: string }).code).toBe("BUILD_UNSUPPORTED");
+    expect(e.message).toContain("float16 model");
+    expect(existsSync(join(t.path, "x"))).toBe(false);
+    const cfgPath = join(bf, "config.json");
+    writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(readFileSync(cfgPath, "utf8")), logits_dtype: "float16" }));
+    using bfModel = await LLaMAForCausalLM.fromCheckpoint(bf, 0);
+    expect(bfModel.config.logits_dtype).toBe("float16");
+    const bfEng = await build(bfModel, { max_num_tokens: 32 }, opts);
+    expect(bfEng.plan.model.logits_dtype).toBe("float32");
+    expect(bfEng.plan.gemm.sites.lm_head!.y).toBe("F32");
   });
 
   test("unsupported checkpoints and broken files fail with clear codes", async () => {

@@ -22,6 +22,12 @@ const ATTN_HEAD_SIZES = [32, 64, 80, 96, 128, 256];
 const checkHeadSize = (op: string, D: number) => {
   if (!ATTN_HEAD_SIZES.includes(D)) throw new Error(`emu: ${op} head size ${D} (supported: ${ATTN_HEAD_SIZES.join(", ")})`);
 };
+/** SOFTCAP and SAMPLE take F32 or F16 logits (activation.cu, sample.cu fail on others). */
+const logitsDt = (op: string, code: number): "F32" | "F16" => {
+  const dt = DT[code];
+  if (dt !== "F32" && dt !== "F16") throw new Error(`emu: ${op} logits dtype ${code} (F32 or F16)`);
+  return dt;
+};
 const fakeSyms = { trtb_engine_host_free: () => 0, trtb_engine_graph_destroy: () => 0 };
 
 export const EMU_INFO: EngineDeviceInfo = {
@@ -348,14 +354,15 @@ export class EmuContext implements EngineContext {
         return;
       }
       case "SOFTCAP": {
-        const [x, n, cap] = [a(0), a(1), f(2)];
-        return this.write(x, Array.from(this.read(x, n, "F32"), (v) => Math.tanh(v / cap) * cap), "F32");
+        // f32 math; f16 logits are read widened and written back rounded to nearest even
+        const [x, dt, n, cap] = [a(0), logitsDt("SOFTCAP", a(1)), a(2), f(3)];
+        return this.write(x, Array.from(this.read(x, n, dt), (v) => Math.tanh(v / cap) * cap), dt);
       }
       case "SAMPLE": {
-        const [logits, ld, V, params, out, R] = [a(0), a(1), a(2), a(3), a(4), a(5)];
+        const [logits, dt, ld, V, params, out, R] = [a(0), logitsDt("SAMPLE", a(1)), a(2), a(3), a(4), a(5), a(6)];
         const ids = new Int32Array(R);
         for (let r = 0; r < R; r++) {
-          const x = this.read(logits + r * ld * 4, V, "F32");
+          const x = this.read(logits + r * ld * ES[dt], V, dt);
           const dv = new DataView(this.view(params + r * 32, 32).slice().buffer);
           const temp = dv.getFloat32(0, true), topK = dv.getInt32(4, true);
           let best = 0;

@@ -10,11 +10,13 @@ import { join } from "node:path";
 import { fakeBackend } from "../../src/builder/backend.ts";
 import { buildCheckpoint } from "../../src/builder/checkpoint.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
+import { Engine } from "../../src/engine/engine.ts";
 import { loadCpuRunner } from "../../src/runtime/index.ts";
 import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";
 import { readFileSync, writeFileSync } from "node:fs";
 import { quantize } from "../../src/quantize.ts";
 import { loadTokenizer } from "../../src/text/index.ts";
+import { f16BitsToF32, f32ToF16Bits } from "../../src/numeric.ts";
 import { asF32, asI32, fixture, readRaw, relMaxErr, SHARED, tempDir } from "../helpers.ts";
 import { EMU_INFO, EmuContext } from "./_emu.ts";
 import { FP8_EXACT_KL_FRACTION, FP8_FAST_KL_RATIO, meanKl } from "./_gpu-tol.ts";
@@ -22,6 +24,12 @@ import { HEAD_CASES, headCaseCheckpoint, headPrompts } from "./_heads.ts";
 
 /** Fast numerics (bf16 activations into GEMMs, bf16 KV), emulated in f64 math. */
 const EMU_LOGITS_REL_TOL = 1e-2;
+/**
+ * f16 logits vs the f32 logits of the same engine: only the logits' rounding differs (half an f16
+ * ulp, 2^-11 relative, of each value), so max|Δ| / max|f32| stays under 2^-11 ≈ 4.9e-4 (1e-3 with room).
+ */
+const EMU_F16_LOGITS_REL_TOL = 1e-3;
+const f16round = (v: number) => f16BitsToF32(f32ToF16Bits(v));
 
 async function emuEngine(name: string, dir: string): Promise<{ eng: string; ckpt: string }> {
   const ckpt = join(dir, `${name}-ckpt`);
@@ -202,6 +210,78 @@ describe("GPU runtime on the CPU emulation", () => {
     expect(meanKl(ref8, ex, V)).toBeLessThan(FP8_EXACT_KL_FRACTION * klFp8);
     expect(meanKl(ref16, got, V)).toBeLessThan(FP8_FAST_KL_RATIO * klFp8);
   }, 120_000);
+  // --logits_dtype float16: lm_head writes f16 logits, soft-cap (gemma2) and sampling read them, the
+  // host API widens them; against an f32-logits engine from the same checkpoint.
+  for (const name of ["qwen2", "gemma2"]) {
+    test(`float16 logits (--logits_dtype float16): ${name}`, async () => {
+      using t = tempDir();
+      const ckpt = join(t.path, "ckpt");
+      await convertCheckpoint({ modelDir: fixture(name), outputDir: ckpt, dtype: "float16" });
+      const engines: Record<string, string> = {};
+      for (const ld of ["float32", "float16"] as const) {
+        engines[ld] = join(t.path, `eng-${ld}`);
+        await buildCheckpoint({ checkpointDir: ckpt, outputDir: engines[ld], backend: fakeBackend(), logitsDtype: ld, buildConfig: { max_num_tokens: 64, max_batch_size: 4 } });
+      }
+      const ref = readRaw(join(fixture(name), "reference.safetensors"));
+      const [B, S] = ref.get("input_ids")!.shape as [number, number];
+      const ids = asI32(ref.get("input_ids")!);
+      const rows = Array.from({ length: B }, (_, b) => Array.from(ids.subarray(b * S, (b + 1) * S)));
+      const f32 = await emuRunner(engines.float32!);
+      const f16 = await emuRunner(engines.float16!);
+      expect(f32.runner.logitsDtype).toBe("F32");
+      expect(f16.runner.logitsDtype).toBe("F16");
+      expect(f16.runner.plan.model.logits_dtype).toBe("float16");
+      expect(f16.runner.plan.gemm.sites.lm_head!.y).toBe("F16");
+      expect(f32.runner.plan.gemm.sites.lm_head!.y).toBe("F32");
+      if (name === "gemma2") expect(f16.runner.desc.final_softcap).not.toBeNull();
+
+      const a = f32.runner.forwardLogits(rows);
+      const h = f16.runner.forwardLogits(rows);
+      expect(a[0]!.some((v) => f16round(v) !== v)).toBe(true); // the f32 engine's logits are not f16 already
+      rows.forEach((_, b) => {
+        expect(h[b]!.length).toBe(a[b]!.length);
+        // every value is an f16 (widened exactly), within the f16 rounding of the f32 logits
+        expect(h[b]!.every((v) => f16round(v) === v)).toBe(true);
+        expect(relMaxErr(h[b]!, a[b]!)).toBeLessThanOrEqual(EMU_F16_LOGITS_REL_TOL);
+      });
+      // greedy and sampled ids (prefill + decode steps, graphs) match the f32-logits engine
+      const short = rows[1]!.slice(0, 5);
+      const g32 = f32.runner.generate([rows[0]!, short], { maxNewTokens: 6 });
+      const g16 = f16.runner.generate([rows[0]!, short], { maxNewTokens: 6 });
+      expect(g16.outputIds).toEqual(g32.outputIds);
+      expect(f16.ctx.launches).toBeGreaterThan(0);
+      const sampling = { temperature: 0.8, topK: 4, seed: 7 };
+      expect(f16.runner.generate([short], { maxNewTokens: 5, sampling }).outputIds).toEqual(f32.runner.generate([short], { maxNewTokens: 5, sampling }).outputIds);
+      // step level: the logits a prefill piece and a decode row return are widened f16 too
+      const step = (r: GpuModelRunner) => {
+        const table = r.allocateKv(short.length + 1);
+        const pre = r.prefillStep([{ tokens: short, pos0: 0, n: short.length, table, sample: "greedy", logits: "all" }]);
+        const dec = r.decodeRows([{ token: pre.tokens[0]!, pos: short.length, table, step: 1, logits: true }]);
+        r.releaseKv(table);
+        return { pre, dec };
+      };
+      const s32 = step(f32.runner);
+      const s16 = step(f16.runner);
+      expect(s16.pre.tokens).toEqual(s32.pre.tokens);
+      expect(s16.dec.tokens).toEqual(s32.dec.tokens);
+      expect(s16.pre.logits[0]!.length).toBe(short.length * f16.runner.vocabSize);
+      expect(relMaxErr(s16.pre.logits[0]!, a[1]!.subarray(0, short.length * f16.runner.vocabSize))).toBeLessThanOrEqual(EMU_F16_LOGITS_REL_TOL);
+      expect(relMaxErr(s16.dec.logits[0]!, s32.dec.logits[0]!)).toBeLessThanOrEqual(EMU_F16_LOGITS_REL_TOL);
+      expect(s16.dec.logits[0]!.every((v) => f16round(v) === v)).toBe(true);
+      f32.runner.destroy();
+      f16.runner.destroy();
+      // exact numerics keep f32 logits on the device even in a float16-logits engine
+      const exact = await emuRunner(engines.float16!, { numerics: "exact" });
+      expect(exact.runner.logitsDtype).toBe("F32");
+      exact.runner.destroy();
+      // a plan written before logits_dtype was recorded runs with f32 logits
+      const old = await Engine.fromDir(engines.float16!, 0);
+      delete old.plan.model.logits_dtype;
+      using legacy = GpuModelRunner.fromEngine(old, { context: { ctx: new EmuContext(), info: EMU_INFO }, maxKvTokens: 512 });
+      expect(legacy.logitsDtype).toBe("F32");
+      expect(legacy.forwardLogits([short])[0]!.some((v) => f16round(v) !== v)).toBe(true);
+    }, 60_000);
+  }
 
   test("chunked prefill (prompt longer than max tokens per pass) and end ids", async () => {
     using t = tempDir();

@@ -16,7 +16,8 @@ import { engineLib } from "../../src/ffi/engine.ts";
 import { loadCpuRunner } from "../../src/runtime/index.ts";
 import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";
 import { asF32, asI32, FIXTURES, readRaw, relMaxErr, tempDir } from "../helpers.ts";
-import { GPU_EXACT_REL_TOL, GPU_LOGITS_REL_TOL } from "./_gpu-tol.ts";
+import { GPU_EXACT_REL_TOL, GPU_F16_LOGITS_REL_TOL, GPU_LOGITS_REL_TOL } from "./_gpu-tol.ts";
+import { f16BitsToF32, f32ToF16Bits } from "../../src/numeric.ts";
 
 const DEVFIX = resolve(import.meta.dir, "../../.devfix");
 const FIX = process.env.TRTB_FIXTURES ?? (existsSync(DEVFIX) ? DEVFIX : FIXTURES);
@@ -125,6 +126,56 @@ describe.skipIf(!gpu)("GPU engine vs references (all fixture families)", () => {
       const g = exact.generate([row, row.slice(0, 5)], { maxNewTokens: 8 });
       expect(g.outputIds[0]).toEqual(cpu.greedy(row, 8));
       expect(g.outputIds[1]).toEqual(cpu.greedy(row.slice(0, 5), 8));
+    });
+  }
+
+  // --logits_dtype float16: lm_head (cuBLASLt / GEMV tactics tuned for an F16 output) writes f16
+  // logits, soft-cap (gemma2) and sampling read them, the API widens them; against the float32-logits
+  // engine of the same float16 checkpoint: logits within GPU_F16_LOGITS_REL_TOL, greedy ids identical.
+  for (const name of ["qwen2", "gemma2", "llama"].filter((n) => FAMILIES.includes(n))) {
+    test(`float16 logits (--logits_dtype float16): ${name}`, async () => {
+      const ckpt = join(work.path, `${name}-f16ckpt`);
+      if (!existsSync(join(ckpt, "config.json"))) await convertCheckpoint({ modelDir: fixture(name), outputDir: ckpt, dtype: "float16" });
+      const eng = async (ld: "float32" | "float16") => {
+        const dir = join(work.path, `${name}-f16ckpt-logits-${ld}`);
+        if (!existsSync(join(dir, "config.json")))
+          await buildCheckpoint({
+            checkpointDir: ckpt, outputDir: dir, logitsDtype: ld, buildConfig: { max_num_tokens: 128, max_batch_size: 8 },
+            inputTimingCache: existsSync(cacheFile) ? cacheFile : null, outputTimingCache: cacheFile,
+          });
+        return dir;
+      };
+      const ref = readRaw(join(fixture(name), "reference.safetensors"));
+      const [B, S] = ref.get("input_ids")!.shape as [number, number];
+      const ids = asI32(ref.get("input_ids")!);
+      const rows = Array.from({ length: B }, (_, b) => Array.from(ids.subarray(b * S, (b + 1) * S)));
+      const nNew = asI32(ref.get("greedy_ids")!).length - S;
+      using r32 = await GpuModelRunner.fromDir(await eng("float32"), { maxBatchSize: 4, maxKvTokens: 4096 });
+      using r16 = await GpuModelRunner.fromDir(await eng("float16"), { maxBatchSize: 4, maxKvTokens: 4096 });
+      expect(r32.logitsDtype).toBe("F32");
+      expect(r16.logitsDtype).toBe("F16");
+      expect(r16.plan.gemm.sites.lm_head!.y).toBe("F16");
+      const a = r32.forwardLogits(rows);
+      const h = r16.forwardLogits(rows);
+      const f16round = (v: number) => f16BitsToF32(f32ToF16Bits(v));
+      const err = Math.max(...rows.map((_, b) => relMaxErr(h[b]!, a[b]!)));
+      console.log(`${name}: f16 logits vs f32 logits (same f16 checkpoint) max|Δ|/max|f32| = ${err.toExponential(3)}`);
+      rows.forEach((_, b) => expect(h[b]!.every((v) => f16round(v) === v)).toBe(true)); // they really are f16
+      expect(err).toBeLessThanOrEqual(GPU_F16_LOGITS_REL_TOL);
+      // greedy (prefill + graph-replayed decode steps) identical
+      const short = rows[1]!.slice(0, 7);
+      const g32 = r32.generate([rows[0]!, short], { maxNewTokens: nNew });
+      const g16 = r16.generate([rows[0]!, short], { maxNewTokens: nNew });
+      expect(g16.outputIds).toEqual(g32.outputIds);
+      // step level: decode-row logits are widened f16 too
+      const table = r16.allocateKv(short.length + 1);
+      const pre = r16.prefillStep([{ tokens: short, pos0: 0, n: short.length, table, sample: "greedy", logits: "last" }]);
+      const dec = r16.decodeRows([{ token: pre.tokens[0]!, pos: short.length, table, step: 1, logits: true }]);
+      r16.releaseKv(table);
+      expect(pre.tokens[0]).toBe(g16.newTokens[1]![0]!);
+      expect(dec.tokens[0]).toBe(g16.newTokens[1]![1]!);
+      expect(dec.logits[0]!.every((v) => f16round(v) === v)).toBe(true);
+      expect(relMaxErr(pre.logits[0]!, a[1]!.subarray(6 * r16.vocabSize, 7 * r16.vocabSize))).toBeLessThanOrEqual(GPU_F16_LOGITS_REL_TOL);
     });
   }
 

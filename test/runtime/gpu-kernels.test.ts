@@ -497,6 +497,51 @@ describe.skipIf(!ctx)("engine kernels", () => {
     full.forEach((id) => expect(id >= 0 && id < V).toBe(true));
   });
 
+  // f16 logits (--logits_dtype float16): the sampler widens each value to f32 as it reads it, so on
+  // the same values f16 and f32 logits give identical ids in every mode; soft-cap rounds back to f16.
+  test("f16 logits: sampling reads F16 (ids identical to f32 logits of the same values), soft-cap in place in F16", () => {
+    const V = 5000, R = 64;
+    const raw = randF32(R * V, 4);
+    for (let r = 0; r < R; r++) for (let j = 0; j < 5; j++) raw[r * V + ((r * 131 + j * 977) % V)] = 20 - j * 0.5;
+    const [h16, vals] = round16(raw, "F16");
+    using d32 = dev(c, u8(vals));
+    using d16 = dev(c, h16);
+    using prm = c.alloc(R * SAMPLE_PARAMS_BYTES);
+    using out = poisoned(c, R * 4);
+    const hp = new Uint8Array(R * SAMPLE_PARAMS_BYTES);
+    const run = (dtype: "F32" | "F16", fill: (r: number) => { temperature: number; topK: number; topP: number; seed: number; step: number }) => {
+      const dv = new DataView(hp.buffer);
+      for (let r = 0; r < R; r++) writeSampleParams(dv, r * SAMPLE_PARAMS_BYTES, fill(r));
+      c.upload(prm.at(0), hp);
+      c.exec(new Program().sample({ logits: (dtype === "F16" ? d16 : d32).at(0), dtype, ld: V, V, params: prm.at(0), out: out.at(0), R }));
+      return Array.from(new Int32Array(c.download(out.at(0), R * 4).buffer));
+    };
+    const modes = [
+      () => ({ temperature: 0, topK: 0, topP: 1, seed: 0, step: 0 }),
+      (r: number) => ({ temperature: 2, topK: 3, topP: 1, seed: 7, step: r }),
+      (r: number) => ({ temperature: 1, topK: 0, topP: 0.3, seed: 11, step: r }),
+      (r: number) => ({ temperature: 1, topK: 0, topP: 1, seed: 5, step: r }),
+    ];
+    for (const m of modes) expect(run("F16", m)).toEqual(run("F32", m));
+    expect(run("F16", modes[0]!)).toEqual(Array.from({ length: R }, (_, r) => (r * 131) % V));
+    // soft-cap of f16 logits: f32 math, rounded back to f16 (within an f16 rounding of the f64 reference)
+    const n = 4096;
+    const [x16, xv] = round16(randF32(n, 60), "F16");
+    using dx = dev(c, x16);
+    c.exec(new Program().softcap({ x: dx.at(0), dtype: "F16", n, cap: 30 }));
+    const got = toFloat32(c.download(dx.at(0), n * 2), "F16");
+    const ref = Float32Array.from(xv, (v) => Math.tanh(v / 30) * 30);
+    expect(relErr(got, ref)).toBeLessThan(1e-3);
+    expect(relErr(got, round16(ref, "F16")[1])).toBeLessThan(1e-3);
+    let err: unknown;
+    try {
+      c.exec(new Program().softcap({ x: dx.at(0), dtype: "BF16", n, cap: 30 }));
+    } catch (e) {
+      err = e;
+    }
+    expect(isTrtbError(err) && /op #0 \(SOFTCAP\)/.test((err as Error).message)).toBe(true);
+  });
+
   test("CUDA graph replay equals eager execution; errors name the op", () => {
     const n = 4096;
     const x = randF32(n, 10);

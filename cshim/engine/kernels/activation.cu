@@ -61,11 +61,12 @@ __global__ void gated_act_vec8_kernel(GatedActArgs a) {
   }
 }
 
-__global__ void softcap_kernel(float *x, int64_t n, float cap) {
+template <typename T>
+__global__ void softcap_kernel(T *x, int64_t n, float cap) {
   pdl_wait();
   pdl_trigger_if_one_wave();
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    x[i] = tanhf(x[i] / cap) * cap;
+    x[i] = from_f<T>(tanhf(to_f<T>(x[i]) / cap) * cap);
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -103,10 +104,13 @@ int32_t trtbe_gated_act(cudaStream_t s, const GatedActArgs &a) {
   }
 }
 
-int32_t trtbe_softcap(cudaStream_t s, float *x, int64_t n, float cap) {
+int32_t trtbe_softcap(cudaStream_t s, void *x, int32_t dtype, int64_t n, float cap) {
   if (n <= 0) return TRTB_OK;
   if (!(cap > 0.f)) return trtb__fail(TRTB_ERR_INVALID_ARG, "softcap: cap must be positive, got %g", (double)cap);
-  (void)trtbe_launch(softcap_kernel, dim3(trtbe_grid_for(n, 256)), dim3(256), 0, s, x, n, cap);
+  const dim3 grid(trtbe_grid_for(n, 256));
+  if (dtype == TRTB_DTYPE_F32) (void)trtbe_launch(softcap_kernel<float>, grid, dim3(256), 0, s, (float *)x, n, cap);
+  else if (dtype == TRTB_DTYPE_F16) (void)trtbe_launch(softcap_kernel<__half>, grid, dim3(256), 0, s, (__half *)x, n, cap);
+  else return trtb__fail(TRTB_ERR_DTYPE, "softcap: dtype %d (F32 or F16)", dtype);
   TRTB_CUDA_CHECK_LAUNCH("softcap_kernel");
   return TRTB_OK;
 }

@@ -15,5 +15,5 @@ struct GatedActArgs {
 
 /* out[t, i] = up[t, i] * act(gate[t, i]) over rows of [up | gate] (act 0 SiLU, 1 GELU-tanh). */
 int32_t trtbe_gated_act(cudaStream_t s, const GatedActArgs &a);
-/* x = tanh(x / cap) * cap in place (Gemma-2 logit soft-cap). */
-int32_t trtbe_softcap(cudaStream_t s, float *x, int64_t n, float cap);
+/* x = tanh(x / cap) * cap in place (Gemma-2 logit soft-cap); x F32 or F16 (dtype). */
+int32_t trtbe_softcap(cudaStream_t s, void *x, int32_t dtype, int64_t n, float cap);

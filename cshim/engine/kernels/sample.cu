@@ -9,6 +9,8 @@
  *  drawn by inverse CDF in vocabulary order with u = hash(seed, step, row) in [0, 1).
  *  Deterministic for a given (seed, step) and block size.
  *
+ * Logits are F32 or F16 (read as f32; the comparisons and sums are f32 either way).
+ *
  * Cost: 2 x 30 passes of V / 1024 loads per thread at most, a few tens of µs for V = 128k.
  */
 #include "sample.cuh"
@@ -24,6 +26,7 @@ __device__ __forceinline__ uint64_t smix(uint64_t x) {
 
 __device__ __forceinline__ float prob(float x, float mx, float invT) { return expf((x - mx) * invT); }
 
+template <typename T>
 __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(SampleArgs a) {
   pdl_wait();
   pdl_trigger_if_one_wave();
@@ -34,7 +37,8 @@ __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(SampleArgs a) {
   __shared__ int found;
   const int row = blockIdx.x;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const float *x = a.logits + (int64_t)row * a.ld;
+  const T *xr = static_cast<const T *>(a.logits) + (int64_t)row * a.ld;
+  auto x = [xr](int i) { return to_f<T>(xr[i]); };  // F16 logits widen to f32 as they are read
   const trtb_engine_sample_params p = a.params[row];
   const int V = a.V;
 
@@ -42,7 +46,7 @@ __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(SampleArgs a) {
   float best = -INFINITY;
   int bi = 0x7fffffff;
   for (int i = tid; i < V; i += SAMPLE_THREADS) {
-    const float v = x[i];
+    const float v = x(i);
     if (v > best) {
       best = v;
       bi = i;
@@ -89,7 +93,7 @@ __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(SampleArgs a) {
   const float invT = 1.f / p.temperature;
 
   float z = 0.f;
-  for (int i = tid; i < V; i += SAMPLE_THREADS) z += prob(x[i], mx, invT);
+  for (int i = tid; i < V; i += SAMPLE_THREADS) z += prob(x(i), mx, invT);
   const float Z = block_sum(z, red);
 
   uint32_t tau = 0;  // bits of the threshold on p; 0 keeps everything
@@ -99,7 +103,7 @@ __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(SampleArgs a) {
       const uint32_t mid = lo + (hi - lo + 1) / 2;
       const float t = __uint_as_float(mid);
       float c = 0.f;
-      for (int i = tid; i < V; i += SAMPLE_THREADS) c += prob(x[i], mx, invT) >= t ? 1.f : 0.f;
+      for (int i = tid; i < V; i += SAMPLE_THREADS) c += prob(x(i), mx, invT) >= t ? 1.f : 0.f;
       c = block_sum(c, red);
       if (c >= (float)p.top_k) lo = mid;
       else hi = mid - 1;
@@ -114,7 +118,7 @@ __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(SampleArgs a) {
       const float t = __uint_as_float(mid);
       float m = 0.f;
       for (int i = tid; i < V; i += SAMPLE_THREADS) {
-        const float q = prob(x[i], mx, invT);
+        const float q = prob(x(i), mx, invT);
         m += q >= t ? q : 0.f;
       }
       m = block_sum(m, red);
@@ -131,7 +135,7 @@ __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(SampleArgs a) {
   float local = 0.f;
   int last_kept = -1;
   for (int i = b0; i < b1; i++) {
-    const float q = prob(x[i], mx, invT);
+    const float q = prob(x(i), mx, invT);
     if (q >= t) {
       local += q;
       last_kept = i;
@@ -165,7 +169,7 @@ __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(SampleArgs a) {
     float c = excl;
     int pick = last_kept;
     for (int i = b0; i < b1; i++) {
-      const float q = prob(x[i], mx, invT);
+      const float q = prob(x(i), mx, invT);
       if (q >= t) {
         c += q;
         if (u < c) {
@@ -188,7 +192,9 @@ __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(SampleArgs a) {
 int32_t trtbe_sample(cudaStream_t s, const SampleArgs &a) {
   if (a.R <= 0) return TRTB_OK;
   if (a.V <= 0) return trtb__fail(TRTB_ERR_INVALID_ARG, "sample: vocabulary size %d", a.V);
-  (void)trtbe_launch(sample_kernel, dim3((unsigned)a.R), dim3(SAMPLE_THREADS), 0, s, a);
+  if (a.dtype == TRTB_DTYPE_F32) (void)trtbe_launch(sample_kernel<float>, dim3((unsigned)a.R), dim3(SAMPLE_THREADS), 0, s, a);
+  else if (a.dtype == TRTB_DTYPE_F16) (void)trtbe_launch(sample_kernel<__half>, dim3((unsigned)a.R), dim3(SAMPLE_THREADS), 0, s, a);
+  else return trtb__fail(TRTB_ERR_DTYPE, "sample: logits dtype %d (F32 or F16)", a.dtype);
   TRTB_CUDA_CHECK_LAUNCH("sample_kernel");
   return TRTB_OK;
 }

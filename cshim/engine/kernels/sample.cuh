@@ -4,7 +4,8 @@
 #include "../internal.cuh"
 
 struct SampleArgs {
-  const float *logits;
+  const void *logits;
+  int32_t dtype; /* F32 or F16 */
   int64_t ld;
   int32_t V;
   const trtb_engine_sample_params *params;

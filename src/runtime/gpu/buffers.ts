@@ -21,6 +21,8 @@ export interface BufferShape {
   readonly sms: number;
   /** query rows per prefill attention tile */
   readonly bq: number;
+  /** bytes per logits element (4, or 2 for f16 logits) */
+  readonly les: number;
 }
 
 export const I32 = 4;
@@ -101,7 +103,7 @@ export function allocActivations(s: BufferShape, keep: (m: DeviceMem) => DeviceM
   const ies = d.fp8 ? F32 : es;
   const sizes: Record<string, number> = {
     res: T * H * F32, h: T * H * ies, qkv: T * d.qkv_rows * F32, q: T * nHD * F32, ctx: T * nHD * ies, dense: T * H * F32,
-    fc: T * 2 * I * (exact ? F32 : es), act: T * I * ies, proj: T * H * F32, hg: R * H * es, logits: R * d.lm_head_rows * F32, outIds: R * I32,
+    fc: T * 2 * I * (exact ? F32 : es), act: T * I * ies, proj: T * H * F32, hg: R * H * es, logits: R * d.lm_head_rows * s.les, outIds: R * I32,
     attnWs: ATTN_COUNTERS * 4 + R * d.num_heads * nsplitMax * (d.head_size + 2) * F32, iota: T * I32,
   };
   // exact numerics: the two 16-bit halves of a GEMM input of up to T rows

@@ -164,7 +164,7 @@ function emitMoe(s: RunnerState, p: Program, l: number, T: number): Program {
   return q;
 }
 
-/** logits rows = h[rows of `idx`] · lm_head, soft-capped; optionally sampled into outIds (+ copy to host). */
+/** logits rows (s.ldt: f32, or f16 logits) = h[rows of `idx`] · lm_head, soft-capped; optionally sampled into outIds (+ copy to host). */
 export function emitHead(s: RunnerState, p: Program, R: number, idx: DevRef | null, sample: DevRef | null): void {
   const d = s.desc;
   const b = s.b;
@@ -175,10 +175,10 @@ export function emitHead(s: RunnerState, p: Program, R: number, idx: DevRef | nu
     p.gatherRows({ src: b.h!, dst: b.hg!, idx, R, rowBytes: H * s.aes });
     x = b.hg!;
   }
-  gemm(s, p, "lm_head", "lm_head", x, b.logits!, R, V, H, "F32");
-  if (d.final_softcap !== null) p.softcap({ x: b.logits!, n: R * V, cap: d.final_softcap });
+  gemm(s, p, "lm_head", "lm_head", x, b.logits!, R, V, H, s.ldt);
+  if (d.final_softcap !== null) p.softcap({ x: b.logits!, dtype: s.ldt, n: R * V, cap: d.final_softcap });
   if (sample) {
-    p.sample({ logits: b.logits!, ld: V, V: d.vocab_size, params: sample, out: b.outIds!, R });
+    p.sample({ logits: b.logits!, dtype: s.ldt, ld: V, V: d.vocab_size, params: sample, out: b.outIds!, R });
     p.memcpy(s.hout.at(0), b.outIds!, R * I32);
   }
 }

@@ -24,7 +24,7 @@
  *   res += [post_norm](ctx · Wdense + bias); h = norm(res)       (ADD_NORM)
  *   y = act(h · Wgate_up) · Wdown  | MoE: route, per expert the same, weighted scatter-add
  *   res += [post_ff_norm](y + bias); h = next norm_in or ln_f (res)
- *   logits = h[last rows] · Wlm_head (f32), [soft-cap], sample
+ *   logits = h[last rows] · Wlm_head (f32; f16 with --logits_dtype float16), [soft-cap], sample
  *
  * numerics "exact" keeps every activation and the KV cache in f32 (see RunnerOptions.numerics).
  *
@@ -36,13 +36,14 @@
  * layouts), sampling.ts (sampling rows), profile.ts (per-op timing); this file is the public API.
  */
 import { TrtbError } from "../../errors.ts";
-import { type Dt, type EngineContext, type EngineDeviceInfo, type Graph, Program } from "../../ffi/engine.ts";
+import { type DevRef, type Dt, type EngineContext, type EngineDeviceInfo, type Graph, Program } from "../../ffi/engine.ts";
+import { f16BitsToF32 } from "../../numeric.ts";
 import { Engine } from "../../engine/engine.ts";
 import type { EngineModelDesc, EnginePlan } from "../../engine/plan.ts";
 import { decodeProgram, emitHead, prefillProgram } from "./emit.ts";
 import { type OpTimes, profileDecode, profilePrefill } from "./profile.ts";
 import { GREEDY, type SampleRow, type SamplingOptions, samplingRow } from "./sampling.ts";
-import { checkBatch, chunks, type DecodeLayout, F32, I32, type SeqPiece, writeDecode, writeDecodeRows, writePrefill } from "./schedule.ts";
+import { checkBatch, chunks, type DecodeLayout, I32, type SeqPiece, writeDecode, writeDecodeRows, writePrefill } from "./schedule.ts";
 import { type RunnerOptions, RunnerState } from "./state.ts";
 
 export type { SamplingOptions } from "./sampling.ts";
@@ -108,6 +109,27 @@ export interface StepOutput {
   logits: (Float32Array | null)[];
 }
 
+/** f32 value of every f16 bit pattern (built on first use): widening f16 logits on the host. */
+let F16_TO_F32: Float32Array | null = null;
+
+/**
+ * `n` logits at `at` on the device as f32: f32 logits as they are, f16 logits (`--logits_dtype
+ * float16`) widened exactly. `n` counts elements, rows included.
+ */
+function downloadLogits(s: RunnerState, at: DevRef, n: number): Float32Array {
+  const bytes = s.ctx.download(at, n * s.les);
+  if (s.ldt === "F32") return new Float32Array(bytes.buffer, bytes.byteOffset, n);
+  if (!F16_TO_F32) {
+    F16_TO_F32 = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) F16_TO_F32[h] = f16BitsToF32(h);
+  }
+  const lut = F16_TO_F32;
+  const h = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = lut[h[i]!]!;
+  return out;
+}
+
 export class GpuModelRunner implements Disposable {
   readonly desc: EngineModelDesc;
   readonly plan: EnginePlan;
@@ -119,6 +141,8 @@ export class GpuModelRunner implements Disposable {
   readonly kvTokens: number;
   readonly dt: Dt;
   readonly numerics: "fast" | "exact";
+  /** dtype of the logits on the device: F16 for a `--logits_dtype float16` engine (fast numerics), else F32; the API returns f32 either way */
+  readonly logitsDtype: Dt;
   readonly #s: RunnerState;
   /** captured decode steps, by batch size */
   readonly #graphs = new Map<number, Graph>();
@@ -139,6 +163,7 @@ export class GpuModelRunner implements Disposable {
     this.kvTokens = s.kvTokens;
     this.dt = s.dt;
     this.numerics = s.numerics;
+    this.logitsDtype = s.ldt;
     this.#useGraphs = (opts.cudaGraphs ?? true) && !s.desc.moe;
   }
 
@@ -172,7 +197,7 @@ export class GpuModelRunner implements Disposable {
     this.#inflight?.(); // a launched decode step completes before anything else runs
   }
 
-  /** Logits f32 [S × V] for each sequence (all positions), computed with a packed prefill. */
+  /** Logits f32 [S × V] for each sequence (all positions), computed with a packed prefill (f16 logits engines: widened). */
   forwardLogits(ids: number[] | number[][]): Float32Array[] {
     const batch = (Array.isArray(ids[0]) ? ids : [ids]) as number[][];
     this.#check(batch);
@@ -194,7 +219,7 @@ export class GpuModelRunner implements Disposable {
           p = new Program();
           emitHead(s, p, n, s.b.iota!.add(r0 * I32), null);
           s.ctx.exec(p);
-          const buf = new Float32Array(s.ctx.download(s.b.logits!, n * Vr * F32).buffer);
+          const buf = downloadLogits(s, s.b.logits!, n * Vr);
           for (let i = 0; i < n; i++) {
             const [seq, pos] = rowOf[r0 + i]!;
             out[seq]!.set(buf.subarray(i * Vr, i * Vr + V), pos * V);
@@ -391,7 +416,7 @@ export class GpuModelRunner implements Disposable {
         const q = new Program();
         emitHead(s, q, m, s.b.iota!.add((first + r0) * I32), null);
         s.ctx.exec(q);
-        const buf = new Float32Array(s.ctx.download(s.b.logits!, m * Vr * F32).buffer);
+        const buf = downloadLogits(s, s.b.logits!, m * Vr);
         for (let j = 0; j < m; j++) out.set(buf.subarray(j * Vr, j * Vr + V), (r0 + j) * V);
       }
       return out;
@@ -434,7 +459,7 @@ export class GpuModelRunner implements Disposable {
         const Vr = this.desc.lm_head_rows;
         out = {
           tokens: this.#sampled(B),
-          logits: want.map((w, b) => (w ? new Float32Array(s.ctx.download(s.b.logits!.add(b * Vr * F32), V * F32).buffer) : null)),
+          logits: want.map((w, b) => (w ? downloadLogits(s, s.b.logits!.add(b * Vr * s.les), V) : null)),
         };
       }
       return out;

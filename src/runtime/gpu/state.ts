@@ -8,7 +8,7 @@ import { TrtbError } from "../../errors.ts";
 import { log } from "../../log.ts";
 import { type DeviceMem, type DevRef, type Dt, type EngineContext, type EngineDeviceInfo, engineLib, type PinnedHost } from "../../ffi/engine.ts";
 import type { Engine } from "../../engine/engine.ts";
-import type { EngineModelDesc, EnginePlan } from "../../engine/plan.ts";
+import { type EngineModelDesc, type EnginePlan, logitsDtypeOf } from "../../engine/plan.ts";
 import { BlockAllocator } from "./kv-cache.ts";
 import { allocActivations, decodeLayout, F32, I32, maxTiles, PREFILL_TILE, prefillLayout } from "./buffers.ts";
 import { DeviceWeights } from "./weights.ts";
@@ -32,7 +32,8 @@ export interface RunnerOptions {
    * "fast" (default): activations enter the GEMMs and the KV cache in the model dtype, as
    * TensorRT-LLM does (logits within ~1e-2 of fp32). "exact": activations and the KV cache stay
    * f32; GEMMs read f32 inputs (GEMV for ≤ 8 rows, else two 16-bit halves: 2× GEMM work), so
-   * results follow the fp32 CPU reference runner (same greedy ids even at near-ties).
+   * results follow the fp32 CPU reference runner (same greedy ids even at near-ties); the logits
+   * stay f32 on the device even in a `--logits_dtype float16` engine.
    */
   numerics?: "fast" | "exact";
 }
@@ -71,6 +72,10 @@ export class RunnerState {
   readonly sms: number;
   /** query rows per prefill attention tile */
   readonly bq: number;
+  /** dtype of the logits on the device (lm_head's output, read by soft-cap and sampling; F16 in a `--logits_dtype float16` engine, fast numerics) */
+  readonly ldt: Dt;
+  /** bytes per logits element */
+  readonly les: number;
 
   constructor(engine: Engine, opts: RunnerOptions) {
     const plan = (this.plan = engine.plan);
@@ -93,6 +98,8 @@ export class RunnerState {
     this.aes = exact ? 4 : 2;
     this.kvdt = exact ? "F32" : this.dt;
     this.bq = PREFILL_TILE;
+    this.ldt = !exact && logitsDtypeOf(d) === "float16" ? "F16" : "F32";
+    this.les = this.ldt === "F16" ? 2 : F32;
 
     let info: EngineDeviceInfo;
     let ctx: EngineContext;
