@@ -296,7 +296,7 @@ static const OpSpec kOps[] = {
     {"?", 0},           {"EMBED", 9},      {"ADD_NORM", 11},     {"GEMM", 13},  {"QKV_ROPE", 20},
     {"ATTN_DECODE", 18}, {"ATTN_PREFILL", 18}, {"GATED_ACT", 8},  {"GATHER_ROWS", 5}, {"SCATTER_ADD", 6},
     {"SOFTCAP", 4},     {"SAMPLE", 7},     {"MEMCPY", 4},        {"MEMSET", 3}, {"MOE_ROUTE", 9},
-    {"GEMM_WO", 16},   {"QUANT_FP8", 7},  {"GEMM_FP8", 10},
+    {"GEMM_WO", 16},   {"QUANT_FP8", 7},  {"GEMM_FP8", 11},
 };
 #define N_OPS ((uint32_t)(sizeof kOps / sizeof kOps[0]))
 
@@ -377,7 +377,7 @@ static int32_t run_op(trtb_engine_ctx *ctx, uint32_t op, const uint64_t *a) {
     case TRTB_OP_QUANT_FP8: return trtbe_quant_fp8(s, P(0), (int32_t)I(1), I(2), P(3), I(4), I(5), (float)F(6));
     case TRTB_OP_GEMM_FP8:
       return trtbe_gemm_fp8(ctx, P(0), P(1), P(2), (int32_t)I(3), (int32_t)I(4), (int32_t)I(5), (int32_t)I(6), I(7), (float)F(8),
-                            (int32_t)I(9));
+                            (int32_t)I(9), P(10));
     default: return trtb__fail(TRTB_ERR_INVALID_ARG, "unknown opcode %u", op);
   }
 }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "ctx.h"
+#include "kernels/fp8.cuh"
 
 #define LT_TRY(call)                                                     \
   do {                                                                   \
@@ -181,7 +182,7 @@ static int32_t run_lt(trtb_engine_ctx *ctx, trtbe_gemm_entry *e, const cublasLtM
 
 /* One cuBLASLt GEMM (x in w's dtype): the tactic's algorithm when valid for this shape, else the heuristic's. */
 static int32_t gemm16(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, int32_t m, int32_t n, int32_t k, int32_t ab,
-                      int32_t yt, int64_t ldx, int64_t ldy, const trtbe_tactic *t, int32_t tactic, float beta) {
+                      int32_t yt, int64_t ldx, int64_t ldy, const trtbe_tactic *t, int32_t tactic, float beta, float alpha = 1.f) {
   trtbe_gemm_key key;
   memset(&key, 0, sizeof key);
   key.m = m;
@@ -194,10 +195,10 @@ static int32_t gemm16(trtb_engine_ctx *ctx, const void *w, const void *x, void *
   trtbe_gemm_entry *e = nullptr;
   int32_t st = entry_get(ctx, key, &e);
   if (st != TRTB_OK) return st;
-  if (t && t->kind == TRTB_TACTIC_CUBLASLT && tactic_ok(ctx, e, tactic)) return run_lt(ctx, e, &t->algo, w, x, y, beta);
+  if (t && t->kind == TRTB_TACTIC_CUBLASLT && tactic_ok(ctx, e, tactic)) return run_lt(ctx, e, &t->algo, w, x, y, beta, alpha);
   const cublasLtMatmulAlgo_t *algo = nullptr;
   if ((st = heur_algo(ctx, e, &algo)) != TRTB_OK) return st;
-  return run_lt(ctx, e, algo, w, x, y, beta);
+  return run_lt(ctx, e, algo, w, x, y, beta, alpha);
 }
 
 int32_t trtbe_gemm(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, int32_t m, int32_t n, int32_t k, int32_t ab,
@@ -225,14 +226,24 @@ int32_t trtbe_gemm(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, 
   return gemm16(ctx, w, x, y, m, n, k, ab, yt, ldx, ldy, t, tactic, 0.f);
 }
 
-/* FP8: A = w, B = x both e4m3 (TN, ld K), fp32 compute and scale; the scales' product is alpha. */
+/* FP8: A = w, B = x both e4m3 (TN, ld K), fp32 compute and scale; the scales' product is alpha.
+ * With `scratch` (2·(n + m)·k bytes) the exact path: both operands widened to bf16 (exactly) and
+ * multiplied with full fp32 accumulation, where Hopper's FP8 tensor cores keep fewer bits while
+ * accumulating (the CPU runner's sums, up to their order). */
 int32_t trtbe_gemm_fp8(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, int32_t m, int32_t n, int32_t k, int32_t yt,
-                       int64_t ldy, float alpha, int32_t tactic) {
+                       int64_t ldy, float alpha, int32_t tactic, void *scratch) {
   if (m <= 0 || n <= 0) return TRTB_OK;
   if (k <= 0 || k % 16 || !(yt == TRTB_DTYPE_F32 || TRTBE_DTYPE_OK16(yt)) || ldy < n)
     return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_fp8: bad shape or dtype (m=%d n=%d k=%d, y %d, ldy %lld; k must be a multiple of 16)", m,
                       n, k, yt, (long long)ldy);
   if (tactic >= ctx->n_tactics) return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_fp8: tactic %d is not registered", tactic);
+  if (scratch) {
+    char *wb = (char *)scratch, *xb = wb + (size_t)n * k * 2;
+    int32_t st = trtbe_fp8_to_bf16(ctx->stream, w, wb, (int64_t)n * k);
+    if (st == TRTB_OK) st = trtbe_fp8_to_bf16(ctx->stream, x, xb, (int64_t)m * k);
+    if (st != TRTB_OK) return st;
+    return gemm16(ctx, wb, xb, y, m, n, k, TRTB_DTYPE_BF16, yt, k, ldy, nullptr, -1, 0.f, alpha);
+  }
   trtbe_gemm_key key;
   memset(&key, 0, sizeof key);
   key.m = m;

@@ -123,9 +123,11 @@ enum {
   /* args: x([M,ldx]), x_dtype (F32/F16/BF16), ldx, out(e4m3 [M,K]), M, K, scale(f64)
    * out = e4m3(x / scale), round to nearest even, saturated to ±448 (FP8 activation quantization). */
   TRTB_OP_QUANT_FP8 = 16,
-  /* args: w(e4m3 [N,K]), x(e4m3 [M,K], ld K), y, M, N, K, y_dtype (F32/BF16/F16), ldy, alpha(f64), tactic_id (-1: heuristic)
-   * FP8 GEMM through cuBLASLt: y[M,N] = alpha · (x . w^T), fp32 accumulation (alpha = the product of
-   * the activation and weight scales). */
+  /* args: w(e4m3 [N,K]), x(e4m3 [M,K], ld K), y, M, N, K, y_dtype (F32/BF16/F16), ldy, alpha(f64), tactic_id (-1: heuristic),
+   *       scratch (0, or 2·(N+M)·K bytes: the exact path)
+   * FP8 GEMM through cuBLASLt: y[M,N] = alpha · (x . w^T) (alpha = the product of the activation and
+   * weight scales) on FP8 tensor cores; with scratch, both widened to bf16 (exactly) and multiplied
+   * with full fp32 accumulation. */
   TRTB_OP_GEMM_FP8 = 17
 };
 

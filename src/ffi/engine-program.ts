@@ -151,11 +151,14 @@ export class Program {
     ]);
   }
 
-  /** FP8 GEMM: y[M, N] = alpha · x[M, K] . w[N, K]ᵀ, x and w e4m3 (x from `quantFp8`), f32 accumulation. */
-  gemmFp8(a: { w: DevRef; x: DevRef; y: DevRef; M: number; N: number; K: number; yDtype: Dt; ldy?: number; alpha: number; tactic: number }): this {
+  /**
+   * FP8 GEMM: y[M, N] = alpha · x[M, K] . w[N, K]ᵀ, x and w e4m3 (x from `quantFp8`). `scratch`
+   * (2·(N + M)·K bytes) selects the exact path: both widened to bf16, full f32 accumulation.
+   */
+  gemmFp8(a: { w: DevRef; x: DevRef; y: DevRef; M: number; N: number; K: number; yDtype: Dt; ldy?: number; alpha: number; tactic: number; scratch?: DevRef }): this {
     return this.#op("GEMM_FP8", [
       () => this.#a(a.w), () => this.#a(a.x), () => this.#a(a.y), () => this.#u(a.M), () => this.#u(a.N), () => this.#u(a.K),
-      () => this.#u(this.#dt(a.yDtype)), () => this.#u(a.ldy ?? a.N), () => this.#f(a.alpha), () => this.#u(a.tactic),
+      () => this.#u(this.#dt(a.yDtype)), () => this.#u(a.ldy ?? a.N), () => this.#f(a.alpha), () => this.#u(a.tactic), () => this.#a(a.scratch),
     ]);
   }
 

@@ -61,7 +61,7 @@ export const OP = {
   MOE_ROUTE: [14, 9],
   GEMM_WO: [15, 16],
   QUANT_FP8: [16, 7],
-  GEMM_FP8: [17, 10],
+  GEMM_FP8: [17, 11],
 } as const satisfies Record<string, readonly [number, number]>;
 
 /** `TRTB_TACTIC_*`. */

@@ -6,6 +6,8 @@
  * Napkin maths (Llama-3-8B, one decode token): 4–28 KB in, a quarter of that out: latency-bound
  * (~2 µs); prefill of 2,048 tokens: 2048 × 14336 × 2 B = 59 MB read at ~3.5 TB/s ≈ 17 µs.
  */
+#include <algorithm>
+
 #include <cuda_fp8.h>
 
 #include "fp8.cuh"
@@ -29,8 +31,25 @@ __global__ void __launch_bounds__(256) quant_fp8_kernel(const T *x, int64_t ldx,
   }
 }
 
+__global__ void __launch_bounds__(256) fp8_to_bf16_kernel(const __nv_fp8_storage_t *src, __nv_bfloat16 *dst, int64_t n) {
+  pdl_wait();
+  pdl_trigger_if_one_wave();
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const __half_raw h = __nv_cvt_fp8_to_halfraw(src[i], __NV_E4M3);
+    dst[i] = __float2bfloat16_rn(__half2float(__half(h)));
+  }
+}
+
 // ----------------------------------------------------------------------------------------------
 // kernel launchers
+
+int32_t trtbe_fp8_to_bf16(cudaStream_t s, const void *src, void *dst, int64_t n) {
+  if (n <= 0) return TRTB_OK;
+  const unsigned blocks = (unsigned)std::min<int64_t>((n + 255) / 256, 65535);
+  (void)trtbe_launch(fp8_to_bf16_kernel, dim3(blocks), dim3(256), 0, s, (const __nv_fp8_storage_t *)src, (__nv_bfloat16 *)dst, n);
+  TRTB_CUDA_CHECK_LAUNCH("fp8_to_bf16_kernel");
+  return TRTB_OK;
+}
 
 int32_t trtbe_quant_fp8(cudaStream_t s, const void *x, int32_t x_dtype, int64_t ldx, void *out, int64_t M, int64_t K, float scale) {
   if (M <= 0 || K <= 0) return TRTB_OK;

@@ -112,6 +112,8 @@ export function allocActivations(s: BufferShape, keep: (m: DeviceMem) => DeviceM
   if (d.weight_only && T > 64) sizes.deq = Math.max(d.qkv_rows * H, H * nHD, 2 * I * H) * 2;
   // FP8 engines: the e4m3 input of an FP8 GEMM (one byte per element)
   if (d.fp8) sizes.xq = T * Math.max(H, nHD, I);
+  // … and in exact numerics both operands of one FP8 GEMM widened to bf16
+  if (d.fp8 && exact) sizes.f8x = 2 * (T * Math.max(H, nHD, I) + Math.max(d.qkv_rows * H, H * nHD, 2 * I * H));
   if (d.moe) {
     const k = d.moe.top_k;
     Object.assign(sizes, { routeIds: T * k * I32, routeW: T * k * F32, moeOut: T * H * F32, xe: T * H * es, ye: T * H * F32, moeIdx: T * k * I32, moeW: T * k * F32 });

@@ -97,7 +97,7 @@ function gemm(s: RunnerState, p: Program, site: string, weight: string, x: DevRe
     const n = N / f8.w.length;
     const ye = yDtype === "F32" ? F32 : s.es;
     f8.w.forEach((ws, i) => {
-      p.gemmFp8({ w: w.ref.add(i * n * K), x: s.b.xq!, y: y.add(i * n * ye), M, N: n, K, yDtype, ldy: N, alpha: Math.fround(f8.a * ws), tactic: tactic(s, fp8Site(site), M) });
+      p.gemmFp8({ w: w.ref.add(i * n * K), x: s.b.xq!, y: y.add(i * n * ye), M, N: n, K, yDtype, ldy: N, alpha: Math.fround(f8.a * ws), tactic: tactic(s, fp8Site(site), M), scratch: exact ? s.b.f8x : undefined });
     });
   } else if (scale) {
     const bits = s.desc.weight_only?.bits;
