@@ -293,8 +293,8 @@ struct OpSpec {
 };
 
 static const OpSpec kOps[] = {
-    {"?", 0},           {"EMBED", 9},      {"ADD_NORM", 11},     {"GEMM", 13},  {"QKV_ROPE", 20},
-    {"ATTN_DECODE", 18}, {"ATTN_PREFILL", 18}, {"GATED_ACT", 8},  {"GATHER_ROWS", 5}, {"SCATTER_ADD", 6},
+    {"?", 0},           {"EMBED", 9},      {"ADD_NORM", 12},     {"GEMM", 13},  {"QKV_ROPE", 20},
+    {"ATTN_DECODE", 18}, {"ATTN_PREFILL", 18}, {"GATED_ACT", 9},  {"GATHER_ROWS", 5}, {"SCATTER_ADD", 6},
     {"SOFTCAP", 4},     {"SAMPLE", 7},     {"MEMCPY", 4},        {"MEMSET", 3}, {"MOE_ROUTE", 9},
     {"GEMM_WO", 16},   {"QUANT_FP8", 7},  {"GEMM_FP8", 11},
 };
@@ -316,7 +316,7 @@ static int32_t run_op(trtb_engine_ctx *ctx, uint32_t op, const uint64_t *a) {
     }
     case TRTB_OP_ADD_NORM: {
       AddNormArgs x{(float *)P(0), (const float *)P(1), I(2), (const float *)P(3), (const float *)P(4), (const float *)P(5),
-                    (float)F(6), P(7), (int32_t)I(8), (int32_t)I(9), I(10)};
+                    (float)F(6), P(7), (int32_t)I(8), (int32_t)I(9), I(10), (float)F(11)};
       return trtbe_add_norm(s, x);
     }
     case TRTB_OP_GEMM:
@@ -345,7 +345,7 @@ static int32_t run_op(trtb_engine_ctx *ctx, uint32_t op, const uint64_t *a) {
       return trtbe_attn_prefill(s, x);
     }
     case TRTB_OP_GATED_ACT: {
-      GatedActArgs x{P(0), (int32_t)I(1), (const float *)P(2), P(3), (int32_t)I(4), I(5), I(6), (int32_t)I(7)};
+      GatedActArgs x{P(0), (int32_t)I(1), (const float *)P(2), P(3), (int32_t)I(4), I(5), I(6), (int32_t)I(7), (float)F(8)};
       return trtbe_gated_act(s, x);
     }
     case TRTB_OP_GATHER_ROWS: return trtbe_gather_rows(s, P(0), P(1), (const int32_t *)P(2), I(3), I(4));

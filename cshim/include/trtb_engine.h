@@ -60,9 +60,10 @@ enum {
    * out[t] = table[ids[t] - vocab_start] * scale; ids outside the table give zeros. */
   TRTB_OP_EMBED = 1,
   /* args: res(f32[T,H]), delta(f32, 0 = none), delta_ld, delta_bias(f32[H] or 0),
-   *       delta_norm(f32[H] or 0), norm_w(f32[H] or 0), eps(f64), out(0 = none), out_dtype, H, T
+   *       delta_norm(f32[H] or 0), norm_w(f32[H] or 0), eps(f64), out(0 = none), out_dtype, H, T, out_scale(f64)
    * d = delta + bias; if delta_norm: d = rmsnorm(d) * delta_norm; res += d;
-   * out = rmsnorm(res) * norm_w (cast to out_dtype). */
+   * out = rmsnorm(res) * norm_w (cast to out_dtype; F8_E4M3: e4m3(value / out_scale), RNE, saturated:
+   * an FP8 GEMM's input, as TRTB_OP_QUANT_FP8 makes it). */
   TRTB_OP_ADD_NORM = 2,
   /* args: w, x, y, M, N, K, w_dtype, y_dtype, ldx, ldy, tactic_id (-1: heuristic), x_dtype, scratch
    * y[M,N] = x[M,K] . w[N,K]^T, fp32 accumulation. x_dtype is w_dtype, or F32 (the exact path: y F32;
@@ -90,7 +91,7 @@ enum {
    * numerics) on fp32 SIMT. */
   TRTB_OP_ATTN_PREFILL = 6,
   /* args: in([T,2I]), in_dtype, bias(f32[2I] or 0), out([T,I]), out_dtype, I, T, act (0 silu,
-   *       1 gelu_tanh). out = in[:, :I] * act(in[:, I:]). */
+   *       1 gelu_tanh), out_scale(f64). out = in[:, :I] * act(in[:, I:]) (F8_E4M3 out: as ADD_NORM). */
   TRTB_OP_GATED_ACT = 7,
   /* args: src, dst, idx(i32[R]), R, row_bytes   dst[r] = src[idx[r]] (rows of row_bytes bytes) */
   TRTB_OP_GATHER_ROWS = 8,

@@ -93,7 +93,7 @@ export class Program {
     return this;
   }
 
-  #dt(d: Dt): number {
+  #dt(d: Dt | "F8_E4M3"): number {
     return DTYPE_CODE[d];
   }
 
@@ -106,11 +106,13 @@ export class Program {
 
   addNorm(a: {
     res: DevRef; delta?: DevRef; deltaLd?: number; deltaBias?: DevRef; deltaNorm?: DevRef; normW?: DevRef; eps: number;
-    out?: DevRef; outDtype: Dt; H: number; T: number;
+    /** F8_E4M3: out = e4m3(value / outScale) (an FP8 GEMM's input) */
+    out?: DevRef; outDtype: Dt | "F8_E4M3"; outScale?: number; H: number; T: number;
   }): this {
     return this.#op("ADD_NORM", [
       () => this.#a(a.res), () => this.#a(a.delta), () => this.#u(a.deltaLd ?? a.H), () => this.#a(a.deltaBias), () => this.#a(a.deltaNorm),
       () => this.#a(a.normW), () => this.#f(a.eps), () => this.#a(a.out), () => this.#u(this.#dt(a.outDtype)), () => this.#u(a.H), () => this.#u(a.T),
+      () => this.#f(a.outScale ?? 1),
     ]);
   }
 
@@ -200,10 +202,10 @@ export class Program {
     ]);
   }
 
-  gatedAct(a: { in: DevRef; inDtype: Dt; bias?: DevRef; out: DevRef; outDtype: Dt; I: number; T: number; act: "silu" | "gelu_tanh" }): this {
+  gatedAct(a: { in: DevRef; inDtype: Dt; bias?: DevRef; out: DevRef; outDtype: Dt | "F8_E4M3"; outScale?: number; I: number; T: number; act: "silu" | "gelu_tanh" }): this {
     return this.#op("GATED_ACT", [
       () => this.#a(a.in), () => this.#u(this.#dt(a.inDtype)), () => this.#a(a.bias), () => this.#a(a.out), () => this.#u(this.#dt(a.outDtype)),
-      () => this.#u(a.I), () => this.#u(a.T), () => this.#u(a.act === "silu" ? 0 : 1),
+      () => this.#u(a.I), () => this.#u(a.T), () => this.#u(a.act === "silu" ? 0 : 1), () => this.#f(a.outScale ?? 1),
     ]);
   }
 

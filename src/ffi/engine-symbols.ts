@@ -46,12 +46,12 @@ export type EngineSymbols = typeof ENGINE_SYMBOLS;
 /** `TRTB_OP_*` opcodes and their argument counts (the C interpreter checks both). */
 export const OP = {
   EMBED: [1, 9],
-  ADD_NORM: [2, 11],
+  ADD_NORM: [2, 12],
   GEMM: [3, 13],
   QKV_ROPE: [4, 20],
   ATTN_DECODE: [5, 18],
   ATTN_PREFILL: [6, 18],
-  GATED_ACT: [7, 8],
+  GATED_ACT: [7, 9],
   GATHER_ROWS: [8, 5],
   SCATTER_ADD: [9, 6],
   SOFTCAP: [10, 4],

@@ -53,6 +53,14 @@ export class EmuContext implements EngineContext {
   }
 
   /** Bytes at a fake address. */
+  /** An op's output in dtype code `code`: F32/F16/BF16, or F8_E4M3 = e4m3(f32(v) / scale) (RNE, saturated). */
+  writeOut(addr: number, v: Float32Array, code: number, scale: number): void {
+    if (code !== 14) return this.write(addr, v, DT[code]!);
+    const dst = this.view(addr, v.length);
+    const sc = Math.fround(scale);
+    for (let i = 0; i < v.length; i++) dst[i] = f32BitsToE4m3(f32Bits(Math.max(-448, Math.min(448, Math.fround(v[i]! / sc)))));
+  }
+
   view(addr: number, bytes: number): Uint8Array {
     let lo = 0;
     let hi = this.#bases.length - 1;
@@ -166,7 +174,7 @@ export class EmuContext implements EngineContext {
         return this.write(out, o, "F32");
       }
       case "ADD_NORM": {
-        const [res, delta, ld, db, dn, nw, eps, out, odt, H, T] = [a(0), a(1), a(2), a(3), a(4), a(5), f(6), a(7), DT[a(8)]!, a(9), a(10)];
+        const [res, delta, ld, db, dn, nw, eps, out, ocode, H, T, oscale] = [a(0), a(1), a(2), a(3), a(4), a(5), f(6), a(7), a(8), a(9), a(10), f(11)];
         const r = this.read(res, T * H, "F32");
         const bias = db ? this.read(db, H, "F32") : null;
         const dnw = dn ? this.read(dn, H, "F32") : null;
@@ -187,7 +195,7 @@ export class EmuContext implements EngineContext {
           for (let j = 0; j < H; j++) o[t * H + j] = r[t * H + j]! * s * (w ? w[j]! : 1);
         }
         this.write(res, r, "F32");
-        if (out) this.write(out, o, odt);
+        if (out) this.writeOut(out, o, ocode, oscale);
         return;
       }
       case "GEMM": {
@@ -206,6 +214,7 @@ export class EmuContext implements EngineContext {
         return;
       }
       case "QUANT_FP8": {
+        // (writeOut's F8_E4M3 case is the same conversion)
         // e4m3(x / scale), RNE, saturated (fp8.cu; quant-sim.ts's bits)
         const [x, xd, ldx, out, M, K, sc] = [a(0), DT[a(1)]!, a(2), a(3), a(4), a(5), f(6)];
         const dst = this.view(out, M * K);
@@ -324,7 +333,7 @@ export class EmuContext implements EngineContext {
         return;
       }
       case "GATED_ACT": {
-        const [x, xdt, bias, out, odt, I, T, act] = [a(0), DT[a(1)]!, a(2), a(3), DT[a(4)]!, a(5), a(6), a(7)];
+        const [x, xdt, bias, out, ocode, I, T, act, oscale] = [a(0), DT[a(1)]!, a(2), a(3), a(4), a(5), a(6), a(7), f(8)];
         const v = this.read(x, T * 2 * I, xdt);
         const b = bias ? this.read(bias, 2 * I, "F32") : null;
         const o = new Float32Array(T * I);
@@ -333,7 +342,7 @@ export class EmuContext implements EngineContext {
           const g = v[t * 2 * I + I + j]! + (b ? b[I + j]! : 0);
           o[t * I + j] = up * (act === 0 ? g / (1 + Math.exp(-g)) : 0.5 * g * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (g + 0.044715 * g ** 3))));
         }
-        return this.write(out, o, odt);
+        return this.writeOut(out, o, ocode, oscale);
       }
       case "GATHER_ROWS": {
         const [src, dst, idx, R, rb] = [a(0), a(1), a(2), a(3), a(4)];

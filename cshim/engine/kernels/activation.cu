@@ -29,7 +29,7 @@ __global__ void gated_act_kernel(GatedActArgs a) {
       up += a.bias[i];
       g += a.bias[a.I + i];
     }
-    static_cast<OutT *>(a.out)[idx] = from_f<OutT>(up * act_fn(g, a.act));
+    static_cast<typename OutCvt<OutT>::S *>(a.out)[idx] = OutCvt<OutT>::cvt(up * act_fn(g, a.act), a.out_scale);
   }
 }
 
@@ -78,6 +78,10 @@ static int32_t gated_act_out(cudaStream_t s, const GatedActArgs &a, unsigned gri
     case TRTB_DTYPE_BF16: (void)trtbe_launch(gated_act_kernel<InT, __nv_bfloat16>, dim3(grid), dim3(256), 0, s, a); break;
     case TRTB_DTYPE_F16: (void)trtbe_launch(gated_act_kernel<InT, __half>, dim3(grid), dim3(256), 0, s, a); break;
     case TRTB_DTYPE_F32: (void)trtbe_launch(gated_act_kernel<InT, float>, dim3(grid), dim3(256), 0, s, a); break;
+    case TRTB_DTYPE_F8_E4M3:
+      if (!(a.out_scale > 0.f)) return trtb__fail(TRTB_ERR_INVALID_ARG, "gated_act: FP8 output needs a positive scale (got %g)", (double)a.out_scale);
+      (void)trtbe_launch(gated_act_kernel<InT, Fp8E4M3>, dim3(grid), dim3(256), 0, s, a);
+      break;
     default: return trtb__fail(TRTB_ERR_DTYPE, "gated_act: out dtype %d", a.out_dtype);
   }
   TRTB_CUDA_CHECK_LAUNCH("gated_act_kernel");

@@ -1,7 +1,7 @@
 /* activation.cuh: launchers of TRTB_OP_GATED_ACT and TRTB_OP_SOFTCAP (activation.cu). */
 #pragma once
 
-#include "../internal.cuh"
+#include "fp8_store.cuh"
 
 struct GatedActArgs {
   const void *in;
@@ -11,6 +11,7 @@ struct GatedActArgs {
   int32_t out_dtype;
   int64_t I, T;
   int32_t act;
+  float out_scale; /* out_dtype F8_E4M3: out = e4m3(value / out_scale) */
 };
 
 /* out[t, i] = up[t, i] * act(gate[t, i]) over rows of [up | gate] (act 0 SiLU, 1 GELU-tanh). */

@@ -51,8 +51,8 @@ __global__ void add_norm_kernel(AddNormArgs a) {
   if (!a.out) return;
   ss = block_sum(ss, red);
   const float r = 1.f / sqrtf(ss / H + a.eps);
-  OutT *out = static_cast<OutT *>(a.out) + t * H;
-  for (int i = threadIdx.x; i < H; i += blockDim.x) out[i] = from_f<OutT>(row[i] * r * (a.norm_w ? a.norm_w[i] : 1.f));
+  auto *out = static_cast<typename OutCvt<OutT>::S *>(a.out) + t * H;
+  for (int i = threadIdx.x; i < H; i += blockDim.x) out[i] = OutCvt<OutT>::cvt(row[i] * r * (a.norm_w ? a.norm_w[i] : 1.f), a.out_scale);
 }
 
 
@@ -105,11 +105,11 @@ __global__ void __launch_bounds__(1024) add_norm_reg_kernel(AddNormArgs a) {
   if (!a.out) return;
   ss = block_sum(ss, red);
   const float s = 1.f / sqrtf(ss / H + a.eps);
-  OutT *out = static_cast<OutT *>(a.out) + t * H;
+  auto *out = static_cast<typename OutCvt<OutT>::S *>(a.out) + t * H;
 #pragma unroll
   for (int e = 0; e < EPT; e++) {
     const int i = threadIdx.x + e * blockDim.x;
-    if (i < H) out[i] = from_f<OutT>(r[e] * s * w[e]);
+    if (i < H) out[i] = OutCvt<OutT>::cvt(r[e] * s * w[e], a.out_scale);
   }
 }
 
@@ -128,12 +128,15 @@ static int32_t add_norm_reg(cudaStream_t s, const AddNormArgs &a) {
 int32_t trtbe_add_norm(cudaStream_t s, const AddNormArgs &a) {
   if (a.T <= 0) return TRTB_OK;
   if (a.H > 16384) return trtb__fail(TRTB_ERR_UNSUPPORTED, "add_norm: hidden size %d > 16384", a.H);
+  if (a.out && a.out_dtype == TRTB_DTYPE_F8_E4M3 && !(a.out_scale > 0.f))
+    return trtb__fail(TRTB_ERR_INVALID_ARG, "add_norm: FP8 output needs a positive scale (got %g)", (double)a.out_scale);
   if (a.H % 4 == 0 && a.H <= 8192) {
     switch (a.out ? a.out_dtype : TRTB_DTYPE_BF16) {
       case TRTB_DTYPE_BF16: return add_norm_reg<__nv_bfloat16>(s, a);
       case TRTB_DTYPE_F16: return add_norm_reg<__half>(s, a);
       case TRTB_DTYPE_F32: return add_norm_reg<float>(s, a);
-      default: return trtb__fail(TRTB_ERR_DTYPE, "add_norm: out dtype %d is not F32/F16/BF16", a.out_dtype);
+      case TRTB_DTYPE_F8_E4M3: return add_norm_reg<Fp8E4M3>(s, a);
+      default: return trtb__fail(TRTB_ERR_DTYPE, "add_norm: out dtype %d is not F32/F16/BF16/F8_E4M3", a.out_dtype);
     }
   }
   const size_t smem = (size_t)a.H * sizeof(float);
@@ -142,7 +145,8 @@ int32_t trtbe_add_norm(cudaStream_t s, const AddNormArgs &a) {
     case TRTB_DTYPE_BF16: (void)trtbe_launch(add_norm_kernel<__nv_bfloat16>, dim3((unsigned)a.T), dim3(threads), smem, s, a); break;
     case TRTB_DTYPE_F16: (void)trtbe_launch(add_norm_kernel<__half>, dim3((unsigned)a.T), dim3(threads), smem, s, a); break;
     case TRTB_DTYPE_F32: (void)trtbe_launch(add_norm_kernel<float>, dim3((unsigned)a.T), dim3(threads), smem, s, a); break;
-    default: return trtb__fail(TRTB_ERR_DTYPE, "add_norm: out dtype %d is not F32/F16/BF16", a.out_dtype);
+    case TRTB_DTYPE_F8_E4M3: (void)trtbe_launch(add_norm_kernel<Fp8E4M3>, dim3((unsigned)a.T), dim3(threads), smem, s, a); break;
+    default: return trtb__fail(TRTB_ERR_DTYPE, "add_norm: out dtype %d is not F32/F16/BF16/F8_E4M3", a.out_dtype);
   }
   TRTB_CUDA_CHECK_LAUNCH("add_norm_kernel");
   return TRTB_OK;
@@ -153,5 +157,6 @@ int32_t trtbe_norm_init(void) {
   TRTB_CUDA_TRY(cudaFuncSetAttribute(add_norm_kernel<__nv_bfloat16>, cudaFuncAttributeMaxDynamicSharedMemorySize, 65536));
   TRTB_CUDA_TRY(cudaFuncSetAttribute(add_norm_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, 65536));
   TRTB_CUDA_TRY(cudaFuncSetAttribute(add_norm_kernel<float>, cudaFuncAttributeMaxDynamicSharedMemorySize, 65536));
+  TRTB_CUDA_TRY(cudaFuncSetAttribute(add_norm_kernel<Fp8E4M3>, cudaFuncAttributeMaxDynamicSharedMemorySize, 65536));
   return TRTB_OK;
 }

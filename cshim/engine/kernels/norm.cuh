@@ -1,7 +1,7 @@
 /* norm.cuh: launcher of TRTB_OP_ADD_NORM (norm.cu). */
 #pragma once
 
-#include "../internal.cuh"
+#include "fp8_store.cuh"
 
 struct AddNormArgs {
   float *res;
@@ -13,6 +13,7 @@ struct AddNormArgs {
   int32_t out_dtype;
   int32_t H;
   int64_t T;
+  float out_scale; /* out_dtype F8_E4M3: out = e4m3(value / out_scale) */
 };
 
 /* res += delta (+ bias, optionally RMS-normalised itself), then out = RMSNorm(res) * norm_w. */

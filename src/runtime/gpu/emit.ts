@@ -36,16 +36,24 @@ function emitLayers(s: RunnerState, p0: Program, T: number, inp: { ids: DevRef; 
   const I = d.intermediate_size;
   const eps = d.norm_eps;
   let p = p0;
-  // FP8 linears take f32 inputs (quantized from the f32 the norm / activation / attention computes,
-  // as the CPU runner does), others the activation dtype
+  // FP8 linears take their input quantized from the f32 the norm / activation / attention computes
+  // (as the CPU runner does): in fast numerics the norm and the gated activation write the e4m3
+  // input itself (into xq); attention, and everything in exact numerics, writes f32 that the GEMM
+  // quantizes. Other linears take the activation dtype.
   const f8 = d.fp8?.linears;
+  const exact = s.numerics === "exact";
   const inDt = (name: string): Dt => (f8?.[name] ? "F32" : adt);
+  const fused = (name: string) => !exact && !!f8?.[name];
+  /** Where the producer of linear `name`'s input writes (default buffer `buf`), and the GEMM's x. */
+  const into = (name: string, buf: DevRef) =>
+    fused(name) ? { out: b.xq!, outDtype: "F8_E4M3" as const, outScale: f8![name]!.a } : { out: buf, outDtype: inDt(name) };
+  const xOf = (name: string, buf: DevRef) => (fused(name) ? b.xq! : buf);
   p.embed({ ids: inp.ids, table: w.get("embedding").ref, tableDtype: dt, rows: d.embedding_rows, vocabStart: d.embedding_vocab_start, H, scale: d.embed_scale, out: b.res!, T });
-  p.addNorm({ res: b.res!, normW: w.get("layers.0.input_norm").ref, eps, out: b.h, outDtype: inDt("layers.0.qkv"), H, T });
+  p.addNorm({ res: b.res!, normW: w.get("layers.0.input_norm").ref, eps, ...into("layers.0.qkv", b.h!), H, T });
   const L = d.layers.length;
   for (let l = 0; l < L; l++) {
     const P = `layers.${l}.`;
-    gemm(s, p, "qkv", `${P}qkv`, b.h!, b.qkv!, T, d.qkv_rows, H, "F32");
+    gemm(s, p, "qkv", `${P}qkv`, xOf(`${P}qkv`, b.h!), b.qkv!, T, d.qkv_rows, H, "F32", 0, fused(`${P}qkv`));
     p.qkvRope({
       qkv: b.qkv!, ld: d.qkv_rows, bias: w.opt(`${P}qkv_bias`), qNorm: w.opt(`${P}q_norm`), kNorm: w.opt(`${P}k_norm`), eps,
       pos: inp.pos, slot: inp.slot, kv: s.kv.at(l * s.kvLayerBytes), kvDtype: s.kvdt, tpb: s.tokensPerBlock, nH: d.num_heads,
@@ -57,22 +65,22 @@ function emitLayers(s: RunnerState, p0: Program, T: number, inp: { ids: DevRef; 
     gemm(s, p, "dense", `${P}dense`, b.ctx!, b.dense!, T, H, nHD, "F32");
     p.addNorm({
       res: b.res!, delta: b.dense, deltaBias: w.opt(`${P}dense_bias`), deltaNorm: d.sandwich_norms ? w.get(`${P}post_norm`).ref : undefined,
-      normW: w.get(d.sandwich_norms ? `${P}pre_ff_norm` : `${P}post_norm`).ref, eps, out: b.h, outDtype: inDt(`${P}gate_up`), H, T,
+      normW: w.get(d.sandwich_norms ? `${P}pre_ff_norm` : `${P}post_norm`).ref, eps, ...into(`${P}gate_up`, b.h!), H, T,
     });
     let delta: DevRef;
     if (d.moe) {
       p = emitMoe(s, p, l, T);
       delta = b.moeOut!;
     } else {
-      const fcDt = gemm(s, p, "gate_up", `${P}gate_up`, b.h!, b.fc!, T, 2 * I, H, dt);
-      p.gatedAct({ in: b.fc!, inDtype: fcDt, bias: w.opt(`${P}gate_up_bias`), out: b.act!, outDtype: inDt(`${P}down`), I, T, act: d.act });
-      gemm(s, p, "down", `${P}down`, b.act!, b.proj!, T, H, I, "F32");
+      const fcDt = gemm(s, p, "gate_up", `${P}gate_up`, xOf(`${P}gate_up`, b.h!), b.fc!, T, 2 * I, H, dt, 0, fused(`${P}gate_up`));
+      p.gatedAct({ in: b.fc!, inDtype: fcDt, bias: w.opt(`${P}gate_up_bias`), ...into(`${P}down`, b.act!), I, T, act: d.act });
+      gemm(s, p, "down", `${P}down`, xOf(`${P}down`, b.act!), b.proj!, T, H, I, "F32", 0, fused(`${P}down`));
       delta = b.proj!;
     }
     const next = l + 1 < L ? `layers.${l + 1}.input_norm` : "ln_f";
     p.addNorm({
       res: b.res!, delta, deltaBias: w.opt(`${P}down_bias`), deltaNorm: d.sandwich_norms ? w.get(`${P}post_ff_norm`).ref : undefined,
-      normW: w.get(next).ref, eps, out: b.h, outDtype: l + 1 < L ? inDt(`layers.${l + 1}.qkv`) : adt, H, T,
+      normW: w.get(next).ref, eps, ...(l + 1 < L ? into(`layers.${l + 1}.qkv`, b.h!) : { out: b.h, outDtype: adt }), H, T,
     });
   }
   return p;
@@ -81,9 +89,10 @@ function emitLayers(s: RunnerState, p0: Program, T: number, inp: { ids: DevRef; 
 /**
  * One GEMM with the site's tactic for M rows against weight tensor `weight` (matrix `expert` of
  * a stacked MoE tensor); weight-only tensors (with `<weight>.scale`) go through the `<site>.wo`
- * tactics. Returns the output dtype (f32 in exact numerics).
+ * tactics; FP8 weights quantize x first unless `xIsFp8` (its producer wrote e4m3 already). Returns
+ * the output dtype (f32 in exact numerics).
  */
-function gemm(s: RunnerState, p: Program, site: string, weight: string, x: DevRef, y: DevRef, M: number, N: number, K: number, yFast: Dt, expert = 0): Dt {
+function gemm(s: RunnerState, p: Program, site: string, weight: string, x: DevRef, y: DevRef, M: number, N: number, K: number, yFast: Dt, expert = 0, xIsFp8 = false): Dt {
   const exact = s.numerics === "exact";
   const yDtype: Dt = exact ? "F32" : yFast;
   const w = s.weights.get(weight);
@@ -93,7 +102,7 @@ function gemm(s: RunnerState, p: Program, site: string, weight: string, x: DevRe
   if (f8) {
     // FP8: the input quantized once (f32 in exact numerics: the CPU runner's bits), then one GEMM
     // per weight scale (gate_up's [up; gate] halves keep their own), each scaled by a · w.
-    p.quantFp8({ x, xDtype: "F32", out: s.b.xq!, M, K, scale: f8.a });
+    if (!xIsFp8) p.quantFp8({ x, xDtype: "F32", out: s.b.xq!, M, K, scale: f8.a });
     const n = N / f8.w.length;
     const ye = yDtype === "F32" ? F32 : s.es;
     f8.w.forEach((ws, i) => {
