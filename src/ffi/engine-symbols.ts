@@ -10,7 +10,7 @@
  */
 
 /** `TRTB_ENGINE_ABI_VERSION` this TypeScript was written against. */
-export const ENGINE_INTERFACE_VERSION = 2;
+export const ENGINE_INTERFACE_VERSION = 3;
 
 export const ENGINE_SYMBOLS = {
   trtb_engine_abi_version: { args: [], returns: "u32" },
@@ -48,9 +48,9 @@ export const OP = {
   EMBED: [1, 9],
   ADD_NORM: [2, 11],
   GEMM: [3, 13],
-  QKV_ROPE: [4, 18],
-  ATTN_DECODE: [5, 18],
-  ATTN_PREFILL: [6, 18],
+  QKV_ROPE: [4, 19],
+  ATTN_DECODE: [5, 19],
+  ATTN_PREFILL: [6, 19],
   GATED_ACT: [7, 8],
   GATHER_ROWS: [8, 5],
   SCATTER_ADD: [9, 6],

@@ -14,8 +14,9 @@ struct QkvRopeArgs {
   const float *inv_freq;
   float *q_out;
   int64_t T;
+  float kv_scale; /* quantized cache (I8 / F8_E4M3): k and v are stored as quant(x / kv_scale); 1 otherwise */
 };
 
 /* Per token and head of the fused qkv row: bias, q/k norm, RoPE; q to q_out, k and v into the
- * paged cache at the token's slot. */
+ * paged cache at the token's slot (quantized with kv_scale for a 1-byte cache: kv_store). */
 int32_t trtbe_qkv_rope(cudaStream_t s, const QkvRopeArgs &a);
