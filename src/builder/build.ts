@@ -14,7 +14,7 @@ import { layoutTensors } from "../engine/engine-file.ts";
 import { ENGINE_FORMAT, ENGINE_FORMAT_VERSION, type EnginePlan } from "../engine/plan.ts";
 import { type BuildConfig, type BuildConfigInput } from "../engine/build-config.ts";
 import { resolveBuildConfig } from "./config.ts";
-import { describeModel } from "./describe.ts";
+import { describeKvCache, describeModel } from "./describe.ts";
 import { engineTensors } from "./layout.ts";
 import { gemmSites, selectTactics, TimingCache, tokenBuckets } from "./tactics.ts";
 import { type Backend, defaultBackend } from "./backend.ts";
@@ -32,9 +32,10 @@ export interface BuildOptions {
 export function checkBuildable(cfg: PretrainedConfig, bc: BuildConfig): void {
   const q = configQuant(cfg);
   const wo = q.quant_algo === "W8A16" || q.quant_algo === "W4A16";
-  if ((q.quant_algo !== null && !wo) || q.kv_cache_quant_algo !== null)
+  const kvOk = q.kv_cache_quant_algo === null || q.kv_cache_quant_algo === "INT8" || q.kv_cache_quant_algo === "FP8";
+  if ((q.quant_algo !== null && !wo) || !kvOk)
     throw new TrtbError("BUILD_UNSUPPORTED",
-      `quant_algo ${q.quant_algo ?? "none"}, kv_cache_quant_algo ${q.kv_cache_quant_algo ?? "none"} is not supported by the CUDA backend; it builds float16/bfloat16 checkpoints and weight-only W8A16 / W4A16 ones (trtllm quantize --qformat int8_wo / int4_wo)`);
+      `quant_algo ${q.quant_algo ?? "none"}, kv_cache_quant_algo ${q.kv_cache_quant_algo ?? "none"} is not supported by the CUDA backend; it builds float16/bfloat16 checkpoints and weight-only W8A16 / W4A16 ones (trtllm quantize --qformat int8_wo / int4_wo), each with a 16-bit or an INT8 / FP8 KV cache (--kv_cache_dtype int8 / fp8)`);
   const no = (cond: boolean, what: string) => {
     if (cond) throw new TrtbError("BUILD_UNSUPPORTED", `${what} is not supported by the CUDA backend`);
   };
@@ -64,6 +65,7 @@ export async function build(model: DecoderModel, buildConfig: BuildConfig | Buil
   checkBuildable(cfg, bc);
   const rank = model.mapping.rank;
   const desc = describeModel(cfg, rank, model.family, (n) => model.weights.has(n));
+  desc.kv_cache = describeKvCache(cfg, desc.layers.length, (n) => model.weights.get(n), rank);
   if (!CUDA_HEAD_SIZES.includes(desc.head_size))
     throw new TrtbError("BUILD_UNSUPPORTED", `head size ${desc.head_size} is not supported by the CUDA backend (${CUDA_HEAD_SIZES.join(", ")})`);
   if (desc.num_heads % desc.num_kv_heads !== 0 || desc.num_heads / desc.num_kv_heads > 16)
