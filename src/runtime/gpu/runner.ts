@@ -36,7 +36,7 @@
  * layouts), sampling.ts (sampling rows), profile.ts (per-op timing); this file is the public API.
  */
 import { TrtbError } from "../../errors.ts";
-import { type Dt, type EngineContext, type EngineDeviceInfo, type Graph, Program } from "../../ffi/engine.ts";
+import { type Dt, type EngineContext, type EngineDeviceInfo, type Graph, type KvDt, Program } from "../../ffi/engine.ts";
 import { Engine } from "../../engine/engine.ts";
 import type { EngineModelDesc, EnginePlan } from "../../engine/plan.ts";
 import { decodeProgram, emitHead, prefillProgram } from "./emit.ts";
@@ -118,6 +118,8 @@ export class GpuModelRunner implements Disposable {
   readonly maxBlocksPerSeq: number;
   readonly kvTokens: number;
   readonly dt: Dt;
+  /** KV cache element type (I8 / F8_E4M3 for a quantized cache: plan model.kv_cache) */
+  readonly kvDtype: KvDt;
   readonly numerics: "fast" | "exact";
   readonly #s: RunnerState;
   /** captured decode steps, by batch size */
@@ -138,6 +140,7 @@ export class GpuModelRunner implements Disposable {
     this.maxBlocksPerSeq = s.maxBlocksPerSeq;
     this.kvTokens = s.kvTokens;
     this.dt = s.dt;
+    this.kvDtype = s.kvdt;
     this.numerics = s.numerics;
     this.#useGraphs = (opts.cudaGraphs ?? true) && !s.desc.moe;
   }
