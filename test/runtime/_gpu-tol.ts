@@ -12,3 +12,16 @@ export const GPU_LOGITS_REL_TOL = 1.5e-2;
  * runner on the same checkpoint. Measured on H100: 8.5e-7 … 9.8e-6.
  */
 export const GPU_EXACT_REL_TOL = 2e-5;
+/**
+ * Quantized KV cache (INT8 / FP8), exact numerics, against the CPU runner's quant-sim on the same
+ * checkpoint: both quantize K/V after RoPE by the same rules, but the GPU's K/V differ from the
+ * CPU's by ~1e-6 before quantization, so a value next to a rounding boundary can land one step
+ * (s) off; one such step moves logits by ~1e-3 of their range. The CPU emulation measures 3e-7.
+ */
+export const GPU_KVQ_EXACT_REL_TOL = 5e-3;
+/**
+ * Quantized KV cache, fast numerics (bf16 GEMM inputs move K/V before quantization, so many cache
+ * values differ by one quantization step: up to 2^-4 relative for e4m3) against quant-sim's f32
+ * reference. The CPU emulation measures 1.3e-2 (INT8) and 2.0e-2 (FP8) on the llama fixture.
+ */
+export const GPU_KVQ_FAST_REL_TOL = 5e-2;
