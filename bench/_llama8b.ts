@@ -2,7 +2,9 @@
  * The Llama-3-8B-shaped random bf16 TRT-LLM checkpoint of the engine benchmarks (bench/engine.ts,
  * bench/serve-load.ts), written with our own writer: H 4096, 32/8 heads of 128, I 14336,
  * V 128256, `L` layers (32: 16 GB). Weights are a pool of random bf16 values tiled from rotating
- * offsets (non-zero, never repeating at a scale the GPU could cache); norms are ones.
+ * offsets (non-zero, never repeating at a scale the GPU could cache); norms are ones. Each layer
+ * also has `attention.kv_cache_scaling_factor` (F32 [1], KV_SCALE), unused unless a variant's config
+ * sets kv_cache_quant_algo (bench/engine.ts `-int8kv` / `-fp8kv`).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -10,11 +12,13 @@ import { SafetensorsWriter } from "../src/format/safetensors.ts";
 import { f32BitsToBf16Bits, f32Bits } from "../src/numeric.ts";
 
 export const LLAMA8B = { H: 4096, NH: 32, NKV: 8, D: 128, I: 14336, V: 128256 } as const;
+/** KV cache scale of every layer: K/V of these random weights reach about ±4 (4/127 for INT8; FP8 then uses ±133 of its ±448). */
+export const KV_SCALE = 0.03;
 
 export function writeLlama8bCheckpoint(ckpt: string, L: number): void {
   const { H, NH, NKV, D, I, V } = LLAMA8B;
   mkdirSync(ckpt, { recursive: true });
-  const specs: { name: string; dtype: "BF16"; shape: number[] }[] = [];
+  const specs: { name: string; dtype: "BF16" | "F32"; shape: number[] }[] = [];
   const add = (name: string, shape: number[]) => specs.push({ name, dtype: "BF16", shape });
   add("transformer.vocab_embedding.weight", [V, H]);
   for (let l = 0; l < L; l++) {
@@ -26,6 +30,7 @@ export function writeLlama8bCheckpoint(ckpt: string, L: number): void {
     add(`${P}mlp.fc.weight`, [I, H]);
     add(`${P}mlp.gate.weight`, [I, H]);
     add(`${P}mlp.proj.weight`, [H, I]);
+    specs.push({ name: `${P}attention.kv_cache_scaling_factor`, dtype: "F32", shape: [1] });
   }
   add("transformer.ln_f.weight", [H]);
   add("lm_head.weight", [V, H]);
@@ -44,6 +49,10 @@ export function writeLlama8bCheckpoint(ckpt: string, L: number): void {
   let rot = 0;
   for (const sp of specs) {
     const n = sp.shape.reduce((a, b) => a * b, 1);
+    if (sp.dtype === "F32") {
+      w.write(sp.name, new Uint8Array(new Float32Array([KV_SCALE]).buffer));
+      continue;
+    }
     if (sp.name.endsWith("norm.weight")) {
       w.write(sp.name, new Uint8Array(ones.buffer));
       continue;
