@@ -37,6 +37,10 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(AttnDecodeArgs
   static_assert(TK % 16 == 0, "attn_decode_kernel: whole score passes of 16 keys");
   __shared__ float qs[GMAX][D];
   __shared__ float ps[GMAX][TK];
+  // 1-byte caches: the tile's V row pointers go through shared memory (found by the score pass),
+  // which keeps 32-key tiles within the register budget of the 16-bit kernel's occupancy
+  constexpr bool VS = sizeof(KVT) == 1;
+  __shared__ const KVT *vrow_s[VS ? TK : 1];
   __shared__ float m_s[GMAX], l_s[GMAX], alpha_s[GMAX];
 
   const int kvh = blockIdx.x, b = blockIdx.y, split = blockIdx.z;
@@ -79,6 +83,9 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(AttnDecodeArgs
       for (int g = 0; g < GMAX; g++) sc[g] = 0.f;
       if (tl < ntok) {
         const KVT *k = kv_row(kv, a.block_table, a.max_blocks, b, t0 + tl, 0, kvh, a.nKV, a.tpb, D) + sub * E;
+        if constexpr (VS) {
+          if (sub == 0) vrow_s[tl] = kv_row(kv, a.block_table, a.max_blocks, b, t0 + tl, 1, kvh, a.nKV, a.tpb, D);
+        }
         float kf[E];
 #pragma unroll
         for (int c = 0; c < E / W; c++) loadw<W, KVT>(k + W * c, kf + W * c);
@@ -133,17 +140,24 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(AttnDecodeArgs
     }
     __syncthreads();
     // P . V: the tile's V rows are located first, then every load issued before the first use
-    const KVT *vrow[TK];
+    const KVT *vrow[VS ? 1 : TK];
+    if constexpr (!VS) {
 #pragma unroll
-    for (int tl = 0; tl < TK; tl++)
-      vrow[tl] = kv_row(kv, a.block_table, a.max_blocks, b, t0 + min(tl, ntok - 1), 1, kvh, a.nKV, a.tpb, D);
+      for (int tl = 0; tl < TK; tl++)
+        vrow[tl] = kv_row(kv, a.block_table, a.max_blocks, b, t0 + min(tl, ntok - 1), 1, kvh, a.nKV, a.tpb, D);
+    }
 #pragma unroll
     for (int j = 0; j < DPT; j++) {
       const int d = tid + j * DEC_THREADS;
       if (d < D) {
         float v[TK];
+        if constexpr (VS) {
 #pragma unroll
-        for (int tl = 0; tl < TK; tl++) v[tl] = tl < ntok ? to_f<KVT>(vrow[tl][d]) : 0.f;
+          for (int tl = 0; tl < TK; tl++) v[tl] = tl < ntok ? to_f<KVT>(vrow_s[tl][d]) : 0.f;
+        } else {
+#pragma unroll
+          for (int tl = 0; tl < TK; tl++) v[tl] = tl < ntok ? to_f<KVT>(vrow[tl][d]) : 0.f;
+        }
 #pragma unroll
         for (int g = 0; g < GMAX; g++) {
           if (g < G) {
