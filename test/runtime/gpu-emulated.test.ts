@@ -6,6 +6,7 @@
  * the CPU runner. The kernels themselves are checked on a GPU (gpu-kernels.test.ts).
  */
 import { describe, expect, test } from "bun:test";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fakeBackend } from "../../src/builder/backend.ts";
 import { buildCheckpoint } from "../../src/builder/checkpoint.ts";
@@ -14,10 +15,11 @@ import { Engine } from "../../src/engine/engine.ts";
 import { quantize } from "../../src/quantize.ts";
 import { loadCpuRunner } from "../../src/runtime/index.ts";
 import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";
-import { asF32, asI32, fixture, readRaw, relMaxErr, tempDir } from "../helpers.ts";
+import { asF32, asI32, fixture, readRaw, relMaxErr, SHARED, tempDir } from "../helpers.ts";
 import { EMU_INFO, EmuContext } from "./_emu.ts";
 import { HEAD_CASES, headCaseCheckpoint, headPrompts } from "./_heads.ts";
 
+const TINY = join(SHARED, "models/tiny-pycode");
 /** Fast numerics (bf16 activations into GEMMs, bf16 KV), emulated in f64 math. */
 const EMU_LOGITS_REL_TOL = 1e-2;
 /**
@@ -162,6 +164,27 @@ describe("GPU runtime on the CPU emulation", () => {
       fast.runner.destroy();
     }, 60_000);
   }
+
+  // A trained model with a real calibration (tiny-pycode: Llama, 6 layers, D 64), both KV formats.
+  test.skipIf(!existsSync(TINY))("INT8 / FP8 KV cache on tiny-pycode, calibrated on its held-out text", async () => {
+    using t = tempDir();
+    const text = readFileSync(join(TINY, "heldout-public.py.txt"), "utf8");
+    writeFileSync(join(t.path, "calib.txt"), text.slice(0, 8000));
+    const ref = readRaw(join(TINY, "reference.safetensors"));
+    const row = Array.from(asI32(ref.get("input_ids")!)).slice(0, 24);
+    for (const algo of ["INT8", "FP8"] as const) {
+      const ckpt = join(t.path, `ckpt-${algo}`);
+      const eng = join(t.path, `eng-${algo}`);
+      await quantize(TINY, ckpt, { kv_cache_quant_algo: algo }, { calibDataset: join(t.path, "calib.txt"), calibSize: 2, calibMaxSeqLength: 64 });
+      await buildCheckpoint({ checkpointDir: ckpt, outputDir: eng, backend: fakeBackend(), buildConfig: { max_num_tokens: 64, max_batch_size: 2 } });
+      const cpu = await loadCpuRunner(ckpt);
+      const { runner } = await emuRunner(eng, { numerics: "exact" });
+      expect(runner.plan.model.kv_cache?.scales.length).toBe(6);
+      expect(relMaxErr(runner.forwardLogits([row])[0]!, cpu.forward(row))).toBeLessThan(KVQ_EXACT_REL_TOL);
+      expect(runner.generate([row], { maxNewTokens: 4 }).outputIds[0]).toEqual(cpu.greedy(row, 4));
+      runner.destroy();
+    }
+  }, 120_000);
 
   test("a quantized KV cache takes 1 byte per element: twice the tokens of bf16 in the same memory", async () => {
     using t = tempDir();
