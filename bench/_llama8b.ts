@@ -2,7 +2,9 @@
  * The Llama-3-8B-shaped random bf16 TRT-LLM checkpoint of the engine benchmarks (bench/engine.ts,
  * bench/serve-load.ts), written with our own writer: H 4096, 32/8 heads of 128, I 14336,
  * V 128256, `L` layers (32: 16 GB). Weights are a pool of random bf16 values tiled from rotating
- * offsets (non-zero, never repeating at a scale the GPU could cache); norms are ones.
+ * offsets (non-zero, never repeating at a scale the GPU could cache); norms are ones. Each layer
+ * also has `attention.kv_cache_scaling_factor` (F32 [1], KV_SCALE), unused unless a variant's config
+ * sets kv_cache_quant_algo (bench/engine.ts `-int8kv` / `-fp8kv`).
  * `fp8`: the decoder linears as FP8 per tensor (quant_algo FP8): random e4m3 bytes (no NaN
  * patterns) with weight scale 0.02 / 448 and activation scale 4 / 448, the embedding and lm_head
  * bf16 — the shape and bytes of a modelopt FP8 checkpoint (values are random either way).
@@ -13,6 +15,8 @@ import { SafetensorsWriter } from "../src/format/safetensors.ts";
 import { f32BitsToBf16Bits, f32Bits } from "../src/numeric.ts";
 
 export const LLAMA8B = { H: 4096, NH: 32, NKV: 8, D: 128, I: 14336, V: 128256 } as const;
+/** KV cache scale of every layer: K/V of these random weights reach about ±4 (4/127 for INT8; FP8 then uses ±133 of its ±448). */
+export const KV_SCALE = 0.03;
 
 export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: boolean } = {}): void {
   const { H, NH, NKV, D, I, V } = LLAMA8B;
@@ -37,6 +41,7 @@ export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: bo
     add(`${P}mlp.fc.weight`, [I, H]);
     add(`${P}mlp.gate.weight`, [I, H]);
     add(`${P}mlp.proj.weight`, [H, I]);
+    specs.push({ name: `${P}attention.kv_cache_scaling_factor`, dtype: "F32", shape: [1] });
   }
   add("transformer.ln_f.weight", [H]);
   add("lm_head.weight", [V, H]);
@@ -50,8 +55,9 @@ export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: bo
     pool[i] = f32BitsToBf16Bits(f32Bits(((s / 2 ** 32) - 0.5) * 0.04));
   }
   const ones = new Uint16Array(H).map(() => f32BitsToBf16Bits(f32Bits(1)));
-  const bytes = new Uint8Array(pool.buffer);
-  for (let i = 0; i < bytes.length; i++) if ((bytes[i]! & 0x7f) === 0x7f) bytes[i] = bytes[i]! ^ 0x01; // e4m3 NaN → finite
+  // the same pool's bytes as e4m3 values (a copy, NaN patterns made finite)
+  const bytes = new Uint8Array(opts.fp8 ? pool.buffer.slice(0) : new ArrayBuffer(0));
+  for (let i = 0; i < bytes.length; i++) if ((bytes[i]! & 0x7f) === 0x7f) bytes[i] = bytes[i]! ^ 0x01;
   const w = SafetensorsWriter.create(join(ckpt, "rank0.safetensors"), specs);
   let buf = new Uint16Array(0);
   let rot = 0;
@@ -62,7 +68,8 @@ export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: bo
       continue;
     }
     if (sp.dtype === "F32") {
-      w.write(sp.name, new Uint8Array(Float32Array.of(sp.name.endsWith(".weights_scaling_factor") ? 0.02 / 448 : 4 / 448).buffer));
+      const v = sp.name.endsWith(".kv_cache_scaling_factor") ? KV_SCALE : sp.name.endsWith(".weights_scaling_factor") ? 0.02 / 448 : 4 / 448;
+      w.write(sp.name, new Uint8Array(Float32Array.of(v).buffer));
       continue;
     }
     if (sp.dtype === "F8_E4M3") {

@@ -2,7 +2,7 @@
 /**
  * Engine benchmark, one script, one run (on a GPU machine):
  *
- *   bun bench/engine.ts [--work DIR] [--layers 32] [--new 256] [--variants bf16,w8a16,w4a16,fp8] [--peers] [--json FILE]
+ *   bun bench/engine.ts [--work DIR] [--layers 32] [--new 256] [--variants bf16,w8a16,w4a16,fp8] [--ctx 4096] [--peers] [--json FILE]
  *
  *  1. writes a Llama-3-8B-shaped random bf16 TRT-LLM checkpoint with our own writer (H 4096,
  *     32 layers, 32/8 heads, I 14336, V 128256: 16 GB)
@@ -10,11 +10,14 @@
  *  3. measures, in this run: device-to-device copy bandwidth and cuBLASLt's bf16 GEMM rate;
  *     batch-1 decode tokens/s (128-token prompt, --new tokens) against the roofline
  *     weight bytes ÷ copy bandwidth; prefill of 2,048 tokens in TFLOP/s against the GEMM rate;
- *     batch 8 and 32 decode throughput
+ *     batch 8 and 32 decode throughput; batch-32 decode at --ctx tokens of context (prompts of
+ *     ctx − 64 tokens, 64 new: the KV cache read dominates; 0 skips it)
  *     Steps 2–3 run once per variant: bf16, and the W8A16 / W4A16 weight-only engines of the same
  *     checkpoint (its config with quant_algo set: the build quantizes), and fp8 (FP8 per tensor:
  *     its own random e4m3 checkpoint, bench/_llama8b.ts). Each reports its own roofline
  *     (its engine's weight bytes; also the bytes a decode step reads, without the embedding table).
+ *     A `-int8kv` / `-fp8kv` suffix (bf16-fp8kv, w8a16-int8kv, …) sets kv_cache_quant_algo too: a
+ *     1-byte KV cache with the checkpoint's per-layer scales (bench/_llama8b.ts KV_SCALE).
  *  4. --peers: PyTorch/transformers on the same GPU (bench/peer_transformers.py): eager, and
  *     torch.compile with a static cache. Python is used for the peer only.
  *
@@ -37,11 +40,13 @@ const { values: opt } = parseArgs({
     peers: { type: "boolean", default: false },
     json: { type: "string" },
     variants: { type: "string", default: "bf16,w8a16,w4a16" },
+    ctx: { type: "string", default: "4096" },
     "keep": { type: "boolean", default: false },
   },
 });
 const L = Number(opt.layers);
 const NEW = Number(opt.new);
+const CTX = Number(opt.ctx);
 const { H, NH, NKV, D, I, V } = LLAMA8B;
 const work = opt.work!;
 const ckpt = join(work, "ckpt");
@@ -59,24 +64,26 @@ if (!existsSync(join(ckpt, "config.json"))) {
 }
 
 // ---- 2–3. per variant: build, then runtime ---------------------------------------------------------
-/** A checkpoint directory for a variant: the bf16 one, or its config with quant_algo set (weights linked). */
+/** A checkpoint directory for a variant: the bf16 one, or its config with quant_algo / kv_cache_quant_algo set (weights linked). */
 function variantCheckpoint(v: string): string {
   if (v === "bf16") return ckpt;
-  if (v === "fp8") {
-    // FP8 per tensor: its own checkpoint (e4m3 weights as modelopt writes them; random values)
-    const dir = join(work, "ckpt-fp8");
-    if (!existsSync(join(dir, "config.json"))) writeLlama8bCheckpoint(dir, L, { fp8: true });
-    return dir;
-  }
-  const algo = v === "w8a16" ? "W8A16" : v === "w4a16" ? "W4A16" : null;
-  if (!algo) throw new Error(`unknown variant ${v} (bf16, w8a16, w4a16, fp8)`);
+  const m = /^(bf16|w8a16|w4a16|fp8)(?:-(int8|fp8)kv)?$/.exec(v);
+  if (!m) throw new Error(`unknown variant ${v} (bf16, w8a16, w4a16, fp8, each optionally with -int8kv or -fp8kv)`);
+  // fp8: its own checkpoint (e4m3 weights as modelopt writes them; random values)
+  const fp8Dir = join(work, "ckpt-fp8");
+  if (m[1] === "fp8" && !existsSync(join(fp8Dir, "config.json"))) writeLlama8bCheckpoint(fp8Dir, L, { fp8: true });
+  if (v === "fp8") return fp8Dir;
+  const base = m[1] === "fp8" ? fp8Dir : ckpt;
+  const algo = m[1] === "w8a16" ? "W8A16" : m[1] === "w4a16" ? "W4A16" : m[1] === "fp8" ? "FP8" : null;
+  const kv = m[2] === "int8" ? "INT8" : m[2] === "fp8" ? "FP8" : null;
   const dir = join(work, `ckpt-${v}`);
   mkdirSync(dir, { recursive: true });
-  const cfg = JSON.parse(readFileSync(join(ckpt, "config.json"), "utf8"));
+  const cfg = JSON.parse(readFileSync(join(base, "config.json"), "utf8"));
   cfg.quantization.quant_algo = algo;
+  cfg.quantization.kv_cache_quant_algo = kv;
   writeFileSync(join(dir, "config.json"), JSON.stringify(cfg, null, 4));
   rmSync(join(dir, "rank0.safetensors"), { force: true });
-  symlinkSync(join(ckpt, "rank0.safetensors"), join(dir, "rank0.safetensors"));
+  symlinkSync(join(base, "rank0.safetensors"), join(dir, "rank0.safetensors"));
   return dir;
 }
 
@@ -104,8 +111,9 @@ for (const variant of variants) {
 
   // ---- 3. runtime -------------------------------------------------------------------------------
   t0 = t();
-  const runner = await GpuModelRunner.fromDir(eng, { maxBatchSize: 32, maxNumTokens: 2048, maxKvTokens: 32 * 1024 + 4096 });
+  const runner = await GpuModelRunner.fromDir(eng, { maxBatchSize: 32, maxNumTokens: 2048, maxKvTokens: 32 * Math.max(1024, CTX) + 4096 });
   r.load_s = (t() - t0) / 1000;
+  r.kv_dtype = runner.kvDtype;
   const ctx = runner.context;
   const copyGBs = ctx.benchCopy(2 * 2 ** 30, 10);
   const gemmTF = ctx.benchGemm(8192, 8192, 8192, 50);
@@ -173,6 +181,18 @@ for (const variant of variants) {
     r[`decode_b${B}_step_ms`] = g.decodeMs / g.decodeSteps;
     line(`decode b${B}: ${f(r[`decode_b${B}_tok_s`], 0)} tok/s`);
   }
+  // batch 32 at long contexts: the KV cache read per step (32 × ctx × L × 2 × NKV × D elements) outweighs the weights
+  if (CTX > 0) {
+    const nNew = 64;
+    const prompts = Array.from({ length: 32 }, () => randIds(CTX - nNew));
+    const g = runner.generate(prompts, { maxNewTokens: nNew });
+    const kvEs = runner.kvDtype === "I8" || runner.kvDtype === "F8_E4M3" ? 1 : 2;
+    r[`decode_b32_ctx${CTX}_tok_s`] = (32 * g.decodeSteps) / (g.decodeMs / 1000);
+    r[`decode_b32_ctx${CTX}_step_ms`] = g.decodeMs / g.decodeSteps;
+    r[`decode_b32_ctx${CTX}_kv_bytes_per_step`] = 32 * (CTX - nNew / 2) * L * 2 * NKV * D * kvEs;
+    r[`prefill_b32_ctx${CTX}_ms`] = g.prefillMs;
+    line(`decode b32 at ${CTX - nNew}…${CTX} tokens of context (${runner.kvDtype} KV): ${f(r[`decode_b32_ctx${CTX}_tok_s`], 0)} tok/s (${f(r[`decode_b32_ctx${CTX}_step_ms`], 2)} ms/step, ${f((r[`decode_b32_ctx${CTX}_kv_bytes_per_step`] as number) / 1e9, 2)} GB of KV read per step); prefill ${f(g.prefillMs / 1000, 1)} s`);
+  }
   runner.destroy();
   if (!opt.keep) rmSync(eng, { recursive: true, force: true });
 
@@ -184,6 +204,7 @@ for (const variant of variants) {
   line(`decode batch 1:   ${f(r.decode_b1_tok_s)} tok/s = ${f(r.decode_b1_pct_roofline)}% of roofline (${f(r.decode_b1_pct_roofline_read)}% of the read-bytes roofline)`);
   line(`decode batch 8:   ${f(r.decode_b8_tok_s, 0)} tok/s (${f(r.decode_b8_step_ms, 2)} ms/step)`);
   line(`decode batch 32:  ${f(r.decode_b32_tok_s, 0)} tok/s (${f(r.decode_b32_step_ms, 2)} ms/step)`);
+  if (CTX > 0) line(`decode b32 @${CTX}: ${f(r[`decode_b32_ctx${CTX}_tok_s`], 0)} tok/s (${f(r[`decode_b32_ctx${CTX}_step_ms`], 2)} ms/step, ${r.kv_dtype} KV cache)`);
   line(`prefill 2048:     ${f(prefillMs)} ms = ${f(r.prefill_TFLOPs, 0)} TFLOP/s; cuBLASLt bf16 8192³ ${f(gemmTF, 0)} TFLOP/s, 2048x28672x4096 ${f(gemmPrefillTF, 0)} TFLOP/s`);
 }
 
@@ -200,7 +221,11 @@ if (opt.peers) {
 if (opt.json) writeFileSync(opt.json, JSON.stringify(results, null, 2));
 
 line("");
-line("variant   build s   decode b1 tok/s (% roofline, % read roofline)   b8 tok/s   b32 tok/s   prefill 2048 ms (TFLOP/s)");
-for (const [v, r] of Object.entries(byVariant))
-  line(`${v.padEnd(9)} ${f(r.build_s).padStart(7)}   ${f(r.decode_b1_tok_s).padStart(7)} (${f(r.decode_b1_pct_roofline)}%, ${f(r.decode_b1_pct_roofline_read)}%)`.padEnd(70) + `${f(r.decode_b8_tok_s, 0).padStart(8)}   ${f(r.decode_b32_tok_s, 0).padStart(9)}   ${f(r.prefill_2048_ms)} (${f(r.prefill_TFLOPs, 0)})`);
+line(`variant       build s   decode b1 tok/s (% roofline, % read roofline)   b8 tok/s   b32 tok/s   prefill 2048 ms (TFLOP/s)${CTX > 0 ? `   b32 @${CTX} tok/s (× its weights' 16-bit KV)` : ""}`);
+for (const [v, r] of Object.entries(byVariant)) {
+  const base = byVariant[v.replace(/-(int8|fp8)kv$/, "")];
+  const atCtx = r[`decode_b32_ctx${CTX}_tok_s`] as number | undefined;
+  const vsBase = base && base !== r && atCtx !== undefined ? ` (${(atCtx / (base[`decode_b32_ctx${CTX}_tok_s`] as number)).toFixed(2)}×)` : "";
+  line(`${v.padEnd(13)} ${f(r.build_s).padStart(7)}   ${f(r.decode_b1_tok_s).padStart(7)} (${f(r.decode_b1_pct_roofline)}%, ${f(r.decode_b1_pct_roofline_read)}%)`.padEnd(70) + `${f(r.decode_b8_tok_s, 0).padStart(8)}   ${f(r.decode_b32_tok_s, 0).padStart(9)}   ${f(r.prefill_2048_ms)} (${f(r.prefill_TFLOPs, 0)})` + (CTX > 0 ? `   ${f(atCtx, 0)}${vsBase}` : ""));
+}
 if (results.peers) line(`peers (bf16, same GPU): ${JSON.stringify(results.peers)}`);

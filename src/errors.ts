@@ -92,6 +92,7 @@ export const ERROR_CODES = {
   CKPT_MISSING_TENSOR: "a tensor the model declares is missing",
   CKPT_SHAPE_MISMATCH: "a tensor has another shape than declared",
   CKPT_DTYPE_MISMATCH: "a tensor has another dtype than declared",
+  CKPT_BAD_VALUE: "a tensor holds a value its role forbids (a scale that is not finite and > 0)",
   // conversion
   CONV_MISSING_SOURCE: "a source tensor the name table needs is missing",
   CONV_TABLE: "a name-table rule that does not fit its source",

@@ -293,8 +293,8 @@ struct OpSpec {
 };
 
 static const OpSpec kOps[] = {
-    {"?", 0},           {"EMBED", 9},      {"ADD_NORM", 12},     {"GEMM", 13},  {"QKV_ROPE", 20},
-    {"ATTN_DECODE", 18}, {"ATTN_PREFILL", 18}, {"GATED_ACT", 9},  {"GATHER_ROWS", 5}, {"SCATTER_ADD", 6},
+    {"?", 0},           {"EMBED", 9},      {"ADD_NORM", 12},     {"GEMM", 13},  {"QKV_ROPE", 21},
+    {"ATTN_DECODE", 19}, {"ATTN_PREFILL", 19}, {"GATED_ACT", 9},  {"GATHER_ROWS", 5}, {"SCATTER_ADD", 6},
     {"SOFTCAP", 4},     {"SAMPLE", 7},     {"MEMCPY", 4},        {"MEMSET", 3}, {"MOE_ROUTE", 9},
     {"GEMM_WO", 16},   {"QUANT_FP8", 7},  {"GEMM_FP8", 11},
 };
@@ -329,19 +329,19 @@ static int32_t run_op(trtb_engine_ctx *ctx, uint32_t op, const uint64_t *a) {
       QkvRopeArgs x{(const float *)P(0), I(1), (const float *)P(2), (const float *)P(3), (const float *)P(4), (float)F(5),
                     (const int32_t *)P(6), (const int32_t *)P(7), P(8), (int32_t)I(9), (int32_t)I(10), (int32_t)I(11),
                     (int32_t)I(12), (int32_t)I(13), (int32_t)I(14), (const float *)P(15), (float *)P(16), I(17),
-                    (const int32_t *)P(18), (float)F(19)};
+                    (const int32_t *)P(18), (float)F(19), (float)F(20)};
       return trtbe_qkv_rope(s, x);
     }
     case TRTB_OP_ATTN_DECODE: {
       AttnDecodeArgs x{(const float *)P(0), P(1), (int32_t)I(2), (const int32_t *)P(3), (int32_t)I(4), (const int32_t *)P(5),
                        (int32_t)I(6), (int32_t)I(7), (int32_t)I(8), (int32_t)I(9), (float)F(10), (float)F(11), (int32_t)I(12),
-                       (int32_t)I(13), (float *)P(14), P(15), (int32_t)I(16), (int32_t)I(17)};
+                       (int32_t)I(13), (float *)P(14), P(15), (int32_t)I(16), (int32_t)I(17), (float)F(18)};
       return trtbe_attn_decode(s, x);
     }
     case TRTB_OP_ATTN_PREFILL: {
       AttnPrefillArgs x{(const float *)P(0), P(1), (int32_t)I(2), (const int32_t *)P(3), (int32_t)I(4), (const int32_t *)P(5),
                         (int32_t)I(6), (const int32_t *)P(7), (const int32_t *)P(8), (int32_t)I(9), (int32_t)I(10),
-                        (int32_t)I(11), (int32_t)I(12), (float)F(13), (float)F(14), (int32_t)I(15), P(16), (int32_t)I(17)};
+                        (int32_t)I(11), (int32_t)I(12), (float)F(13), (float)F(14), (int32_t)I(15), P(16), (int32_t)I(17), (float)F(18)};
       return trtbe_attn_prefill(s, x);
     }
     case TRTB_OP_GATED_ACT: {

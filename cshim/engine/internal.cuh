@@ -7,6 +7,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -68,6 +69,10 @@ template <typename T> __device__ __forceinline__ float to_f(T v);
 template <> __device__ __forceinline__ float to_f<float>(float v) { return v; }
 template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
 template <> __device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
+/* 1-byte elements of a quantized KV cache (INT8 / FP8_E4M3): the stored value, exactly (the
+ * kernels apply the layer's scale, see kv_store and attention.cuh). */
+template <> __device__ __forceinline__ float to_f<int8_t>(int8_t v) { return (float)v; }
+template <> __device__ __forceinline__ float to_f<__nv_fp8_e4m3>(__nv_fp8_e4m3 v) { return static_cast<float>(v); }
 
 template <typename T> __device__ __forceinline__ T from_f(float v);
 template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
@@ -105,7 +110,22 @@ template <> __device__ __forceinline__ void load8<float>(const float *p, float *
   f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
 }
 
-/* 4 consecutive elements at p (8-byte aligned for 16-bit types, 16 for float) to floats. */
+/* 1-byte types: 8 bytes (uint2), 8-byte aligned. */
+template <> __device__ __forceinline__ void load8<int8_t>(const int8_t *p, float *f) {
+  const uint2 u = *reinterpret_cast<const uint2 *>(p);
+  const char4 a = *reinterpret_cast<const char4 *>(&u.x), b = *reinterpret_cast<const char4 *>(&u.y);
+  f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w;
+  f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+}
+template <> __device__ __forceinline__ void load8<__nv_fp8_e4m3>(const __nv_fp8_e4m3 *p, float *f) {
+  const uint2 u = *reinterpret_cast<const uint2 *>(p);
+  const float4 a = static_cast<float4>(*reinterpret_cast<const __nv_fp8x4_e4m3 *>(&u.x));
+  const float4 b = static_cast<float4>(*reinterpret_cast<const __nv_fp8x4_e4m3 *>(&u.y));
+  f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w;
+  f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+}
+
+/* 4 consecutive elements at p (8-byte aligned for 16-bit types, 16 for float, 4 for 1-byte types) to floats. */
 template <typename T> __device__ __forceinline__ void load4(const T *p, float *f);
 template <> __device__ __forceinline__ void load4<__nv_bfloat16>(const __nv_bfloat16 *p, float *f) {
   const uint2 u = *reinterpret_cast<const uint2 *>(p);
@@ -124,7 +144,16 @@ template <> __device__ __forceinline__ void load4<float>(const float *p, float *
   f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w;
 }
 
-/* 2 consecutive elements at p (4-byte aligned for 16-bit types, 8 for float) to floats. */
+template <> __device__ __forceinline__ void load4<int8_t>(const int8_t *p, float *f) {
+  const char4 a = *reinterpret_cast<const char4 *>(p);
+  f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w;
+}
+template <> __device__ __forceinline__ void load4<__nv_fp8_e4m3>(const __nv_fp8_e4m3 *p, float *f) {
+  const float4 a = static_cast<float4>(*reinterpret_cast<const __nv_fp8x4_e4m3 *>(p));
+  f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w;
+}
+
+/* 2 consecutive elements at p (4-byte aligned for 16-bit types, 8 for float, 2 for 1-byte types) to floats. */
 template <typename T> __device__ __forceinline__ void load2(const T *p, float *f);
 template <> __device__ __forceinline__ void load2<__nv_bfloat16>(const __nv_bfloat16 *p, float *f) {
   const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(p));
@@ -136,6 +165,15 @@ template <> __device__ __forceinline__ void load2<__half>(const __half *p, float
 }
 template <> __device__ __forceinline__ void load2<float>(const float *p, float *f) {
   const float2 a = *reinterpret_cast<const float2 *>(p);
+  f[0] = a.x; f[1] = a.y;
+}
+
+template <> __device__ __forceinline__ void load2<int8_t>(const int8_t *p, float *f) {
+  const char2 a = *reinterpret_cast<const char2 *>(p);
+  f[0] = a.x; f[1] = a.y;
+}
+template <> __device__ __forceinline__ void load2<__nv_fp8_e4m3>(const __nv_fp8_e4m3 *p, float *f) {
+  const float2 a = static_cast<float2>(*reinterpret_cast<const __nv_fp8x2_e4m3 *>(p));
   f[0] = a.x; f[1] = a.y;
 }
 

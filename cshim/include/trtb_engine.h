@@ -54,6 +54,10 @@ typedef struct trtb_engine_graph trtb_engine_graph; /* opaque */
 /* ---- opcodes (append-only) -------------------------------------------------------------------
  * dtype arguments are trtb_dtype values (F32 = 1, F16 = 2, BF16 = 3). "f64" = a double's bits.
  * Row-major everywhere; T = number of tokens of the op.
+ * kv_dtype is F16 / BF16 / F32, or I8 / F8_E4M3 for a quantized cache (1-byte elements): then
+ * kv_scale(f64, > 0) is the layer's kv_cache_scaling_factor s, k and v are stored as
+ * I8: clamp(RNE(x / s), -128, 127), F8_E4M3: e4m3(clamp(x / s, ±448)) (the rules of trtb_quantize)
+ * and read back as stored · s; kv_scale is 1 for the other dtypes.
  */
 enum {
   /* args: ids(i32[T]), table, table_dtype, vocab_rows, vocab_start, H, scale(f64), out(f32[T,H]), T
@@ -72,23 +76,24 @@ enum {
   TRTB_OP_GEMM = 3,
   /* args: qkv(f32[T,ld]), ld, bias(f32 or 0), q_norm(f32[D] or 0), k_norm(f32[D] or 0), eps(f64),
    *       pos(i32[T]), slot(i32[T]), kv_layer, kv_dtype, tokens_per_block, nH, nKV, D, rot_dim,
-   *       inv_freq(f32[rot/2], or [2][rot/2] with rope_sel), q_out(f32[T,nH,D]), T, rope_sel(i32[T] or null), mscale
+   *       inv_freq(f32[rot/2], or [2][rot/2] with rope_sel), q_out(f32[T,nH,D]), T, rope_sel(i32[T] or null), mscale,
+   *       kv_scale(f64)
    * bias, per-head RMSNorm of q/k, rotate-half RoPE (cos, sin × mscale; token t reads inv_freq row
    * rope_sel[t]: LongRoPE's short / long table), q to q_out, k and v into the paged cache. */
   TRTB_OP_QKV_ROPE = 4,
   /* args: q(f32[B,nH,D]), kv_layer, kv_dtype, block_table(i32[B,max_blocks]), max_blocks,
    *       ctx_len(i32[B]), nH, nKV, D, tokens_per_block, scale(f64), softcap(f64, 0 = none),
-   *       window(0 = none), nsplit, workspace, out, out_dtype, B
+   *       window(0 = none), nsplit, workspace, out, out_dtype, B, kv_scale(f64)
    * One new token per sequence against its whole cached context, split-K: the last block of each
    * (sequence, KV head) merges the splits. workspace (nsplit > 1): 65536 u32 counters, zero before
    * the first use (the kernel leaves them zero), then B·nH·nsplit·(D + 2) f32 partials. */
   TRTB_OP_ATTN_DECODE = 5,
   /* args: q(f32[T,nH,D]), kv_layer, kv_dtype, block_table, max_blocks, tiles(i32[n_tiles,2]),
    *       n_tiles, cu_q(i32[nseq+1]), pos0(i32[nseq]), nH, nKV, D, tokens_per_block, scale(f64),
-   *       softcap(f64), window, out, out_dtype
+   *       softcap(f64), window, out, out_dtype, kv_scale(f64)
    * Causal attention of packed query tokens against the paged cache. A tile is (sequence index,
    * first query row) and covers 64 query rows. 16-bit KV runs on tensor cores; f32 KV (exact
-   * numerics) on fp32 SIMT. */
+   * numerics) and I8 / F8_E4M3 KV on fp32 SIMT. */
   TRTB_OP_ATTN_PREFILL = 6,
   /* args: in([T,2I]), in_dtype, bias(f32[2I] or 0), out([T,I]), out_dtype, I, T, act (0 silu,
    *       1 gelu_tanh), out_scale(f64). out = in[:, :I] * act(in[:, I:]) (F8_E4M3 out: as ADD_NORM). */

@@ -14,7 +14,7 @@ import { layoutTensors } from "../engine/engine-file.ts";
 import { ENGINE_FORMAT, ENGINE_FORMAT_VERSION, type EnginePlan } from "../engine/plan.ts";
 import { type BuildConfig, type BuildConfigInput } from "../engine/build-config.ts";
 import { resolveBuildConfig } from "./config.ts";
-import { describeModel } from "./describe.ts";
+import { describeKvCache, describeModel } from "./describe.ts";
 import { engineTensors, fp8Linears } from "./layout.ts";
 import { gemmSites, selectTactics, TimingCache, tokenBuckets } from "./tactics.ts";
 import { type Backend, defaultBackend } from "./backend.ts";
@@ -46,9 +46,10 @@ export function checkLogitsDtype(cfg: PretrainedConfig, logitsDtype?: "float16" 
 export function checkBuildable(cfg: PretrainedConfig, bc: BuildConfig): void {
   const q = configQuant(cfg);
   const ok = q.quant_algo === "W8A16" || q.quant_algo === "W4A16" || q.quant_algo === "FP8";
-  if ((q.quant_algo !== null && !ok) || q.kv_cache_quant_algo !== null)
+  const kvOk = q.kv_cache_quant_algo === null || q.kv_cache_quant_algo === "INT8" || q.kv_cache_quant_algo === "FP8";
+  if ((q.quant_algo !== null && !ok) || !kvOk)
     throw new TrtbError("BUILD_UNSUPPORTED",
-      `quant_algo ${q.quant_algo ?? "none"}, kv_cache_quant_algo ${q.kv_cache_quant_algo ?? "none"} is not supported by the CUDA backend; it builds float16/bfloat16 checkpoints, weight-only W8A16 / W4A16 ones (trtllm quantize --qformat int8_wo / int4_wo) and FP8 per tensor (--qformat fp8)`);
+      `quant_algo ${q.quant_algo ?? "none"}, kv_cache_quant_algo ${q.kv_cache_quant_algo ?? "none"} is not supported by the CUDA backend; it builds float16/bfloat16 checkpoints, weight-only W8A16 / W4A16 ones (trtllm quantize --qformat int8_wo / int4_wo) and FP8 per tensor (--qformat fp8), each with a 16-bit or an INT8 / FP8 KV cache (--kv_cache_dtype int8 / fp8)`);
   if (q.quant_algo === "FP8" && cfg.moe && (cfg.moe as { num_experts?: number }).num_experts)
     throw new TrtbError("BUILD_UNSUPPORTED", "FP8 mixture-of-experts engines are not supported by the CUDA backend");
   const no = (cond: boolean, what: string) => {
@@ -84,6 +85,7 @@ export async function build(model: DecoderModel, buildConfig: BuildConfig | Buil
   const desc = describeModel(cfg, rank, model.family, (n) => model.weights.has(n));
   if (cfg.logits_dtype !== (desc.logits_dtype ?? "float32") && rank === 0)
     log.warn(`pretrained_config.logits_dtype is ${cfg.logits_dtype} but the ${cfg.dtype} engine computes ${desc.logits_dtype} logits (float16 logits need a float16 model)`);
+  desc.kv_cache = describeKvCache(cfg, desc.layers.length, (n) => model.weights.get(n), rank);
   if (!CUDA_HEAD_SIZES.includes(desc.head_size))
     throw new TrtbError("BUILD_UNSUPPORTED", `head size ${desc.head_size} is not supported by the CUDA backend (${CUDA_HEAD_SIZES.join(", ")})`);
   if (desc.num_heads % desc.num_kv_heads !== 0 || desc.num_heads / desc.num_kv_heads > 16)

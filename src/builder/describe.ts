@@ -10,6 +10,8 @@ import { kvHeadsPerRank, padVocab } from "../models/common/split.ts";
 import type { Family } from "../models/common/family.ts";
 import type { ModelSemantics } from "../models/common/semantics.ts";
 import type { EngineModelDesc } from "../engine/plan.ts";
+import type { LazyTensor } from "../tensor/lazy.ts";
+import { toFloat32 } from "../numeric.ts";
 
 /**
  * Derive one rank's model description; throws `BUILD_UNSUPPORTED` for what the runtime cannot run.
@@ -79,4 +81,27 @@ export function describeModel(cfg: PretrainedConfig, rank: number, family: Pick<
     // float16 logits need float16 GEMM inputs (no bfloat16 → float16 cuBLASLt GEMM; build.ts checks)
     logits_dtype: cfg.logits_dtype === "float16" && cfg.dtype === "float16" ? "float16" : "float32",
   };
+}
+
+/**
+ * The plan's `kv_cache` for a checkpoint with kv_cache_quant_algo INT8 / FP8 (null without): one
+ * scale per local layer from `transformer.layers.{i}.attention.kv_cache_scaling_factor` (F32 [1],
+ * local index i as the rank's checkpoint stores it). Throws CKPT_MISSING_TENSOR,
+ * CKPT_DTYPE_MISMATCH, CKPT_SHAPE_MISMATCH or CKPT_BAD_VALUE (not finite and > 0).
+ */
+export function describeKvCache(cfg: PretrainedConfig, nLayers: number, get: (name: string) => LazyTensor | undefined, rank = 0): EngineModelDesc["kv_cache"] {
+  const algo = configQuant(cfg).kv_cache_quant_algo;
+  if (algo === null) return null;
+  const scales: number[] = [];
+  for (let i = 0; i < nLayers; i++) {
+    const name = `transformer.layers.${i}.attention.kv_cache_scaling_factor`;
+    const t = get(name);
+    if (!t) throw new TrtbError("CKPT_MISSING_TENSOR", `rank ${rank}: kv_cache_quant_algo ${algo} needs ${name} (F32 [1]); the checkpoint has none (quantize with --kv_cache_dtype ${algo.toLowerCase()} and calibration data)`, { tensor: name });
+    if (t.dtype !== "F32") throw new TrtbError("CKPT_DTYPE_MISMATCH", `rank ${rank}: ${name} is ${t.dtype}, expected F32`, { tensor: name });
+    if (t.numel !== 1 || t.shape.length > 1) throw new TrtbError("CKPT_SHAPE_MISMATCH", `rank ${rank}: ${name} has shape [${t.shape.join(", ")}], expected [1]`, { tensor: name });
+    const s = toFloat32(t.bytes(), "F32")[0]!;
+    if (!(Number.isFinite(s) && s > 0)) throw new TrtbError("CKPT_BAD_VALUE", `rank ${rank}: ${name} is ${s}; a KV cache scale must be finite and > 0`, { tensor: name });
+    scales.push(s);
+  }
+  return { algo, scales };
 }

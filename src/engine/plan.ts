@@ -8,8 +8,8 @@
 export const ENGINE_FORMAT = "trtb-engine";
 /**
  * 1: 16-bit weights only; 2: adds weight-only (W8A16/W4A16) tensors (`model.weight_only`);
- * 3: adds LongRoPE (`model.long_rope`; `rope.inv_freq` then holds the short and the long table)
- *    and FP8 (`model.fp8`, F8_E4M3 tensors).
+ * 3: adds LongRoPE (`model.long_rope`; `rope.inv_freq` then holds the short and the long table),
+ *    FP8 (`model.fp8`, F8_E4M3 tensors) and the quantized KV cache (`model.kv_cache`).
  */
 export const ENGINE_FORMAT_VERSION = 3;
 
@@ -76,6 +76,14 @@ export interface EngineModelDesc {
    * host API widens float16 logits to Float32Array.
    */
   logits_dtype?: "float32" | "float16";
+  /**
+   * Quantized KV cache (checkpoint kv_cache_quant_algo INT8 / FP8): the paged cache holds 1-byte
+   * elements, k and v quantized after RoPE with the layer's `scales[local layer]` (the checkpoint's
+   * `transformer.layers.N.attention.kv_cache_scaling_factor`, f32), INT8 clamp(RNE(x/s), ±127/−128),
+   * FP8 e4m3(clamp(x/s, ±448)), read back as q·s. The runtime passes the scale to the QKV_ROPE and
+   * attention ops (`kv_scale`). Absent or null (version ≤ 2 plans): a 16-bit cache.
+   */
+  kv_cache?: { algo: "INT8" | "FP8"; scales: number[] } | null;
 }
 
 export interface EngineLimits {

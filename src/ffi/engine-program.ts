@@ -9,6 +9,8 @@ import { OP, SAMPLE_PARAMS } from "./engine-symbols.ts";
 import { DTYPE_CODE } from "./symbols.ts";
 
 export type Dt = "F32" | "F16" | "BF16";
+/** KV cache element types: a dtype, or 1-byte INT8 / FP8 e4m3 of a quantized cache (with its `kvScale`). */
+export type KvDt = Dt | "I8" | "F8_E4M3";
 type Addr = DevRef | HostRef | null | undefined;
 
 /**
@@ -93,7 +95,7 @@ export class Program {
     return this;
   }
 
-  #dt(d: Dt | "F8_E4M3"): number {
+  #dt(d: KvDt): number {
     return DTYPE_CODE[d];
   }
 
@@ -165,8 +167,8 @@ export class Program {
   }
 
   qkvRope(a: {
-    qkv: DevRef; ld: number; bias?: DevRef; qNorm?: DevRef; kNorm?: DevRef; eps: number; pos: DevRef; slot: DevRef; kv: DevRef; kvDtype: Dt;
-    tpb: number; nH: number; nKV: number; D: number; rot: number; invFreq: DevRef; qOut: DevRef; T: number;
+    qkv: DevRef; ld: number; bias?: DevRef; qNorm?: DevRef; kNorm?: DevRef; eps: number; pos: DevRef; slot: DevRef; kv: DevRef; kvDtype: KvDt;
+    tpb: number; nH: number; nKV: number; D: number; rot: number; invFreq: DevRef; qOut: DevRef; T: number; kvScale?: number;
     /** LongRoPE: per token 0/1 picking row 0 (short) or 1 (long) of invFreq [2, rot/2]; `mscale` multiplies cos and sin */
     ropeSel?: DevRef; mscale?: number;
   }): this {
@@ -174,31 +176,31 @@ export class Program {
       () => this.#a(a.qkv), () => this.#u(a.ld), () => this.#a(a.bias), () => this.#a(a.qNorm), () => this.#a(a.kNorm), () => this.#f(a.eps),
       () => this.#a(a.pos), () => this.#a(a.slot), () => this.#a(a.kv), () => this.#u(this.#dt(a.kvDtype)), () => this.#u(a.tpb),
       () => this.#u(a.nH), () => this.#u(a.nKV), () => this.#u(a.D), () => this.#u(a.rot), () => this.#a(a.invFreq), () => this.#a(a.qOut),
-      () => this.#u(a.T), () => this.#a(a.ropeSel), () => this.#f(a.mscale ?? 1),
+      () => this.#u(a.T), () => this.#a(a.ropeSel), () => this.#f(a.mscale ?? 1), () => this.#f(a.kvScale ?? 1),
     ]);
   }
 
   attnDecode(a: {
-    q: DevRef; kv: DevRef; kvDtype: Dt; blockTable: DevRef; maxBlocks: number; ctxLen: DevRef; nH: number; nKV: number; D: number; tpb: number;
-    scale: number; softcap: number; window: number; nsplit: number; ws: DevRef; out: DevRef; outDtype: Dt; B: number;
+    q: DevRef; kv: DevRef; kvDtype: KvDt; blockTable: DevRef; maxBlocks: number; ctxLen: DevRef; nH: number; nKV: number; D: number; tpb: number;
+    scale: number; softcap: number; window: number; nsplit: number; ws: DevRef; out: DevRef; outDtype: Dt; B: number; kvScale?: number;
   }): this {
     return this.#op("ATTN_DECODE", [
       () => this.#a(a.q), () => this.#a(a.kv), () => this.#u(this.#dt(a.kvDtype)), () => this.#a(a.blockTable), () => this.#u(a.maxBlocks),
       () => this.#a(a.ctxLen), () => this.#u(a.nH), () => this.#u(a.nKV), () => this.#u(a.D), () => this.#u(a.tpb), () => this.#f(a.scale),
       () => this.#f(a.softcap), () => this.#u(a.window), () => this.#u(a.nsplit), () => this.#a(a.ws), () => this.#a(a.out),
-      () => this.#u(this.#dt(a.outDtype)), () => this.#u(a.B),
+      () => this.#u(this.#dt(a.outDtype)), () => this.#u(a.B), () => this.#f(a.kvScale ?? 1),
     ]);
   }
 
   attnPrefill(a: {
-    q: DevRef; kv: DevRef; kvDtype: Dt; blockTable: DevRef; maxBlocks: number; tiles: DevRef; nTiles: number; cuQ: DevRef; pos0: DevRef;
-    nH: number; nKV: number; D: number; tpb: number; scale: number; softcap: number; window: number; out: DevRef; outDtype: Dt;
+    q: DevRef; kv: DevRef; kvDtype: KvDt; blockTable: DevRef; maxBlocks: number; tiles: DevRef; nTiles: number; cuQ: DevRef; pos0: DevRef;
+    nH: number; nKV: number; D: number; tpb: number; scale: number; softcap: number; window: number; out: DevRef; outDtype: Dt; kvScale?: number;
   }): this {
     return this.#op("ATTN_PREFILL", [
       () => this.#a(a.q), () => this.#a(a.kv), () => this.#u(this.#dt(a.kvDtype)), () => this.#a(a.blockTable), () => this.#u(a.maxBlocks),
       () => this.#a(a.tiles), () => this.#u(a.nTiles), () => this.#a(a.cuQ), () => this.#a(a.pos0), () => this.#u(a.nH), () => this.#u(a.nKV),
       () => this.#u(a.D), () => this.#u(a.tpb), () => this.#f(a.scale), () => this.#f(a.softcap), () => this.#u(a.window), () => this.#a(a.out),
-      () => this.#u(this.#dt(a.outDtype)),
+      () => this.#u(this.#dt(a.outDtype)), () => this.#f(a.kvScale ?? 1),
     ]);
   }
 

@@ -23,7 +23,7 @@ import { describeAttempts, ENGINE_LIB, loadLibrary, platformTag } from "./lib.ts
 
 export { type EngineContext, GpuContext, type Tactic, type TacticKind, type TuneProblem, type TuneResult } from "./engine-context.ts";
 export { DeviceMem, DevRef, Graph, HostRef, PinnedHost, refAddress } from "./engine-mem.ts";
-export { type Dt, Program, SAMPLE_PARAMS_BYTES, writeSampleParams } from "./engine-program.ts";
+export { type Dt, type KvDt, Program, SAMPLE_PARAMS_BYTES, writeSampleParams } from "./engine-program.ts";
 
 export interface EngineDeviceInfo {
   readonly name: string;

@@ -12,10 +12,14 @@ import {
 import { OP } from "../../src/ffi/engine-symbols.ts";
 import { woPackedBytes, woUnpackTS } from "../../src/engine/wo-layout.ts";
 import { bitsToF32, castArrayTS, f32Bits, toFloat32 } from "../../src/numeric.ts";
-import { e4m3ToF32Bits, f32BitsToE4m3 } from "../../src/quant/kernel.ts";
+import { e4m3ToF32Bits, f32BitsToE4m3, quantFp8, quantInt } from "../../src/quant/kernel.ts";
 
 const DT: Record<number, "F32" | "F16" | "BF16"> = { 1: "F32", 2: "F16", 3: "BF16" };
 const ES = { F32: 4, F16: 2, BF16: 2 } as const;
+/** KV cache element types: the dtypes, and 1-byte I8 / F8_E4M3 of a quantized cache (trtb_engine.h, kv_scale). */
+type KvT = "F32" | "F16" | "BF16" | "I8" | "F8_E4M3";
+const KDT: Record<number, KvT> = { ...DT, 5: "I8", 14: "F8_E4M3" };
+const KES: Record<KvT, number> = { ...ES, I8: 1, F8_E4M3: 1 };
 const CODE = Object.fromEntries(Object.entries(OP).map(([k, [c]]) => [c, k])) as Record<number, keyof typeof OP>;
 /** Head sizes the engine's attention kernels are instantiated for (attention.cuh TRTBE_ATTN_HEAD_SIZES): others fail there, so here too. */
 const ATTN_HEAD_SIZES = [32, 64, 80, 96, 128, 256];
@@ -263,8 +267,9 @@ export class EmuContext implements EngineContext {
         return;
       }
       case "QKV_ROPE": {
-        const [qkv, ld, bias, qn, kn, eps, pos, slot, kv, kvdt, tpb, nH, nKV, D, rot, invf, qout, T, rsel, mscale] = [
-          a(0), a(1), a(2), a(3), a(4), f(5), a(6), a(7), a(8), DT[a(9)]!, a(10), a(11), a(12), a(13), a(14), a(15), a(16), a(17), a(18), f(19)];
+        const [qkv, ld, bias, qn, kn, eps, pos, slot, kv, kvdt, tpb, nH, nKV, D, rot, invf, qout, T, rsel, mscale, kvs] = [
+          a(0), a(1), a(2), a(3), a(4), f(5), a(6), a(7), a(8), KDT[a(9)]!, a(10), a(11), a(12), a(13), a(14), a(15), a(16), a(17), a(18), f(19), f(20)];
+        this.#checkKvScale("QKV_ROPE", kvdt, kvs);
         const P = this.i32(pos, T);
         const S = this.i32(slot, T);
         const sel = rsel ? this.i32(rsel, T) : null;
@@ -297,25 +302,27 @@ export class EmuContext implements EngineContext {
               const sel = isk ? 0 : 1;
               const kh = isk ? h - nH : h - nH - nKV;
               const blk = Math.floor(S[t]! / tpb), off = S[t]! % tpb;
-              this.write(kv + (((blk * 2 + sel) * nKV + kh) * tpb + off) * D * ES[kvdt], x, kvdt);
+              this.#writeKv(kv + (((blk * 2 + sel) * nKV + kh) * tpb + off) * D * KES[kvdt], x, kvdt, kvs);
             }
           }
         }
         return;
       }
       case "ATTN_DECODE": {
-        const [q, kv, kvdt, table, maxB, ctxLen, nH, nKV, D, tpb, scale, cap, win, , , out, odt, B] = [
-          a(0), a(1), DT[a(2)]!, a(3), a(4), a(5), a(6), a(7), a(8), a(9), f(10), f(11), a(12), a(13), a(14), a(15), DT[a(16)]!, a(17)];
+        const [q, kv, kvdt, table, maxB, ctxLen, nH, nKV, D, tpb, scale, cap, win, , , out, odt, B, kvs] = [
+          a(0), a(1), KDT[a(2)]!, a(3), a(4), a(5), a(6), a(7), a(8), a(9), f(10), f(11), a(12), a(13), a(14), a(15), DT[a(16)]!, a(17), f(18)];
         checkHeadSize("ATTN_DECODE", D);
+        this.#checkKvScale("ATTN_DECODE", kvdt, kvs);
         const lens = this.i32(ctxLen, B);
         const tb = this.i32(table, B * maxB);
-        for (let b = 0; b < B; b++) this.#attnRow(q + b * nH * D * 4, kv, kvdt, tb.subarray(b * maxB), lens[b]! - 1, nH, nKV, D, tpb, scale, cap, win, out + b * nH * D * ES[odt], odt);
+        for (let b = 0; b < B; b++) this.#attnRow(q + b * nH * D * 4, kv, kvdt, tb.subarray(b * maxB), lens[b]! - 1, nH, nKV, D, tpb, scale, cap, win, out + b * nH * D * ES[odt], odt, kvs);
         return;
       }
       case "ATTN_PREFILL": {
-        const [q, kv, kvdt, table, maxB, tiles, nTiles, cuQ, pos0, nH, nKV, D, tpb, scale, cap, win, out, odt] = [
-          a(0), a(1), DT[a(2)]!, a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11), a(12), f(13), f(14), a(15), a(16), DT[a(17)]!];
+        const [q, kv, kvdt, table, maxB, tiles, nTiles, cuQ, pos0, nH, nKV, D, tpb, scale, cap, win, out, odt, kvs] = [
+          a(0), a(1), KDT[a(2)]!, a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11), a(12), f(13), f(14), a(15), a(16), DT[a(17)]!, f(18)];
         checkHeadSize("ATTN_PREFILL", D);
+        this.#checkKvScale("ATTN_PREFILL", kvdt, kvs);
         const tl = this.i32(tiles, 2 * nTiles);
         const seqs = Math.max(...Array.from({ length: nTiles }, (_, i) => tl[2 * i]!)) + 1;
         const cu = this.i32(cuQ, seqs + 1);
@@ -327,7 +334,7 @@ export class EmuContext implements EngineContext {
           const nq = cu[s + 1]! - cu[s]!;
           for (let r = q0; r < Math.min(nq, q0 + bq); r++) {
             const tok = cu[s]! + r;
-            this.#attnRow(q + tok * nH * D * 4, kv, kvdt, tb.subarray(s * maxB), p0[s]! + r, nH, nKV, D, tpb, scale, cap, win, out + tok * nH * D * ES[odt], odt);
+            this.#attnRow(q + tok * nH * D * 4, kv, kvdt, tb.subarray(s * maxB), p0[s]! + r, nH, nKV, D, tpb, scale, cap, win, out + tok * nH * D * ES[odt], odt, kvs);
           }
         }
         return;
@@ -425,21 +432,55 @@ export class EmuContext implements EngineContext {
     }
   }
 
-  /** One query row (all heads) at position p over the paged cache. */
-  #attnRow(q: number, kv: number, kvdt: "F32" | "F16" | "BF16", table: Int32Array, p: number, nH: number, nKV: number, D: number, tpb: number,
-    scale: number, cap: number, win: number, out: number, odt: "F32" | "F16" | "BF16"): void {
+  /** The kernels' kv_scale check: finite and > 0 for a 1-byte cache, else exactly 1. */
+  #checkKvScale(op: string, kvdt: KvT, s: number): void {
+    const quant = kvdt === "I8" || kvdt === "F8_E4M3";
+    if (quant ? !(Number.isFinite(s) && s > 0) : s !== 1) throw new Error(`emu: ${op} kv scale ${s} for kv dtype ${kvdt}`);
+  }
+
+  /**
+   * One cache row as QKV_ROPE stores it: the f32 value rounded to the cache dtype, or for a 1-byte
+   * cache quantized with the layer's scale by trtb_quantize's rules (kv_store in rope.cu).
+   */
+  #writeKv(addr: number, x: ArrayLike<number>, kvdt: KvT, s: number): void {
+    if (kvdt !== "I8" && kvdt !== "F8_E4M3") return this.write(addr, x, kvdt);
+    const dst = this.view(addr, x.length);
+    const sq = Math.fround(s);
+    for (let j = 0; j < x.length; j++) {
+      const v = Math.fround(x[j]!);
+      dst[j] = kvdt === "I8" ? quantInt(v, sq, -128, 127, "half_even") & 0xff : quantFp8(v, sq);
+    }
+  }
+
+  /** A cache row as stored: the dtype's values, or the integers / e4m3 values of a 1-byte cache (not scaled). */
+  #readKv(addr: number, n: number, kvdt: KvT): Float32Array {
+    if (kvdt !== "I8" && kvdt !== "F8_E4M3") return this.read(addr, n, kvdt);
+    const b = this.view(addr, n);
+    const out = new Float32Array(n);
+    for (let j = 0; j < n; j++) out[j] = kvdt === "I8" ? (b[j]! << 24) >> 24 : bitsToF32(e4m3ToF32Bits(b[j]!));
+    return out;
+  }
+
+  /**
+   * One query row (all heads) at position p over the paged cache. A quantized cache is read as
+   * stored, its scale folded in as the kernels do: scores (q · k_q) · (scale · kv_scale), output
+   * (Σ p · v_q) · kv_scale / Σ p.
+   */
+  #attnRow(q: number, kv: number, kvdt: KvT, table: Int32Array, p: number, nH: number, nKV: number, D: number, tpb: number,
+    scale: number, cap: number, win: number, out: number, odt: "F32" | "F16" | "BF16", kvs: number): void {
     const qv = this.read(q, nH * D, "F32");
     const lo = win > 0 ? Math.max(0, p - win + 1) : 0;
     const o = new Float32Array(nH * D);
-    const rowAt = (t: number, sel: number, kh: number) => kv + (((table[Math.floor(t / tpb)]! * 2 + sel) * nKV + kh) * tpb + (t % tpb)) * D * ES[kvdt];
+    const rowAt = (t: number, sel: number, kh: number) => kv + (((table[Math.floor(t / tpb)]! * 2 + sel) * nKV + kh) * tpb + (t % tpb)) * D * KES[kvdt];
+    const qk = kvs === 1 ? scale : Math.fround(Math.fround(scale) * Math.fround(kvs));
     for (let h = 0; h < nH; h++) {
       const kh = Math.floor(h / (nH / nKV));
       const s: number[] = [];
       for (let t = lo; t <= p; t++) {
-        const k = this.read(rowAt(t, 0, kh), D, kvdt);
+        const k = this.#readKv(rowAt(t, 0, kh), D, kvdt);
         let acc = 0;
         for (let j = 0; j < D; j++) acc += qv[h * D + j]! * k[j]!;
-        acc *= scale;
+        acc *= qk;
         if (cap > 0) acc = Math.tanh(acc / cap) * cap;
         s.push(acc);
       }
@@ -447,8 +488,8 @@ export class EmuContext implements EngineContext {
       const e = s.map((v) => Math.exp(v - mx));
       const z = e.reduce((acc, v) => acc + v, 0);
       for (let t = lo; t <= p; t++) {
-        const v = this.read(rowAt(t, 1, kh), D, kvdt);
-        for (let j = 0; j < D; j++) o[h * D + j] = o[h * D + j]! + (e[t - lo]! / z) * v[j]!;
+        const v = this.#readKv(rowAt(t, 1, kh), D, kvdt);
+        for (let j = 0; j < D; j++) o[h * D + j] = o[h * D + j]! + (e[t - lo]! / z) * kvs * v[j]!;
       }
     }
     this.write(out, o, odt);

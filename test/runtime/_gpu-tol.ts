@@ -56,3 +56,17 @@ export function meanKl(p: Float32Array, q: Float32Array, V: number): number {
   }
   return tot / S;
 }
+
+/**
+ * Quantized KV cache (INT8 / FP8), exact numerics, against the CPU runner's quant-sim on the same
+ * checkpoint: both quantize K/V after RoPE by the same rules, but the GPU's K/V differ from the
+ * CPU's by ~1e-6 before quantization, so a value next to a rounding boundary can land one step
+ * (s) off; one such step moves logits by ~1e-3 of their range. The CPU emulation measures 3e-7.
+ */
+export const GPU_KVQ_EXACT_REL_TOL = 5e-3;
+/**
+ * Quantized KV cache, fast numerics (bf16 GEMM inputs move K/V before quantization, so many cache
+ * values differ by one quantization step: up to 2^-4 relative for e4m3) against quant-sim's f32
+ * reference. The CPU emulation measures 1.3e-2 (INT8) and 2.0e-2 (FP8) on the llama fixture.
+ */
+export const GPU_KVQ_FAST_REL_TOL = 5e-2;

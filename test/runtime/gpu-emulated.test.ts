@@ -6,15 +6,15 @@
  * the CPU runner. The kernels themselves are checked on a GPU (gpu-kernels.test.ts).
  */
 import { describe, expect, test } from "bun:test";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fakeBackend } from "../../src/builder/backend.ts";
 import { buildCheckpoint } from "../../src/builder/checkpoint.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
 import { Engine } from "../../src/engine/engine.ts";
+import { quantize } from "../../src/quantize.ts";
 import { loadCpuRunner } from "../../src/runtime/index.ts";
 import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";
-import { readFileSync, writeFileSync } from "node:fs";
-import { quantize } from "../../src/quantize.ts";
 import { loadTokenizer } from "../../src/text/index.ts";
 import { f16BitsToF32, f32ToF16Bits } from "../../src/numeric.ts";
 import { asF32, asI32, fixture, readRaw, relMaxErr, SHARED, tempDir } from "../helpers.ts";
@@ -22,6 +22,7 @@ import { EMU_INFO, EmuContext } from "./_emu.ts";
 import { FP8_EXACT_KL_FRACTION, FP8_FAST_KL_RATIO, meanKl } from "./_gpu-tol.ts";
 import { HEAD_CASES, headCaseCheckpoint, headPrompts } from "./_heads.ts";
 
+const TINY = join(SHARED, "models/tiny-pycode");
 /** Fast numerics (bf16 activations into GEMMs, bf16 KV), emulated in f64 math. */
 const EMU_LOGITS_REL_TOL = 1e-2;
 /**
@@ -30,6 +31,14 @@ const EMU_LOGITS_REL_TOL = 1e-2;
  */
 const EMU_F16_LOGITS_REL_TOL = 1e-3;
 const f16round = (v: number) => f16BitsToF32(f32ToF16Bits(v));
+/**
+ * Quantized KV cache, exact numerics, against the CPU runner's quant-sim: the same quantized
+ * values (1-byte cache, rules of trtb_quantize) and f32 rounding differences only; a K/V value on
+ * a rounding boundary could land one step off, which this still allows.
+ */
+const KVQ_EXACT_REL_TOL = 1e-4;
+/** Quantized KV cache, fast numerics (bf16 activations move K/V before quantization), against quant-sim. */
+const KVQ_FAST_REL_TOL = 5e-2;
 
 async function emuEngine(name: string, dir: string): Promise<{ eng: string; ckpt: string }> {
   const ckpt = join(dir, `${name}-ckpt`);
@@ -119,6 +128,95 @@ describe("GPU runtime on the CPU emulation", () => {
       runner.destroy();
     });
   }
+
+  // Quantized KV cache engines (kv_cache_quant_algo INT8 / FP8, alone and with weight-only
+  // weights): the plan carries the checkpoint's per-layer scales; QKV_ROPE stores k and v as 1-byte
+  // values quantized after RoPE, and every query (prefill and decode) attends to the dequantized
+  // cache, as the CPU runner's quant-sim does (src/runtime/quant-sim.ts).
+  for (const [name, algo, wq] of [["llama", "INT8", null], ["llama", "FP8", null], ["qwen2", "FP8", "W8A16"], ["phi3", "INT8", "W4A16"], ["gemma2", "FP8", null]] as const) {
+    test(`${algo} KV cache${wq ? ` + ${wq}` : ""}: ${name}`, async () => {
+      using t = tempDir();
+      const ckpt = join(t.path, "ckpt");
+      const eng = join(t.path, "eng");
+      await quantize(fixture(name), ckpt, { kv_cache_quant_algo: algo, ...(wq ? { quant_algo: wq } : {}) }, { calibDataset: "random", calibSize: 2, calibMaxSeqLength: 16 });
+      await buildCheckpoint({ checkpointDir: ckpt, outputDir: eng, backend: fakeBackend(), buildConfig: { max_num_tokens: 64, max_batch_size: 4 } });
+      const q = readRaw(join(ckpt, "rank0.safetensors"));
+      const cpu = await loadCpuRunner(ckpt); // with quant-sim hooks: quantized K/V
+      const ref = readRaw(join(fixture(name), "reference.safetensors"));
+      const ids = Array.from(asI32(ref.get("input_ids")!));
+      const row = ids.slice(0, 12);
+      const { runner } = await emuRunner(eng, { numerics: "exact" });
+      const kvq = runner.plan.model.kv_cache!;
+      expect(runner.plan.format_version).toBe(3);
+      expect(kvq.algo).toBe(algo);
+      expect(kvq.scales).toEqual(runner.plan.model.layers.map((_, i) => asF32(q.get(`transformer.layers.${i}.attention.kv_cache_scaling_factor`)!)[0]!));
+      expect(runner.kvDtype).toBe(algo === "INT8" ? "I8" : "F8_E4M3");
+      expect(runner.plan.model.weight_only?.algo ?? null).toBe(wq);
+      const exact = runner.forwardLogits([row])[0]!;
+      const cpuLogits = cpu.forward(row);
+      const err = relMaxErr(exact, cpuLogits);
+      expect(err).toBeLessThan(KVQ_EXACT_REL_TOL);
+      // prefill (two sequences, one of them longer than a pass) then decode steps from graphs
+      const long = [...ids, ...ids].slice(0, 70);
+      const g = runner.generate([row, long], { maxNewTokens: 5 });
+      expect(g.outputIds[0]).toEqual(cpu.greedy(row, 5));
+      expect(g.outputIds[1]).toEqual(cpu.greedy(long, 5));
+      runner.destroy();
+      // the quantization is real: the unquantized model's logits are further away than the tolerance
+      const fp = join(t.path, "fp");
+      await convertCheckpoint({ modelDir: fixture(name), outputDir: fp });
+      expect(relMaxErr(exact, (await loadCpuRunner(fp)).forward(row))).toBeGreaterThan(10 * Math.max(err, 1e-6));
+      // fast numerics: the same 1-byte cache, bf16 activations into the GEMMs
+      const fast = await emuRunner(eng);
+      expect(fast.runner.kvDtype).toBe(runner.kvDtype);
+      expect(relMaxErr(fast.runner.forwardLogits([row])[0]!, cpuLogits)).toBeLessThan(KVQ_FAST_REL_TOL);
+      fast.runner.destroy();
+    }, 60_000);
+  }
+
+  // A trained model with a real calibration (tiny-pycode: Llama, 6 layers, D 64), both KV formats.
+  test.skipIf(!existsSync(TINY))("INT8 / FP8 KV cache on tiny-pycode, calibrated on its held-out text", async () => {
+    using t = tempDir();
+    const text = readFileSync(join(TINY, "heldout-public.py.txt"), "utf8");
+    writeFileSync(join(t.path, "calib.txt"), text.slice(0, 8000));
+    const ref = readRaw(join(TINY, "reference.safetensors"));
+    const row = Array.from(asI32(ref.get("input_ids")!)).slice(0, 24);
+    for (const algo of ["INT8", "FP8"] as const) {
+      const ckpt = join(t.path, `ckpt-${algo}`);
+      const eng = join(t.path, `eng-${algo}`);
+      await quantize(TINY, ckpt, { kv_cache_quant_algo: algo }, { calibDataset: join(t.path, "calib.txt"), calibSize: 2, calibMaxSeqLength: 64 });
+      await buildCheckpoint({ checkpointDir: ckpt, outputDir: eng, backend: fakeBackend(), buildConfig: { max_num_tokens: 64, max_batch_size: 2 } });
+      const cpu = await loadCpuRunner(ckpt);
+      const { runner } = await emuRunner(eng, { numerics: "exact" });
+      expect(runner.plan.model.kv_cache?.scales.length).toBe(6);
+      expect(relMaxErr(runner.forwardLogits([row])[0]!, cpu.forward(row))).toBeLessThan(KVQ_EXACT_REL_TOL);
+      expect(runner.generate([row], { maxNewTokens: 4 }).outputIds[0]).toEqual(cpu.greedy(row, 4));
+      runner.destroy();
+    }
+  }, 120_000);
+
+  test("a quantized KV cache takes 1 byte per element: twice the tokens of bf16 in the same memory", async () => {
+    using t = tempDir();
+    const { eng } = await emuEngine("llama", t.path);
+    const ckpt = join(t.path, "q");
+    const qeng = join(t.path, "qeng");
+    await quantize(fixture("llama"), ckpt, { kv_cache_quant_algo: "FP8" }, { calibDataset: "random", calibSize: 2, calibMaxSeqLength: 16 });
+    await buildCheckpoint({ checkpointDir: ckpt, outputDir: qeng, backend: fakeBackend(), buildConfig: { max_num_tokens: 64, max_batch_size: 4, max_seq_len: 4096 } });
+    const opts = { context: { ctx: new EmuContext(), info: EMU_INFO }, kvCacheFreeGpuMemFraction: 1e-4 };
+    const bf = await GpuModelRunner.fromDir(eng, opts);
+    const q8 = await GpuModelRunner.fromDir(qeng, { ...opts, context: { ctx: new EmuContext(), info: EMU_INFO } });
+    expect(bf.kvDtype).toBe("BF16");
+    expect(q8.kvBlocks).toBeGreaterThanOrEqual(2 * bf.kvBlocks);
+    expect(q8.kvBlocks).toBeLessThanOrEqual(2 * bf.kvBlocks + 1);
+    bf.destroy();
+    q8.destroy();
+    // a version-2 plan has no kv_cache field: a 16-bit cache
+    const old = await Engine.fromDir(eng, 0);
+    delete old.plan.model.kv_cache;
+    const r2 = GpuModelRunner.fromEngine(old, { context: { ctx: new EmuContext(), info: EMU_INFO }, maxKvTokens: 256 });
+    expect(r2.kvDtype).toBe("BF16");
+    r2.destroy();
+  });
 
   // A head size off the 64/128/256 grid with partial rotary (Phi-3 layout, D 80, rotary dim 32):
   // the builder's allowed set, the rotary table, the cache and workspace sizes per head; the kernels

@@ -11,12 +11,13 @@ import { existsSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { buildCheckpoint } from "../../src/builder/checkpoint.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
+import { quantize } from "../../src/quantize.ts";
 import { isTrtbError } from "../../src/errors.ts";
 import { engineLib } from "../../src/ffi/engine.ts";
 import { loadCpuRunner } from "../../src/runtime/index.ts";
 import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";
 import { asF32, asI32, FIXTURES, readRaw, relMaxErr, tempDir } from "../helpers.ts";
-import { GPU_EXACT_REL_TOL, GPU_F16_LOGITS_REL_TOL, GPU_LOGITS_REL_TOL } from "./_gpu-tol.ts";
+import { GPU_EXACT_REL_TOL, GPU_F16_LOGITS_REL_TOL, GPU_KVQ_EXACT_REL_TOL, GPU_KVQ_FAST_REL_TOL, GPU_LOGITS_REL_TOL } from "./_gpu-tol.ts";
 import { f16BitsToF32, f32ToF16Bits } from "../../src/numeric.ts";
 
 const DEVFIX = resolve(import.meta.dir, "../../.devfix");
@@ -176,6 +177,51 @@ describe.skipIf(!gpu)("GPU engine vs references (all fixture families)", () => {
       expect(dec.tokens[0]).toBe(g16.newTokens[1]![1]!);
       expect(dec.logits[0]!.every((v) => f16round(v) === v)).toBe(true);
       expect(relMaxErr(pre.logits[0]!, a[1]!.subarray(6 * r16.vocabSize, 7 * r16.vocabSize))).toBeLessThanOrEqual(GPU_F16_LOGITS_REL_TOL);
+    });
+  }
+
+  // Quantized KV cache engines (kv_cache_quant_algo INT8 / FP8, alone and with weight-only weights):
+  // 1-byte cache written by QKV_ROPE with the layer's scale, read by both attention kernels (SIMT
+  // prefill, split-K decode). Reference: the CPU runner with quant-sim on the same checkpoint
+  // (scales from a short "random" calibration). The 100-token prompt spans two prefill tiles, and
+  // its decode steps run split-K (several splits, then the merge).
+  const KVQ: [string, "INT8" | "FP8", "W8A16" | "W4A16" | null][] = [
+    ["llama", "INT8", null], ["llama", "FP8", null], ["qwen2", "FP8", "W8A16"], ["phi3", "INT8", "W4A16"], ["gemma2", "FP8", null], ["qwen3", "INT8", null],
+  ];
+  for (const [name, kv, wq] of KVQ.filter(([n]) => FAMILIES.includes(n))) {
+    test(`${kv} KV cache${wq ? ` + ${wq}` : ""}: ${name}`, async () => {
+      const tag = `${name}-kv${kv}${wq ? `-${wq}` : ""}`;
+      const ckpt = join(work.path, tag);
+      const eng = join(work.path, `${tag}-engine`);
+      await quantize(fixture(name), ckpt, { kv_cache_quant_algo: kv, ...(wq ? { quant_algo: wq } : {}) }, { calibDataset: "random", calibSize: 4, calibMaxSeqLength: 32 });
+      await buildCheckpoint({
+        checkpointDir: ckpt, outputDir: eng, buildConfig: { max_num_tokens: 128, max_batch_size: 8 },
+        inputTimingCache: existsSync(cacheFile) ? cacheFile : null, outputTimingCache: cacheFile,
+      });
+      const cpu = await loadCpuRunner(ckpt);
+      const ref = readRaw(join(fixture(name), "reference.safetensors"));
+      const row = Array.from(asI32(ref.get("input_ids")!)).slice(0, 12);
+      const V = ref.get("logits")!.shape[2]!;
+      const long = Array.from({ length: 100 }, (_, i) => (row[i % row.length]! + (i >> 4)) % V);
+      using exact = await GpuModelRunner.fromDir(eng, { maxBatchSize: 4, maxKvTokens: 4096, numerics: "exact" });
+      expect(exact.plan.model.kv_cache?.algo).toBe(kv);
+      expect(exact.kvDtype).toBe(kv === "INT8" ? "I8" : "F8_E4M3");
+      const exErrs = [row, long].map((r) => relMaxErr(exact.forwardLogits([r])[0]!, cpu.forward(r)));
+      console.log(`${tag}: exact logits vs CPU runner (quant-sim) max|Δ|/max|ref| = ${exErrs.map((e) => e.toExponential(3)).join(" / ")} (12 / 100 tokens)`);
+      for (const e of exErrs) expect(e).toBeLessThanOrEqual(GPU_KVQ_EXACT_REL_TOL);
+      const g = exact.generate([row, long, row.slice(0, 5)], { maxNewTokens: 8 });
+      expect(g.outputIds[0]).toEqual(cpu.greedy(row, 8));
+      expect(g.outputIds[1]).toEqual(cpu.greedy(long, 8));
+      expect(g.outputIds[2]).toEqual(cpu.greedy(row.slice(0, 5), 8));
+      using fast = await GpuModelRunner.fromDir(eng, { maxBatchSize: 4, maxKvTokens: 4096 });
+      const errs = [row, long].map((r) => relMaxErr(fast.forwardLogits([r])[0]!, cpu.forward(r)));
+      console.log(`${tag}: fast logits vs CPU runner (quant-sim) max|Δ|/max|ref| = ${errs.map((e) => e.toExponential(3)).join(" / ")}`);
+      for (const e of errs) expect(e).toBeLessThanOrEqual(GPU_KVQ_FAST_REL_TOL);
+      const fg = fast.generate([row], { maxNewTokens: 8 });
+      console.log(`${tag}: fast greedy identical to CPU runner: ${fg.outputIds[0]!.join() === cpu.greedy(row, 8).join()}`);
+      // the decode graphs replay the same steps as eager decode
+      using eager = await GpuModelRunner.fromDir(eng, { maxBatchSize: 4, maxKvTokens: 4096, cudaGraphs: false });
+      expect(eager.generate([row], { maxNewTokens: 8 }).outputIds).toEqual(fg.outputIds);
     });
   }
 

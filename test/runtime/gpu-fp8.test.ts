@@ -82,4 +82,25 @@ describe.skipIf(!gpu)("GPU engine: FP8 per tensor (tiny-pycode)", () => {
     const ref = cpu8.greedy(prompts[0]!, 16);
     console.log(`fp8 fast greedy identical to the CPU runner: ${g.outputIds[0]!.join() === ref.join()}`);
   }, 120_000);
+
+  test("FP8 weights with an FP8 KV cache: exact numerics within FP8 rounding of the CPU runner (quant-sim)", async () => {
+    const ckpt = join(work.path, "fp8-kv");
+    const e = join(work.path, "eng-kv");
+    await quantize(MODEL, ckpt, { quant_algo: "FP8", kv_cache_quant_algo: "FP8" }, { calibDataset: join(work.path, "calib.txt"), calibSize: 16, calibMaxSeqLength: 256 });
+    await buildCheckpoint({ checkpointDir: ckpt, outputDir: e, buildConfig: { max_num_tokens: 256, max_batch_size: 8 } });
+    const cpu = await loadCpuRunner(ckpt);
+    using r = await GpuModelRunner.fromDir(e, { maxBatchSize: 4, maxKvTokens: 4096, numerics: "exact" });
+    expect(r.plan.model.kv_cache?.algo).toBe("FP8");
+    const V = cpu.cfg.vocab_size;
+    const lg = r.forwardLogits(prompts);
+    prompts.forEach((p, i) => {
+      const ref = cpu.forward(p);
+      const kl = meanKl(ref, lg[i]!, V);
+      const klQ = meanKl(cpu16.forward(p), ref, V);
+      console.log(`fp8 + fp8 kv exact, prompt ${i}: KL(cpu ‖ engine) ${kl.toExponential(3)}; KL(bf16 ‖ cpu) ${klQ.toExponential(3)}`);
+      expect(kl).toBeLessThan(FP8_EXACT_KL_FRACTION * klQ);
+    });
+    const g = r.generate([prompts[0]!], { maxNewTokens: 16 });
+    expect(g.outputIds[0]).toEqual(cpu.greedy(prompts[0]!, 16));
+  }, 180_000);
 });

@@ -10,7 +10,8 @@ import { describe, expect, test } from "bun:test";
 import { isTrtbError } from "../../src/errors.ts";
 import { type DeviceMem, engineLib, type GpuContext, Program, SAMPLE_PARAMS_BYTES, writeSampleParams } from "../../src/ffi/engine.ts";
 import { woPackTS } from "../../src/engine/wo-layout.ts";
-import { castArrayTS, toFloat32 } from "../../src/numeric.ts";
+import { bitsToF32, castArrayTS, toFloat32 } from "../../src/numeric.ts";
+import { e4m3ToF32Bits, quantFp8, quantInt } from "../../src/quant/kernel.ts";
 
 let ctx: GpuContext | null = null;
 let why = "";
@@ -280,11 +281,56 @@ describe.skipIf(!ctx)("engine kernels", () => {
       const eq = relErr(gq, refQ), ek = relErr(gotK, refK);
       if (!(eq < 1e-4 && ek < 1e-2)) console.log(`qkv_rope D=${D} rot=${rot}: q ${eq.toExponential(2)} (tol 1e-4), k/v ${ek.toExponential(2)} (tol 1e-2)`);
       expect([D, rot, eq < 1e-4, ek < 1e-2]).toEqual([D, rot, true, true]);
+      // quantized cache (1 byte per element): k and v quantized with kv_scale by trtb_quantize's
+      // rules; the f32 value may differ from the f64 reference by an ulp, so a value on a rounding
+      // boundary can land on the neighbouring code: at most 1% of them, and only one code away
+      for (const [kvq, ks] of [["I8", 0.02], ["F8_E4M3", 0.01]] as const) {
+        using kq = poisoned(c, kvBytes / 2);
+        c.exec(new Program().qkvRope({
+          qkv: dqkv.at(0), ld: rows, bias: dbias.at(0), qNorm: dqn.at(0), kNorm: dkn.at(0), eps, pos: dpos.at(0), slot: dslot.at(0), kv: kq.at(0),
+          kvDtype: kvq, tpb, nH, nKV, D, rot, invFreq: dinv.at(0), qOut: q.at(0), T, kvScale: ks,
+        }));
+        const got = c.download(kq.at(0), kvBytes / 2);
+        let off1 = 0, far = 0, n = 0;
+        for (let t = 0, j = 0; t < T; t++)
+          for (let h = nH; h < nH + 2 * nKV; h++) {
+            const kvSel = h < nH + nKV ? 0 : 1;
+            const kh = kvSel === 0 ? h - nH : h - nH - nKV;
+            const blk = Math.floor(slot[t]! / tpb), off = slot[t]! % tpb;
+            for (let i = 0; i < D; i++, j++) {
+              const want = kvq === "I8" ? quantInt(Math.fround(refK[j]!), Math.fround(ks), -128, 127, "half_even") : quantFp8(Math.fround(refK[j]!), Math.fround(ks));
+              const g = got[(((blk * 2 + kvSel) * nKV + kh) * tpb + off) * D + i]!;
+              const d = kvq === "I8" ? Math.abs(((g << 24) >> 24) - want) : g === want ? 0 : (g ^ want) & 0x80 ? 2 : Math.abs(g - want);
+              n++;
+              if (d === 1) off1++;
+              else if (d > 1) far++;
+            }
+          }
+        if (far || off1 > n / 100) console.log(`qkv_rope ${kvq} D=${D}: ${off1} of ${n} one code off, ${far} further`);
+        expect([kvq, D, far, off1 <= n / 100]).toEqual([kvq, D, 0, true]);
+      }
     }
   });
 
   /** Random paged cache + queries; CPU reference of causal (windowed, soft-capped) GQA attention. */
-  function attentionCase(D: number, nH: number, nKV: number, lens: number[], qLens: number[], window: number, softcap: number, kvDtype: "F32" | "F16" | "BF16" = "BF16") {
+  /** kv_scale of the quantized caches of attentionCase (values about ±2). */
+  const KV_SCALE = { I8: 1 / 64, F8_E4M3: 1 / 224 } as const;
+  type KvCase = "F32" | "F16" | "BF16" | "I8" | "F8_E4M3";
+  /** A random 1-byte cache: bytes and the dequantized values (q · s); e4m3 NaN codes avoided. */
+  function quantCache(n: number, kv: "I8" | "F8_E4M3"): [Uint8Array, Float32Array] {
+    const b = new Uint8Array(n);
+    const r = new Float32Array(n);
+    const s = KV_SCALE[kv];
+    for (let i = 0; i < n; i++) {
+      let v = Math.floor((rnd() + 0.5) * 256) & 0xff;
+      if (kv === "F8_E4M3" && (v & 0x7f) === 0x7f) v ^= 1;
+      b[i] = v;
+      r[i] = Math.fround((kv === "I8" ? (v << 24) >> 24 : bitsToF32(e4m3ToF32Bits(v))) * s);
+    }
+    return [b, r];
+  }
+
+  function attentionCase(D: number, nH: number, nKV: number, lens: number[], qLens: number[], window: number, softcap: number, kvDtype: KvCase = "BF16") {
     const tpb = 16;
     const maxBlocks = Math.max(...lens.map((l) => Math.ceil(l / tpb)));
     const nBlocks = lens.reduce((a, l) => a + Math.ceil(l / tpb), 0) + 3;
@@ -293,7 +339,7 @@ describe.skipIf(!ctx)("engine kernels", () => {
     let next = 0;
     const tables = lens.map((l) => Array.from({ length: Math.ceil(l / tpb) }, () => ids[next++]!));
     const kvF = randF32(nBlocks * 2 * nKV * tpb * D);
-    const [kvB, kvR] = kvDtype === "F32" ? [u8(kvF), kvF] : round16(kvF, kvDtype);
+    const [kvB, kvR] = kvDtype === "F32" ? [u8(kvF), kvF] : kvDtype === "I8" || kvDtype === "F8_E4M3" ? quantCache(kvF.length, kvDtype) : round16(kvF, kvDtype);
     const K = (b: number, t: number, h: number, sel: number) => {
       const blk = tables[b]![Math.floor(t / tpb)]!;
       return (((blk * 2 + sel) * nKV + h) * tpb + (t % tpb)) * D;
@@ -332,24 +378,30 @@ describe.skipIf(!ctx)("engine kernels", () => {
     });
     const table = new Int32Array(lens.length * maxBlocks);
     tables.forEach((tb, b) => table.set(tb, b * maxBlocks));
-    return { tpb, maxBlocks, kvB, q, ref, table, totalQ, scale };
+    const kvScale = kvDtype === "I8" || kvDtype === "F8_E4M3" ? KV_SCALE[kvDtype] : 1;
+    return { tpb, maxBlocks, kvB, q, ref, table, totalQ, scale, kvScale };
   }
 
   // Every head size the builder allows (src/builder/build.ts CUDA_HEAD_SIZES), each through both
   // prefill kernels (16-bit KV: tensor cores, bf16 and f16; f32 KV: SIMT) and the decode kernel
   // (its 8-, 4- and 2-element K loads: D = 64/128/256, 32/96, 80), with GQA groups of 1 … 16
   // (the decode kernel's GMAX instances), split-K 1/3/16, sliding windows (5, and 40 so that a
-  // windowed decode still splits) and the Gemma-2 soft-cap.
-  const ATTN_CASES: { window: number; softcap: number; kv: "F32" | "F16" | "BF16"; nH: number; nKV: number }[] = [
+  // windowed decode still splits) and the Gemma-2 soft-cap. Quantized 1-byte caches (INT8, FP8
+  // e4m3 with kv_scale): SIMT prefill, and the decode kernel's 1-byte loads and 32-key tiles.
+  const ATTN_CASES: { window: number; softcap: number; kv: KvCase; nH: number; nKV: number }[] = [
     { window: 0, softcap: 0, kv: "BF16", nH: 8, nKV: 2 },
     { window: 5, softcap: 0, kv: "BF16", nH: 8, nKV: 1 },
     { window: 0, softcap: 30, kv: "F16", nH: 4, nKV: 4 },
     { window: 40, softcap: 0, kv: "F16", nH: 6, nKV: 3 },
     { window: 5, softcap: 30, kv: "F32", nH: 8, nKV: 2 },
     { window: 40, softcap: 30, kv: "F32", nH: 16, nKV: 1 },
+    { window: 0, softcap: 0, kv: "I8", nH: 8, nKV: 2 },
+    { window: 40, softcap: 0, kv: "I8", nH: 16, nKV: 1 },
+    { window: 0, softcap: 30, kv: "F8_E4M3", nH: 4, nKV: 4 },
+    { window: 5, softcap: 0, kv: "F8_E4M3", nH: 6, nKV: 3 },
   ];
   for (const D of [32, 64, 80, 96, 128, 256]) {
-    test(`attention prefill and decode, head size ${D} (GQA, split-K, window, soft-cap; bf16/f16 tensor cores, f32 SIMT)`, () => {
+    test(`attention prefill and decode, head size ${D} (GQA, split-K, window, soft-cap; bf16/f16 tensor cores, f32 and int8/fp8 SIMT)`, () => {
       const failures: string[] = [];
       for (const { window, softcap, kv: kvDtype, nH, nKV } of ATTN_CASES) {
         const what = `D=${D} kv ${kvDtype} nH=${nH} nKV=${nKV} window=${window} softcap=${softcap}`;
@@ -373,12 +425,13 @@ describe.skipIf(!ctx)("engine kernels", () => {
         using out = poisoned(c, a.totalQ * nH * D * 4);
         c.exec(new Program().attnPrefill({
           q: dq.at(0), kv: dkv.at(0), kvDtype, blockTable: dt.at(0), maxBlocks: a.maxBlocks, tiles: dtiles.at(0), nTiles: tiles.length / 2,
-          cuQ: dcu.at(0), pos0: dp0.at(0), nH, nKV, D, tpb: a.tpb, scale: a.scale, softcap, window, out: out.at(0), outDtype: "F32",
+          cuQ: dcu.at(0), pos0: dp0.at(0), nH, nKV, D, tpb: a.tpb, scale: a.scale, softcap, window, out: out.at(0), outDtype: "F32", kvScale: a.kvScale,
         }));
         const ep = relErr(dlF32(c, out, a.totalQ * nH * D), a.ref);
         // 16-bit KV prefill runs on tensor cores, with q and the probabilities rounded to 16 bits
-        const pfTol = kvDtype === "F32" ? 1e-4 : 1e-2;
-        if (!(ep < pfTol)) failures.push(`prefill (${kvDtype === "F32" ? "SIMT" : "tensor-core"} kernel) ${what}: ${ep.toExponential(2)} ≥ ${pfTol}`);
+        const tc = kvDtype === "BF16" || kvDtype === "F16";
+        const pfTol = tc ? 1e-2 : 1e-4;
+        if (!(ep < pfTol)) failures.push(`prefill (${tc ? "tensor-core" : "SIMT"} kernel) ${what}: ${ep.toExponential(2)} ≥ ${pfTol}`);
         // decode: one query per sequence (the last position)
         const dl = [1, 77, 300];
         const d1 = attentionCase(D, nH, nKV, dl, [1, 1, 1], window, softcap, kvDtype);
@@ -393,7 +446,7 @@ describe.skipIf(!ctx)("engine kernels", () => {
           using out2 = poisoned(c, 3 * nH * D * 4);
           c.exec(new Program().attnDecode({
             q: dq2.at(0), kv: dkv2.at(0), kvDtype, blockTable: dt2.at(0), maxBlocks: d1.maxBlocks, ctxLen: dlen.at(0), nH, nKV, D, tpb: d1.tpb,
-            scale: d1.scale, softcap, window, nsplit, ws: ws.at(0), out: out2.at(0), outDtype: "F32", B: 3,
+            scale: d1.scale, softcap, window, nsplit, ws: ws.at(0), out: out2.at(0), outDtype: "F32", B: 3, kvScale: d1.kvScale,
           }));
           const e = relErr(dlF32(c, out2, 3 * nH * D), d1.ref);
           errs.push(e);

@@ -5,7 +5,9 @@
  * unnormalised output), and the last block of a (sequence, kv head) merges the splits
  * (flash-decoding). Split count is fixed per launch, the slice length follows each sequence's
  * length read on the device, so a captured graph serves every step.
- * Cache layout and masks: attention.cuh.
+ * Cache layout and masks: attention.cuh. A quantized cache (1-byte INT8 / FP8 elements, values
+ * stored / kv_scale) is read as is: kv_scale is folded into the score scale (K) and into the
+ * output normalisation (V), so the inner loops are the same as for 16-bit KV.
  */
 #include "attention.cuh"
 #include "attention_decode.cuh"
@@ -15,6 +17,7 @@
 
 #define DEC_THREADS 128
 #define DEC_TK 16  /* keys per tile: one score pass (4 warps x 4 tokens); V loads all issued up front */
+#define DEC_TK_1B 32  /* keys per tile of a 1-byte (INT8 / FP8) cache: two score passes, the same bytes in flight */
 #define DEC_MAX_COUNTERS 65536  /* split-K counters at the start of the workspace (256 KiB) */
 #define DEC_MAX_SPLITS 128      /* nsplit limit (the merge keeps per-split weights in shared memory) */
 
@@ -25,12 +28,19 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(AttnDecodeArgs
   constexpr int E = D / 8;                 // elements per lane in the score phase (8 lanes per token)
   // K loads of W elements: 16 bytes (16-bit KV) where E allows (D = 64, 128, 256), else 8 bytes
   // (D = 32, 96: E = 4, 12) or 4 bytes (D = 80: E = 10); a lane's E elements start at sub * E.
+  // 1-byte KV: the same W elements are 8, 4 or 2 bytes, aligned likewise (rows are D bytes, D % 16 == 0).
   constexpr int W = E % 8 == 0 ? 8 : (E % 4 == 0 ? 4 : 2);
   static_assert(D % 16 == 0 && D >= 32 && D <= 256, "attn_decode_kernel: head size a multiple of 16 in [32, 256]");
   static_assert(E % W == 0 && (E / W) * W == E, "attn_decode_kernel: whole loads per lane");
   constexpr int DPT = (D + DEC_THREADS - 1) / DEC_THREADS;  // output dims per thread
+  constexpr int TK = sizeof(KVT) == 1 ? DEC_TK_1B : DEC_TK;  // keys per tile
+  static_assert(TK % 16 == 0, "attn_decode_kernel: whole score passes of 16 keys");
   __shared__ float qs[GMAX][D];
-  __shared__ float ps[GMAX][DEC_TK];
+  __shared__ float ps[GMAX][TK];
+  // 1-byte caches: the tile's V row pointers go through shared memory (found by the score pass),
+  // which keeps 32-key tiles within the register budget of the 16-bit kernel's occupancy
+  constexpr bool VS = sizeof(KVT) == 1;
+  __shared__ const KVT *vrow_s[VS ? TK : 1];
   __shared__ float m_s[GMAX], l_s[GMAX], alpha_s[GMAX];
 
   const int kvh = blockIdx.x, b = blockIdx.y, split = blockIdx.z;
@@ -44,6 +54,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(AttnDecodeArgs
   const int ns = max(1, min(a.nsplit, (n + DEC_TK - 1) / DEC_TK));
   if (split >= ns) return;
   const int chunk = (n + ns - 1) / ns;
+  const float qk_scale = a.scale * a.kv_scale;  // K dequantization folded into the score scale
   const int start = lo + split * chunk;
   const int end = min(L, start + chunk);
 
@@ -60,11 +71,11 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(AttnDecodeArgs
     for (int j = 0; j < DPT; j++) acc[g][j] = 0.f;
   __syncthreads();
 
-  for (int t0 = start; t0 < end; t0 += DEC_TK) {
-    const int ntok = min(DEC_TK, end - t0);
+  for (int t0 = start; t0 < end; t0 += TK) {
+    const int ntok = min(TK, end - t0);
     // scores: 8 lanes per token, 16 tokens per pass
 #pragma unroll
-    for (int pass = 0; pass < DEC_TK / 16; pass++) {
+    for (int pass = 0; pass < TK / 16; pass++) {
       const int tl = pass * 16 + warp * 4 + (lane >> 3);
       const int sub = lane & 7;
       float sc[GMAX];
@@ -72,6 +83,9 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(AttnDecodeArgs
       for (int g = 0; g < GMAX; g++) sc[g] = 0.f;
       if (tl < ntok) {
         const KVT *k = kv_row(kv, a.block_table, a.max_blocks, b, t0 + tl, 0, kvh, a.nKV, a.tpb, D) + sub * E;
+        if constexpr (VS) {
+          if (sub == 0) vrow_s[tl] = kv_row(kv, a.block_table, a.max_blocks, b, t0 + tl, 1, kvh, a.nKV, a.tpb, D);
+        }
         float kf[E];
 #pragma unroll
         for (int c = 0; c < E / W; c++) loadw<W, KVT>(k + W * c, kf + W * c);
@@ -95,7 +109,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(AttnDecodeArgs
 #pragma unroll
         for (int g = 0; g < GMAX; g++) {
           if (g < G) {
-            float s = sc[g] * a.scale;
+            float s = sc[g] * qk_scale;
             if (a.softcap > 0.f) s = tanhf(s / a.softcap) * a.softcap;
             ps[g][tl] = s;
           }
@@ -126,23 +140,30 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(AttnDecodeArgs
     }
     __syncthreads();
     // P . V: the tile's V rows are located first, then every load issued before the first use
-    const KVT *vrow[DEC_TK];
+    const KVT *vrow[VS ? 1 : TK];
+    if constexpr (!VS) {
 #pragma unroll
-    for (int tl = 0; tl < DEC_TK; tl++)
-      vrow[tl] = kv_row(kv, a.block_table, a.max_blocks, b, t0 + min(tl, ntok - 1), 1, kvh, a.nKV, a.tpb, D);
+      for (int tl = 0; tl < TK; tl++)
+        vrow[tl] = kv_row(kv, a.block_table, a.max_blocks, b, t0 + min(tl, ntok - 1), 1, kvh, a.nKV, a.tpb, D);
+    }
 #pragma unroll
     for (int j = 0; j < DPT; j++) {
       const int d = tid + j * DEC_THREADS;
       if (d < D) {
-        float v[DEC_TK];
+        float v[TK];
+        if constexpr (VS) {
 #pragma unroll
-        for (int tl = 0; tl < DEC_TK; tl++) v[tl] = tl < ntok ? to_f<KVT>(vrow[tl][d]) : 0.f;
+          for (int tl = 0; tl < TK; tl++) v[tl] = tl < ntok ? to_f<KVT>(vrow_s[tl][d]) : 0.f;
+        } else {
+#pragma unroll
+          for (int tl = 0; tl < TK; tl++) v[tl] = tl < ntok ? to_f<KVT>(vrow[tl][d]) : 0.f;
+        }
 #pragma unroll
         for (int g = 0; g < GMAX; g++) {
           if (g < G) {
             float s = acc[g][j] * alpha_s[g];
 #pragma unroll
-            for (int tl = 0; tl < DEC_TK; tl++) s += (tl < ntok ? ps[g][tl] : 0.f) * v[tl];
+            for (int tl = 0; tl < TK; tl++) s += (tl < ntok ? ps[g][tl] : 0.f) * v[tl];
             acc[g][j] = s;
           }
         }
@@ -156,7 +177,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(AttnDecodeArgs
 #pragma unroll
     for (int g = 0; g < GMAX; g++) {
       if (g < G) {
-        const float inv = l_s[g] > 0.f ? 1.f / l_s[g] : 0.f;
+        const float inv = l_s[g] > 0.f ? a.kv_scale / l_s[g] : 0.f;  // V dequantization folded in
 #pragma unroll
         for (int j = 0; j < DPT; j++) {
           const int d = tid + j * DEC_THREADS;
@@ -215,7 +236,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(AttnDecodeArgs
       L += w * cl[g][sp];
     }
     L = warp_sum(L);
-    if (lane == 0) linv[g] = L > 0.f ? 1.f / L : 0.f;
+    if (lane == 0) linv[g] = L > 0.f ? a.kv_scale / L : 0.f;  // V dequantization folded in
   }
   __syncthreads();
   for (int i = tid; i < G * D; i += DEC_THREADS) {
@@ -273,12 +294,17 @@ int32_t trtbe_attn_decode(cudaStream_t s, const AttnDecodeArgs &a) {
   if (a.nKV <= 0 || a.nH % a.nKV) return trtb__fail(TRTB_ERR_INVALID_ARG, "attention: %d heads over %d KV heads", a.nH, a.nKV);
   if (a.nsplit < 1 || a.nsplit > DEC_MAX_SPLITS) return trtb__fail(TRTB_ERR_INVALID_ARG, "attention: nsplit %d (1..%d)", a.nsplit, DEC_MAX_SPLITS);
   if (a.tpb <= 0) return trtb__fail(TRTB_ERR_INVALID_ARG, "attention: tokens_per_block %d", a.tpb);
+  const bool quant = a.kv_dtype == TRTB_DTYPE_I8 || a.kv_dtype == TRTB_DTYPE_F8_E4M3;
+  if (quant ? !(a.kv_scale > 0.f && a.kv_scale < INFINITY) : a.kv_scale != 1.f)
+    return trtb__fail(TRTB_ERR_INVALID_ARG, "attention: kv scale %g for kv dtype %d (a finite scale > 0 for I8/F8_E4M3, else 1)", (double)a.kv_scale, a.kv_dtype);
   int32_t st;
   switch (a.kv_dtype) {
     case TRTB_DTYPE_BF16: st = decode_d<__nv_bfloat16>(s, a); break;
     case TRTB_DTYPE_F16: st = decode_d<__half>(s, a); break;
     case TRTB_DTYPE_F32: st = decode_d<float>(s, a); break;
-    default: return trtb__fail(TRTB_ERR_DTYPE, "attention: kv dtype %d is not F32/F16/BF16", a.kv_dtype);
+    case TRTB_DTYPE_I8: st = decode_d<int8_t>(s, a); break;
+    case TRTB_DTYPE_F8_E4M3: st = decode_d<__nv_fp8_e4m3>(s, a); break;
+    default: return trtb__fail(TRTB_ERR_DTYPE, "attention: kv dtype %d is not F32/F16/BF16/I8/F8_E4M3", a.kv_dtype);
   }
   return st;
 }

@@ -17,6 +17,7 @@ struct AttnDecodeArgs {
   void *out;
   int32_t out_dtype;
   int32_t B;
+  float kv_scale; /* quantized cache (I8 / F8_E4M3): values are stored x kv_scale; 1 otherwise */
 };
 
 /* One new query token per sequence against its paged context (split-K over the context when

@@ -3,7 +3,9 @@
  * query tokens of several sequences. Grid (query tile, query head): a tile of 64 query rows walks
  * the K/V tiles of its context in shared memory and keeps per-row running max/sum/output.
  * 16-bit KV runs on tensor cores (WMMA, fp32 accumulation); f32 KV (the runtime's exact numerics
- * mode) on the SIMT kernel with fp32 math. Cache layout and masks: attention.cuh.
+ * mode) and 1-byte quantized KV (INT8 / FP8 values, dequantized by kv_scale, which the SIMT kernel
+ * folds into the score scale and the output normalisation) on the SIMT kernel with fp32 math.
+ * Cache layout and masks: attention.cuh.
  *
  * Napkin maths (8B shape, 2048-token prefill): 17 G FMA of attention against ~16 T FMA of GEMMs,
  * so SIMT attention costs a few percent of a prefill.
@@ -86,6 +88,7 @@ __global__ void __launch_bounds__(PF_THREADS) attn_prefill_kernel(AttnPrefillArg
   int kbeg = a.window > 0 ? max(0, qfirst - a.window + 1) : 0;
   kbeg = (kbeg / BK) * BK;
   const int kend = qlast + 1;
+  const float qk_scale = a.scale * a.kv_scale;  // K dequantization folded into the score scale
 
   for (int k0 = kbeg; k0 < kend; k0 += BK) {
     __syncthreads();  // previous tile's readers are done (and Q is loaded on the first pass)
@@ -133,7 +136,7 @@ __global__ void __launch_bounds__(PF_THREADS) attn_prefill_kernel(AttnPrefillArg
 #pragma unroll
       for (int j = 0; j < 4; j++) {
         const int kp = k0 + c0 + j;
-        float v = s[i][j] * a.scale;
+        float v = s[i][j] * qk_scale;
         if (a.softcap > 0.f) v = tanhf(v / a.softcap) * a.softcap;
         const bool ok = rows[i] < nrows && kp <= qp && kp < kend && (a.window <= 0 || kp > qp - a.window);
         v = ok ? v : -INFINITY;
@@ -202,7 +205,7 @@ __global__ void __launch_bounds__(PF_THREADS) attn_prefill_kernel(AttnPrefillArg
 #pragma unroll
   for (int i = 0; i < RPT; i++) {
     if (rows[i] >= nrows) continue;
-    const float inv = l_i[i] > 0.f ? 1.f / l_i[i] : 0.f;
+    const float inv = l_i[i] > 0.f ? a.kv_scale / l_i[i] : 0.f;  // V dequantization folded in
     OutT *o = static_cast<OutT *>(a.out) + ((int64_t)(qbeg + q0 + rows[i]) * a.nH + h) * D;
 #pragma unroll
     for (int jj = 0; jj < NVG; jj++)
@@ -664,11 +667,16 @@ int32_t trtbe_attn_prefill(cudaStream_t s, const AttnPrefillArgs &a) {
   if (a.n_tiles <= 0) return TRTB_OK;
   if (a.nKV <= 0 || a.nH % a.nKV) return trtb__fail(TRTB_ERR_INVALID_ARG, "attention: %d heads over %d KV heads", a.nH, a.nKV);
   if (a.tpb <= 0) return trtb__fail(TRTB_ERR_INVALID_ARG, "attention: tokens_per_block %d", a.tpb);
+  const bool quant = a.kv_dtype == TRTB_DTYPE_I8 || a.kv_dtype == TRTB_DTYPE_F8_E4M3;
+  if (quant ? !(a.kv_scale > 0.f && a.kv_scale < INFINITY) : a.kv_scale != 1.f)
+    return trtb__fail(TRTB_ERR_INVALID_ARG, "attention: kv scale %g for kv dtype %d (a finite scale > 0 for I8/F8_E4M3, else 1)", (double)a.kv_scale, a.kv_dtype);
   switch (a.kv_dtype) {
     case TRTB_DTYPE_BF16: return prefill_tc_d<__nv_bfloat16>(s, a);  // tensor cores
     case TRTB_DTYPE_F16: return prefill_tc_d<__half>(s, a);
     case TRTB_DTYPE_F32: return prefill_d<float>(s, a);  // exact numerics: f32 SIMT
-    default: return trtb__fail(TRTB_ERR_DTYPE, "attention: kv dtype %d is not F32/F16/BF16", a.kv_dtype);
+    case TRTB_DTYPE_I8: return prefill_d<int8_t>(s, a);  // quantized KV: f32 SIMT on the stored values
+    case TRTB_DTYPE_F8_E4M3: return prefill_d<__nv_fp8_e4m3>(s, a);
+    default: return trtb__fail(TRTB_ERR_DTYPE, "attention: kv dtype %d is not F32/F16/BF16/I8/F8_E4M3", a.kv_dtype);
   }
 }
 
@@ -699,6 +707,8 @@ static int32_t set_smem_kv(void) {
 int32_t trtbe_attn_prefill_init(void) {
   int32_t st = set_smem_kv<float>();
   if (st != TRTB_OK) return st;
+  if ((st = set_smem_kv<int8_t>()) != TRTB_OK) return st;
+  if ((st = set_smem_kv<__nv_fp8_e4m3>()) != TRTB_OK) return st;
   if ((st = set_tc_smem_t<__nv_bfloat16>()) != TRTB_OK) return st;
   return set_tc_smem_t<__half>();
 }

@@ -17,6 +17,7 @@ struct AttnPrefillArgs {
   int32_t window;
   void *out;
   int32_t out_dtype;
+  float kv_scale; /* quantized cache (I8 / F8_E4M3): values are stored x kv_scale; 1 otherwise */
 };
 
 /* Packed query tokens of several sequences (tiles of 64 rows: (sequence, first row) pairs). */

@@ -7,8 +7,23 @@
  */
 #include "rope.cuh"
 
+#include "quant.h"
+
 // ----------------------------------------------------------------------------------------------
 // CUDA kernels
+
+/* One element of k or v as the cache stores it: rounded to a 16-bit / f32 cache; quantized with
+ * the layer's scale s for a 1-byte cache, by the rules of trtb_quantize (cshim/common/quant.h, the
+ * bits of src/runtime/quant-sim.ts): INT8 clamp(RNE(v / s), -128, 127), FP8 e4m3(clamp(v / s, ±448)). */
+template <typename KVT> __device__ __forceinline__ KVT kv_store(float v, float) { return from_f<KVT>(v); }
+template <> __device__ __forceinline__ int8_t kv_store<int8_t>(float v, float s) {
+  return (int8_t)trtb__q_int(v, s, -128.f, 127.f, TRTB_QROUND_HALF_EVEN);
+}
+template <> __device__ __forceinline__ __nv_fp8_e4m3 kv_store<__nv_fp8_e4m3>(float v, float s) {
+  __nv_fp8_e4m3 r;
+  r.__x = (__nv_fp8_storage_t)trtb__q_fp8(v, s);
+  return r;
+}
 
 /* grid (T, ceil(heads / 4)), 4 warps, one head per warp. Heads: [0, nH) q, [nH, nH+nKV) k, then v.
  * Paged cache layout per layer: [block][k|v][kv head][tokens_per_block][D]. */
@@ -70,7 +85,7 @@ __global__ void __launch_bounds__(128) qkv_rope_kernel(QkvRopeArgs a) {
 #pragma unroll
     for (int e = 0; e < ROPE_MAX_EPL; e++) {
       const int i = lane + 32 * e;
-      if (i < D) dst[i] = from_f<KVT>(o[e]);
+      if (i < D) dst[i] = kv_store<KVT>(o[e], a.kv_scale);
     }
   }
 }
@@ -85,11 +100,16 @@ int32_t trtbe_qkv_rope(cudaStream_t s, const QkvRopeArgs &a) {
   const int heads = a.nH + 2 * a.nKV;
   dim3 grid((unsigned)a.T, (unsigned)((heads + 3) / 4));
   const size_t smem = 4 * (size_t)a.D * sizeof(float);
+  const bool quant = a.kv_dtype == TRTB_DTYPE_I8 || a.kv_dtype == TRTB_DTYPE_F8_E4M3;
+  if (quant ? !(a.kv_scale > 0.f && a.kv_scale < INFINITY) : a.kv_scale != 1.f)
+    return trtb__fail(TRTB_ERR_INVALID_ARG, "qkv_rope: kv scale %g for kv dtype %d (a finite scale > 0 for I8/F8_E4M3, else 1)", (double)a.kv_scale, a.kv_dtype);
   switch (a.kv_dtype) {
     case TRTB_DTYPE_BF16: (void)trtbe_launch(qkv_rope_kernel<__nv_bfloat16>, dim3(grid), dim3(128), smem, s, a); break;
     case TRTB_DTYPE_F16: (void)trtbe_launch(qkv_rope_kernel<__half>, dim3(grid), dim3(128), smem, s, a); break;
     case TRTB_DTYPE_F32: (void)trtbe_launch(qkv_rope_kernel<float>, dim3(grid), dim3(128), smem, s, a); break;
-    default: return trtb__fail(TRTB_ERR_DTYPE, "qkv_rope: kv dtype %d is not F32/F16/BF16", a.kv_dtype);
+    case TRTB_DTYPE_I8: (void)trtbe_launch(qkv_rope_kernel<int8_t>, dim3(grid), dim3(128), smem, s, a); break;
+    case TRTB_DTYPE_F8_E4M3: (void)trtbe_launch(qkv_rope_kernel<__nv_fp8_e4m3>, dim3(grid), dim3(128), smem, s, a); break;
+    default: return trtb__fail(TRTB_ERR_DTYPE, "qkv_rope: kv dtype %d is not F32/F16/BF16/I8/F8_E4M3", a.kv_dtype);
   }
   TRTB_CUDA_CHECK_LAUNCH("qkv_rope_kernel");
   return TRTB_OK;

@@ -57,7 +57,7 @@ function emitLayers(s: RunnerState, p0: Program, T: number, inp: { ids: DevRef; 
     p.qkvRope({
       qkv: b.qkv!, ld: d.qkv_rows, bias: w.opt(`${P}qkv_bias`), qNorm: w.opt(`${P}q_norm`), kNorm: w.opt(`${P}k_norm`), eps,
       pos: inp.pos, slot: inp.slot, kv: s.kv.at(l * s.kvLayerBytes), kvDtype: s.kvdt, tpb: s.tokensPerBlock, nH: d.num_heads,
-      nKV: d.num_kv_heads, D: d.head_size, rot: d.rotary_dim, invFreq: w.get("rope.inv_freq").ref, qOut: b.q!, T,
+      nKV: d.num_kv_heads, D: d.head_size, rot: d.rotary_dim, invFreq: w.get("rope.inv_freq").ref, qOut: b.q!, T, kvScale: s.kvScales[l],
       ...(d.long_rope ? { ropeSel: inp.ropeSel, mscale: d.long_rope.mscale } : {}),
     });
     attention(p, l, inDt(`${P}dense`));
@@ -205,6 +205,7 @@ export function prefillProgram(s: RunnerState, lay: PrefillLayout, T: number, nT
       q: s.b.q!, kv: s.kv.at(l * s.kvLayerBytes), kvDtype: s.kvdt, blockTable: din.at(lay.table), maxBlocks: s.maxBlocksPerSeq,
       tiles: din.at(lay.tiles), nTiles, cuQ: din.at(lay.cuQ), pos0: din.at(lay.pos0), nH: d.num_heads, nKV: d.num_kv_heads, D: d.head_size,
       tpb: s.tokensPerBlock, scale: d.attn_scale, softcap: d.attn_softcap ?? 0, window: d.windows[l] ?? 0, out: s.b.ctx!, outDtype,
+      kvScale: s.kvScales[l],
     });
   });
 }
@@ -221,6 +222,7 @@ export function decodeProgram(s: RunnerState, B: number, lay: DecodeLayout): Pro
       q: s.b.q!, kv: s.kv.at(l * s.kvLayerBytes), kvDtype: s.kvdt, blockTable: din.at(lay.table), maxBlocks: s.maxBlocksPerSeq,
       ctxLen: din.at(lay.ctxLen), nH: d.num_heads, nKV: d.num_kv_heads, D: d.head_size, tpb: s.tokensPerBlock, scale: d.attn_scale,
       softcap: d.attn_softcap ?? 0, window: d.windows[l] ?? 0, nsplit: ns, ws: s.b.attnWs!, out: s.b.ctx!, outDtype, B,
+      kvScale: s.kvScales[l],
     });
   });
   emitHead(s, p, B, null, din.at(lay.params));

@@ -36,7 +36,7 @@
  * layouts), sampling.ts (sampling rows), profile.ts (per-op timing); this file is the public API.
  */
 import { TrtbError } from "../../errors.ts";
-import { type DevRef, type Dt, type EngineContext, type EngineDeviceInfo, type Graph, Program } from "../../ffi/engine.ts";
+import { type DevRef, type Dt, type EngineContext, type EngineDeviceInfo, type Graph, type KvDt, Program } from "../../ffi/engine.ts";
 import { f16BitsToF32 } from "../../numeric.ts";
 import { Engine } from "../../engine/engine.ts";
 import type { EngineModelDesc, EnginePlan } from "../../engine/plan.ts";
@@ -140,6 +140,8 @@ export class GpuModelRunner implements Disposable {
   readonly maxBlocksPerSeq: number;
   readonly kvTokens: number;
   readonly dt: Dt;
+  /** KV cache element type (I8 / F8_E4M3 for a quantized cache: plan model.kv_cache) */
+  readonly kvDtype: KvDt;
   readonly numerics: "fast" | "exact";
   /** dtype of the logits on the device: F16 for a `--logits_dtype float16` engine (fast numerics), else F32; the API returns f32 either way */
   readonly logitsDtype: Dt;
@@ -162,6 +164,7 @@ export class GpuModelRunner implements Disposable {
     this.maxBlocksPerSeq = s.maxBlocksPerSeq;
     this.kvTokens = s.kvTokens;
     this.dt = s.dt;
+    this.kvDtype = s.kvdt;
     this.numerics = s.numerics;
     this.logitsDtype = s.ldt;
     this.#useGraphs = (opts.cudaGraphs ?? true) && !s.desc.moe;

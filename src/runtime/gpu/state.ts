@@ -6,7 +6,7 @@
  */
 import { TrtbError } from "../../errors.ts";
 import { log } from "../../log.ts";
-import { type DeviceMem, type DevRef, type Dt, type EngineContext, type EngineDeviceInfo, engineLib, type PinnedHost } from "../../ffi/engine.ts";
+import { type DeviceMem, type DevRef, type Dt, type EngineContext, type EngineDeviceInfo, engineLib, type KvDt, type PinnedHost } from "../../ffi/engine.ts";
 import type { Engine } from "../../engine/engine.ts";
 import { type EngineModelDesc, type EnginePlan, logitsDtypeOf } from "../../engine/plan.ts";
 import { BlockAllocator } from "./kv-cache.ts";
@@ -52,7 +52,12 @@ export class RunnerState {
   /** dtype of activations entering GEMMs (and of h, ctx, act) and of the KV cache */
   readonly adt: Dt;
   readonly aes: number;
-  readonly kvdt: Dt;
+  /** KV cache elements: adt, or 1-byte I8 / F8_E4M3 for a quantized cache (plan kv_cache) in both numerics */
+  readonly kvdt: KvDt;
+  /** bytes per KV cache element */
+  readonly kves: number;
+  /** per local layer: the kv_scale the QKV_ROPE and attention ops get (1 for a 16-bit / f32 cache) */
+  readonly kvScales: number[];
   readonly ctx: EngineContext;
   readonly ownsCtx: boolean;
   /** bytes per weight element (16-bit) */
@@ -96,7 +101,12 @@ export class RunnerState {
     const exact = this.numerics === "exact";
     this.adt = exact ? "F32" : this.dt;
     this.aes = exact ? 4 : 2;
-    this.kvdt = exact ? "F32" : this.dt;
+    const kvq = d.kv_cache ?? null;
+    this.kvdt = kvq ? (kvq.algo === "INT8" ? "I8" : "F8_E4M3") : exact ? "F32" : this.dt;
+    this.kves = kvq ? 1 : exact ? F32 : this.es;
+    this.kvScales = d.layers.map((_, l) => kvq?.scales[l] ?? 1);
+    if (kvq && !(kvq.scales.length === d.layers.length && kvq.scales.every((v) => Number.isFinite(v) && v > 0)))
+      throw new TrtbError("ENGINE_FORMAT", `the plan's kv_cache has ${kvq.scales.length} scales for ${d.layers.length} layers, each must be finite and > 0`);
     this.bq = PREFILL_TILE;
     this.ldt = !exact && logitsDtypeOf(d) === "float16" ? "F16" : "F32";
     this.les = this.ldt === "F16" ? 2 : F32;
@@ -139,7 +149,7 @@ export class RunnerState {
 
       // KV cache
       const L = d.layers.length;
-      const tokenBytes = L * 2 * d.num_kv_heads * d.head_size * (exact ? F32 : this.es);
+      const tokenBytes = L * 2 * d.num_kv_heads * d.head_size * this.kves;
       const blockBytes = tokenBytes * this.tokensPerBlock;
       let tokens = opts.maxKvTokens ?? this.maxBatchSize * this.maxSeqLen;
       if (opts.maxKvTokens === undefined) {
