@@ -18,6 +18,7 @@
 
 #include "ctx.h"
 #include "kernels/fp8.cuh"
+#include "kernels/int8.cuh"
 
 #define LT_TRY(call)                                                     \
   do {                                                                   \
@@ -39,6 +40,8 @@ static cudaDataType_t cuda_type(int32_t dt) {
     case TRTB_DTYPE_F32: return CUDA_R_32F;
     case TRTB_DTYPE_F16: return CUDA_R_16F;
     case TRTB_DTYPE_F8_E4M3: return CUDA_R_8F_E4M3;
+    case TRTB_DTYPE_I8: return CUDA_R_8I;
+    case TRTB_DTYPE_I32: return CUDA_R_32I;
     default: return CUDA_R_16BF;
   }
 }
@@ -72,7 +75,9 @@ static int32_t entry_make(trtbe_gemm_entry *e, const trtbe_gemm_key &k) {
     entry_free(e);                                   \
     return st;                                       \
   }
-  LT_E(cublasLtMatmulDescCreate(&e->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  // int8 x int8 -> int32 (SmoothQuant): integer compute and scale; everything else fp32
+  const bool i8 = k.ab == TRTB_DTYPE_I8;
+  LT_E(cublasLtMatmulDescCreate(&e->desc, i8 ? CUBLAS_COMPUTE_32I : CUBLAS_COMPUTE_32F, i8 ? CUDA_R_32I : CUDA_R_32F));
   LT_E(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof opT));
   LT_E(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN));
   LT_E(cublasLtMatrixLayoutCreate(&e->A, cuda_type(k.ab), (uint64_t)k.k, (uint64_t)k.n, (int64_t)k.k));
@@ -224,6 +229,36 @@ int32_t trtbe_gemm(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, 
   if (t && t->kind == TRTB_TACTIC_GEMV && trtbe_gemv_ok(w, x, m, k, ab, xt, yt, ldx, t->variant))
     return trtbe_gemv(ctx->stream, w, x, y, m, n, k, ab, xt, yt, ldx, ldy, t->variant);
   return gemm16(ctx, w, x, y, m, n, k, ab, yt, ldx, ldy, t, tactic, 0.f);
+}
+
+/* SmoothQuant W8A8: acc[M,N] = x . w^T in int32 through cuBLASLt (int8 TN, ld K), then
+ * y = acc · a · ws[n] (int8.cu). `acc` holds M·N int32. */
+int32_t trtbe_gemm_i8(trtb_engine_ctx *ctx, const void *w, const void *x, int32_t *acc, void *y, int32_t m, int32_t n, int32_t k,
+                      int32_t yt, int64_t ldy, float a, const float *ws, int32_t tactic) {
+  if (m <= 0 || n <= 0) return TRTB_OK;
+  if (k <= 0 || k % 4 || !(yt == TRTB_DTYPE_F32 || TRTBE_DTYPE_OK16(yt)) || ldy < n || !acc || !ws)
+    return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_i8: bad shape or arguments (m=%d n=%d k=%d, y %d, ldy %lld; k a multiple of 4)", m, n, k, yt,
+                      (long long)ldy);
+  if (tactic >= ctx->n_tactics) return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_i8: tactic %d is not registered", tactic);
+  trtbe_gemm_key key;
+  memset(&key, 0, sizeof key);
+  key.m = m;
+  key.n = n;
+  key.k = k;
+  key.ab = TRTB_DTYPE_I8;
+  key.y = TRTB_DTYPE_I32;
+  key.ldx = k;
+  key.ldy = n;
+  trtbe_gemm_entry *e = nullptr;
+  int32_t st = entry_get(ctx, key, &e);
+  if (st != TRTB_OK) return st;
+  const trtbe_tactic *t = tactic >= 0 ? &ctx->tactics[tactic] : nullptr;
+  const cublasLtMatmulAlgo_t *algo = nullptr;
+  if (t && t->kind == TRTB_TACTIC_CUBLASLT && tactic_ok(ctx, e, tactic)) algo = &t->algo;
+  else if ((st = heur_algo(ctx, e, &algo)) != TRTB_OK) return st;
+  const int32_t one = 1, zero = 0;
+  LT_TRY(cublasLtMatmul(ctx->lt, e->desc, &one, w, e->A, x, e->B, &zero, acc, e->C, acc, e->C, algo, ctx->ws, ctx->ws_bytes, ctx->stream));
+  return trtbe_dequant_i32(ctx->stream, acc, ws, a, y, yt, ldy, m, n);
 }
 
 /* FP8: A = w, B = x both e4m3 (TN, ld K), fp32 compute and scale; the scales' product is alpha.

@@ -134,7 +134,13 @@ enum {
    * FP8 GEMM through cuBLASLt: y[M,N] = alpha · (x . w^T) (alpha = the product of the activation and
    * weight scales) on FP8 tensor cores; with scratch, both widened to bf16 (exactly) and multiplied
    * with full fp32 accumulation. */
-  TRTB_OP_GEMM_FP8 = 17
+  TRTB_OP_GEMM_FP8 = 17,
+  /* args: x(f32 [M,ldx]), ldx, pre(f32[K] or 0), out(i8 [M,K]), M, K, scale(f64)
+   * SmoothQuant activation: out = clamp(RNE(f32(f32(x · pre) / scale)), −128, 127). */
+  TRTB_OP_QUANT_I8 = 18,
+  /* args: w(i8 [N,K]), x(i8 [M,K], ld K), acc(i32 [M,N] scratch), y, M, N, K, y_dtype, ldy, a(f64), ws(f32[N]), tactic_id
+   * SmoothQuant GEMM: acc = x . w^T (int32, cuBLASLt), y = acc · a · ws[n]. */
+  TRTB_OP_GEMM_I8 = 19
 };
 
 /* Kinds of GEMM tactic (trtb_engine_tactic_add, trtb_engine_tune_result.kind). */

@@ -15,7 +15,7 @@ import { ENGINE_FORMAT, ENGINE_FORMAT_VERSION, type EnginePlan } from "../engine
 import { type BuildConfig, type BuildConfigInput } from "../engine/build-config.ts";
 import { resolveBuildConfig } from "./config.ts";
 import { describeKvCache, describeModel } from "./describe.ts";
-import { engineTensors, fp8Linears } from "./layout.ts";
+import { engineTensors, fp8Linears, sqLinears } from "./layout.ts";
 import { gemmSites, selectTactics, TimingCache, tokenBuckets } from "./tactics.ts";
 import { type Backend, defaultBackend } from "./backend.ts";
 
@@ -45,13 +45,13 @@ export function checkLogitsDtype(cfg: PretrainedConfig, logitsDtype?: "float16" 
 /** What the CUDA backend cannot build, as one clear error (checked before any work). */
 export function checkBuildable(cfg: PretrainedConfig, bc: BuildConfig): void {
   const q = configQuant(cfg);
-  const ok = q.quant_algo === "W8A16" || q.quant_algo === "W4A16" || q.quant_algo === "FP8";
+  const ok = q.quant_algo === "W8A16" || q.quant_algo === "W4A16" || q.quant_algo === "FP8" || q.quant_algo === "W8A8_SQ_PER_CHANNEL";
   const kvOk = q.kv_cache_quant_algo === null || q.kv_cache_quant_algo === "INT8" || q.kv_cache_quant_algo === "FP8";
   if ((q.quant_algo !== null && !ok) || !kvOk)
     throw new TrtbError("BUILD_UNSUPPORTED",
-      `quant_algo ${q.quant_algo ?? "none"}, kv_cache_quant_algo ${q.kv_cache_quant_algo ?? "none"} is not supported by the CUDA backend; it builds float16/bfloat16 checkpoints, weight-only W8A16 / W4A16 ones (trtllm quantize --qformat int8_wo / int4_wo) and FP8 per tensor (--qformat fp8), each with a 16-bit or an INT8 / FP8 KV cache (--kv_cache_dtype int8 / fp8)`);
-  if (q.quant_algo === "FP8" && cfg.moe && (cfg.moe as { num_experts?: number }).num_experts)
-    throw new TrtbError("BUILD_UNSUPPORTED", "FP8 mixture-of-experts engines are not supported by the CUDA backend");
+      `quant_algo ${q.quant_algo ?? "none"}, kv_cache_quant_algo ${q.kv_cache_quant_algo ?? "none"} is not supported by the CUDA backend; it builds float16/bfloat16 checkpoints, weight-only W8A16 / W4A16 ones (trtllm quantize --qformat int8_wo / int4_wo) FP8 per tensor (--qformat fp8) and SmoothQuant W8A8_SQ_PER_CHANNEL (--qformat int8_sq), each with a 16-bit or an INT8 / FP8 KV cache (--kv_cache_dtype int8 / fp8)`);
+  if ((q.quant_algo === "FP8" || q.quant_algo === "W8A8_SQ_PER_CHANNEL") && cfg.moe && (cfg.moe as { num_experts?: number }).num_experts)
+    throw new TrtbError("BUILD_UNSUPPORTED", `${q.quant_algo} mixture-of-experts engines are not supported by the CUDA backend`);
   const no = (cond: boolean, what: string) => {
     if (cond) throw new TrtbError("BUILD_UNSUPPORTED", `${what} is not supported by the CUDA backend`);
   };
@@ -94,6 +94,7 @@ export async function build(model: DecoderModel, buildConfig: BuildConfig | Buil
   if (desc.moe && (desc.moe.num_experts > 256 || desc.moe.top_k > 16)) throw new TrtbError("BUILD_UNSUPPORTED", `MoE with ${desc.moe.num_experts} experts, top-${desc.moe.top_k}`);
   const tensors = engineTensors(model, desc);
   if (desc.fp8) desc.fp8.linears = fp8Linears(model, desc);
+  if (desc.sq) desc.sq.linears = sqLinears(model, desc);
 
   const plan: EnginePlan = {
     format: ENGINE_FORMAT,

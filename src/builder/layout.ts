@@ -72,7 +72,17 @@ export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): En
   const wo = desc.weight_only ? weightOnlyContext(model, desc.weight_only.bits) : null;
   /** A decoder linear: packed + scales when the quant config quantizes its modules, else as is. */
   const linear = (name: string, t: LazyTensor, modules: string[]) => {
-    if (desc.fp8 && fp8Modules(model, name, modules)) {
+    if (desc.sq && scaledModules(model, name, modules)) {
+      if (t.dtype !== "I8") throw new TrtbError("BUILD_UNSUPPORTED", `${modules[0]}.weight is ${t.dtype}; SmoothQuant engines take I8 weights (trtllm quantize --qformat int8_sq)`, { tensor: t.name });
+      out.push({ name, dtype: "I8", shape: [...t.shape], source: renamed(t, name) });
+      const ws = modules.map((m) => get(`${m}.weights_scaling_factor`));
+      const sc = ws.length === 1 ? ws[0]! : concat(ws, 0, `${name}.sq_scale`);
+      out.push({ name: `${name}.sq_scale`, dtype: "F32", shape: [...sc.shape], source: renamed(cast(sc, "F32"), `${name}.sq_scale`) });
+      const pre = opt(`${modules[0]}.prequant_scaling_factor`);
+      if (pre) out.push({ name: `${name}.sq_pre`, dtype: "F32", shape: [...pre.shape], source: renamed(cast(pre, "F32"), `${name}.sq_pre`) });
+      return;
+    }
+    if (desc.fp8 && scaledModules(model, name, modules)) {
       if (t.dtype !== "F8_E4M3")
         throw new TrtbError("BUILD_UNSUPPORTED", `${modules[0]}.weight is ${t.dtype}; FP8 engines take F8_E4M3 weights (trtllm quantize --qformat fp8)`, { tensor: t.name });
       out.push({ name, dtype: "F8_E4M3", shape: [...t.shape], source: renamed(t, name) });
@@ -172,14 +182,15 @@ function decoderLinears(model: PretrainedModel, desc: EngineModelDesc): { name: 
 }
 
 /**
- * Is engine linear `name` (fused from `modules`) FP8 in the checkpoint? All of its modules carry
- * `weights_scaling_factor` or none does (a fused GEMM cannot mix).
+ * Is engine linear `name` (fused from `modules`) quantized with scales in the checkpoint (FP8,
+ * SmoothQuant)? All of its modules carry `weights_scaling_factor` or none does (a fused GEMM
+ * cannot mix).
  */
-function fp8Modules(model: PretrainedModel, name: string, modules: string[]): boolean {
+function scaledModules(model: PretrainedModel, name: string, modules: string[]): boolean {
   const yes = modules.map((m) => model.weights.has(`${m}.weights_scaling_factor`));
   if (yes.every((y) => !y)) return false;
   if (!yes.every((y) => y))
-    throw new TrtbError("BUILD_UNSUPPORTED", `${modules.join(" and ")} are fused into one engine GEMM (${name}); exclude both from FP8 quantization or neither (exclude_modules)`);
+    throw new TrtbError("BUILD_UNSUPPORTED", `${modules.join(" and ")} are fused into one engine GEMM (${name}); exclude both from quantization or neither (exclude_modules)`);
   return true;
 }
 
@@ -198,11 +209,40 @@ export function fp8Linears(model: PretrainedModel, desc: EngineModelDesc): Recor
   };
   const out: Record<string, { a: number; w: number[] }> = {};
   for (const { name, modules } of decoderLinears(model, desc)) {
-    if (!fp8Modules(model, name, modules)) continue;
+    if (!scaledModules(model, name, modules)) continue;
     const as = modules.map((m) => read(`${m}.activation_scaling_factor`));
     if (as.some((a) => a !== as[0]))
       throw new TrtbError("BUILD_UNSUPPORTED", `${modules.join(" and ")} read the same input but have different activation_scaling_factor (${as.join(", ")}); one FP8 GEMM needs one`);
     out[name] = { a: as[0]!, w: modules.map((m) => read(`${m}.weights_scaling_factor`)) };
+  }
+  return out;
+}
+
+/**
+ * The SmoothQuant linears (plan `model.sq.linears`): the activation scale, which a fused GEMM's
+ * modules must share, as they must share the smoothing factor (modelopt smooths fused qkv and
+ * fc / gate together).
+ */
+export function sqLinears(model: PretrainedModel, desc: EngineModelDesc): Record<string, { a: number }> {
+  const out: Record<string, { a: number }> = {};
+  const vec = (name: string): Float32Array | null => {
+    const t = model.weights.get(name);
+    if (!t) return null;
+    const v = new Float32Array(t.shape.reduce((a, b) => a * b, 1));
+    t.writeRange(new Uint8Array(v.buffer), "F32", 0, v.length);
+    return v;
+  };
+  for (const { name, modules } of decoderLinears(model, desc)) {
+    if (!scaledModules(model, name, modules)) continue;
+    const as = modules.map((m) => vec(`${m}.activation_scaling_factor`));
+    if (as.some((a) => !a || !(a[0]! > 0 && Number.isFinite(a[0]!))))
+      throw new TrtbError("BUILD_UNSUPPORTED", `${modules.join(" / ")}: activation_scaling_factor missing or not a positive finite number`);
+    if (as.some((a) => a![0] !== as[0]![0]))
+      throw new TrtbError("BUILD_UNSUPPORTED", `${modules.join(" and ")} read the same input but have different activation_scaling_factor; one int8 GEMM needs one`);
+    const pres = modules.map((m) => vec(`${m}.prequant_scaling_factor`));
+    if (pres.some((p) => (p === null) !== (pres[0] === null) || (p && pres[0] && p.some((v, i) => v !== pres[0]![i]))))
+      throw new TrtbError("BUILD_UNSUPPORTED", `${modules.join(" and ")} are fused into one engine GEMM (${name}) but have different prequant_scaling_factor`);
+    out[name] = { a: as[0]![0]! };
   }
   return out;
 }

@@ -80,6 +80,7 @@ export interface GemmSiteShape {
 export function gemmSites(d: EngineModelDesc, tensors?: readonly { name: string; dtype: string }[]): GemmSiteShape[] {
   const base = gemmSites16(d);
   if (d.fp8) return fp8Sites(d, base);
+  if (d.sq) return base.filter((s) => !d.layers.every((_, i) => d.sq!.linears[`layers.${i}.${s.name}`])); // int8 sites: cuBLASLt's heuristic
   if (!d.weight_only || !tensors) return base;
   const quantized = new Set<string>();
   const plain = new Set<string>();

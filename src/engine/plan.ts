@@ -71,6 +71,13 @@ export interface EngineModelDesc {
    */
   fp8?: { linears: Record<string, { a: number; w: number[] }> } | null;
   /**
+   * SmoothQuant W8A8 (quant_algo W8A8_SQ_PER_CHANNEL): each listed engine linear is stored as I8
+   * [out, in] (the checkpoint's bytes) with `<name>.sq_scale` F32 [out] (weights_scaling_factor)
+   * and, when the checkpoint smooths, `<name>.sq_pre` F32 [in] (prequant_scaling_factor); its input
+   * is quantized as clamp(RNE(x · pre / a)) and the int32 product scaled by a · sq_scale[n].
+   */
+  sq?: { linears: Record<string, { a: number }> } | null;
+  /**
    * dtype of the logits the lm_head GEMM writes and soft-cap / sampling read on the device
    * (`--logits_dtype`); absent (plans written before it was recorded): float32. The runtime's
    * host API widens float16 logits to Float32Array.

@@ -166,6 +166,21 @@ export class Program {
     ]);
   }
 
+  /** SmoothQuant input: xq[M, K] = clamp(RNE(f32(f32(x · pre) / scale)), −128, 127), x f32. */
+  quantI8(a: { x: DevRef; ldx?: number; pre?: DevRef; out: DevRef; M: number; K: number; scale: number }): this {
+    return this.#op("QUANT_I8", [
+      () => this.#a(a.x), () => this.#u(a.ldx ?? a.K), () => this.#a(a.pre), () => this.#a(a.out), () => this.#u(a.M), () => this.#u(a.K), () => this.#f(a.scale),
+    ]);
+  }
+
+  /** SmoothQuant GEMM: acc = x . wᵀ in int32 (acc: M·N i32 scratch), y = acc · a · ws[n]. */
+  gemmI8(a: { w: DevRef; x: DevRef; acc: DevRef; y: DevRef; M: number; N: number; K: number; yDtype: Dt; ldy?: number; a: number; ws: DevRef; tactic: number }): this {
+    return this.#op("GEMM_I8", [
+      () => this.#a(a.w), () => this.#a(a.x), () => this.#a(a.acc), () => this.#a(a.y), () => this.#u(a.M), () => this.#u(a.N), () => this.#u(a.K),
+      () => this.#u(this.#dt(a.yDtype)), () => this.#u(a.ldy ?? a.N), () => this.#f(a.a), () => this.#a(a.ws), () => this.#u(a.tactic),
+    ]);
+  }
+
   qkvRope(a: {
     qkv: DevRef; ld: number; bias?: DevRef; qNorm?: DevRef; kNorm?: DevRef; eps: number; pos: DevRef; slot: DevRef; kv: DevRef; kvDtype: KvDt;
     tpb: number; nH: number; nKV: number; D: number; rot: number; invFreq: DevRef; qOut: DevRef; T: number; kvScale?: number;

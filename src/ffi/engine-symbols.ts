@@ -62,6 +62,8 @@ export const OP = {
   GEMM_WO: [15, 16],
   QUANT_FP8: [16, 7],
   GEMM_FP8: [17, 11],
+  QUANT_I8: [18, 7],
+  GEMM_I8: [19, 12],
 } as const satisfies Record<string, readonly [number, number]>;
 
 /** `TRTB_TACTIC_*`. */

@@ -55,7 +55,7 @@ describe("quantized KV cache engines (build)", () => {
     expect(describeKvCache(cfg, 2, () => undefined)).toBeNull();
   });
 
-  test("a missing or bad kv_cache_scaling_factor, or SmoothQuant W8A8 weights, fails with a clear code", async () => {
+  test("a missing or bad kv_cache_scaling_factor, or W4A8_AWQ weights, fails with a clear code", async () => {
     using t = tempDir();
     const ckpt = join(t.path, "ckpt");
     await quantize(fixture("llama"), ckpt, { kv_cache_quant_algo: "INT8" }, CALIB);
@@ -78,11 +78,11 @@ describe("quantized KV cache engines (build)", () => {
       await expectCodeAsync(buildCheckpoint({ checkpointDir: ckpt, outputDir: join(t.path, "x"), backend: fakeBackend() }), code, msg);
     }
     writeRank(file, good);
-    // SmoothQuant W8A8 (int8 activations) with a quantized KV cache is still not buildable
+    // W4A8_AWQ (int4 weights, FP8 activations) with a quantized KV cache is still not buildable
     const cfgPath = join(ckpt, "config.json");
     const cfg = JSON.parse(readFileSync(cfgPath, "utf8"));
-    cfg.quantization.quant_algo = "W8A8_SQ_PER_CHANNEL";
+    cfg.quantization.quant_algo = "W4A8_AWQ";
     writeFileSync(cfgPath, JSON.stringify(cfg));
-    await expectCodeAsync(buildCheckpoint({ checkpointDir: ckpt, outputDir: join(t.path, "x"), backend: fakeBackend() }), "BUILD_UNSUPPORTED", /quant_algo W8A8_SQ_PER_CHANNEL, kv_cache_quant_algo INT8/);
+    await expectCodeAsync(buildCheckpoint({ checkpointDir: ckpt, outputDir: join(t.path, "x"), backend: fakeBackend() }), "BUILD_UNSUPPORTED", /quant_algo W4A8_AWQ, kv_cache_quant_algo INT8/);
   });
 });

@@ -232,6 +232,33 @@ export class EmuContext implements EngineContext {
         }
         return;
       }
+      case "QUANT_I8": {
+        // clamp(RNE(f32(f32(x · pre) / scale))) (int8.cu; quant-sim.ts's values)
+        const [x, ldx, pre, out, M, K, sc] = [a(0), a(1), a(2), a(3), a(4), a(5), f(6)];
+        const dst = new Int8Array(this.view(out, M * K).buffer, this.view(out, M * K).byteOffset, M * K);
+        const pv = pre ? this.read(pre, K, "F32") : null;
+        for (let m = 0; m < M; m++) {
+          const X = this.read(x + m * ldx * 4, K, "F32");
+          for (let k = 0; k < K; k++) dst[m * K + k] = quantInt(pv ? Math.fround(X[k]! * pv[k]!) : X[k]!, Math.fround(sc), -128, 127, "half_even");
+        }
+        return;
+      }
+      case "GEMM_I8": {
+        const [w, x, , y, M, N, K, yd, ldy, al, ws] = [a(0), a(1), a(2), a(3), a(4), a(5), a(6), DT[a(7)]!, a(8), f(9), a(10)];
+        const i8 = (addr: number, n: number) => { const v = this.view(addr, n); return new Int8Array(v.buffer, v.byteOffset, n); };
+        const W = i8(w, N * K), X = i8(x, M * K);
+        const S = this.read(ws, N, "F32");
+        for (let m = 0; m < M; m++) {
+          const Y = new Float32Array(N);
+          for (let nn = 0; nn < N; nn++) {
+            let acc = 0;
+            for (let k = 0; k < K; k++) acc += X[m * K + k]! * W[nn * K + k]!;
+            Y[nn] = Math.fround(acc) * Math.fround(Math.fround(al) * S[nn]!);
+          }
+          this.write(y + m * ldy * ES[yd], Y, yd);
+        }
+        return;
+      }
       case "GEMM_FP8": {
         const [w, x, y, M, N, K, yd, ldy, alpha] = [a(0), a(1), a(2), a(3), a(4), a(5), DT[a(6)]!, a(7), f(8)];
         const dec = (b: Uint8Array) => Float32Array.from(b, (v) => bitsToF32(e4m3ToF32Bits(v)));

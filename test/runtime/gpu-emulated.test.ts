@@ -19,7 +19,7 @@ import { loadTokenizer } from "../../src/text/index.ts";
 import { f16BitsToF32, f32ToF16Bits } from "../../src/numeric.ts";
 import { asF32, asI32, fixture, readRaw, relMaxErr, SHARED, tempDir } from "../helpers.ts";
 import { EMU_INFO, EmuContext } from "./_emu.ts";
-import { FP8_EXACT_KL_FRACTION, FP8_FAST_KL_RATIO, meanKl } from "./_gpu-tol.ts";
+import { FP8_EXACT_KL_FRACTION, FP8_FAST_KL_RATIO, INT8_EXACT_KL_FRACTION, meanKl } from "./_gpu-tol.ts";
 import { HEAD_CASES, headCaseCheckpoint, headPrompts } from "./_heads.ts";
 
 const TINY = join(SHARED, "models/tiny-pycode");
@@ -380,6 +380,40 @@ describe("GPU runtime on the CPU emulation", () => {
       expect(legacy.forwardLogits([short])[0]!.some((v) => f16round(v) !== v)).toBe(true);
     }, 60_000);
   }
+
+  // SmoothQuant W8A8 on the trained model: int8 weights as stored, the input smoothed and quantized
+  // (QUANT_I8), int32 GEMMs with the per-channel dequant; gate_up as one GEMM (per-row scales).
+  test("SmoothQuant W8A8 engine (tiny-pycode): exact numerics within int8 rounding of the CPU runner, fast as close to bf16 as SQ is", async () => {
+    using t = tempDir();
+    const model = join(SHARED, "models/tiny-pycode");
+    const calib = join(t.path, "calib.txt");
+    writeFileSync(calib, readFileSync(join(model, "heldout-public.py.txt"), "utf8").slice(0, 20000));
+    const ckpt = join(t.path, "sq");
+    const eng = join(t.path, "eng");
+    await quantize(model, ckpt, { quant_algo: "W8A8_SQ_PER_CHANNEL" }, { calibDataset: calib, calibSize: 4, calibMaxSeqLength: 64 });
+    await buildCheckpoint({ checkpointDir: ckpt, outputDir: eng, backend: fakeBackend(), buildConfig: { max_num_tokens: 64, max_batch_size: 4 } });
+    const cpu = await loadCpuRunner(ckpt);
+    const { runner } = await emuRunner(eng, { numerics: "exact" });
+    expect(Object.keys(runner.plan.model.sq!.linears).length).toBe(4 * 6);
+    expect(runner.plan.tensors.find((x) => x.name === "layers.0.gate_up")!.dtype).toBe("I8");
+    expect(runner.plan.tensors.find((x) => x.name === "layers.0.gate_up.sq_pre")!.shape).toEqual([cpu.cfg.hidden_size]);
+    const prompt = loadTokenizer(model).encode(readFileSync(join(model, "heldout-public.py.txt"), "utf8").slice(30000, 32000)).slice(0, 40);
+    const ref = cpu.forward(prompt);
+    const ex = runner.forwardLogits([prompt])[0]!;
+    const V = cpu.cfg.vocab_size;
+    const bf16 = join(t.path, "bf16");
+    await convertCheckpoint({ modelDir: model, outputDir: bf16 });
+    const ref16 = (await loadCpuRunner(bf16)).forward(prompt);
+    const klQ = meanKl(ref16, ref, V);
+    console.log(`SQ emulated: KL(cpu sq ‖ exact) ${meanKl(ref, ex, V).toExponential(3)}, max rel ${relMaxErr(ex, ref).toExponential(3)}; KL(bf16 ‖ cpu sq) ${klQ.toExponential(3)}`);
+    expect(meanKl(ref, ex, V)).toBeLessThan(INT8_EXACT_KL_FRACTION * klQ);
+    expect(runner.generate([prompt], { maxNewTokens: 6 }).outputIds[0]).toEqual(cpu.greedy(prompt, 6));
+    runner.destroy();
+    const fast = await emuRunner(eng);
+    const got = fast.runner.forwardLogits([prompt])[0]!;
+    fast.runner.destroy();
+    expect(meanKl(ref16, got, V)).toBeLessThan(FP8_FAST_KL_RATIO * klQ);
+  }, 120_000);
 
   test("chunked prefill (prompt longer than max tokens per pass) and end ids", async () => {
     using t = tempDir();

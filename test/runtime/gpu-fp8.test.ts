@@ -1,5 +1,5 @@
 /**
- * FP8 per tensor engines on the GPU: tiny-pycode (a trained Llama) quantized with `quantize
+ * FP8 per tensor and SmoothQuant W8A8 engines on the GPU: tiny-pycode (a trained Llama) quantized with `quantize
  * --qformat fp8` on its held-out text → trtllm-build (FP8 sites tuned on this GPU) → the GPU
  * runtime, against the CPU runner on the same checkpoint (which simulates FP8 activations) and the
  * bf16 model. Tolerances as in gpu-emulated.test.ts (the same program on the CPU emulation):
@@ -19,7 +19,7 @@ import type { CpuRunner } from "../../src/runtime/cpu.ts";
 import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";
 import { loadTokenizer } from "../../src/text/index.ts";
 import { relMaxErr, SHARED, tempDir } from "../helpers.ts";
-import { FP8_EXACT_KL_FRACTION, FP8_FAST_KL_RATIO, meanKl } from "./_gpu-tol.ts";
+import { FP8_EXACT_KL_FRACTION, FP8_FAST_KL_RATIO, INT8_EXACT_KL_FRACTION, meanKl } from "./_gpu-tol.ts";
 
 let gpu = false;
 let why = "";
@@ -35,7 +35,7 @@ const MODEL = join(SHARED, "models/tiny-pycode");
 const work = tempDir("trtb-gpu-fp8-");
 afterAll(() => work[Symbol.dispose]());
 
-describe.skipIf(!gpu)("GPU engine: FP8 per tensor (tiny-pycode)", () => {
+describe.skipIf(!gpu)("GPU engine: FP8 per tensor and SmoothQuant W8A8 (tiny-pycode)", () => {
   let cpu8: CpuRunner, cpu16: CpuRunner, prompts: number[][];
   const eng = join(work.path, "eng");
   beforeAll(async () => {
@@ -82,6 +82,30 @@ describe.skipIf(!gpu)("GPU engine: FP8 per tensor (tiny-pycode)", () => {
     const ref = cpu8.greedy(prompts[0]!, 16);
     console.log(`fp8 fast greedy identical to the CPU runner: ${g.outputIds[0]!.join() === ref.join()}`);
   }, 120_000);
+
+  test("SmoothQuant W8A8 (int8_sq): exact within int8 rounding of the CPU runner, fast as close to bf16 as SQ is", async () => {
+    const ckpt = join(work.path, "sq");
+    const e = join(work.path, "eng-sq");
+    await quantize(MODEL, ckpt, { quant_algo: "W8A8_SQ_PER_CHANNEL" }, { calibDataset: join(work.path, "calib.txt"), calibSize: 16, calibMaxSeqLength: 256 });
+    await buildCheckpoint({ checkpointDir: ckpt, outputDir: e, buildConfig: { max_num_tokens: 256, max_batch_size: 8 } });
+    const cpu = await loadCpuRunner(ckpt);
+    const V = cpu.cfg.vocab_size;
+    using ex = await GpuModelRunner.fromDir(e, { maxBatchSize: 4, maxKvTokens: 4096, numerics: "exact" });
+    using fast = await GpuModelRunner.fromDir(e, { maxBatchSize: 4, maxKvTokens: 4096 });
+    const le = ex.forwardLogits(prompts);
+    const lf = fast.forwardLogits(prompts);
+    prompts.forEach((p, i) => {
+      const ref = cpu.forward(p);
+      const ref16 = cpu16.forward(p);
+      const klQ = meanKl(ref16, ref, V);
+      const klE = meanKl(ref, le[i]!, V);
+      const klF = meanKl(ref16, lf[i]!, V);
+      console.log(`sq prompt ${i}: exact KL(cpu ‖ engine) ${klE.toExponential(3)} (max rel ${relMaxErr(le[i]!, ref).toExponential(3)}); fast KL(bf16 ‖ engine) ${klF.toExponential(3)}; KL(bf16 ‖ cpu sq) ${klQ.toExponential(3)}`);
+      expect(klE).toBeLessThan(INT8_EXACT_KL_FRACTION * klQ);
+      expect(klF).toBeLessThan(FP8_FAST_KL_RATIO * klQ);
+    });
+    expect(ex.generate([prompts[0]!], { maxNewTokens: 16 }).outputIds[0]).toEqual(cpu.greedy(prompts[0]!, 16));
+  }, 180_000);
 
   test("FP8 weights with an FP8 KV cache: exact numerics within FP8 rounding of the CPU runner (quant-sim)", async () => {
     const ckpt = join(work.path, "fp8-kv");

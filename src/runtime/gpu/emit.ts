@@ -42,7 +42,8 @@ function emitLayers(s: RunnerState, p0: Program, T: number, inp: { ids: DevRef; 
   // quantizes. Other linears take the activation dtype.
   const f8 = d.fp8?.linears;
   const exact = s.numerics === "exact";
-  const inDt = (name: string): Dt => (f8?.[name] ? "F32" : adt);
+  const sq = d.sq?.linears;
+  const inDt = (name: string): Dt => (f8?.[name] || sq?.[name] ? "F32" : adt);
   const fused = (name: string) => !exact && !!f8?.[name];
   /** Where the producer of linear `name`'s input writes (default buffer `buf`), and the GEMM's x. */
   const into = (name: string, buf: DevRef) =>
@@ -99,7 +100,12 @@ function gemm(s: RunnerState, p: Program, site: string, weight: string, x: DevRe
   const scale = s.weights.find(`${weight}.scale`);
   const scratch = exact ? s.b.scratch : undefined;
   const f8 = s.desc.fp8?.linears[weight];
-  if (f8) {
+  const sq = s.desc.sq?.linears[weight];
+  if (sq) {
+    // SmoothQuant: x (f32) smoothed and quantized to int8, int32 GEMM, per-channel dequant
+    p.quantI8({ x, pre: s.weights.opt(`${weight}.sq_pre`), out: s.b.xq!, M, K, scale: sq.a });
+    p.gemmI8({ w: w.ref, x: s.b.xq!, acc: s.b.acc!, y, M, N, K, yDtype, a: sq.a, ws: s.weights.get(`${weight}.sq_scale`).ref, tactic: -1 });
+  } else if (f8) {
     // FP8: the input quantized once (f32 in exact numerics: the CPU runner's bits), then one GEMM
     // per weight scale (gate_up's [up; gate] halves keep their own), each scaled by a · w.
     if (!xIsFp8) p.quantFp8({ x, xDtype: "F32", out: s.b.xq!, M, K, scale: f8.a });
