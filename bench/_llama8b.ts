@@ -8,6 +8,8 @@
  * `fp8`: the decoder linears as FP8 per tensor (quant_algo FP8): random e4m3 bytes (no NaN
  * patterns) with weight scale 0.02 / 448 and activation scale 4 / 448, the embedding and lm_head
  * bf16 — the shape and bytes of a modelopt FP8 checkpoint (values are random either way).
+ * `sq`: the same as SmoothQuant W8A8_SQ_PER_CHANNEL: random int8 bytes, per-channel weight scales
+ * 0.02 / 127, activation scale 4 / 127, prequant (smoothing) ones.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -18,18 +20,22 @@ export const LLAMA8B = { H: 4096, NH: 32, NKV: 8, D: 128, I: 14336, V: 128256 } 
 /** KV cache scale of every layer: K/V of these random weights reach about ±4 (4/127 for INT8; FP8 then uses ±133 of its ±448). */
 export const KV_SCALE = 0.03;
 
-export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: boolean } = {}): void {
+export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: boolean; sq?: boolean } = {}): void {
   const { H, NH, NKV, D, I, V } = LLAMA8B;
   mkdirSync(ckpt, { recursive: true });
-  const specs: { name: string; dtype: "BF16" | "F8_E4M3" | "F32"; shape: number[] }[] = [];
+  const specs: { name: string; dtype: "BF16" | "F8_E4M3" | "I8" | "F32"; shape: number[] }[] = [];
   const LINEAR = /\.(attention\.(qkv|dense)|mlp\.(fc|gate|proj))\.weight$/;
   const add = (name: string, shape: number[]) => {
     const f8 = opts.fp8 && LINEAR.test(name);
-    specs.push({ name, dtype: f8 ? "F8_E4M3" : "BF16", shape });
-    if (f8) {
-      const m = name.slice(0, -".weight".length);
-      specs.push({ name: `${m}.weights_scaling_factor`, dtype: "F32", shape: [1] }, { name: `${m}.activation_scaling_factor`, dtype: "F32", shape: [1] });
-    }
+    const i8 = opts.sq && LINEAR.test(name);
+    specs.push({ name, dtype: f8 ? "F8_E4M3" : i8 ? "I8" : "BF16", shape });
+    const m = name.slice(0, -".weight".length);
+    if (f8) specs.push({ name: `${m}.weights_scaling_factor`, dtype: "F32", shape: [1] }, { name: `${m}.activation_scaling_factor`, dtype: "F32", shape: [1] });
+    if (i8)
+      specs.push(
+        { name: `${m}.weights_scaling_factor`, dtype: "F32", shape: [shape[0]!] }, { name: `${m}.activation_scaling_factor`, dtype: "F32", shape: [1] },
+        { name: `${m}.prequant_scaling_factor`, dtype: "BF16", shape: [shape[1]!] },
+      );
   };
   add("transformer.vocab_embedding.weight", [V, H]);
   for (let l = 0; l < L; l++) {
@@ -54,25 +60,26 @@ export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: bo
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
     pool[i] = f32BitsToBf16Bits(f32Bits(((s / 2 ** 32) - 0.5) * 0.04));
   }
-  const ones = new Uint16Array(H).map(() => f32BitsToBf16Bits(f32Bits(1)));
+  const ones = new Uint16Array(Math.max(H, I)).map(() => f32BitsToBf16Bits(f32Bits(1)));
   // the same pool's bytes as e4m3 values (a copy, NaN patterns made finite)
-  const bytes = new Uint8Array(opts.fp8 ? pool.buffer.slice(0) : new ArrayBuffer(0));
-  for (let i = 0; i < bytes.length; i++) if ((bytes[i]! & 0x7f) === 0x7f) bytes[i] = bytes[i]! ^ 0x01;
+  const bytes = new Uint8Array(opts.fp8 || opts.sq ? pool.buffer.slice(0) : new ArrayBuffer(0));
+  for (let i = 0; i < bytes.length; i++) if ((bytes[i]! & 0x7f) === 0x7f) bytes[i] = bytes[i]! ^ 0x01; // no e4m3 NaN
   const w = SafetensorsWriter.create(join(ckpt, "rank0.safetensors"), specs);
   let buf = new Uint16Array(0);
   let rot = 0;
   for (const sp of specs) {
     const n = sp.shape.reduce((a, b) => a * b, 1);
-    if (sp.name.endsWith("norm.weight")) {
-      w.write(sp.name, new Uint8Array(ones.buffer));
+    if (sp.name.endsWith("norm.weight") || sp.name.endsWith(".prequant_scaling_factor")) {
+      w.write(sp.name, new Uint8Array(ones.buffer, 0, n * 2));
       continue;
     }
     if (sp.dtype === "F32") {
-      const v = sp.name.endsWith(".kv_cache_scaling_factor") ? KV_SCALE : sp.name.endsWith(".weights_scaling_factor") ? 0.02 / 448 : 4 / 448;
-      w.write(sp.name, new Uint8Array(Float32Array.of(v).buffer));
+      const bound = opts.sq ? 127 : 448;
+      const v = sp.name.endsWith(".kv_cache_scaling_factor") ? KV_SCALE : sp.name.endsWith(".weights_scaling_factor") ? 0.02 / bound : 4 / bound;
+      w.write(sp.name, new Uint8Array(new Float32Array(n).fill(v).buffer));
       continue;
     }
-    if (sp.dtype === "F8_E4M3") {
+    if (sp.dtype === "F8_E4M3" || sp.dtype === "I8") {
       w.writeWith(sp.name, (dst) => {
         for (let o = 0; o < n; ) {
           rot = (rot + 7919) % POOL;
@@ -98,7 +105,7 @@ export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: bo
     num_attention_heads: NH, num_key_value_heads: NKV, head_size: D, hidden_act: "silu", intermediate_size: I, norm_epsilon: 1e-5,
     position_embedding_type: "rope_gpt_neox", max_position_embeddings: 8192, rotary_embedding_dim: D, rotary_base: 500000, rotary_scaling: null,
     use_parallel_embedding: false, embedding_sharding_dim: 0, qk_layernorm: false, mapping: { world_size: 1, tp_size: 1, pp_size: 1 },
-    quantization: { quant_algo: opts.fp8 ? "FP8" : null, kv_cache_quant_algo: null, group_size: 128, smoothquant_val: 0.5, has_zero_point: false, pre_quant_scale: false, exclude_modules: null },
+    quantization: { quant_algo: opts.fp8 ? "FP8" : opts.sq ? "W8A8_SQ_PER_CHANNEL" : null, kv_cache_quant_algo: null, group_size: 128, smoothquant_val: 0.5, has_zero_point: false, pre_quant_scale: false, exclude_modules: null },
     tie_word_embeddings: false,
   }, null, 4));
 }

@@ -2,7 +2,7 @@
 /**
  * Engine benchmark, one script, one run (on a GPU machine):
  *
- *   bun bench/engine.ts [--work DIR] [--layers 32] [--new 256] [--variants bf16,w8a16,w4a16,fp8] [--ctx 4096] [--peers] [--json FILE]
+ *   bun bench/engine.ts [--work DIR] [--layers 32] [--new 256] [--variants bf16,w8a16,w4a16,fp8,sq] [--ctx 4096] [--peers] [--json FILE]
  *
  *  1. writes a Llama-3-8B-shaped random bf16 TRT-LLM checkpoint with our own writer (H 4096,
  *     32 layers, 32/8 heads, I 14336, V 128256: 16 GB)
@@ -67,14 +67,14 @@ if (!existsSync(join(ckpt, "config.json"))) {
 /** A checkpoint directory for a variant: the bf16 one, or its config with quant_algo / kv_cache_quant_algo set (weights linked). */
 function variantCheckpoint(v: string): string {
   if (v === "bf16") return ckpt;
-  const m = /^(bf16|w8a16|w4a16|fp8)(?:-(int8|fp8)kv)?$/.exec(v);
-  if (!m) throw new Error(`unknown variant ${v} (bf16, w8a16, w4a16, fp8, each optionally with -int8kv or -fp8kv)`);
-  // fp8: its own checkpoint (e4m3 weights as modelopt writes them; random values)
-  const fp8Dir = join(work, "ckpt-fp8");
-  if (m[1] === "fp8" && !existsSync(join(fp8Dir, "config.json"))) writeLlama8bCheckpoint(fp8Dir, L, { fp8: true });
-  if (v === "fp8") return fp8Dir;
-  const base = m[1] === "fp8" ? fp8Dir : ckpt;
-  const algo = m[1] === "w8a16" ? "W8A16" : m[1] === "w4a16" ? "W4A16" : m[1] === "fp8" ? "FP8" : null;
+  const m = /^(bf16|w8a16|w4a16|fp8|sq)(?:-(int8|fp8)kv)?$/.exec(v);
+  if (!m) throw new Error(`unknown variant ${v} (bf16, w8a16, w4a16, fp8, sq, each optionally with -int8kv or -fp8kv)`);
+  // fp8 / sq (SmoothQuant W8A8): their own checkpoints (e4m3 / int8 weights as modelopt writes them; random values)
+  const own = m[1] === "fp8" || m[1] === "sq" ? join(work, `ckpt-${m[1]}`) : null;
+  if (own && !existsSync(join(own, "config.json"))) writeLlama8bCheckpoint(own, L, { fp8: m[1] === "fp8", sq: m[1] === "sq" });
+  if (own && !m[2]) return own;
+  const base = own ?? ckpt;
+  const algo = m[1] === "w8a16" ? "W8A16" : m[1] === "w4a16" ? "W4A16" : m[1] === "fp8" ? "FP8" : m[1] === "sq" ? "W8A8_SQ_PER_CHANNEL" : null;
   const kv = m[2] === "int8" ? "INT8" : m[2] === "fp8" ? "FP8" : null;
   const dir = join(work, `ckpt-${v}`);
   mkdirSync(dir, { recursive: true });
