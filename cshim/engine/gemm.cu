@@ -279,6 +279,9 @@ int32_t trtbe_gemm_fp8(trtb_engine_ctx *ctx, const void *w, const void *x, void 
     if (st != TRTB_OK) return st;
     return gemm16(ctx, wb, xb, y, m, n, k, TRTB_DTYPE_BF16, yt, k, ldy, nullptr, -1, 0.f, alpha);
   }
+  const trtbe_tactic *tg = tactic >= 0 ? &ctx->tactics[tactic] : nullptr;
+  if (tg && tg->kind == TRTB_TACTIC_GEMV && trtbe_gemv_fp8_ok(w, x, m, k, yt, tg->variant))
+    return trtbe_gemv_fp8(ctx->stream, w, x, y, m, n, k, yt, ldy, alpha, tg->variant);
   trtbe_gemm_key key;
   memset(&key, 0, sizeof key);
   key.m = m;
@@ -446,6 +449,17 @@ static int32_t tune_fp8(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, 
     return run_lt(ctx, e, algo, b.a[it % copies], b.x, b.y);
   });
   if (st != TRTB_OK) return st;
+  // our FP8 GEMV (fp32 accumulation) for decode-sized m
+  if (p->allow_gemv && m <= 8) {
+    const int rows_opts[3] = {1, 2, 4};
+    for (int ri = 0; ri < 3; ri++) {
+      const int rows = rows_opts[ri];
+      if (!trtbe_gemv_fp8_ok(b.a[0], b.x, m, k, p->y_dtype, rows)) continue;
+      st = time_ours(ctx, p, res, TRTB_TACTIC_GEMV, rows,
+                     [&](int it) { return trtbe_gemv_fp8(ctx->stream, b.a[it % copies], b.x, b.y, m, n, k, p->y_dtype, n, 1.f, rows); });
+      if (st != TRTB_OK) return st;
+    }
+  }
   return tune_results(ctx, res, out, max_out, n_out);
 }
 
