@@ -297,8 +297,8 @@ static const OpSpec kOps[] = {
     {"?", 0},           {"EMBED", 9},      {"ADD_NORM", 12},     {"GEMM", 13},  {"QKV_ROPE", 21},
     {"ATTN_DECODE", 19}, {"ATTN_PREFILL", 19}, {"GATED_ACT", 9},  {"GATHER_ROWS", 5}, {"SCATTER_ADD", 6},
     {"SOFTCAP", 4},     {"SAMPLE", 7},     {"MEMCPY", 4},        {"MEMSET", 3}, {"MOE_ROUTE", 9},
-    {"GEMM_WO", 16},   {"QUANT_FP8", 7},  {"GEMM_FP8", 11},
-    {"QUANT_I8", 7},   {"GEMM_I8", 12},
+    {"GEMM_WO", 16},   {"ACT_FP8", 7},  {"GEMM_FP8", 11},
+    {"ACT_I8", 7},   {"GEMM_I8", 12},
 };
 #define N_OPS ((uint32_t)(sizeof kOps / sizeof kOps[0]))
 
@@ -376,11 +376,11 @@ static int32_t run_op(trtb_engine_ctx *ctx, uint32_t op, const uint64_t *a) {
                      (float *)P(7), I(8)};
       return trtbe_moe_route(s, x);
     }
-    case TRTB_OP_QUANT_FP8: return trtbe_quant_fp8(s, P(0), (int32_t)I(1), I(2), P(3), I(4), I(5), (float)F(6));
+    case TRTB_OP_ACT_FP8: return trtbe_quant_fp8(s, P(0), (int32_t)I(1), I(2), P(3), I(4), I(5), (float)F(6));
     case TRTB_OP_GEMM_FP8:
       return trtbe_gemm_fp8(ctx, P(0), P(1), P(2), (int32_t)I(3), (int32_t)I(4), (int32_t)I(5), (int32_t)I(6), I(7), (float)F(8),
                             (int32_t)I(9), P(10));
-    case TRTB_OP_QUANT_I8: return trtbe_quant_int8(s, (const float *)P(0), I(1), (const float *)P(2), P(3), I(4), I(5), (float)F(6));
+    case TRTB_OP_ACT_I8: return trtbe_quant_int8(s, (const float *)P(0), I(1), (const float *)P(2), P(3), I(4), I(5), (float)F(6));
     case TRTB_OP_GEMM_I8:
       return trtbe_gemm_i8(ctx, P(0), P(1), (int32_t *)P(2), P(3), (int32_t)I(4), (int32_t)I(5), (int32_t)I(6), (int32_t)I(7), I(8),
                            (float)F(9), (const float *)P(10), (int32_t)I(11));

@@ -67,7 +67,7 @@ enum {
    *       delta_norm(f32[H] or 0), norm_w(f32[H] or 0), eps(f64), out(0 = none), out_dtype, H, T, out_scale(f64)
    * d = delta + bias; if delta_norm: d = rmsnorm(d) * delta_norm; res += d;
    * out = rmsnorm(res) * norm_w (cast to out_dtype; F8_E4M3: e4m3(value / out_scale), RNE, saturated:
-   * an FP8 GEMM's input, as TRTB_OP_QUANT_FP8 makes it). */
+   * an FP8 GEMM's input, as TRTB_OP_ACT_FP8 makes it). */
   TRTB_OP_ADD_NORM = 2,
   /* args: w, x, y, M, N, K, w_dtype, y_dtype, ldx, ldy, tactic_id (-1: heuristic), x_dtype, scratch
    * y[M,N] = x[M,K] . w[N,K]^T, fp32 accumulation. x_dtype is w_dtype, or F32 (the exact path: y F32;
@@ -128,7 +128,7 @@ enum {
   TRTB_OP_GEMM_WO = 15,
   /* args: x([M,ldx]), x_dtype (F32/F16/BF16), ldx, out(e4m3 [M,K]), M, K, scale(f64)
    * out = e4m3(x / scale), round to nearest even, saturated to ±448 (FP8 activation quantization). */
-  TRTB_OP_QUANT_FP8 = 16,
+  TRTB_OP_ACT_FP8 = 16,
   /* args: w(e4m3 [N,K]), x(e4m3 [M,K], ld K), y, M, N, K, y_dtype (F32/BF16/F16), ldy, alpha(f64), tactic_id (-1: heuristic),
    *       scratch (0, or 2·(N+M)·K bytes: the exact path)
    * FP8 GEMM through cuBLASLt: y[M,N] = alpha · (x . w^T) (alpha = the product of the activation and
@@ -137,7 +137,7 @@ enum {
   TRTB_OP_GEMM_FP8 = 17,
   /* args: x(f32 [M,ldx]), ldx, pre(f32[K] or 0), out(i8 [M,K]), M, K, scale(f64)
    * SmoothQuant activation: out = clamp(RNE(f32(f32(x · pre) / scale)), −128, 127). */
-  TRTB_OP_QUANT_I8 = 18,
+  TRTB_OP_ACT_I8 = 18,
   /* args: w(i8 [N,K]), x(i8 [M,K], ld K), acc(i32 [M,N] scratch), y, M, N, K, y_dtype, ldy, a(f64), ws(f32[N]), tactic_id
    * SmoothQuant GEMM: acc = x . w^T (int32, cuBLASLt), y = acc · a · ws[n]. */
   TRTB_OP_GEMM_I8 = 19

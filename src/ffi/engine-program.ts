@@ -149,7 +149,7 @@ export class Program {
 
   /** xq[M, K] = e4m3(x / scale) (round to nearest even, saturated): the input of an FP8 GEMM. */
   quantFp8(a: { x: DevRef; xDtype: Dt; ldx?: number; out: DevRef; M: number; K: number; scale: number }): this {
-    return this.#op("QUANT_FP8", [
+    return this.#op("ACT_FP8", [
       () => this.#a(a.x), () => this.#u(this.#dt(a.xDtype)), () => this.#u(a.ldx ?? a.K), () => this.#a(a.out), () => this.#u(a.M), () => this.#u(a.K),
       () => this.#f(a.scale),
     ]);
@@ -168,7 +168,7 @@ export class Program {
 
   /** SmoothQuant input: xq[M, K] = clamp(RNE(f32(f32(x · pre) / scale)), −128, 127), x f32. */
   quantI8(a: { x: DevRef; ldx?: number; pre?: DevRef; out: DevRef; M: number; K: number; scale: number }): this {
-    return this.#op("QUANT_I8", [
+    return this.#op("ACT_I8", [
       () => this.#a(a.x), () => this.#u(a.ldx ?? a.K), () => this.#a(a.pre), () => this.#a(a.out), () => this.#u(a.M), () => this.#u(a.K), () => this.#f(a.scale),
     ]);
   }

@@ -60,9 +60,9 @@ export const OP = {
   MEMSET: [13, 3],
   MOE_ROUTE: [14, 9],
   GEMM_WO: [15, 16],
-  QUANT_FP8: [16, 7],
+  ACT_FP8: [16, 7],
   GEMM_FP8: [17, 11],
-  QUANT_I8: [18, 7],
+  ACT_I8: [18, 7],
   GEMM_I8: [19, 12],
 } as const satisfies Record<string, readonly [number, number]>;
 

@@ -217,7 +217,7 @@ export class EmuContext implements EngineContext {
         }
         return;
       }
-      case "QUANT_FP8": {
+      case "ACT_FP8": {
         // (writeOut's F8_E4M3 case is the same conversion)
         // e4m3(x / scale), RNE, saturated (fp8.cu; quant-sim.ts's bits)
         const [x, xd, ldx, out, M, K, sc] = [a(0), DT[a(1)]!, a(2), a(3), a(4), a(5), f(6)];
@@ -232,7 +232,7 @@ export class EmuContext implements EngineContext {
         }
         return;
       }
-      case "QUANT_I8": {
+      case "ACT_I8": {
         // clamp(RNE(f32(f32(x · pre) / scale))) (int8.cu; quant-sim.ts's values)
         const [x, ldx, pre, out, M, K, sc] = [a(0), a(1), a(2), a(3), a(4), a(5), f(6)];
         const dst = new Int8Array(this.view(out, M * K).buffer, this.view(out, M * K).byteOffset, M * K);

@@ -270,7 +270,7 @@ describe("GPU runtime on the CPU emulation", () => {
   }, 60_000);
 
   // FP8 per tensor on the trained model: e4m3 weights as the checkpoint stores them, inputs
-  // quantized e4m3(x / a) (QUANT_FP8), FP8 GEMMs scaled by a · w, gate_up as two GEMMs (its halves
+  // quantized e4m3(x / a) (ACT_FP8), FP8 GEMMs scaled by a · w, gate_up as two GEMMs (its halves
   // keep their own weight scales). Exact numerics quantize the f32 input: the CPU runner's bits.
   test("FP8 engine (tiny-pycode): exact numerics within FP8 rounding of the CPU runner, fast as close to bf16 as FP8 is", async () => {
     using t = tempDir();
@@ -382,7 +382,7 @@ describe("GPU runtime on the CPU emulation", () => {
   }
 
   // SmoothQuant W8A8 on the trained model: int8 weights as stored, the input smoothed and quantized
-  // (QUANT_I8), int32 GEMMs with the per-channel dequant; gate_up as one GEMM (per-row scales).
+  // (ACT_I8), int32 GEMMs with the per-channel dequant; gate_up as one GEMM (per-row scales).
   test("SmoothQuant W8A8 engine (tiny-pycode): exact numerics within int8 rounding of the CPU runner, fast as close to bf16 as SQ is", async () => {
     using t = tempDir();
     const model = join(SHARED, "models/tiny-pycode");

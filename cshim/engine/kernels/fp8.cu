@@ -1,5 +1,5 @@
 /*
- * fp8.cu: activation quantization for FP8 GEMMs (TRTB_OP_QUANT_FP8): x / scale → e4m3, round to
+ * fp8.cu: activation quantization for FP8 GEMMs (TRTB_OP_ACT_FP8): x / scale → e4m3, round to
  * nearest even, saturated (finite) — bit for bit the CPU runner's simulation (quant-sim.ts: the
  * f32 quotient, then e4m3 RNE; |v| beyond 448 clamps to ±448).
  *

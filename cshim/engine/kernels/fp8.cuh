@@ -1,4 +1,4 @@
-/* fp8.cuh: launcher of TRTB_OP_QUANT_FP8 (fp8.cu). */
+/* fp8.cuh: launcher of TRTB_OP_ACT_FP8 (fp8.cu). */
 #pragma once
 
 #include "../internal.cuh"

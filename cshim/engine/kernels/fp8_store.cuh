@@ -1,6 +1,6 @@
 /* fp8_store.cuh: the output conversion of kernels that can write an FP8 GEMM's input directly
  * (ADD_NORM, GATED_ACT): a 16/32-bit dtype as from_f, or e4m3 of value / scale (round to nearest
- * even, saturated: the bits of TRTB_OP_QUANT_FP8 and of the CPU runner's simulation). */
+ * even, saturated: the bits of TRTB_OP_ACT_FP8 and of the CPU runner's simulation). */
 #pragma once
 
 #include <cuda_fp8.h>

@@ -1,5 +1,5 @@
 /*
- * int8.cu: SmoothQuant W8A8 engines (TRTB_OP_QUANT_I8, TRTB_OP_GEMM_I8's epilogue): the static
+ * int8.cu: SmoothQuant W8A8 engines (TRTB_OP_ACT_I8, TRTB_OP_GEMM_I8's epilogue): the static
  * per-tensor activation quantization with the smoothing factor, bit for bit the CPU runner's
  * simulation (quant-sim.ts: x' = f32(x · pre), q = clamp(RNE(f32(x' / a)), −128, 127)), and the
  * per-channel dequantization of the int32 GEMM sums (y = acc · a · s[n]).

@@ -99,7 +99,7 @@ export function allocActivations(s: BufferShape, keep: (m: DeviceMem) => DeviceM
   const es = s.aes;
   const nHD = d.num_heads * d.head_size;
   const nsplitMax = nsplit(s, 1);
-  // FP8 engines feed their FP8 GEMMs f32 (h, ctx, act), quantized by QUANT_FP8
+  // FP8 engines feed their FP8 GEMMs f32 (h, ctx, act), quantized by ACT_FP8
   const ies = d.fp8 || d.sq ? F32 : es;
   const sizes: Record<string, number> = {
     res: T * H * F32, h: T * H * ies, qkv: T * d.qkv_rows * F32, q: T * nHD * F32, ctx: T * nHD * ies, dense: T * H * F32,
