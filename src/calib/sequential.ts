@@ -26,7 +26,7 @@ import { TrtbError } from "../errors.ts";
 import type { CalibPlan, CalibStats, KvStats, LinearPlan, LinearStats } from "../quant/calib-plan.ts";
 import type { CpuRunner } from "../runtime/cpu.ts";
 import type { F32Tensor } from "../runtime/merge.ts";
-import { AWQ_DEFAULT_GRID, type AwqCandidate, awqCandidates, awqPick, type AwqSearchResult, awqSearch, fakeQuantAwq, gramBlocks } from "./awq.ts";
+import { AWQ_DEFAULT_GRID, type AwqCandidate, awqCandidates, awqPick, type AwqSearchResult, awqSearch, fakeQuantAwq, fakeQuantAwqFast, gramBlocks } from "./awq.ts";
 import { linearPlan, type PlanOptions, SUFFIX_GROUPS } from "./plan.ts";
 import { statsHooks, symmetrize } from "./stats.ts";
 
@@ -107,7 +107,7 @@ export function awqSequentialPlan(runner: CpuRunner, ids: number[][], describe: 
           const loss = (c: AwqCandidate): number => {
             const pre = c.alpha === null ? undefined : c.p;
             const blocks = opts.jointClip && clip ? gramBlocks(st.gram!, inF, G, pre) : undefined;
-            mods.forEach((m, j) => runner.w.set(`${m}.weight`, { shape: ws[j]!.shape, data: fakeQuantAwq(wd[j]!, inF, G, pre, blocks, dt) }));
+            mods.forEach((m, j) => runner.w.set(`${m}.weight`, { shape: ws[j]!.shape, data: blocks ? fakeQuantAwqFast(wd[j]!, inF, G, pre, blocks, dt) : fakeQuantAwq(wd[j]!, inF, G, pre, undefined, dt) }));
             let e = 0, cnt = 0;
             inputs.forEach((x, i) => {
               const y = part(x);
