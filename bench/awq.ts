@@ -4,7 +4,7 @@
  * to the first line break after half its characters calibrates (the .txt path `trtllm quantize
  * --qformat int4_awq --calib_dataset` reads), the rest evaluates (evaluate(), KL(bf16‖format)).
  *   bun bench/awq.ts [calibSeqs=16] [seqLen=128] [evalWindows=16] [window=128] [variants=all, comma-separated]
- * Variants: rtn, onepass, seq-linear, seq-block, seq-block-joint, seq-block-noclip.
+ * Variants: rtn, onepass, seq-linear, seq-block (the default), seq-block-joint, seq-block-noclip, seq-block-fp, seq-block-same.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -22,6 +22,8 @@ const VARIANTS: Record<string, QuantizeOptions | null> = {
   "seq-block": { awqMode: "sequential", awqLoss: "block" },
   "seq-block-joint": { awqMode: "sequential", awqLoss: "block", awqJointClip: true },
   "seq-block-noclip": { awqMode: "sequential", awqLoss: "block", awqClip: false },
+  "seq-block-fp": { awqMode: "sequential", awqLoss: "block", awqTarget: "fp-model" },
+  "seq-block-same": { awqMode: "sequential", awqLoss: "block", awqTarget: "same-input" },
 };
 const pick = args[4] ? args[4].split(",") : Object.keys(VARIANTS);
 const dir = mkdtempSync(join(tmpdir(), "trtb-awq-"));

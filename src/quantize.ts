@@ -62,6 +62,8 @@ export interface QuantizeOptions {
   awqBlockTokens?: number;
   /** Sequential block loss: apply each candidate's clip search inside the loss. */
   awqJointClip?: boolean;
+  /** Sequential block loss: compare with the sub-block on the same input ("same-input") or with the fp model's ("fp-model"). */
+  awqTarget?: "same-input" | "fp-model";
   /** KV-cache scale rule: "kv" (modelopt, max |k|,|v|; default) or "qkv" (TRT-LLM --int8_kv_cache, max |q|,|k|,|v|). */
   kvScaleRule?: KvScaleRule;
   /** W8A8_SQ_PER_CHANNEL / AWQ formats without their smoothing (unit prequant): the baseline the smoothing is measured against. */
@@ -117,7 +119,7 @@ export async function quantize(hfDir: string, outDir: string, quantConfig: Parti
       sequential = false;
     }
     plan = sequential
-      ? awqSequentialPlan(r!, stats.ids!, stats.describe, { ...planOpts, loss: opts.awqLoss, blockTokens: opts.awqBlockTokens, jointClip: opts.awqJointClip }).plan
+      ? awqSequentialPlan(r!, stats.ids!, stats.describe, { ...planOpts, loss: opts.awqLoss, blockTokens: opts.awqBlockTokens, jointClip: opts.awqJointClip, target: opts.awqTarget }).plan
       : planCalibration(r!.w, r!.cfg.num_hidden_layers, stats, planOpts);
     const planSeconds = (performance.now() - t0) / 1000;
     if (smoothing !== "none") log.info(`${smoothing === "awq" ? `AWQ search (${sequential ? "layer by layer" : "one pass"})` : "SmoothQuant scales"}: ${planSeconds.toFixed(1)} s`);

@@ -16,10 +16,16 @@
  *   "linear"  the group's own output MSE through XᵀX (awq.ts searchLoss; ModelOpt awq_lite)
  *   "block"   (default) llm-awq's `module2inspect`: for qkv the attention sub-block's output (q, k, v
  *             quantized, attention, dense in fp), for fc + gate the MLP output (after proj in fp),
- *             against the same sub-block with fp weights on the same inputs, run on the first
- *             `blockTokens` calibration tokens; dense and proj are their block's output already
- *             and keep the exact Gram loss. With `jointClip` the block loss quantizes each
- *             candidate with its clip search applied (llm-awq searches scale, then clip).
+ *             run on the first `blockTokens` calibration tokens; dense and proj are their block's
+ *             output already and keep the exact Gram loss. With `jointClip` the block loss quantizes
+ *             each candidate with its clip search applied (llm-awq searches scale, then clip).
+ *   The block loss compares with (`target`) the fp model's sub-block output on the fp model's own
+ *   input ("fp-model", default: the search may also make up for the error upstream; the fp model
+ *   is run alongside, one layer at a time) or the fp sub-block on the same, quantized input
+ *   ("same-input", llm-awq).
+ * Measured on tiny-pycode (bench/awq.ts): the layer-by-layer order and the
+ * fp-model target each lowered KL(bf16‖int4) against the one-pass search; more calibration
+ * tokens lowered the ppl increase most.
  * The weights in the runner are restored at the end. The result is a CalibPlan like planCalibration's.
  */
 import { TrtbError } from "../errors.ts";
@@ -34,12 +40,19 @@ export type AwqLoss = "linear" | "block";
 export const AWQ_DEFAULT_LOSS: AwqLoss = "block";
 /** Calibration tokens the block loss runs per candidate (the first sequences up to this many). */
 export const AWQ_DEFAULT_BLOCK_TOKENS = 8192;
+export const AWQ_DEFAULT_TARGET = "fp-model";
 
 export interface SequentialOptions extends PlanOptions {
   loss?: AwqLoss;
   blockTokens?: number;
   /** Block loss with each candidate's clip applied (slower). */
   jointClip?: boolean;
+  /**
+   * What the block loss compares against: "fp-model" (default; the fp model's sub-block output on
+   * the fp model's own input) or "same-input" (the sub-block with fp weights on the quantized
+   * model's input, as llm-awq).
+   */
+  target?: "same-input" | "fp-model";
 }
 
 interface Seq {
@@ -63,11 +76,29 @@ export function awqSequentialPlan(runner: CpuRunner, ids: number[][], describe: 
   const fp = new Map<string, F32Tensor>();
   const prevHooks = runner.hooks;
   let seqs: Seq[] = ids.map((s) => ({ x: runner.embed(s), S: s.length }));
+  const fpTarget = (opts.target ?? AWQ_DEFAULT_TARGET) === "fp-model" && lossKind === "block";
+  let seqsFp: Seq[] = fpTarget ? seqs.map((s) => ({ x: s.x.slice(), S: s.S })) : [];
   const tokens = seqs.reduce((a, s) => a + s.S, 0);
   const total = numLayers * SUFFIX_GROUPS.length;
   let done = 0;
   try {
     for (let L = 0; L < numLayers; L++) {
+      // the fp model's sub-block inputs of this layer (layer L is still all fp here)
+      const fpIn = new Map<string, Seq[]>();
+      if (fpTarget) {
+        const c = new Map<string, number>();
+        runner.hooks = {
+          linearInput(module, x, S) {
+            const key = /attention\.qkv$/.test(module) ? "qkv" : /mlp\.fc$/.test(module) ? "fc" : undefined;
+            if (!key || (c.get(key) ?? 0) >= blockTokens) return;
+            if (!fpIn.has(key)) fpIn.set(key, []);
+            fpIn.get(key)!.push({ x: x.slice(), S });
+            c.set(key, (c.get(key) ?? 0) + S);
+          },
+        };
+        seqsFp = seqsFp.map((s) => ({ x: runner.runLayer(L, s.x, s.S), S: s.S }));
+        runner.hooks = null;
+      }
       for (const [k, group] of SUFFIX_GROUPS.entries()) {
         done++;
         const mods = group.map((s) => `transformer.layers.${L}.${s}`).filter((m) => runner.w.has(`${m}.weight`));
@@ -103,7 +134,7 @@ export function awqSequentialPlan(runner: CpuRunner, ids: number[][], describe: 
         if (!useBlock) r = awqSearch(wd, inF, st.absSum, st.tokens, st.gram, G, dt, opts.awqGrid ?? AWQ_DEFAULT_GRID);
         else {
           const part = (x: Seq) => (k === 0 ? runner.attentionPart(L, x.x, x.S) : runner.mlpPart(L, x.x, x.S));
-          const ref = inputs.map(part);
+          const ref = fpTarget ? fpIn.get(k === 0 ? "qkv" : "fc")!.slice(0, inputs.length).map(part) : inputs.map(part);
           const loss = (c: AwqCandidate): number => {
             const pre = c.alpha === null ? undefined : c.p;
             const blocks = opts.jointClip && clip ? gramBlocks(st.gram!, inF, G, pre) : undefined;
