@@ -21,7 +21,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { calibrationStats } from "../../src/calib/index.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
-import { evaluate } from "../../src/eval.ts";
+import { evaluate, type EvalResult } from "../../src/eval.ts";
 import type { CalibStats } from "../../src/quant/calib-plan.ts";
 import { quantize, type QuantizeOptions } from "../../src/quantize.ts";
 import { SHARED, tempDir } from "../helpers.ts";
@@ -30,8 +30,16 @@ const MODEL = join(SHARED, "models/tiny-pycode");
 /** The issue's goals. */
 const FP8_KL_MAX = 0.01;
 const KV_KL_MAX = 0.01;
-/** AWQ KL / RTN KL at g128 (measured 0.86 here, 0.80 on the bench run). */
+/** AWQ layer by layer (the default) KL / RTN KL at g128 (measured 0.863 here: 8.48e-2 / 9.83e-2). */
 const AWQ_KL_RATIO_MAX = 0.92;
+/**
+ * AWQ layer by layer Δppl / RTN Δppl at g128 (measured 0.43 here: +0.2372 / +0.5535). On 4 windows
+ * this is mostly noise (the one-pass search, at the same KL, measures 1.15), so the bound is loose
+ * and KL is the check that means something; bench/awq.ts has the bigger run.
+ */
+const AWQ_PPL_RATIO_MAX = 0.6;
+/** AWQ one pass KL / RTN KL at g128 (measured 0.862 here, 0.80 on the bench run). */
+const AWQ_ONEPASS_KL_RATIO_MAX = 0.92;
 /** SmoothQuant KL / unsmoothed W8A8 KL (measured 0.11 on the bench run). */
 const SQ_KL_RATIO_MAX = 0.3;
 
@@ -49,12 +57,12 @@ beforeAll(async () => {
   ({ stats } = await calibrationStats({ modelDir: MODEL, dataset: join(work.path, "calib.txt"), calibSize: 8, calibMaxSeqLength: 128, gram: true }));
 }, 300_000);
 
-async function kl(q: Record<string, unknown>, o: QuantizeOptions = {}): Promise<number> {
+async function run(q: Record<string, unknown>, o: QuantizeOptions = {}): Promise<EvalResult> {
   const out = join(work.path, "q");
   await quantize(MODEL, out, q, { calibStats: stats, awqGrid: 10, ...o });
-  const e = await evaluate({ model: out, reference: bf16, data: evalTxt, window: 128, maxWindows: 4 });
-  return e.kl!.mean;
+  return await evaluate({ model: out, reference: bf16, data: evalTxt, window: 128, maxWindows: 4 });
 }
+const kl = async (q: Record<string, unknown>, o: QuantizeOptions = {}) => (await run(q, o)).kl!.mean;
 
 test("FP8 per tensor and INT8 / FP8 KV cache stay within KL 0.01", async () => {
   expect(await kl({ quant_algo: "FP8" })).toBeLessThanOrEqual(FP8_KL_MAX);
@@ -68,8 +76,15 @@ test("SmoothQuant W8A8 beats the same W8A8 without smoothing", async () => {
   expect(sq).toBeLessThan(plain * SQ_KL_RATIO_MAX);
 }, 300_000);
 
-test("AWQ int4 g128 (search + clip) beats round-to-nearest at the same group size", async () => {
-  const rtn = await kl({ quant_algo: "W4A16_AWQ", group_size: 128 }, { calibStats: undefined });
-  const awq = await kl({ quant_algo: "W4A16_AWQ", group_size: 128 });
-  expect(awq).toBeLessThan(rtn * AWQ_KL_RATIO_MAX);
-}, 600_000);
+test("AWQ int4 g128 (layer by layer, the default; and one pass) beats round-to-nearest at the same group size", async () => {
+  const q = { quant_algo: "W4A16_AWQ", group_size: 128 };
+  const rtn = await run(q, { calibStats: undefined });
+  const seq = await run(q);
+  const one = await run(q, { awqMode: "onepass" });
+  const inc = (e: EvalResult) => e.ppl - e.referencePpl!;
+  console.log(`AWQ g128 (4 windows): bf16 ppl ${rtn.referencePpl!.toFixed(4)}; RTN Δppl ${inc(rtn).toFixed(4)} KL ${rtn.kl!.mean.toExponential(3)}; ` +
+    `layer by layer Δppl ${inc(seq).toFixed(4)} KL ${seq.kl!.mean.toExponential(3)}; one pass Δppl ${inc(one).toFixed(4)} KL ${one.kl!.mean.toExponential(3)}`);
+  expect(seq.kl!.mean).toBeLessThan(rtn.kl!.mean * AWQ_KL_RATIO_MAX);
+  expect(inc(seq)).toBeLessThan(inc(rtn) * AWQ_PPL_RATIO_MAX);
+  expect(one.kl!.mean).toBeLessThan(rtn.kl!.mean * AWQ_ONEPASS_KL_RATIO_MAX);
+}, 900_000);
