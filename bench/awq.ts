@@ -4,7 +4,7 @@
  * to the first line break after half its characters calibrates (the .txt path `trtllm quantize
  * --qformat int4_awq --calib_dataset` reads), the rest evaluates (evaluate(), KL(bf16‖format)).
  *   bun bench/awq.ts [calibSeqs=16] [seqLen=128] [evalWindows=16] [window=128] [variants=all, comma-separated]
- * Variants: rtn, onepass, seq-linear, seq-block (the default), seq-block-joint, seq-block-noclip, seq-block-fp, seq-block-same.
+ * Variants: rtn, onepass, seq-linear (= default), default, seq-block (fp-model target), seq-block-joint, seq-block-noclip, seq-block-fp, seq-block-same.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,6 +19,7 @@ const VARIANTS: Record<string, QuantizeOptions | null> = {
   rtn: null,
   onepass: { awqMode: "onepass" },
   "seq-linear": { awqMode: "sequential", awqLoss: "linear" },
+  default: {},
   "seq-block": { awqMode: "sequential", awqLoss: "block" },
   "seq-block-joint": { awqMode: "sequential", awqLoss: "block", awqJointClip: true },
   "seq-block-noclip": { awqMode: "sequential", awqLoss: "block", awqClip: false },

@@ -56,7 +56,7 @@ export interface QuantizeOptions {
    * "onepass" searches every group on the statistics of one pass over the fp model.
    */
   awqMode?: "sequential" | "onepass";
-  /** AWQ loss of qkv and fc/gate in sequential mode: "block" (default; the attention / MLP output) or "linear" (the group's output, Gram). */
+  /** AWQ loss of qkv and fc/gate in sequential mode: "linear" (default; the group's output, Gram) or "block" (the attention / MLP output). */
   awqLoss?: AwqLoss;
   /** Sequential block loss: calibration tokens it runs per candidate (default 8192). */
   awqBlockTokens?: number;

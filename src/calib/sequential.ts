@@ -13,19 +13,20 @@
  *   x ← layer L (now all quantized) on x
  *
  * Loss per candidate smoothing (awq.ts candidates: s = 1 and the α grid):
- *   "linear"  the group's own output MSE through XᵀX (awq.ts searchLoss; ModelOpt awq_lite)
- *   "block"   (default) llm-awq's `module2inspect`: for qkv the attention sub-block's output (q, k, v
+ *   "linear"  (default) the group's own output MSE through XᵀX (awq.ts searchLoss; ModelOpt awq_lite)
+ *   "block"   llm-awq's `module2inspect`: for qkv the attention sub-block's output (q, k, v
  *             quantized, attention, dense in fp), for fc + gate the MLP output (after proj in fp),
  *             run on the first `blockTokens` calibration tokens; dense and proj are their block's
  *             output already and keep the exact Gram loss. With `jointClip` the block loss quantizes
  *             each candidate with its clip search applied (llm-awq searches scale, then clip).
- *   The block loss compares with (`target`) the fp model's sub-block output on the fp model's own
- *   input ("fp-model", default: the search may also make up for the error upstream; the fp model
- *   is run alongside, one layer at a time) or the fp sub-block on the same, quantized input
- *   ("same-input", llm-awq).
- * Measured on tiny-pycode (bench/awq.ts): the layer-by-layer order and the
- * fp-model target each lowered KL(bf16‖int4) against the one-pass search; more calibration
- * tokens lowered the ppl increase most.
+ *             It compares with (`target`) the fp model's sub-block output on the fp model's own
+ *             input ("fp-model", default) or the fp sub-block on the same, quantized input
+ *             ("same-input", llm-awq).
+ * Measured on tiny-pycode (bench/awq.ts, 128 eval windows; Δppl / RTN's Δppl, KL(bf16‖int4)):
+ *   calibration 16 × 128   one pass 0.643, 7.00e-2   linear 0.706, 7.16e-2   block 0.730, 7.19e-2
+ *   calibration 64 × 128   one pass 0.779, 6.98e-2   linear 0.613, 6.70e-2   block 0.674, 6.71e-2
+ *   calibration 256 × 128                            linear 0.736, 7.02e-2   block 0.762, 7.09e-2
+ * The block loss never beat the linear one and costs twice the time, so it is not the default.
  * The weights in the runner are restored at the end. The result is a CalibPlan like planCalibration's.
  */
 import { TrtbError } from "../errors.ts";
@@ -37,7 +38,7 @@ import { linearPlan, type PlanOptions, SUFFIX_GROUPS } from "./plan.ts";
 import { statsHooks, symmetrize } from "./stats.ts";
 
 export type AwqLoss = "linear" | "block";
-export const AWQ_DEFAULT_LOSS: AwqLoss = "block";
+export const AWQ_DEFAULT_LOSS: AwqLoss = "linear";
 /** Calibration tokens the block loss runs per candidate (the first sequences up to this many). */
 export const AWQ_DEFAULT_BLOCK_TOKENS = 8192;
 export const AWQ_DEFAULT_TARGET = "fp-model";
