@@ -4,7 +4,7 @@
  * to the first line break after half its characters calibrates (the .txt path `trtllm quantize
  * --qformat int4_awq --calib_dataset` reads), the rest evaluates (evaluate(), KL(bf16‖format)).
  *   bun bench/awq.ts [calibSeqs=16] [seqLen=128] [evalWindows=16] [window=128] [variants=all, comma-separated]
- * Variants: rtn, onepass, seq-linear (= default), default, seq-block (fp-model target), seq-block-joint, seq-block-noclip, seq-block-fp, seq-block-same.
+ * Variants: rtn, onepass, seq-linear, default (= seq-block-joint), seq-block (no joint clip), seq-block-joint, seq-block-noclip, seq-block-fp, seq-block-same.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -20,11 +20,11 @@ const VARIANTS: Record<string, QuantizeOptions | null> = {
   onepass: { awqMode: "onepass" },
   "seq-linear": { awqMode: "sequential", awqLoss: "linear" },
   default: {},
-  "seq-block": { awqMode: "sequential", awqLoss: "block" },
+  "seq-block": { awqMode: "sequential", awqLoss: "block", awqJointClip: false },
   "seq-block-joint": { awqMode: "sequential", awqLoss: "block", awqJointClip: true },
   "seq-block-noclip": { awqMode: "sequential", awqLoss: "block", awqClip: false },
-  "seq-block-fp": { awqMode: "sequential", awqLoss: "block", awqTarget: "fp-model" },
-  "seq-block-same": { awqMode: "sequential", awqLoss: "block", awqTarget: "same-input" },
+  "seq-block-fp": { awqMode: "sequential", awqLoss: "block", awqJointClip: false, awqTarget: "fp-model" },
+  "seq-block-same": { awqMode: "sequential", awqLoss: "block", awqJointClip: false, awqTarget: "same-input" },
 };
 const pick = args[4] ? args[4].split(",") : Object.keys(VARIANTS);
 const dir = mkdtempSync(join(tmpdir(), "trtb-awq-"));

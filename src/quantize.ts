@@ -56,11 +56,11 @@ export interface QuantizeOptions {
    * "onepass" searches every group on the statistics of one pass over the fp model.
    */
   awqMode?: "sequential" | "onepass";
-  /** AWQ loss of qkv and fc/gate in sequential mode: "linear" (default; the group's output, Gram) or "block" (the attention / MLP output). */
+  /** AWQ loss of qkv and fc/gate in sequential mode: "block" (default; the attention / MLP output) or "linear" (the group's output, Gram). */
   awqLoss?: AwqLoss;
   /** Sequential block loss: calibration tokens it runs per candidate (default 8192). */
   awqBlockTokens?: number;
-  /** Sequential block loss: apply each candidate's clip search inside the loss. */
+  /** Sequential block loss: apply each candidate's clip search inside the loss (default true). */
   awqJointClip?: boolean;
   /** Sequential block loss: compare with the sub-block on the same input ("same-input") or with the fp model's ("fp-model"). */
   awqTarget?: "same-input" | "fp-model";

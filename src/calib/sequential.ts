@@ -13,20 +13,21 @@
  *   x ← layer L (now all quantized) on x
  *
  * Loss per candidate smoothing (awq.ts candidates: s = 1 and the α grid):
- *   "linear"  (default) the group's own output MSE through XᵀX (awq.ts searchLoss; ModelOpt awq_lite)
- *   "block"   llm-awq's `module2inspect`: for qkv the attention sub-block's output (q, k, v
- *             quantized, attention, dense in fp), for fc + gate the MLP output (after proj in fp),
+ *   "linear"  the group's own output MSE through XᵀX (awq.ts searchLoss; ModelOpt awq_lite)
+ *   "block"   (default) llm-awq's `module2inspect`: for qkv the attention sub-block's output (q, k,
+ *             v quantized, attention, dense in fp), for fc + gate the MLP output (after proj in fp),
  *             run on the first `blockTokens` calibration tokens; dense and proj are their block's
- *             output already and keep the exact Gram loss. With `jointClip` the block loss quantizes
- *             each candidate with its clip search applied (llm-awq searches scale, then clip).
+ *             output already and keep the exact Gram loss. With `jointClip` (default) the block
+ *             loss quantizes each candidate with its clip search applied (a GEMM-batched clip,
+ *             awq.ts fakeQuantAwqFast), so scale and clip are chosen together.
  *             It compares with (`target`) the fp model's sub-block output on the fp model's own
  *             input ("fp-model", default) or the fp sub-block on the same, quantized input
  *             ("same-input", llm-awq).
  * Measured on tiny-pycode (bench/awq.ts, 128 eval windows; Δppl / RTN's Δppl, KL(bf16‖int4)):
- *   calibration 16 × 128   one pass 0.643, 7.00e-2   linear 0.706, 7.16e-2   block 0.730, 7.19e-2
- *   calibration 64 × 128   one pass 0.779, 6.98e-2   linear 0.613, 6.70e-2   block 0.674, 6.71e-2
+ *   calibration 16 × 128   one pass 0.643, 7.00e-2   linear 0.706, 7.16e-2   block 0.730, 7.19e-2   block + joint clip 0.634, 6.80e-2
+ *   calibration 64 × 128   one pass 0.779, 6.98e-2   linear 0.613, 6.70e-2   block 0.674, 6.71e-2   block + joint clip 0.570, 6.92e-2
  *   calibration 256 × 128                            linear 0.736, 7.02e-2   block 0.762, 7.09e-2
- * The block loss never beat the linear one and costs twice the time, so it is not the default.
+ * Block + joint clip had the least ppl increase at both sizes measured, so it is the default.
  * The weights in the runner are restored at the end. The result is a CalibPlan like planCalibration's.
  */
 import { TrtbError } from "../errors.ts";
@@ -38,7 +39,9 @@ import { linearPlan, type PlanOptions, SUFFIX_GROUPS } from "./plan.ts";
 import { statsHooks, symmetrize } from "./stats.ts";
 
 export type AwqLoss = "linear" | "block";
-export const AWQ_DEFAULT_LOSS: AwqLoss = "linear";
+export const AWQ_DEFAULT_LOSS: AwqLoss = "block";
+/** The block loss quantizes each candidate with its clip search applied (when clipping is on). */
+export const AWQ_DEFAULT_JOINT_CLIP = true;
 /** Calibration tokens the block loss runs per candidate (the first sequences up to this many). */
 export const AWQ_DEFAULT_BLOCK_TOKENS = 8192;
 export const AWQ_DEFAULT_TARGET = "fp-model";
@@ -46,7 +49,7 @@ export const AWQ_DEFAULT_TARGET = "fp-model";
 export interface SequentialOptions extends PlanOptions {
   loss?: AwqLoss;
   blockTokens?: number;
-  /** Block loss with each candidate's clip applied (slower). */
+  /** Block loss with each candidate's clip applied (default true; the linear loss ignores it). */
   jointClip?: boolean;
   /**
    * What the block loss compares against: "fp-model" (default; the fp model's sub-block output on
@@ -138,7 +141,7 @@ export function awqSequentialPlan(runner: CpuRunner, ids: number[][], describe: 
           const ref = fpTarget ? fpIn.get(k === 0 ? "qkv" : "fc")!.slice(0, inputs.length).map(part) : inputs.map(part);
           const loss = (c: AwqCandidate): number => {
             const pre = c.alpha === null ? undefined : c.p;
-            const blocks = opts.jointClip && clip ? gramBlocks(st.gram!, inF, G, pre) : undefined;
+            const blocks = (opts.jointClip ?? AWQ_DEFAULT_JOINT_CLIP) && clip ? gramBlocks(st.gram!, inF, G, pre) : undefined;
             mods.forEach((m, j) => runner.w.set(`${m}.weight`, { shape: ws[j]!.shape, data: blocks ? fakeQuantAwqFast(wd[j]!, inF, G, pre, blocks, dt) : fakeQuantAwq(wd[j]!, inF, G, pre, undefined, dt) }));
             let e = 0, cnt = 0;
             inputs.forEach((x, i) => {
