@@ -13,7 +13,7 @@
  */
 import type { KvScaleRule, CalibStats } from "./quant/calib-plan.ts";
 import type { QuantConfig } from "./format/checkpoint-config.ts";
-import { calibrationStats, planCalibration, type SmoothingKind } from "./calib/index.ts";
+import { type AwqLoss, awqSequentialPlan, calibrationStats, planCalibration, type SmoothingKind } from "./calib/index.ts";
 import { sourceRunner } from "./calib/source.ts";
 import { type ConvertOptions, type ConvertResult, convertCheckpoint } from "./convert.ts";
 import { modelDTypeToST, type ModelDType } from "./dtype.ts";
@@ -50,6 +50,20 @@ export interface QuantizeOptions {
   /** AWQ: α grid (default 20 steps) and the clip search (default on). */
   awqGrid?: number;
   awqClip?: boolean;
+  /**
+   * AWQ: "sequential" (default) searches layer by layer with everything searched before already
+   * quantized (src/calib/sequential.ts; runs the calibration ids again, so calibStats must carry them);
+   * "onepass" searches every group on the statistics of one pass over the fp model.
+   */
+  awqMode?: "sequential" | "onepass";
+  /** AWQ loss of qkv and fc/gate in sequential mode: "block" (default; the attention / MLP output) or "linear" (the group's output, Gram). */
+  awqLoss?: AwqLoss;
+  /** Sequential block loss: calibration tokens it runs per candidate (default 8192). */
+  awqBlockTokens?: number;
+  /** Sequential block loss: apply each candidate's clip search inside the loss (default true). */
+  awqJointClip?: boolean;
+  /** Sequential block loss: compare with the sub-block on the same input ("same-input") or with the fp model's ("fp-model"). */
+  awqTarget?: "same-input" | "fp-model";
   /** KV-cache scale rule: "kv" (modelopt, max |k|,|v|; default) or "qkv" (TRT-LLM --int8_kv_cache, max |q|,|k|,|v|). */
   kvScaleRule?: KvScaleRule;
   /** W8A8_SQ_PER_CHANNEL / AWQ formats without their smoothing (unit prequant): the baseline the smoothing is measured against. */
@@ -89,18 +103,26 @@ export async function quantize(hfDir: string, outDir: string, quantConfig: Parti
     if (!stats) {
       const res = await calibrationStats({
         modelDir: hfDir, dtype: opts.dtype, tokenizerDir: tokDir, dataset: opts.calibDataset!, calibSize: opts.calibSize,
-        calibMaxSeqLength: opts.calibMaxSeqLength, batchSize: opts.batchSize, seed: opts.seed, gram: smoothing === "awq", onProgress: opts.onCalibProgress,
+        calibMaxSeqLength: opts.calibMaxSeqLength, batchSize: opts.batchSize, seed: opts.seed, gram: smoothing === "awq" && opts.awqMode === "onepass", onProgress: opts.onCalibProgress,
       });
       stats = res.stats;
       r = res.runner;
     }
     const t0 = performance.now();
-    plan = planCalibration(r!.w, r!.cfg.num_hidden_layers, stats, {
+    const planOpts = {
       smoothing, dtype: modelDTypeToST(r!.cfg.dtype) as FloatDType, groupSize: quantConfig.group_size ?? 128, awqGrid: opts.awqGrid,
       awqClip: opts.awqClip, alpha: quantConfig.smoothquant_val ?? 0.5, kvRule: opts.kvScaleRule,
-    });
+    };
+    let sequential = smoothing === "awq" && (opts.awqMode ?? "sequential") === "sequential";
+    if (sequential && !stats.ids) {
+      log.warn("AWQ: the calibration statistics carry no token ids, so the layer-by-layer search cannot run; searching on the one-pass statistics");
+      sequential = false;
+    }
+    plan = sequential
+      ? awqSequentialPlan(r!, stats.ids!, stats.describe, { ...planOpts, loss: opts.awqLoss, blockTokens: opts.awqBlockTokens, jointClip: opts.awqJointClip, target: opts.awqTarget }).plan
+      : planCalibration(r!.w, r!.cfg.num_hidden_layers, stats, planOpts);
     const planSeconds = (performance.now() - t0) / 1000;
-    if (smoothing !== "none") log.info(`${smoothing === "awq" ? "AWQ search" : "SmoothQuant scales"}: ${planSeconds.toFixed(1)} s`);
+    if (smoothing !== "none") log.info(`${smoothing === "awq" ? `AWQ search (${sequential ? "layer by layer" : "one pass"})` : "SmoothQuant scales"}: ${planSeconds.toFixed(1)} s`);
     calibration = { describe: stats.describe, sequences: stats.sequences, tokens: stats.tokens, statsSeconds: stats.seconds, planSeconds, smoothing };
   }
   const res = await convertCheckpoint({

@@ -35,6 +35,7 @@ export default defineCommand({
     per_channel: { type: "boolean", description: "Legacy SmoothQuant plugin variant (not supported yet)", default: false },
     per_token: { type: "boolean", description: "Legacy SmoothQuant plugin variant (not supported yet)", default: false },
     awq_clip: { type: "boolean", description: "AWQ formats: run the clipping search after the scale search", default: true },
+    awq_mode: { type: "enum", options: ["sequential", "onepass"], description: "AWQ formats: search layer by layer on the already quantized model (sequential, default) or on one pass over the fp model (onepass, faster)", default: "sequential" },
     ...dtypeArg,
     ...parallelArgs,
     device: { type: "enum", options: ["cpu", "cuda"], description: "Where the quantization kernels run (results are identical)", default: "cpu" },
@@ -101,6 +102,7 @@ export default defineCommand({
       batchSize: optIntArg("batch_size", args.batch_size, 1),
       seed: optIntArg("seed", args.seed, 0),
       awqClip: args.awq_clip,
+      awqMode: args.awq_mode as "sequential" | "onepass",
       kvScaleRule: args.int8_kv_cache ? "qkv" : "kv",
       onProgress: (done, total, rank) => bar.update(done, total, `rank ${rank}`),
     });

@@ -20,6 +20,7 @@ export { CALIB_DEFAULT_BATCH_SIZE, CALIB_DEFAULT_MAX_SEQ_LENGTH, CALIB_DEFAULT_S
 export { planCalibration, type PlanOptions, type SmoothingKind } from "./plan.ts";
 export { AWQ_CLIP_RATIOS, AWQ_DEFAULT_GRID, awqSearch } from "./awq.ts";
 export { collectCalibStats, statsHooks } from "./stats.ts";
+export { AWQ_DEFAULT_BLOCK_TOKENS, AWQ_DEFAULT_JOINT_CLIP, AWQ_DEFAULT_LOSS, AWQ_DEFAULT_TARGET, type AwqLoss, awqSequentialPlan, type SequentialOptions } from "./sequential.ts";
 export { sourceRunner } from "./source.ts";
 
 export interface CalibrationOptions extends CalibDataOptions {

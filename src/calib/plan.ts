@@ -33,9 +33,9 @@ export interface PlanOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-const SUFFIX_GROUPS = [["attention.qkv"], ["attention.dense"], ["mlp.fc", "mlp.gate"], ["mlp.proj"]] as const;
+export const SUFFIX_GROUPS = [["attention.qkv"], ["attention.dense"], ["mlp.fc", "mlp.gate"], ["mlp.proj"]] as const;
 
-function linearPlan(w: Float32Array, out: number, inF: number, st: LinearStats, pre: Float32Array | undefined): LinearPlan {
+export function linearPlan(w: Float32Array, out: number, inF: number, st: LinearStats, pre: Float32Array | undefined): LinearPlan {
   const wAmaxPerOut = new Float32Array(out);
   let wAmax = 0;
   for (let o = 0; o < out; o++) {

@@ -13,26 +13,25 @@ import { headSize, numKvHeads } from "../format/checkpoint-config.ts";
 import type { CalibStats, KvStats, LinearStats } from "../quant/calib-plan.ts";
 import type { CpuRunner, CpuRunnerHooks } from "../runtime/cpu.ts";
 import type { CalibData } from "./data.ts";
+import { linearF32 } from "../runtime/cpu-gemm.ts";
 
 export interface StatsOptions {
   /** Collect XᵀX per linear input (the AWQ search); costs tokens × in² per input. */
   gram?: boolean;
+  /** Observe only these linears' inputs (default all). */
+  only?: (module: string) => boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
+/** g += xᵀx for x [S, n] (the f32 GEMM on xᵀ; summed per call into f64). */
 function addGram(g: Float64Array, x: Float32Array, S: number, n: number): void {
-  for (let s = 0; s < S; s++) {
-    const o = s * n;
-    for (let i = 0; i < n; i++) {
-      const xi = x[o + i]!;
-      if (xi === 0) continue;
-      const row = i * n;
-      for (let j = i; j < n; j++) g[row + j] = g[row + j]! + xi * x[o + j]!;
-    }
-  }
+  const xt = new Float32Array(n * S);
+  for (let s = 0; s < S; s++) for (let i = 0; i < n; i++) xt[i * S + s] = x[s * n + i]!;
+  const y = linearF32(xt, n, xt, S, undefined, 0, n);
+  for (let k = 0; k < n * n; k++) g[k] = g[k]! + y[k]!;
 }
 
-function symmetrize(g: Float64Array, n: number): void {
+export function symmetrize(g: Float64Array, n: number): void {
   for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) g[j * n + i] = g[i * n + j]!;
 }
 
@@ -48,6 +47,7 @@ export function statsHooks(runner: CpuRunner, opts: StatsOptions = {}): { hooks:
   let lastStats: LinearStats | null = null;
   const hooks: CpuRunnerHooks = {
     linearInput(module, x, S, inF) {
+      if (opts.only && !opts.only(module)) return;
       if (x === lastX && lastStats && module.endsWith(".mlp.gate")) {
         if (!linears.has(module)) linears.set(module, lastStats); // same input as mlp.fc
         return;
@@ -100,5 +100,5 @@ export function collectCalibStats(runner: CpuRunner, data: CalibData, opts: Stat
     runner.hooks = prev;
   }
   for (const st of new Set(linears.values())) if (st.gram) symmetrize(st.gram, st.inF);
-  return { describe: data.describe, sequences: data.sequences.length, tokens: data.tokens, seconds: (performance.now() - t0) / 1000, linears, kv };
+  return { describe: data.describe, sequences: data.sequences.length, tokens: data.tokens, seconds: (performance.now() - t0) / 1000, linears, kv, ids: data.sequences };
 }

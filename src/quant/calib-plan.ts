@@ -36,6 +36,8 @@ export interface CalibStats {
   seconds: number;
   linears: Map<string, LinearStats>;
   kv: KvStats[];
+  /** The calibration token ids (the layer-by-layer AWQ search runs them again). */
+  ids?: number[][];
 }
 
 /** One linear's calibrated quantities (full model; the scheme shards them). */
@@ -55,7 +57,7 @@ export interface LinearPlan {
   /** AWQ clipping: the diagonal blocks of XᵀX ([inF/group][group][group], f64), present when the clip search is on. */
   gramBlocks?: Float64Array;
   /** AWQ search record: the α chosen (null = no smoothing won) and the proxy loss (output MSE) of RTN and of the choice. */
-  search?: { alpha: number | null; lossRtn: number; lossBest: number };
+  search?: { alpha: number | null; lossRtn: number; lossBest: number; loss?: "linear" | "block" };
 }
 
 /** `--int8_kv_cache` (TRT-LLM): max |q, k, v| / 127; modelopt `--kv_cache_dtype`: max(|k|, |v|) / bound. */

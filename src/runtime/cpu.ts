@@ -120,20 +120,9 @@ export class CpuRunner {
     const pos0 = cache.length;
     const eps = cfg.norm_epsilon;
     if (S === 0) throw new TrtbError("RUN_BAD_INPUT", "step: no token ids given");
-    // LongRoPE: a step whose sequence reaches past original_max_position_embeddings rotates its
-    // positions with the long table; the cache keeps the rotation its positions were stored with.
-    const lr = st.longRope;
-    const inv = lr && pos0 + S > lr.originalMax ? lr.longInvFreq : st.invFreq;
-    const mscale = lr ? lr.mscale : 1;
-    const emb = this.t("transformer.vocab_embedding.weight");
-    let x: Float32Array = new Float32Array(S * H);
-    for (let s = 0; s < S; s++) {
-      const id = ids[s]!;
-      if (!(id >= 0 && id < V)) throw new TrtbError("RUN_BAD_INPUT", `token id ${id} at position ${pos0 + s} is outside the vocabulary [0, ${V})`);
-      for (let i = 0; i < H; i++) x[s * H + i] = Math.fround(emb.data[id * H + i]! * st.embedScale);
-    }
+    let x = this.embed(ids, pos0);
     cache.reserve(pos0 + S);
-    for (let l = 0; l < cfg.num_hidden_layers; l++) x = this.layer(l, x, S, pos0, cache, inv, mscale);
+    for (let l = 0; l < cfg.num_hidden_layers; l++) x = this.layer(l, x, S, pos0, cache);
     cache.length = pos0 + S;
     const rowsOut = opts.allLogits ? S : 1;
     if (!opts.allLogits) x = x.subarray((S - 1) * H, S * H);
@@ -143,7 +132,64 @@ export class CpuRunner {
     return logits;
   }
 
-  private layer(l: number, x: Float32Array, S: number, pos0: number, cache: CpuKvCache, inv: Float32Array, mscale: number): Float32Array {
+  /** The scaled embeddings [S, hidden] of `ids` (positions pos0 … for the error message). */
+  embed(ids: readonly number[], pos0 = 0): Float32Array {
+    const H = this.cfg.hidden_size;
+    const V = this.cfg.vocab_size;
+    const emb = this.t("transformer.vocab_embedding.weight");
+    const x = new Float32Array(ids.length * H);
+    for (let s = 0; s < ids.length; s++) {
+      const id = ids[s]!;
+      if (!(id >= 0 && id < V)) throw new TrtbError("RUN_BAD_INPUT", `token id ${id} at position ${pos0 + s} is outside the vocabulary [0, ${V})`);
+      for (let i = 0; i < H; i++) x[s * H + i] = Math.fround(emb.data[id * H + i]! * this.settings.embedScale);
+    }
+    return x;
+  }
+
+  /**
+   * One decoder layer on its own (layer-by-layer calibration, src/calib/sequential.ts): hidden states
+   * x [S, hidden] of one sequence starting at position 0 → the layer's output, same arithmetic as `step`.
+   */
+  runLayer(l: number, x: Float32Array, S: number): Float32Array {
+    const cache = this.newCache();
+    cache.reserve(S);
+    return this.layer(l, x, S, 0, cache);
+  }
+
+  /** Layer l's attention sub-block on its normalised input hn [S, hidden] of one sequence from position 0: the dense output (before any sandwich norm). */
+  attentionPart(l: number, hn: Float32Array, S: number): Float32Array {
+    const cache = this.newCache();
+    cache.reserve(S);
+    return this.attention(l, hn, S, 0, cache);
+  }
+
+  /** Layer l's MLP sub-block (dense, not MoE) on its normalised input [S, hidden]: the proj output (before any sandwich norm). */
+  mlpPart(l: number, mn: Float32Array, S: number): Float32Array {
+    return this.mlp(`transformer.layers.${l}.`, mn, S);
+  }
+
+  private layer(l: number, x: Float32Array, S: number, pos0: number, cache: CpuKvCache): Float32Array {
+    const cfg = this.cfg;
+    const st = this.settings;
+    const H = cfg.hidden_size;
+    const eps = cfg.norm_epsilon;
+    const P = `transformer.layers.${l}.`;
+    const hn = rmsNorm(x, S, H, this.t(`${P}input_layernorm.weight`).data, eps);
+    let attn = this.attention(l, hn, S, pos0, cache);
+    if (st.sandwich) attn = rmsNorm(attn, S, H, this.t(`${P}post_layernorm.weight`).data, eps);
+    const h1 = new Float32Array(S * H);
+    for (let i = 0; i < h1.length; i++) h1[i] = x[i]! + attn[i]!;
+
+    const preName = st.sandwich ? `${P}pre_feedforward_layernorm.weight` : `${P}post_layernorm.weight`;
+    const mn = rmsNorm(h1, S, H, this.t(preName).data, eps);
+    let mlp = this.opt(`${P}mlp.router.weight`) ? this.moe(P, mn, S) : this.mlp(P, mn, S);
+    if (st.sandwich) mlp = rmsNorm(mlp, S, H, this.t(`${P}post_feedforward_layernorm.weight`).data, eps);
+    const out = new Float32Array(S * H);
+    for (let i = 0; i < out.length; i++) out[i] = h1[i]! + mlp[i]!;
+    return out;
+  }
+
+  private attention(l: number, hn: Float32Array, S: number, pos0: number, cache: CpuKvCache): Float32Array {
     const cfg = this.cfg;
     const st = this.settings;
     const H = cfg.hidden_size;
@@ -153,7 +199,6 @@ export class CpuRunner {
     const nKV = numKvHeads(cfg);
     const d = headSize(cfg);
 
-    const hn = rmsNorm(x, S, H, this.t(`${P}input_layernorm.weight`).data, eps);
     const qkvW = this.t(`${P}attention.qkv.weight`);
     const qkv = this.hooked(`${P}attention.qkv`, hn, S, qkvW, this.opt(`${P}attention.qkv.bias`));
     const rows = qkvW.shape[0]!;
@@ -171,6 +216,11 @@ export class CpuRunner {
       q.set(qn);
       k.set(kn);
     }
+    // LongRoPE: a step whose sequence reaches past original_max_position_embeddings rotates its
+    // positions with the long table; the cache keeps the rotation its positions were stored with.
+    const lr = st.longRope;
+    const inv = lr && pos0 + S > lr.originalMax ? lr.longInvFreq : st.invFreq;
+    const mscale = lr ? lr.mscale : 1;
     this.rope(q, S, nH, d, pos0, inv, mscale);
     this.rope(k, S, nKV, d, pos0, inv, mscale);
     this.hooks?.kv?.(l, k, v, S);
@@ -181,18 +231,7 @@ export class CpuRunner {
     Vc.set(v, pos0 * nKV * d);
 
     const ctx = attention(q, K, Vc, { S, pos0, nH, nKV, d, scale: st.attnScale, softcap: st.attnSoftcap, window: st.window(l) });
-    let attn = this.hooked(`${P}attention.dense`, ctx, S, this.t(`${P}attention.dense.weight`), this.opt(`${P}attention.dense.bias`));
-    if (st.sandwich) attn = rmsNorm(attn, S, H, this.t(`${P}post_layernorm.weight`).data, eps);
-    const h1 = new Float32Array(S * H);
-    for (let i = 0; i < h1.length; i++) h1[i] = x[i]! + attn[i]!;
-
-    const preName = st.sandwich ? `${P}pre_feedforward_layernorm.weight` : `${P}post_layernorm.weight`;
-    const mn = rmsNorm(h1, S, H, this.t(preName).data, eps);
-    let mlp = this.opt(`${P}mlp.router.weight`) ? this.moe(P, mn, S) : this.mlp(P, mn, S);
-    if (st.sandwich) mlp = rmsNorm(mlp, S, H, this.t(`${P}post_feedforward_layernorm.weight`).data, eps);
-    const out = new Float32Array(S * H);
-    for (let i = 0; i < out.length; i++) out[i] = h1[i]! + mlp[i]!;
-    return out;
+    return this.hooked(`${P}attention.dense`, ctx, S, this.t(`${P}attention.dense.weight`), this.opt(`${P}attention.dense.bias`));
   }
 
   /** RoPE rotate-half over the first rotary_dim of each head; `mscale` multiplies cos and sin (LongRoPE). */

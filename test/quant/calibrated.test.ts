@@ -13,7 +13,7 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { calibrationStats, planCalibration } from "../../src/calib/index.ts";
+import { awqSequentialPlan, calibrationStats, planCalibration } from "../../src/calib/index.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
 import { Mapping } from "../../src/mapping.ts";
 import type { CalibStats } from "../../src/quant/calib-plan.ts";
@@ -145,12 +145,20 @@ describe("SmoothQuant W8A8_SQ_PER_CHANNEL (qformat int8_sq)", () => {
 
 describe("AWQ with calibration (int4_awq, w4a8_awq)", () => {
   const G = 128;
-  for (const algo of ["W4A16_AWQ", "W4A8_AWQ"] as const)
-    for (const [tp, pp] of MAPPINGS)
-      test(`${algo} tp ${tp} pp ${pp}: searched prequant (shared by qkv and fc/gate), int4 of W/pre by group`, async () => {
-        const c = await fpAndQuant({ quant_algo: algo, group_size: G }, tp, pp, { awqClip: false, awqGrid: 2 });
+  const cases: ["onepass" | "sequential", "W4A16_AWQ" | "W4A8_AWQ", number, number][] = [
+    ...(["W4A16_AWQ", "W4A8_AWQ"] as const).flatMap((algo) => MAPPINGS.map(([tp, pp]) => ["onepass", algo, tp, pp] as ["onepass", typeof algo, number, number])),
+    // the layer-by-layer search (the default) changes only the plan: its pre, sliced the same way
+    ["sequential", "W4A16_AWQ", 2, 1],
+    ["sequential", "W4A8_AWQ", 1, 2],
+  ];
+  for (const [mode, algo, tp, pp] of cases)
+      test(`${algo} (${mode}) tp ${tp} pp ${pp}: searched prequant (shared by qkv and fc/gate), int4 of W/pre by group`, async () => {
+        const c = await fpAndQuant({ quant_algo: algo, group_size: G }, tp, pp, { awqClip: false, awqGrid: 2, awqMode: mode });
         expect(c.config.quantization).toMatchObject({ quant_algo: algo, group_size: G, pre_quant_scale: true, has_zero_point: false });
-        const plan = planCalibration(runner.w, 6, stats, { smoothing: "awq", dtype: "BF16", groupSize: G, awqGrid: 2, awqClip: false });
+        const opts = { smoothing: "awq", dtype: "BF16", groupSize: G, awqGrid: 2, awqClip: false } as const;
+        const seq = mode === "sequential" ? awqSequentialPlan(runner, stats.ids!, stats.describe, opts) : undefined;
+        const plan = seq ? seq.plan : planCalibration(runner.w, 6, stats, opts);
+        const inputStats = (m: string) => (seq ? seq.stats : stats).linears.get(m)!;
         let bad = 0;
         forEachLinear(c, (r, name, module, global, fpW, rowParallel) => {
           const [out, inL] = fpW.shape as [number, number];
