@@ -1,4 +1,5 @@
 /** Tolerances of the GPU engine tests (gpu-families, gpu-heads, gpu-fp8 and their emulated twins). */
+import { klFromLogProbs, logSoftmax64 } from "../../src/eval.ts";
 
 /**
  * max|Δ| / max|ref| of engine logits (fast numerics) against transformers' fp32 logits. The engine
@@ -44,24 +45,11 @@ export const FP8_EXACT_KL_FRACTION = 0.2;
  */
 export const INT8_EXACT_KL_FRACTION = 0.4;
 
-/** Mean over positions of KL(p ‖ q) of two [S, V] logit arrays. */
+/** Mean over positions of KL(p ‖ q) of two [S, V] logit arrays (`trtllm eval`'s KL, src/eval.ts). */
 export function meanKl(p: Float32Array, q: Float32Array, V: number): number {
   const S = p.length / V;
   let tot = 0;
-  for (let s = 0; s < S; s++) {
-    const lse = (x: Float32Array) => {
-      let m = -Infinity;
-      for (let j = 0; j < V; j++) m = Math.max(m, x[s * V + j]!);
-      let z = 0;
-      for (let j = 0; j < V; j++) z += Math.exp(x[s * V + j]! - m);
-      return m + Math.log(z);
-    };
-    const lp = lse(p), lq = lse(q);
-    for (let j = 0; j < V; j++) {
-      const a = p[s * V + j]! - lp;
-      tot += Math.exp(a) * (a - (q[s * V + j]! - lq));
-    }
-  }
+  for (let s = 0; s < S; s++) tot += klFromLogProbs(logSoftmax64(p.subarray(s * V, (s + 1) * V)), logSoftmax64(q.subarray(s * V, (s + 1) * V)));
   return tot / S;
 }
 
