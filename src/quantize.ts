@@ -22,6 +22,7 @@ import { log } from "./log.ts";
 import type { Mapping } from "./mapping.ts";
 import type { QuantDevice } from "./quant/backend.ts";
 import type { FloatDType } from "./quant/kernel.ts";
+import { isSqPluginAlgo, refuseStaticSqPlugin, SQ_PLUGIN_ALGOS } from "./quant/int8-sq-plugin.ts";
 
 export interface QuantizeOptions {
   mapping?: Mapping;
@@ -62,12 +63,13 @@ export interface QuantizeResult extends ConvertResult {
   calibration?: { describe: string; sequences: number; tokens: number; statsSeconds: number; planSeconds: number; smoothing: SmoothingKind };
 }
 
-const NEEDS_CALIB = new Set(["FP8", "W4A8_AWQ", "W8A8_SQ_PER_CHANNEL"]);
+const NEEDS_CALIB = new Set<string>(["FP8", "W4A8_AWQ", "W8A8_SQ_PER_CHANNEL", ...SQ_PLUGIN_ALGOS]);
 
 export async function quantize(hfDir: string, outDir: string, quantConfig: Partial<QuantConfig>, opts: QuantizeOptions = {}): Promise<QuantizeResult> {
   const algo = quantConfig.quant_algo ?? null;
   const kv = quantConfig.kv_cache_quant_algo ?? null;
   if (!algo && !kv) throw new TrtbError("QUANT_CONFIG", "quantize: quantConfig.quant_algo (or kv_cache_quant_algo) is required");
+  refuseStaticSqPlugin(algo); // before calibrating
   const haveData = opts.calibDataset !== undefined || opts.calibStats !== undefined;
   const needs = (algo !== null && NEEDS_CALIB.has(algo)) || kv !== null;
   const what = [algo, kv ? `${kv} KV cache` : null].filter(Boolean).join(" + ");
@@ -79,7 +81,7 @@ export async function quantize(hfDir: string, outDir: string, quantConfig: Parti
   let calibration: QuantizeResult["calibration"];
   let plan;
   if (calibrate) {
-    const smoothing: SmoothingKind = opts.noSmoothing ? "none" : algo === "W4A16_AWQ" || algo === "W4A8_AWQ" ? "awq" : algo === "W8A8_SQ_PER_CHANNEL" ? "smoothquant" : "none";
+    const smoothing: SmoothingKind = opts.noSmoothing ? "none" : algo === "W4A16_AWQ" || algo === "W4A8_AWQ" ? "awq" : algo === "W8A8_SQ_PER_CHANNEL" || isSqPluginAlgo(algo) ? "smoothquant" : "none";
     let stats = opts.calibStats;
     const tokDir = typeof opts.tokenizerDir === "string" ? opts.tokenizerDir : undefined;
     const runner = stats
