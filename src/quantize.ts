@@ -22,7 +22,7 @@ import { log } from "./log.ts";
 import type { Mapping } from "./mapping.ts";
 import type { QuantDevice } from "./quant/backend.ts";
 import type { FloatDType } from "./quant/kernel.ts";
-import { isSqPluginAlgo, refuseStaticSqPlugin, SQ_PLUGIN_ALGOS } from "./quant/int8-sq-plugin.ts";
+import { isSqPluginAlgo, SQ_PLUGIN_ALGOS } from "./quant/int8-sq-plugin.ts";
 
 export interface QuantizeOptions {
   mapping?: Mapping;
@@ -69,7 +69,6 @@ export async function quantize(hfDir: string, outDir: string, quantConfig: Parti
   const algo = quantConfig.quant_algo ?? null;
   const kv = quantConfig.kv_cache_quant_algo ?? null;
   if (!algo && !kv) throw new TrtbError("QUANT_CONFIG", "quantize: quantConfig.quant_algo (or kv_cache_quant_algo) is required");
-  refuseStaticSqPlugin(algo); // before calibrating
   const haveData = opts.calibDataset !== undefined || opts.calibStats !== undefined;
   const needs = (algo !== null && NEEDS_CALIB.has(algo)) || kv !== null;
   const what = [algo, kv ? `${kv} KV cache` : null].filter(Boolean).join(" + ");
@@ -101,6 +100,7 @@ export async function quantize(hfDir: string, outDir: string, quantConfig: Parti
       smoothing, dtype: modelDTypeToST(r!.cfg.dtype) as FloatDType, groupSize: quantConfig.group_size ?? 128, awqGrid: opts.awqGrid,
       awqClip: opts.awqClip, alpha: quantConfig.smoothquant_val ?? 0.5, kvRule: opts.kvScaleRule,
     });
+    if (stats.outAmax) plan.outAmax = stats.outAmax;
     const planSeconds = (performance.now() - t0) / 1000;
     if (smoothing !== "none") log.info(`${smoothing === "awq" ? "AWQ search" : "SmoothQuant scales"}: ${planSeconds.toFixed(1)} s`);
     calibration = { describe: stats.describe, sequences: stats.sequences, tokens: stats.tokens, statsSeconds: stats.seconds, planSeconds, smoothing };

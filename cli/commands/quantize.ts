@@ -9,7 +9,7 @@ import {
   CALIB_DEFAULT_MAX_SEQ_LENGTH, CALIB_DEFAULT_SEED, CALIB_DEFAULT_SIZE, CALIBRATED_QFORMATS, log, Mapping, QFORMAT_ALGO, QFORMATS, type QuantConfig, quantize,
   schemeForQformat, setLogLevel, TrtbError,
 } from "../../src/index.ts";
-import { refuseStaticSqPlugin, sqPluginAlgo } from "../../src/quant/int8-sq-plugin.ts";
+import { sqPluginAlgo } from "../../src/quant/int8-sq-plugin.ts";
 import { progressBar } from "./_progress.ts";
 import { commonArgs, dtypeArg, intArg, nonfiniteArgs, optIntArg, parallelArgs } from "./_shared.ts";
 
@@ -17,7 +17,7 @@ export default defineCommand({
   meta: {
     name: "quantize",
     description: "Quantize a Hugging Face checkpoint into a TensorRT-LLM checkpoint. Without calibration: int8_wo / int4_wo, int4_awq_rtn, fp8_rowwise. " +
-      "With calibration data (--calib_dataset): fp8 (per-tensor FP8), int4_awq (AWQ search), w4a8_awq, int8_sq (SmoothQuant W8A8; --smoothquant α --per_token [--per_channel]: the legacy plugin layout), and --kv_cache_dtype int8|fp8 on any of them",
+      "With calibration data (--calib_dataset): fp8 (per-tensor FP8), int4_awq (AWQ search), w4a8_awq, int8_sq (SmoothQuant W8A8; --smoothquant α --per_channel/--per_token: the legacy plugin layout), and --kv_cache_dtype int8|fp8 on any of them",
   },
   args: {
     model_dir: { type: "string", description: "Hugging Face model directory (config.json + *.safetensors)", required: true, valueHint: "dir" },
@@ -32,9 +32,9 @@ export default defineCommand({
     seed: { type: "string", description: `Seed for --calib_dataset random (default ${CALIB_DEFAULT_SEED})`, valueHint: "n" },
     kv_cache_dtype: { type: "string", description: "Quantize the KV cache: int8 or fp8 (kv_cache_scaling_factor per layer = max(|k|,|v|)/bound)", valueHint: "int8|fp8" },
     int8_kv_cache: { type: "boolean", description: "Legacy: INT8 KV cache with TRT-LLM's scale max(|q|,|k|,|v|)/127", default: false },
-    smoothquant: { type: "string", description: "Legacy: SmoothQuant with this α. Alone: int8_sq (modelopt W8A8_SQ_PER_CHANNEL); with --per_token: the TRT-LLM converter's plugin layout (W8A8_SQ_*_PER_TOKEN_PLUGIN)", valueHint: "alpha" },
-    per_channel: { type: "boolean", description: "With --smoothquant --per_token: per-output-channel int8 weight scales (W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN; without it per-tensor: W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN). Without --per_token (static activations) not supported", default: false },
-    per_token: { type: "boolean", description: "With --smoothquant: dynamic per-token int8 activation scales (the W8A8_SQ_*_PER_TOKEN_PLUGIN variants)", default: false },
+    smoothquant: { type: "string", description: "Legacy: SmoothQuant with this α. Alone: int8_sq (modelopt W8A8_SQ_PER_CHANNEL); with --per_channel and/or --per_token: the TRT-LLM converter's plugin layout (W8A8_SQ_*_PLUGIN)", valueHint: "alpha" },
+    per_channel: { type: "boolean", description: "With --smoothquant: the TRT-LLM converter's plugin layout with per-output-channel int8 weight scales (W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN with --per_token, else W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN)", default: false },
+    per_token: { type: "boolean", description: "With --smoothquant: the plugin layout with dynamic per-token int8 activation scales (W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN with --per_channel, else W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN)", default: false },
     awq_clip: { type: "boolean", description: "AWQ formats: run the clipping search after the scale search", default: true },
     ...dtypeArg,
     ...parallelArgs,
@@ -51,7 +51,6 @@ export default defineCommand({
     if (plugin && args.smoothquant === undefined)
       throw new TrtbError("QUANT_CONFIG", `--${args.per_token ? "per_token" : "per_channel"} selects a legacy SmoothQuant plugin variant: it needs --smoothquant α`);
     const pluginAlgo = plugin ? sqPluginAlgo(args.per_channel, args.per_token) : undefined;
-    refuseStaticSqPlugin(pluginAlgo);
     let qformat = args.qformat as string | undefined;
     if (args.smoothquant !== undefined) {
       if (qformat && qformat !== "int8_sq") throw new TrtbError("CLI_BAD_ARG", `--smoothquant writes int8_sq${plugin ? " (plugin layout)" : ""}; it cannot be combined with --qformat ${qformat}`);

@@ -36,6 +36,8 @@ export interface CalibStats {
   seconds: number;
   linears: Map<string, LinearStats>;
   kv: KvStats[];
+  /** Per decoder linear (fc and gate apart), max |y| of its output over the calibration tokens (legacy SmoothQuant's scale_y). */
+  outAmax?: Map<string, number>;
 }
 
 /** One linear's calibrated quantities (full model; the scheme shards them). */
@@ -66,6 +68,8 @@ export interface CalibPlan {
   linears: Map<string, LinearPlan>;
   kv: KvStats[];
   kvRule: KvScaleRule;
+  /** CalibStats.outAmax, when the statistics have it (the static legacy SmoothQuant variants). */
+  outAmax?: Map<string, number>;
   /** AWQ: whether the clip search runs at quantization (needs gramBlocks). */
   awqClip: boolean;
 }

@@ -7,8 +7,8 @@
  *   quant_algo                               weights         activations
  *   W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN     per out channel per token (dynamic)
  *   W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN      per tensor      per token (dynamic)
- *   W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN    per out channel per tensor (static)   — refused (below)
- *   W8A8_SQ_PER_TENSOR_PLUGIN                per tensor      per tensor (static)   — refused (below)
+ *   W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN    per out channel per tensor (static)
+ *   W8A8_SQ_PER_TENSOR_PLUGIN                per tensor      per tensor (static)
  *
  * Smoothing s (SmoothQuant eq. 4 over the group sharing an input: qkv; dense; fc+gate; proj) as
  * upstream's smooth_llama_model: for qkv and fc/gate it is folded into the preceding RMSNorm
@@ -34,20 +34,26 @@
  * s is 1/pre with pre = 1/s rounded to the model dtype by the plan (src/calib/plan.ts, shared with
  * int8_sq), so norm, smoother and weight use exactly the same factor.
  *
- * Static per-tensor activations need `scale_y` (max |y| of each linear's output: act_scale and the
- * fused per_channel_scale = scale_y/(scale_x·scale_w)), which the calibration pass does not collect
- * (it keeps only the qkv output amax): those two variants are refused with QUANT_UNSUPPORTED.
+ * Static variants (no PER_TOKEN), with sx = f32(127/max|x·pre|) (scale_x_orig_quant, the smoothed
+ * input), sy = f32(127/max|y|) (scale_y_orig_quant, y the linear's output: CalibStats.outAmax) and
+ * sw = f32(127/amax) per row as above (scale_w_orig_quant):
+ *   X.per_channel_scale              F32  as above          f32(sy / f32(sx·sw))  (scale_y_accum_quant)
+ *   X.act_scale                      F32  [1, 1]            f32(max|y|/127)       (scale_y_quant_orig), every linear
+ *   input_layernorm.scale_to_int     F32  [1]               sx of qkv;  post_layernorm.scale_to_int: sx of fc (= gate's)
+ *   attention.quantization_scaling_factor, mlp.quantization_scaling_factor  F32 [1]   sx of dense / proj
+ * (y's scale cancels in the engine: y = acc·act_scale·per_channel_scale = acc/(sx·sw).)
  *
  * Runner: the folded norms are used as stored; dense/proj inputs are divided by `smoother`; every
- * quantized linear's input is fake-quantized per token (scale max|x_t|/127, src/runtime/quant-sim.ts)
- * and multiplies the dequantized weight int8 · per_channel_scale.
+ * quantized linear's input is fake-quantized (src/runtime/quant-sim.ts) per token (scale max|x_t|/127)
+ * or with the static scale (clamp(RNE(x·sx), ±127/−128)/sx) and multiplies the effective weight
+ * int8 · per_channel_scale (static: int8 · per_channel_scale · act_scale · sx).
  */
 import { type PretrainedConfig, type QuantAlgo, type QuantConfig, QuantConfigSchema, headSize, numKvHeads } from "../format/checkpoint-config.ts";
 import type { DType } from "../dtype.ts";
 import { TrtbError } from "../errors.ts";
 import type { ParamSpec } from "../tensor.ts";
 import { cast, type LazyTensor } from "../tensor/lazy.ts";
-import { globalModule, planOf } from "./calib-plan.ts";
+import { type CalibPlan, globalModule, planOf } from "./calib-plan.ts";
 import { ComputedBytes, f32Values } from "./computed.ts";
 import { refuseMoe } from "./fp8.ts";
 import { type QuantKernelParams, quantInt } from "./kernel.ts";
@@ -70,14 +76,6 @@ export function sqPluginAlgo(perChannel: boolean, perToken: boolean): SqPluginAl
 export const isSqPluginAlgo = (a: string | null | undefined): a is SqPluginAlgo => (SQ_PLUGIN_ALGOS as readonly string[]).includes(a ?? "");
 export const sqPluginPerToken = (a: string | null | undefined) => isSqPluginAlgo(a) && a.includes("PER_TOKEN");
 
-/** The static-activation variants are not produced (see the header): a QUANT_UNSUPPORTED naming what is missing. */
-export function refuseStaticSqPlugin(algo: string | null | undefined): void {
-  if (!isSqPluginAlgo(algo) || sqPluginPerToken(algo)) return;
-  const w = algo.startsWith("W8A8_SQ_PER_CHANNEL") ? "PER_CHANNEL" : "PER_TENSOR";
-  throw new TrtbError("QUANT_UNSUPPORTED",
-    `${algo} (static per-tensor activations) is not supported: it needs each linear's output range (scale_y, for act_scale and the fused per_channel_scale), which the calibration pass does not collect; add --per_token (W8A8_SQ_${w}_PER_TOKEN_PLUGIN) or use --smoothquant alone (int8_sq, W8A8_SQ_PER_CHANNEL)`);
-}
-
 /** 127/amax and its reciprocal, f32, as generate_int8 (a zero amax gives unit scales). */
 function scalesOf(amax: number): { toInt: number; toFp: number } {
   if (!(amax > 0)) return { toInt: 1, toFp: 1 };
@@ -88,6 +86,23 @@ function scalesOf(amax: number): { toInt: number; toFp: number } {
 /** The folded norm of a layer and the linears that read it. */
 const NORM = /^transformer\.layers\.(\d+)\.(input_layernorm|post_layernorm)\.weight$/;
 const normReaders = (prefix: string, norm: string) => norm === "input_layernorm" ? [`${prefix}attention.qkv`] : [`${prefix}mlp.fc`, `${prefix}mlp.gate`];
+
+/** Where a linear's static input scale (127/max|x|, after smoothing) is stored (upstream's `last_prefix`). */
+function inputScaleName(module: string): string {
+  const m = /^(transformer\.layers\.\d+\.)(attention\.qkv|attention\.dense|mlp\.fc|mlp\.gate|mlp\.proj)$/.exec(module);
+  if (!m) throw new TrtbError("QUANT_UNSUPPORTED", `${module}: not a decoder linear of the SmoothQuant plugin layout`);
+  const [, p, k] = m;
+  return k === "attention.qkv" ? `${p}input_layernorm.scale_to_int` : k === "attention.dense" ? `${p}attention.quantization_scaling_factor`
+    : k === "mlp.proj" ? `${p}mlp.quantization_scaling_factor` : `${p}post_layernorm.scale_to_int`;
+}
+
+/** max |y| of a linear's output (scale_y), or QUANT_NEEDS_CALIB. */
+function outAmaxOf(plan: CalibPlan | undefined, module: string, algo: string): number {
+  const y = plan?.outAmax?.get(module);
+  if (y === undefined)
+    throw new TrtbError("QUANT_NEEDS_CALIB", `${algo} (static activations) needs each linear's output range (scale_y): the calibration statistics have none for ${module} (collect them with calibrationStats / --calib_dataset)`);
+  return y;
+}
 
 function sqPluginScheme(algo: SqPluginAlgo): QuantScheme {
   const perChannel = algo.startsWith("W8A8_SQ_PER_CHANNEL");
@@ -110,11 +125,10 @@ function sqPluginScheme(algo: SqPluginAlgo): QuantScheme {
     algo,
     qformat: "int8_sq",
     summary: `legacy SmoothQuant plugin (${perChannel ? "per-channel" : "per-tensor"} int8 weights, ${perToken ? "per-token" : "static per-tensor"} int8 activations), calibrated`,
-    runnerHides: [".per_channel_scale"],
+    runnerHides: [".per_channel_scale", ".act_scale"],
 
     configure(user: Partial<QuantConfig>, cfg: PretrainedConfig): QuantConfig {
       refuseMoe(cfg, "SmoothQuant");
-      refuseStaticSqPlugin(algo);
       return QuantConfigSchema.parse({ ...user, quant_algo: algo, smoothquant_val: user.smoothquant_val ?? 0.5, exclude_modules: excludeList(user.exclude_modules) });
     },
 
@@ -128,7 +142,9 @@ function sqPluginScheme(algo: SqPluginAlgo): QuantScheme {
         { name: `${l.module}.weight`, shape: [out, inF], dtype: "I8" },
         { name: `${l.module}.per_channel_scale`, shape: perChannel || l.kind === "qkv" ? [1, out] : [1, 1], dtype: "F32" },
       ];
+      if (!perToken) specs.push({ name: `${l.module}.act_scale`, shape: [1, 1], dtype: "F32" });
       if (l.rowParallel) specs.push({ name: `${l.module}.smoother`, shape: [1, inF], dtype: "F32" });
+      if (!perToken && l.rowParallel) specs.push({ name: inputScaleName(l.module), shape: [1], dtype: "F32" });
       return specs;
     },
 
@@ -142,6 +158,11 @@ function sqPluginScheme(algo: SqPluginAlgo): QuantScheme {
       const p = planOf(ctx.plan, g, algo);
       const [out, inF] = l.shape as [number, number];
       const pre = p.pre ? inputSlice(p.pre, l, ctx.mapping) : undefined;
+      // static activations: sx = 127/max|x·pre| (scale_x_orig_quant), sy = 127/max|y|, yToFp = max|y|/127
+      const st = perToken ? null : (() => {
+        const y = outAmaxOf(ctx.plan, g, algo);
+        return { sx: scalesOf(p.actAmax).toInt, sy: scalesOf(y).toInt, yToFp: y > 0 ? Math.fround(y / INT8_MAX) : 1 };
+      })();
       // amax each stored row is scaled by
       const rowAmax = (ws: Float32Array): Float32Array => {
         const a = new Float32Array(out);
@@ -192,11 +213,14 @@ function sqPluginScheme(algo: SqPluginAlgo): QuantScheme {
         }),
         f32Values(`${l.module}.per_channel_scale`, perChannel || l.kind === "qkv" ? [1, out] : [1, 1], () => {
           compute();
-          const s = Float32Array.from(amax!, (a) => scalesOf(a).toFp);
+          // per token: the weight dequant scale; static: scale_y_accum_quant = sy / (sx · sw)
+          const s = Float32Array.from(amax!, (a) => (perToken ? scalesOf(a).toFp : Math.fround(st!.sy / Math.fround(st!.sx * scalesOf(a).toInt))));
           return perChannel || l.kind === "qkv" ? s : s.subarray(0, 1).slice();
         }),
       ];
+      if (st) t.push(f32Values(`${l.module}.act_scale`, [1, 1], () => Float32Array.of(st.yToFp)));
       if (l.rowParallel) t.push(f32Values(`${l.module}.smoother`, [1, inF], () => Float32Array.from({ length: inF }, (_, i) => (pre ? Math.fround(1 / pre[i]!) : 1))));
+      if (st && l.rowParallel) t.push(f32Values(inputScaleName(l.module), [1], () => Float32Array.of(st.sx)));
       return t;
     },
 
@@ -219,17 +243,27 @@ function sqPluginScheme(algo: SqPluginAlgo): QuantScheme {
           return v;
         }), dtype as DType)
         : w;
-      return [g, f32Values(`${f.norm}.scale_to_int`, [1], () => Float32Array.of(1))];
+      return [g, f32Values(`${f.norm}.scale_to_int`, [1], () => Float32Array.of(perToken ? 1 : scalesOf(p.actAmax).toInt))];
     },
 
     effectiveWeight(l, get): LazyTensor {
       const w = get(`${l.module}.weight`);
       const s = get(`${l.module}.per_channel_scale`);
       const [out, inF] = w.shape as [number, number];
+      const f32Of = (t: LazyTensor) => {
+        const v = new Float32Array(t.numel);
+        t.writeRange(new Uint8Array(v.buffer), "F32", 0, t.numel);
+        return v;
+      };
       return f32Tensor(w.name, w.shape, () => {
         const q = bytesOf(w);
-        const sv = new Float32Array(s.numel);
-        s.writeRange(new Uint8Array(sv.buffer), "F32", 0, s.numel);
+        const sv = f32Of(s);
+        if (!perToken) {
+          // static: y = acc · act_scale · per_channel_scale with acc over x_q = x·s2i; the runner feeds x_q/s2i
+          const as = f32Of(get(`${l.module}.act_scale`))[0]!;
+          const s2i = f32Of(get(inputScaleName(l.module)))[0]!;
+          for (let k = 0; k < sv.length; k++) sv[k] = Math.fround(Math.fround(as * sv[k]!) * s2i);
+        }
         const v = new Float32Array(out * inF);
         for (let o = 0; o < out; o++) {
           const so = sv.length === 1 ? sv[0]! : sv[o]!;

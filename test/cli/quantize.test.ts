@@ -78,10 +78,13 @@ describe("trtllm convert quantization flags (upstream's names)", () => {
   });
 });
 
-describe("trtllm quantize --smoothquant α --per_token [--per_channel] (legacy plugin layout)", () => {
+describe("trtllm quantize --smoothquant α --per_channel / --per_token (legacy plugin layout)", () => {
   test("selects the plugin variant (tp 2, random calibration ids)", async () => {
     using out = tempDir();
-    for (const [flags, algo] of [[["--per_token", "--per_channel"], "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN"], [["--per_token"], "W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN"]] as const) {
+    for (const [flags, algo] of [
+      [["--per_token", "--per_channel"], "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN"], [["--per_token"], "W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN"],
+      [["--per_channel"], "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN"],
+    ] as const) {
       const ckpt = join(out.path, algo);
       expect(await cli("quantize", "--model_dir", fixture("llama"), "--output_dir", ckpt, "--smoothquant", "0.6", ...flags, "--calib_dataset", "random", "--calib_size", "2", "--calib_max_seq_length", "8", "--tp_size", "2")).toBe(0);
       expect(quantOf(ckpt)).toMatchObject({ quant_algo: algo, smoothquant_val: 0.6 });
@@ -97,7 +100,7 @@ describe("trtllm quantize --smoothquant α --per_token [--per_channel] (legacy p
     for (const [args, msg] of [
       [["--per_token"], "needs --smoothquant"],
       [["--per_channel"], "needs --smoothquant"],
-      [["--smoothquant", "0.5", "--per_channel"], "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN (static per-tensor activations) is not supported"],
+      [["--smoothquant", "2", "--per_channel"], "--smoothquant α must be in [0, 1]"],
       [["--smoothquant", "0.5", "--per_token", "--qformat", "fp8"], "cannot be combined with --qformat fp8"],
     ] as const) {
       io.errors.mockClear();
@@ -109,6 +112,6 @@ describe("trtllm quantize --smoothquant α --per_token [--per_channel] (legacy p
 
   test("--help describes --per_channel and --per_token", async () => {
     expect(await cli("quantize", "--help")).toBe(0);
-    for (const f of ["--per_channel", "--per_token", "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN", "W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN"]) expect(printed()).toContain(f);
+    for (const f of ["--per_channel", "--per_token", "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN", "W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN", "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN"]) expect(printed()).toContain(f);
   });
 });

@@ -1,7 +1,7 @@
 /**
  * The legacy converter's SmoothQuant plugin layout (spec §3.6; upstream get_tllm_linear_sq_weight /
  * generate_int8 / smooth_llama_model) on tiny-pycode (hidden 256, 4 heads, 2 KV heads) at tp 1, tp 2
- * and pp 2, for the per-token variants. Every stored value is rebuilt here from the fp checkpoint of
+ * and pp 2, for all four variants. Every stored value is rebuilt here from the fp checkpoint of
  * the same mapping (the raw source, split), the full model's weights and one calibration pass:
  *   s      = max(max|x|^α / max|W_col|^(1−α), 1e-5) over the group (qkv; dense; fc+gate; proj),
  *            pre = bf16(1/s) (the factor int8_sq stores as prequant_scaling_factor)
@@ -10,6 +10,9 @@
  *            full q, k and v parts each; others: the full weight)
  *   weight = clamp(RNE(W'·f32(127/amax)), ±127), per_channel_scale = f32(1/f32(127/amax)) [1,out] or [1,1]
  *   dense/proj smoother [1, in_local] = f32(1/pre) of the rank's input slice
+ * Static variants (no PER_TOKEN), sx = f32(127/max_i f32(max|x_i|·pre_i)), sy = f32(127/max|y|):
+ *   per_channel_scale = f32(sy / f32(sx·f32(127/amax))), act_scale [1,1] = f32(max|y|/127) on every linear,
+ *   scale_to_int = sx of qkv / fc, attention|mlp.quantization_scaling_factor [1] = sx of dense / proj
  * Calibration: heldout-public.py.txt's first 4 chunks of 64 tokens.
  */
 import { beforeAll, describe, expect, test } from "bun:test";
@@ -65,10 +68,22 @@ async function fpAndQuant(algo: string, tp: number, pp: number) {
   return { ranks, config: JSON.parse(readFileSync(join(q, "config.json"), "utf8")) };
 }
 
-for (const [algo, perChannel] of [["W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN", true], ["W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN", false]] as const)
+const VARIANTS = [
+  ["W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN", true, true], ["W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN", false, true],
+  ["W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN", true, false], ["W8A8_SQ_PER_TENSOR_PLUGIN", false, false],
+] as const;
+/** sx of a linear: 127 / max|x·pre| over the calibration tokens. */
+const sxOf = (global: string, pre: number[]) => {
+  const st = stats.linears.get(global)!;
+  let m = 0;
+  for (let i = 0; i < st.inF; i++) m = Math.max(m, f32(st.absMax[i]! * pre[i]!));
+  return f32(127 / m);
+};
+
+for (const [algo, perChannel, perToken] of VARIANTS)
   describe(`SmoothQuant plugin ${algo}`, () => {
     for (const [tp, pp] of MAPPINGS)
-      test(`tp ${tp} pp ${pp}: folded norms, smoother, int8 weights, ${perChannel ? "per-channel" : "per-tensor"} scales`, async () => {
+      test(`tp ${tp} pp ${pp}: folded norms, smoother, int8 weights, ${perChannel ? "per-channel" : "per-tensor"} scales${perToken ? "" : ", static activation scales"}`, async () => {
         const c = await fpAndQuant(algo, tp, pp);
         expect(c.config.quantization).toMatchObject({ quant_algo: algo, smoothquant_val: ALPHA, kv_cache_quant_algo: null });
         let bad = 0;
@@ -81,6 +96,8 @@ for (const [algo, perChannel] of [["W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN", true]
             if (m) {
               want.add(n.replace(/weight$/, "per_channel_scale"));
               if (/dense|proj/.test(n)) want.add(n.replace(/weight$/, "smoother"));
+              if (!perToken) want.add(n.replace(/weight$/, "act_scale"));
+              if (!perToken && /dense|proj/.test(n)) want.add(n.replace(/(attention|mlp)\.(dense|proj)\.weight$/, "$1.quantization_scaling_factor"));
             }
             if (/layernorm\.weight$/.test(n) && n.startsWith("transformer.layers.")) want.add(n.replace(/weight$/, "scale_to_int"));
           }
@@ -95,7 +112,7 @@ for (const [algo, perChannel] of [["W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN", true]
               expect([t.dtype, t.shape]).toEqual(["BF16", fpW.shape]);
               expect(floats(t)).toEqual(g.map((v, i) => roundTo(f32(v * pre[i]!), "BF16")));
               const s2i = r.q.get(name.replace(/weight$/, "scale_to_int"))!;
-              expect([s2i.dtype, s2i.shape, floats(s2i)]).toEqual(["F32", [1], [1]]);
+              expect([s2i.dtype, s2i.shape, floats(s2i)]).toEqual(["F32", [1], [perToken ? 1 : sxOf(reader, pre)]]);
               continue;
             }
             if (!LINEAR.test(name)) continue;
@@ -136,9 +153,20 @@ for (const [algo, perChannel] of [["W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN", true]
             expect([wq.dtype, wq.shape, pcs.dtype, pcs.shape]).toEqual(["I8", [out, inL], "F32", scaleShape]);
             const sv = decodeFloats(pcs.bytes, "F32");
             const qv = new Int8Array(wq.bytes.buffer, wq.bytes.byteOffset, wq.bytes.length);
+            const sx = sxOf(global, pre);
+            const yMax = stats.outAmax!.get(global)!;
+            const sy = f32(127 / yMax);
+            if (!perToken) {
+              const as = r.q.get(`${module}.act_scale`)!;
+              expect([as.dtype, as.shape, floats(as)]).toEqual(["F32", [1, 1], [f32(yMax / 127)]]);
+              if (rowParallel) {
+                const qsf = r.q.get(module.replace(/\.(dense|proj)$/, ".quantization_scaling_factor"))!;
+                expect([qsf.dtype, qsf.shape, floats(qsf)]).toEqual(["F32", [1], [sx]]);
+              }
+            }
             for (let o = 0; o < out; o++) {
               const toInt = f32(127 / amax[o]!);
-              if (sv[scaleShape[1] === 1 ? 0 : o] !== f32(1 / toInt)) bad++;
+              if (sv[scaleShape[1] === 1 ? 0 : o] !== (perToken ? f32(1 / toInt) : f32(sy / f32(sx * toInt)))) bad++;
               for (let i = 0; i < inL; i++) if (qv[o * inL + i] !== Math.max(-127, Math.min(127, rne(f32(local(o, i) * toInt))))) bad++;
             }
             if (rowParallel) {
@@ -153,7 +181,7 @@ for (const [algo, perChannel] of [["W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN", true]
       }, 120_000);
   });
 
-test("static-activation plugin variants are refused before calibrating, naming what is missing", async () => {
-  for (const algo of ["W8A8_SQ_PER_TENSOR_PLUGIN", "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN"])
-    await expectCodeAsync(quantize(MODEL, join(work.path, "never"), { quant_algo: algo as "W8A8_SQ_PER_TENSOR_PLUGIN" }, { calibDataset: "random" }), "QUANT_UNSUPPORTED", /scale_y/);
+test("static variants without output statistics: QUANT_NEEDS_CALIB naming scale_y", async () => {
+  const { outAmax: _, ...noY } = stats;
+  await expectCodeAsync(quantize(MODEL, join(work.path, "never"), { quant_algo: "W8A8_SQ_PER_TENSOR_PLUGIN" }, { calibStats: noY }), "QUANT_NEEDS_CALIB", /scale_y/);
 });
