@@ -22,6 +22,7 @@ import { log } from "./log.ts";
 import type { Mapping } from "./mapping.ts";
 import type { QuantDevice } from "./quant/backend.ts";
 import type { FloatDType } from "./quant/kernel.ts";
+import { isSqPluginAlgo, SQ_PLUGIN_ALGOS } from "./quant/int8-sq-plugin.ts";
 
 export interface QuantizeOptions {
   mapping?: Mapping;
@@ -76,7 +77,7 @@ export interface QuantizeResult extends ConvertResult {
   calibration?: { describe: string; sequences: number; tokens: number; statsSeconds: number; planSeconds: number; smoothing: SmoothingKind };
 }
 
-const NEEDS_CALIB = new Set(["FP8", "W4A8_AWQ", "W8A8_SQ_PER_CHANNEL"]);
+const NEEDS_CALIB = new Set<string>(["FP8", "W4A8_AWQ", "W8A8_SQ_PER_CHANNEL", ...SQ_PLUGIN_ALGOS]);
 
 export async function quantize(hfDir: string, outDir: string, quantConfig: Partial<QuantConfig>, opts: QuantizeOptions = {}): Promise<QuantizeResult> {
   const algo = quantConfig.quant_algo ?? null;
@@ -93,7 +94,7 @@ export async function quantize(hfDir: string, outDir: string, quantConfig: Parti
   let calibration: QuantizeResult["calibration"];
   let plan;
   if (calibrate) {
-    const smoothing: SmoothingKind = opts.noSmoothing ? "none" : algo === "W4A16_AWQ" || algo === "W4A8_AWQ" ? "awq" : algo === "W8A8_SQ_PER_CHANNEL" ? "smoothquant" : "none";
+    const smoothing: SmoothingKind = opts.noSmoothing ? "none" : algo === "W4A16_AWQ" || algo === "W4A8_AWQ" ? "awq" : algo === "W8A8_SQ_PER_CHANNEL" || isSqPluginAlgo(algo) ? "smoothquant" : "none";
     let stats = opts.calibStats;
     const tokDir = typeof opts.tokenizerDir === "string" ? opts.tokenizerDir : undefined;
     const runner = stats
@@ -121,6 +122,7 @@ export async function quantize(hfDir: string, outDir: string, quantConfig: Parti
     plan = sequential
       ? awqSequentialPlan(r!, stats.ids!, stats.describe, { ...planOpts, loss: opts.awqLoss, blockTokens: opts.awqBlockTokens, jointClip: opts.awqJointClip, target: opts.awqTarget }).plan
       : planCalibration(r!.w, r!.cfg.num_hidden_layers, stats, planOpts);
+    if (stats.outAmax) plan.outAmax = stats.outAmax;
     const planSeconds = (performance.now() - t0) / 1000;
     if (smoothing !== "none") log.info(`${smoothing === "awq" ? `AWQ search (${sequential ? "layer by layer" : "one pass"})` : "SmoothQuant scales"}: ${planSeconds.toFixed(1)} s`);
     calibration = { describe: stats.describe, sequences: stats.sequences, tokens: stats.tokens, statsSeconds: stats.seconds, planSeconds, smoothing };

@@ -9,6 +9,7 @@ import {
   CALIB_DEFAULT_MAX_SEQ_LENGTH, CALIB_DEFAULT_SEED, CALIB_DEFAULT_SIZE, CALIBRATED_QFORMATS, log, Mapping, QFORMAT_ALGO, QFORMATS, type QuantConfig, quantize,
   schemeForQformat, setLogLevel, TrtbError,
 } from "../../src/index.ts";
+import { sqPluginAlgo } from "../../src/quant/int8-sq-plugin.ts";
 import { progressBar } from "./_progress.ts";
 import { commonArgs, dtypeArg, intArg, nonfiniteArgs, optIntArg, parallelArgs } from "./_shared.ts";
 
@@ -16,7 +17,7 @@ export default defineCommand({
   meta: {
     name: "quantize",
     description: "Quantize a Hugging Face checkpoint into a TensorRT-LLM checkpoint. Without calibration: int8_wo / int4_wo, int4_awq_rtn, fp8_rowwise. " +
-      "With calibration data (--calib_dataset): fp8 (per-tensor FP8), int4_awq (AWQ search), w4a8_awq, int8_sq (SmoothQuant W8A8), and --kv_cache_dtype int8|fp8 on any of them",
+      "With calibration data (--calib_dataset): fp8 (per-tensor FP8), int4_awq (AWQ search), w4a8_awq, int8_sq (SmoothQuant W8A8; --smoothquant α --per_channel/--per_token: the legacy plugin layout), and --kv_cache_dtype int8|fp8 on any of them",
   },
   args: {
     model_dir: { type: "string", description: "Hugging Face model directory (config.json + *.safetensors)", required: true, valueHint: "dir" },
@@ -31,9 +32,9 @@ export default defineCommand({
     seed: { type: "string", description: `Seed for --calib_dataset random (default ${CALIB_DEFAULT_SEED})`, valueHint: "n" },
     kv_cache_dtype: { type: "string", description: "Quantize the KV cache: int8 or fp8 (kv_cache_scaling_factor per layer = max(|k|,|v|)/bound)", valueHint: "int8|fp8" },
     int8_kv_cache: { type: "boolean", description: "Legacy: INT8 KV cache with TRT-LLM's scale max(|q|,|k|,|v|)/127", default: false },
-    smoothquant: { type: "string", description: "Legacy: SmoothQuant with this α (writes int8_sq, W8A8_SQ_PER_CHANNEL; --per_channel/--per_token plugin variants are not supported yet)", valueHint: "alpha" },
-    per_channel: { type: "boolean", description: "Legacy SmoothQuant plugin variant (not supported yet)", default: false },
-    per_token: { type: "boolean", description: "Legacy SmoothQuant plugin variant (not supported yet)", default: false },
+    smoothquant: { type: "string", description: "Legacy: SmoothQuant with this α. Alone: int8_sq (modelopt W8A8_SQ_PER_CHANNEL); with --per_channel and/or --per_token: the TRT-LLM converter's plugin layout (W8A8_SQ_*_PLUGIN)", valueHint: "alpha" },
+    per_channel: { type: "boolean", description: "With --smoothquant: the TRT-LLM converter's plugin layout with per-output-channel int8 weight scales (W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN with --per_token, else W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN)", default: false },
+    per_token: { type: "boolean", description: "With --smoothquant: the plugin layout with dynamic per-token int8 activation scales (W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN with --per_channel, else W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN)", default: false },
     awq_clip: { type: "boolean", description: "AWQ formats: run the clipping search after the scale search", default: true },
     awq_mode: { type: "enum", options: ["sequential", "onepass"], description: "AWQ formats: search layer by layer on the already quantized model (sequential, default) or on one pass over the fp model (onepass, faster)", default: "sequential" },
     ...dtypeArg,
@@ -47,11 +48,13 @@ export default defineCommand({
   },
   async run({ args }) {
     setLogLevel(args.verbose ? "debug" : args.log_level);
-    if (args.per_channel || args.per_token)
-      throw new TrtbError("QUANT_UNSUPPORTED", "--per_channel / --per_token (the W8A8_SQ_*_PLUGIN variants) are not supported yet; --smoothquant α alone writes modelopt's W8A8_SQ_PER_CHANNEL (int8_sq)");
+    const plugin = args.per_channel || args.per_token;
+    if (plugin && args.smoothquant === undefined)
+      throw new TrtbError("QUANT_CONFIG", `--${args.per_token ? "per_token" : "per_channel"} selects a legacy SmoothQuant plugin variant: it needs --smoothquant α`);
+    const pluginAlgo = plugin ? sqPluginAlgo(args.per_channel, args.per_token) : undefined;
     let qformat = args.qformat as string | undefined;
     if (args.smoothquant !== undefined) {
-      if (qformat && qformat !== "int8_sq") throw new TrtbError("CLI_BAD_ARG", `--smoothquant writes int8_sq; it cannot be combined with --qformat ${qformat}`);
+      if (qformat && qformat !== "int8_sq") throw new TrtbError("CLI_BAD_ARG", `--smoothquant writes int8_sq${plugin ? " (plugin layout)" : ""}; it cannot be combined with --qformat ${qformat}`);
       qformat = "int8_sq";
     }
     if (qformat && !(QFORMATS as readonly string[]).includes(qformat)) throw new TrtbError("CLI_BAD_ARG", `--qformat must be one of ${QFORMATS.join(", ")}, got ${JSON.stringify(qformat)}`);
@@ -70,7 +73,7 @@ export default defineCommand({
     const q: Partial<QuantConfig> = {};
     if (qformat) {
       schemeForQformat(qformat);
-      q.quant_algo = QFORMAT_ALGO[qformat as keyof typeof QFORMAT_ALGO];
+      q.quant_algo = pluginAlgo ?? QFORMAT_ALGO[qformat as keyof typeof QFORMAT_ALGO];
       if (q.quant_algo === "W4A16_AWQ" || q.quant_algo === "W4A8_AWQ") {
         if (groupSize !== 64 && groupSize !== 128) throw new TrtbError("CLI_BAD_ARG", `--group_size must be 64 or 128, got ${groupSize}`);
         q.group_size = groupSize;

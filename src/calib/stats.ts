@@ -2,7 +2,8 @@
  * The statistics pass: run the calibration sequences through the CPU runner once, with observer
  * hooks on every decoder linear's input and on the qkv output, and collect (src/quant/calib-plan.ts):
  *   per linear input: per-channel max |x| and Σ|x| (mean), token count, optionally XᵀX (AWQ);
- *   per layer: amax of the q, k and v parts of the qkv projection output (before RoPE).
+ *   per layer: amax of the q, k and v parts of the qkv projection output (before RoPE);
+ *   per linear output: max |y| (legacy SmoothQuant's static scale_y).
  * Weight statistics (per-channel max) are taken from the weights directly by the plan (plan.ts).
  * `mlp.fc` and `mlp.gate` see the same input, so they share one statistics object.
  *
@@ -36,12 +37,13 @@ export function symmetrize(g: Float64Array, n: number): void {
 }
 
 /** The observer hooks and what they fill. */
-export function statsHooks(runner: CpuRunner, opts: StatsOptions = {}): { hooks: CpuRunnerHooks; linears: Map<string, LinearStats>; kv: KvStats[] } {
+export function statsHooks(runner: CpuRunner, opts: StatsOptions = {}): { hooks: CpuRunnerHooks; linears: Map<string, LinearStats>; kv: KvStats[]; outAmax: Map<string, number> } {
   const cfg = runner.cfg;
   const d = headSize(cfg);
   const qW = cfg.num_attention_heads * d;
   const kvW = numKvHeads(cfg) * d;
   const linears = new Map<string, LinearStats>();
+  const outAmax = new Map<string, number>();
   const kv: KvStats[] = Array.from({ length: cfg.num_hidden_layers }, () => ({ qAmax: 0, kAmax: 0, vAmax: 0 }));
   let lastX: Float32Array | null = null;
   let lastStats: LinearStats | null = null;
@@ -71,6 +73,9 @@ export function statsHooks(runner: CpuRunner, opts: StatsOptions = {}): { hooks:
     linearOutput(module, y, S, outF) {
       const st = linears.get(module);
       if (st && st.outF === 0) st.outF = outF;
+      let ym = outAmax.get(module) ?? 0;
+      for (let i = 0; i < S * outF; i++) ym = Math.max(ym, Math.abs(y[i]!));
+      outAmax.set(module, ym);
       const m = /^transformer\.layers\.(\d+)\.attention\.qkv$/.exec(module);
       if (!m) return;
       const k = kv[Number(m[1])]!;
@@ -82,13 +87,13 @@ export function statsHooks(runner: CpuRunner, opts: StatsOptions = {}): { hooks:
       }
     },
   };
-  return { hooks, linears, kv };
+  return { hooks, linears, kv, outAmax };
 }
 
 /** Run every calibration sequence once and return the statistics. */
 export function collectCalibStats(runner: CpuRunner, data: CalibData, opts: StatsOptions = {}): CalibStats {
   const t0 = performance.now();
-  const { hooks, linears, kv } = statsHooks(runner, opts);
+  const { hooks, linears, kv, outAmax } = statsHooks(runner, opts);
   const prev = runner.hooks;
   runner.hooks = hooks;
   try {
@@ -100,5 +105,5 @@ export function collectCalibStats(runner: CpuRunner, data: CalibData, opts: Stat
     runner.hooks = prev;
   }
   for (const st of new Set(linears.values())) if (st.gram) symmetrize(st.gram, st.inF);
-  return { describe: data.describe, sequences: data.sequences.length, tokens: data.tokens, seconds: (performance.now() - t0) / 1000, linears, kv, ids: data.sequences };
+  return { describe: data.describe, sequences: data.sequences.length, tokens: data.tokens, seconds: (performance.now() - t0) / 1000, linears, kv, ids: data.sequences, outAmax };
 }

@@ -17,6 +17,7 @@ import { fp8PerTensor } from "./fp8.ts";
 import { fp8Rowwise } from "./fp8-rowwise.ts";
 import { int4Awq } from "./int4-awq.ts";
 import { int8SmoothQuant } from "./int8-sq.ts";
+import { SQ_PLUGIN_SCHEMES } from "./int8-sq-plugin.ts";
 import { w4a8Awq } from "./w4a8-awq.ts";
 import { int4WeightOnly } from "./int4-wo.ts";
 import { int8WeightOnly } from "./int8-wo.ts";
@@ -24,7 +25,7 @@ import type { FloatDType } from "./kernel.ts";
 import { type LinearInfo, linearOfWeight } from "./modules.ts";
 import { QFORMAT_ALGO, type QFormatName, QFORMATS, type QuantScheme } from "./scheme.ts";
 
-export const SCHEMES: readonly QuantScheme[] = [int8WeightOnly, int4WeightOnly, int4Awq, fp8Rowwise, fp8PerTensor, int8SmoothQuant, w4a8Awq];
+export const SCHEMES: readonly QuantScheme[] = [int8WeightOnly, int4WeightOnly, int4Awq, fp8Rowwise, fp8PerTensor, int8SmoothQuant, w4a8Awq, ...SQ_PLUGIN_SCHEMES];
 
 /** The scheme writing `algo`, null for no quantization; throws for algorithms we do not produce. */
 export function schemeForAlgo(algo: QuantAlgo | null | undefined): QuantScheme | null {
@@ -86,7 +87,7 @@ export function quantizeParamSpecs(specs: ParamSpec[], cfg: PretrainedConfig, m:
   if (!a && !kv) return specs;
   return specs.flatMap((s) => {
     const l = a ? quantizedLinear(a, cfg, s.name, s.shape) : null;
-    const out = l ? a!.scheme.params(l, a!.dtype, a!.q) : [s];
+    const out = l ? a!.scheme.params(l, a!.dtype, a!.q) : (a?.scheme.auxParams?.(s, a.q) ?? [s]);
     const k = kv ? KV_SCALE.exec(s.name) : null;
     if (k) out.unshift({ name: kvScaleName(Number(k[1])), shape: [1], dtype: "F32" });
     return out;
@@ -113,12 +114,14 @@ export function quantizeRankWeights(weights: Map<string, LazyTensor>, cfg: Pretr
     }
     const l = a ? quantizedLinear(a, cfg, name, w.shape) : null;
     if (!l) {
-      out.set(name, w);
+      const r = a?.scheme.rewrite?.(name, w, a.q, a.dtype, { mapping: m, plan, cfg }, a.globalLayer);
+      if (r) for (const t of r) out.set(t.name, t);
+      else out.set(name, w);
       continue;
     }
     if (w.dtype !== a!.dtype)
       throw new TrtbError("QUANT_DTYPE", `${name}: expected the model dtype ${a!.dtype} before quantization, got ${w.dtype}`, { tensor: name });
-    for (const t of a!.scheme.quantize(l, w, a!.q, a!.dtype, be, { mapping: m, plan })) out.set(t.name, t);
+    for (const t of a!.scheme.quantize(l, w, a!.q, a!.dtype, be, { mapping: m, plan, cfg })) out.set(t.name, t);
   }
   return out;
 }

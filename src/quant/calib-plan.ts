@@ -38,6 +38,8 @@ export interface CalibStats {
   kv: KvStats[];
   /** The calibration token ids (the layer-by-layer AWQ search runs them again). */
   ids?: number[][];
+  /** Per decoder linear (fc and gate apart), max |y| of its output over the calibration tokens (legacy SmoothQuant's scale_y). */
+  outAmax?: Map<string, number>;
 }
 
 /** One linear's calibrated quantities (full model; the scheme shards them). */
@@ -68,6 +70,8 @@ export interface CalibPlan {
   linears: Map<string, LinearPlan>;
   kv: KvStats[];
   kvRule: KvScaleRule;
+  /** CalibStats.outAmax, when the statistics have it (the static legacy SmoothQuant variants). */
+  outAmax?: Map<string, number>;
   /** AWQ: whether the clip search runs at quantization (needs gramBlocks). */
   awqClip: boolean;
 }

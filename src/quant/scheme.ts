@@ -37,6 +37,8 @@ export const CALIBRATED_QFORMATS: readonly QFormatName[] = ["fp8", "int4_awq", "
 export interface SchemeContext {
   mapping: Mapping;
   plan?: CalibPlan;
+  /** The model config (schemes whose scales depend on the head layout). */
+  cfg?: PretrainedConfig;
 }
 
 export interface QuantScheme {
@@ -58,6 +60,10 @@ export interface QuantScheme {
   readonly runnerHides?: readonly string[];
   /** The f32 weight ([out, in] or [E, out, in]) the engine computes with, from the rank's tensors. */
   effectiveWeight(l: LinearInfo, get: (name: string) => LazyTensor, q: QuantConfig, modelDtype: FloatDType, backend: QuantBackend): LazyTensor;
+  /** Non-linear tensors the scheme changes or adds to (legacy SmoothQuant folds its smoothing into the norms): the specs replacing `spec`, undefined to keep it. */
+  auxParams?(spec: ParamSpec, q: QuantConfig): ParamSpec[] | undefined;
+  /** The tensors replacing the non-linear tensor `name` (as auxParams), undefined to keep it. */
+  rewrite?(name: string, w: LazyTensor, q: QuantConfig, modelDtype: FloatDType, ctx: SchemeContext, globalLayer: (local: number) => number): LazyTensor[] | undefined;
 }
 
 /** Rows (output channels, experts stacked) and cols of a linear's weight. */

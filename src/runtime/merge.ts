@@ -66,6 +66,8 @@ export function mergeCheckpoint(dir: string, cfg: PretrainedConfig, fusedGateUp:
         t = concat(parts, 1, global);
       } else if (/^(attention\.dense|mlp\.proj)\.prequant_scaling_factor$/.test(suffix)) {
         t = concat(parts, 0, global); // row-parallel: each rank holds its input slice
+      } else if (/^(attention\.dense|mlp\.proj)\.smoother$/.test(suffix)) {
+        t = concat(parts, 1, global); // legacy SmoothQuant [1, in_local]
       } else if (suffix === "mlp.fc.weight" && parts[0]!.shape.length === 3) {
         t = mergeMoeFc(parts, m, global);
       } else if (suffix === "mlp.proj.weight" && parts[0]!.shape.length === 3) {

@@ -7,6 +7,13 @@
  *          into the weight instead), then
  *     FP8 / W4A8_AWQ:        x_q = e4m3(clamp(x'/a, ±448)) · a
  *     W8A8_SQ_PER_CHANNEL:   x_q = clamp(RNE(x'/a), −128, 127) · a
+ *   legacy SmoothQuant plugin variants (W8A8_SQ_*_PLUGIN; src/quant/int8-sq-plugin.ts),
+ *   for every linear the checkpoint quantizes (qkv: `input_layernorm.scale_to_int` present; fc / gate:
+ *   `post_layernorm.scale_to_int`; dense / proj: `smoother` present): x' = x / smoother (dense, proj;
+ *   qkv / fc / gate read the norm with the smoothing folded in), then per token t
+ *     x_q = RNE(x'·(127/m_t)) · (m_t/127),  m_t = max_i |x'_t,i|  (a zero row stays zero)
+ *   or, static (no PER_TOKEN), with sx = scale_to_int / quantization_scaling_factor:
+ *     x_q = clamp(RNE(x'·sx), −128, 127) / sx
  *   K and V (per layer with `attention.kv_cache_scaling_factor` s, kv_cache_quant_algo):
  *     INT8: clamp(RNE(v/s), −128, 127) · s          FP8: e4m3(clamp(v/s, ±448)) · s
  *     applied after RoPE, before K/V are stored *and* attended to: every query reads the quantized
@@ -18,12 +25,49 @@ import { e4m3ToF32Bits, f32BitsToE4m3, quantInt } from "../quant/kernel.ts";
 import { bitsToF32, f32Bits } from "../numeric.ts";
 import type { CpuRunnerHooks } from "./cpu.ts";
 import type { FullWeights } from "./merge.ts";
+import { isSqPluginAlgo, sqPluginPerToken } from "../quant/int8-sq-plugin.ts";
 
 type Q = (v: number, s: number) => number;
 const fp8Q: Q = (v, s) => Math.fround(bitsToF32(e4m3ToF32Bits(f32BitsToE4m3(f32Bits(Math.fround(v / s))))) * s);
 const int8Q: Q = (v, s) => Math.fround(quantInt(v, s, -128, 127, "half_even") * s);
 
 const ACT_FORMAT: Partial<Record<string, Q>> = { FP8: fp8Q, W4A8_AWQ: fp8Q, W8A8_SQ_PER_CHANNEL: int8Q };
+
+/** Modules of a legacy SmoothQuant plugin checkpoint whose inputs are quantized: the smoother of dense / proj and the static input scale (1 for per-token). */
+function sqPluginModules(cfg: PretrainedConfig, w: FullWeights): Map<string, { smoother?: Float32Array; s2i: number }> {
+  const out = new Map<string, { smoother?: Float32Array; s2i: number }>();
+  for (let l = 0; l < cfg.num_hidden_layers; l++) {
+    const p = `transformer.layers.${l}.`;
+    const qkv = w.get(`${p}input_layernorm.scale_to_int`);
+    if (qkv) out.set(`${p}attention.qkv`, { s2i: qkv.data[0]! });
+    const mlp = w.get(`${p}post_layernorm.scale_to_int`);
+    if (mlp) for (const m of ["mlp.fc", "mlp.gate"]) out.set(p + m, { s2i: mlp.data[0]! });
+    for (const [m, qsf] of [["attention.dense", "attention"], ["mlp.proj", "mlp"]]) {
+      const s = w.get(`${p}${m}.smoother`);
+      if (s) out.set(p + m, { smoother: s.data, s2i: w.get(`${p}${qsf}.quantization_scaling_factor`)?.data[0] ?? 1 });
+    }
+  }
+  return out;
+}
+
+/** Dynamic per-token int8 fake quantization of x [S, inF] (after dividing by `smoother`). */
+export function perTokenInt8(x: Float32Array, S: number, inF: number, smoother?: Float32Array): Float32Array {
+  const y = new Float32Array(S * inF);
+  for (let s = 0; s < S; s++) {
+    const o = s * inF;
+    let m = 0;
+    for (let i = 0; i < inF; i++) {
+      const v = smoother ? Math.fround(x[o + i]! / smoother[i]!) : x[o + i]!;
+      y[o + i] = v;
+      m = Math.max(m, Math.abs(v));
+    }
+    if (!(m > 0)) continue;
+    const toInt = Math.fround(127 / m);
+    const toFp = Math.fround(m / 127);
+    for (let i = 0; i < inF; i++) y[o + i] = Math.fround(quantInt(Math.fround(y[o + i]! * toInt), 1, -128, 127, "half_even") * toFp);
+  }
+  return y;
+}
 
 /** The hooks for a merged checkpoint, or null when it quantizes neither activations nor the KV cache. */
 export function quantSimHooks(cfg: PretrainedConfig, w: FullWeights): CpuRunnerHooks | null {
@@ -38,8 +82,22 @@ export function quantSimHooks(cfg: PretrainedConfig, w: FullWeights): CpuRunnerH
     }
   const kv: number[] = [];
   if (kvQ) for (let l = 0; l < cfg.num_hidden_layers; l++) kv[l] = w.get(`transformer.layers.${l}.attention.kv_cache_scaling_factor`)?.data[0] ?? NaN;
-  if (acts.size === 0 && !kvQ) return null;
+  const plugin = isSqPluginAlgo(q.quant_algo) ? sqPluginModules(cfg, w) : null;
+  const perToken = sqPluginPerToken(q.quant_algo);
+  if (acts.size === 0 && !kvQ && !plugin) return null;
   const hooks: CpuRunnerHooks = {};
+  if (plugin)
+    hooks.linearInput = (module, x, S, inF) => {
+      const e = plugin.get(module);
+      if (!e) return;
+      if (perToken) return perTokenInt8(x, S, inF, e.smoother);
+      const y = new Float32Array(S * inF);
+      for (let k = 0; k < y.length; k++) {
+        const v = e.smoother ? Math.fround(x[k]! / e.smoother[k % inF]!) : x[k]!;
+        y[k] = Math.fround(quantInt(Math.fround(v * e.s2i), 1, -128, 127, "half_even") / e.s2i);
+      }
+      return y;
+    };
   if (actQ && acts.size > 0)
     hooks.linearInput = (module, x, S, inF) => {
       const e = acts.get(module);

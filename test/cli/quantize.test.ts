@@ -77,3 +77,41 @@ describe("trtllm convert quantization flags (upstream's names)", () => {
     expect(readRaw(join(out.path, "rank0.safetensors")).get("transformer.layers.0.mlp.fc.weight")!.dtype).toBe("F8_E4M3");
   });
 });
+
+describe("trtllm quantize --smoothquant α --per_channel / --per_token (legacy plugin layout)", () => {
+  test("selects the plugin variant (tp 2, random calibration ids)", async () => {
+    using out = tempDir();
+    for (const [flags, algo] of [
+      [["--per_token", "--per_channel"], "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN"], [["--per_token"], "W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN"],
+      [["--per_channel"], "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN"],
+    ] as const) {
+      const ckpt = join(out.path, algo);
+      expect(await cli("quantize", "--model_dir", fixture("llama"), "--output_dir", ckpt, "--smoothquant", "0.6", ...flags, "--calib_dataset", "random", "--calib_size", "2", "--calib_max_seq_length", "8", "--tp_size", "2")).toBe(0);
+      expect(quantOf(ckpt)).toMatchObject({ quant_algo: algo, smoothquant_val: 0.6 });
+      const r1 = readRaw(join(ckpt, "rank1.safetensors"));
+      expect(r1.get("transformer.layers.0.attention.dense.smoother")!.dtype).toBe("F32");
+      expect(r1.get("transformer.layers.0.input_layernorm.scale_to_int")!.shape).toEqual([1]);
+    }
+  });
+
+  test("bad combinations: one clear message, nothing written", async () => {
+    using out = tempDir();
+    const base = ["quantize", "--model_dir", fixture("llama"), "--output_dir", out.path, "--calib_dataset", "random"];
+    for (const [args, msg] of [
+      [["--per_token"], "needs --smoothquant"],
+      [["--per_channel"], "needs --smoothquant"],
+      [["--smoothquant", "2", "--per_channel"], "--smoothquant α must be in [0, 1]"],
+      [["--smoothquant", "0.5", "--per_token", "--qformat", "fp8"], "cannot be combined with --qformat fp8"],
+    ] as const) {
+      io.errors.mockClear();
+      expect(await cli(...base, ...args)).toBe(1);
+      expect(logged()).toContain(msg);
+    }
+    expect(existsSync(join(out.path, "config.json"))).toBe(false);
+  });
+
+  test("--help describes --per_channel and --per_token", async () => {
+    expect(await cli("quantize", "--help")).toBe(0);
+    for (const f of ["--per_channel", "--per_token", "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN", "W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN", "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN"]) expect(printed()).toContain(f);
+  });
+});
