@@ -33,15 +33,19 @@ export const FP8_FAST_KL_RATIO = 1.5;
  * next layer's input; rare, but one such flip moves the logits by ~1e-2 (measured on 40 held-out
  * tokens of tiny-pycode: positions 0–7 within 3e-7, then one flip in position 8's K/V and 1e-2–4e-2
  * for every later position). Mean KL(CPU runner ‖ engine) at most this fraction of KL(bf16 ‖ CPU
- * runner on the FP8 checkpoint) (measured 9.96e-4 / 1.07e-2 = 0.093); greedy ids identical.
+ * runner on the FP8 checkpoint); greedy ids identical. Measured: emulation 9.96e-4 / 1.07e-2 = 0.093
+ * (40 tokens); H200 2.5e-4 / 1.23e-2 = 0.02 (40 tokens), 3.07e-3 / 8.77e-3 = 0.35 (200 tokens: more
+ * positions, more flips), FP8 + FP8 KV 3.81e-3 / 1.57e-2 = 0.24. A wrong scale or layout gives a KL
+ * of the order of KL(bf16 ‖ CPU) or far above it.
  */
-export const FP8_EXACT_KL_FRACTION = 0.2;
+export const FP8_EXACT_KL_FRACTION = 0.5;
 /**
  * SmoothQuant W8A8 engine, exact numerics: the int32 sums are exact, but the engine's f32 inputs
  * differ from the CPU runner's by ~1e-7, and int8's uniform step (amax / 127) puts more values
  * within that of a rounding midpoint than e4m3's relative steps do (measured on 40 held-out tokens
  * of tiny-pycode: positions 0–9 within 4e-7, then one flip in position 10's K/V; KL 1.97e-3 against
- * KL(bf16 ‖ CPU runner) 8.44e-3 = 0.23). Same form as FP8_EXACT_KL_FRACTION; greedy ids identical.
+ * KL(bf16 ‖ CPU runner) 8.44e-3 = 0.23; H200: 0.15, 0.31 and 1e-11 on 40, 200 and 12 tokens). Same
+ * form as FP8_EXACT_KL_FRACTION; greedy ids identical.
  */
 export const INT8_EXACT_KL_FRACTION = 0.4;
 
@@ -63,6 +67,7 @@ export const GPU_KVQ_EXACT_REL_TOL = 5e-3;
 /**
  * Quantized KV cache, fast numerics (bf16 GEMM inputs move K/V before quantization, so many cache
  * values differ by one quantization step: up to 2^-4 relative for e4m3) against quant-sim's f32
- * reference. The CPU emulation measures 1.3e-2 (INT8) and 2.0e-2 (FP8) on the llama fixture.
+ * reference. The CPU emulation measures 1.3e-2 (INT8) and 2.0e-2 (FP8) on the llama fixture; the
+ * H200 1.4e-2 … 1.6e-2 (llama INT8), 1.7e-2 … 2.0e-2 (llama FP8), 4.7e-2 … 5.2e-2 (qwen2 FP8 + W8A16).
  */
-export const GPU_KVQ_FAST_REL_TOL = 5e-2;
+export const GPU_KVQ_FAST_REL_TOL = 8e-2;
