@@ -12,27 +12,19 @@ import { join, resolve } from "node:path";
 import { buildCheckpoint } from "../../src/builder/checkpoint.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
 import { quantize } from "../../src/quantize.ts";
-import { isTrtbError } from "../../src/errors.ts";
-import { engineLib } from "../../src/ffi/engine.ts";
 import { loadCpuRunner } from "../../src/runtime/index.ts";
+import { isTrtbError } from "../../src/errors.ts";
 import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";
 import { asF32, asI32, FIXTURES, readRaw, relMaxErr, tempDir } from "../helpers.ts";
 import { GPU_EXACT_REL_TOL, GPU_F16_LOGITS_REL_TOL, GPU_KVQ_EXACT_REL_TOL, GPU_KVQ_FAST_REL_TOL, GPU_LOGITS_REL_TOL } from "./_gpu-tol.ts";
 import { f16BitsToF32, f32ToF16Bits } from "../../src/numeric.ts";
+import { gpuOrSkip } from "./_gpu.ts";
 
 const DEVFIX = resolve(import.meta.dir, "../../.devfix");
 const FIX = process.env.TRTB_FIXTURES ?? (existsSync(DEVFIX) ? DEVFIX : FIXTURES);
 const fixture = (name: string) => join(FIX, name);
 
-let gpu = false;
-let why = "";
-try {
-  gpu = engineLib().deviceCount() > 0;
-  if (!gpu) why = "no CUDA device";
-} catch (e) {
-  why = isTrtbError(e) ? `${e.code}: ${e.message.split("\n")[0]}` : String(e);
-}
-if (!gpu) console.warn(`test/runtime/gpu-families.test.ts: skipped (${why})`);
+const gpu = gpuOrSkip("test/runtime/gpu-families.test.ts");
 
 const FAMILIES = ["llama", "mistral", "llama3-tied", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "mixtral"].filter((f) => existsSync(fixture(f)));
 const work = tempDir("trtb-gpu-");

@@ -11,8 +11,6 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildCheckpoint } from "../../src/builder/checkpoint.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
-import { isTrtbError } from "../../src/errors.ts";
-import { engineLib } from "../../src/ffi/engine.ts";
 import { quantize } from "../../src/quantize.ts";
 import { loadCpuRunner } from "../../src/runtime/index.ts";
 import type { CpuRunner } from "../../src/runtime/cpu.ts";
@@ -20,16 +18,9 @@ import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";
 import { loadTokenizer } from "../../src/text/index.ts";
 import { relMaxErr, SHARED, tempDir } from "../helpers.ts";
 import { FP8_EXACT_KL_FRACTION, FP8_FAST_KL_RATIO, INT8_EXACT_KL_FRACTION, meanKl } from "./_gpu-tol.ts";
+import { gpuOrSkip } from "./_gpu.ts";
 
-let gpu = false;
-let why = "";
-try {
-  gpu = engineLib().deviceCount() > 0;
-  if (!gpu) why = "no CUDA device";
-} catch (e) {
-  why = isTrtbError(e) ? `${e.code}: ${e.message.split("\n")[0]}` : String(e);
-}
-if (!gpu) console.warn(`test/runtime/gpu-fp8.test.ts: skipped (${why})`);
+const gpu = gpuOrSkip("test/runtime/gpu-fp8.test.ts");
 
 const MODEL = join(SHARED, "models/tiny-pycode");
 const work = tempDir("trtb-gpu-fp8-");

@@ -10,23 +10,14 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { buildCheckpoint } from "../../src/builder/checkpoint.ts";
-import { isTrtbError } from "../../src/errors.ts";
-import { engineLib } from "../../src/ffi/engine.ts";
 import { loadCpuRunner } from "../../src/runtime/index.ts";
 import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";
 import { relMaxErr, tempDir } from "../helpers.ts";
 import { HEAD_CASES, headCaseCheckpoint, headPrompts } from "./_heads.ts";
 import { GPU_EXACT_REL_TOL, GPU_LOGITS_REL_TOL } from "./_gpu-tol.ts";
+import { gpuOrSkip } from "./_gpu.ts";
 
-let gpu = false;
-let why = "";
-try {
-  gpu = engineLib().deviceCount() > 0;
-  if (!gpu) why = "no CUDA device";
-} catch (e) {
-  why = isTrtbError(e) ? `${e.code}: ${e.message.split("\n")[0]}` : String(e);
-}
-if (!gpu) console.warn(`test/runtime/gpu-heads.test.ts: skipped (${why})`);
+const gpu = gpuOrSkip("test/runtime/gpu-heads.test.ts");
 
 const work = tempDir("trtb-gpu-heads-");
 afterAll(() => work[Symbol.dispose]());

@@ -11,22 +11,13 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { buildCheckpoint } from "../../src/builder/checkpoint.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
-import { isTrtbError } from "../../src/errors.ts";
-import { engineLib } from "../../src/ffi/engine.ts";
 import { loadCpuRunner } from "../../src/runtime/index.ts";
 import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";
 import { asF32, asI32, readRaw, relMaxErr, tempDir } from "../helpers.ts";
 import { GPU_EXACT_REL_TOL, GPU_LOGITS_REL_TOL } from "./_gpu-tol.ts";
+import { gpuOrSkip } from "./_gpu.ts";
 
-let gpu = false;
-let why = "";
-try {
-  gpu = engineLib().deviceCount() > 0;
-  if (!gpu) why = "no CUDA device";
-} catch (e) {
-  why = isTrtbError(e) ? `${e.code}: ${e.message.split("\n")[0]}` : String(e);
-}
-if (!gpu) console.warn(`test/runtime/gpu-longrope.test.ts: skipped (${why})`);
+const gpu = gpuOrSkip("test/runtime/gpu-longrope.test.ts");
 
 const DIR = join(import.meta.dir, "../fixtures/phi3-longrope");
 const work = tempDir("trtb-gpu-longrope-");
