@@ -46,6 +46,20 @@ static cudaDataType_t cuda_type(int32_t dt) {
   }
 }
 
+/* The cache key of one GEMM shape (zeroed first: it is hashed and compared as bytes). */
+static trtbe_gemm_key gemm_key(int32_t m, int32_t n, int32_t k, int32_t ab, int32_t y, int64_t ldx, int64_t ldy) {
+  trtbe_gemm_key key;
+  memset(&key, 0, sizeof key);
+  key.m = m;
+  key.n = n;
+  key.k = k;
+  key.ab = ab;
+  key.y = y;
+  key.ldx = ldx;
+  key.ldy = ldy;
+  return key;
+}
+
 static uint64_t key_hash(const trtbe_gemm_key &k) {
   uint64_t h = 1469598103934665603ull;
   const unsigned char *p = reinterpret_cast<const unsigned char *>(&k);
@@ -188,15 +202,7 @@ static int32_t run_lt(trtb_engine_ctx *ctx, trtbe_gemm_entry *e, const cublasLtM
 /* One cuBLASLt GEMM (x in w's dtype): the tactic's algorithm when valid for this shape, else the heuristic's. */
 static int32_t gemm16(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, int32_t m, int32_t n, int32_t k, int32_t ab,
                       int32_t yt, int64_t ldx, int64_t ldy, const trtbe_tactic *t, int32_t tactic, float beta, float alpha = 1.f) {
-  trtbe_gemm_key key;
-  memset(&key, 0, sizeof key);
-  key.m = m;
-  key.n = n;
-  key.k = k;
-  key.ab = ab;
-  key.y = yt;
-  key.ldx = ldx;
-  key.ldy = ldy;
+  const trtbe_gemm_key key = gemm_key(m, n, k, ab, yt, ldx, ldy);
   trtbe_gemm_entry *e = nullptr;
   int32_t st = entry_get(ctx, key, &e);
   if (st != TRTB_OK) return st;
@@ -240,15 +246,7 @@ int32_t trtbe_gemm_i8(trtb_engine_ctx *ctx, const void *w, const void *x, int32_
     return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_i8: bad shape or arguments (m=%d n=%d k=%d, y %d, ldy %lld; k a multiple of 4)", m, n, k, yt,
                       (long long)ldy);
   if (tactic >= ctx->n_tactics) return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_i8: tactic %d is not registered", tactic);
-  trtbe_gemm_key key;
-  memset(&key, 0, sizeof key);
-  key.m = m;
-  key.n = n;
-  key.k = k;
-  key.ab = TRTB_DTYPE_I8;
-  key.y = TRTB_DTYPE_I32;
-  key.ldx = k;
-  key.ldy = n;
+  const trtbe_gemm_key key = gemm_key(m, n, k, TRTB_DTYPE_I8, TRTB_DTYPE_I32, k, n);
   trtbe_gemm_entry *e = nullptr;
   int32_t st = entry_get(ctx, key, &e);
   if (st != TRTB_OK) return st;
@@ -282,15 +280,7 @@ int32_t trtbe_gemm_fp8(trtb_engine_ctx *ctx, const void *w, const void *x, void 
   const trtbe_tactic *tg = tactic >= 0 ? &ctx->tactics[tactic] : nullptr;
   if (tg && tg->kind == TRTB_TACTIC_GEMV && trtbe_gemv_fp8_ok(w, x, m, k, yt, tg->variant))
     return trtbe_gemv_fp8(ctx->stream, w, x, y, m, n, k, yt, ldy, alpha, tg->variant);
-  trtbe_gemm_key key;
-  memset(&key, 0, sizeof key);
-  key.m = m;
-  key.n = n;
-  key.k = k;
-  key.ab = TRTB_DTYPE_F8_E4M3;
-  key.y = yt;
-  key.ldx = k;
-  key.ldy = ldy;
+  const trtbe_gemm_key key = gemm_key(m, n, k, TRTB_DTYPE_F8_E4M3, yt, k, ldy);
   trtbe_gemm_entry *e = nullptr;
   int32_t st = entry_get(ctx, key, &e);
   if (st != TRTB_OK) return st;
@@ -363,15 +353,7 @@ static int32_t tune_weights(trtb_engine_ctx *ctx, TuneBufs &b, size_t bytes, int
  * run(e, algo, it) queues one call. Algorithms offered but unable to run are skipped. */
 template <typename F>
 static int32_t time_lt_candidates(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, std::vector<trtb_engine_tune_result> &res, F run) {
-  trtbe_gemm_key key;
-  memset(&key, 0, sizeof key);
-  key.m = p->m;
-  key.n = p->n;
-  key.k = p->k;
-  key.ab = p->ab_dtype;
-  key.y = p->y_dtype;
-  key.ldx = p->k;
-  key.ldy = p->n;
+  const trtbe_gemm_key key = gemm_key(p->m, p->n, p->k, p->ab_dtype, p->y_dtype, p->k, p->n);
   trtbe_gemm_entry *e = nullptr;
   int32_t st = entry_get(ctx, key, &e);
   if (st != TRTB_OK) return st;
