@@ -54,6 +54,23 @@ async function emuRunner(eng: string, opts: { maxNumTokens?: number; cudaGraphs?
   return { runner, ctx };
 }
 
+/**
+ * tiny-pycode quantized with `quant` on 4 × 64 calibration tokens of its held-out text and built
+ * with the fake backend in `dir`; `prompt`: 40 held-out tokens from further on.
+ */
+async function tinyPycodeEngine(quant: Record<string, unknown>, dir: string) {
+  const model = join(SHARED, "models/tiny-pycode");
+  const text = readFileSync(join(model, "heldout-public.py.txt"), "utf8");
+  const calib = join(dir, "calib.txt");
+  writeFileSync(calib, text.slice(0, 20000));
+  const ckpt = join(dir, "q");
+  const eng = join(dir, "eng");
+  await quantize(model, ckpt, quant, { calibDataset: calib, calibSize: 4, calibMaxSeqLength: 64 });
+  await buildCheckpoint({ checkpointDir: ckpt, outputDir: eng, backend: fakeBackend(), buildConfig: { max_num_tokens: 64, max_batch_size: 4 } });
+  const prompt = loadTokenizer(model).encode(text.slice(30000, 32000)).slice(0, 40);
+  return { model, eng, cpu: await loadCpuRunner(ckpt), prompt };
+}
+
 describe("GPU runtime on the CPU emulation", () => {
   for (const name of ["llama", "mistral", "llama3-tied", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "mixtral"]) {
     test(name, async () => {
@@ -274,21 +291,13 @@ describe("GPU runtime on the CPU emulation", () => {
   // keep their own weight scales). Exact numerics quantize the f32 input: the CPU runner's bits.
   test("FP8 engine (tiny-pycode): exact numerics within FP8 rounding of the CPU runner, fast as close to bf16 as FP8 is", async () => {
     using t = tempDir();
-    const model = join(SHARED, "models/tiny-pycode");
-    const calib = join(t.path, "calib.txt");
-    writeFileSync(calib, readFileSync(join(model, "heldout-public.py.txt"), "utf8").slice(0, 20000));
-    const ckpt = join(t.path, "fp8");
-    const eng = join(t.path, "eng");
-    await quantize(model, ckpt, { quant_algo: "FP8" }, { calibDataset: calib, calibSize: 4, calibMaxSeqLength: 64 });
-    await buildCheckpoint({ checkpointDir: ckpt, outputDir: eng, backend: fakeBackend(), buildConfig: { max_num_tokens: 64, max_batch_size: 4 } });
-    const cpu = await loadCpuRunner(ckpt);
+    const { model, eng, cpu, prompt } = await tinyPycodeEngine({ quant_algo: "FP8" }, t.path);
     const { runner } = await emuRunner(eng, { numerics: "exact" });
     const f8 = runner.plan.model.fp8!.linears;
     expect(Object.keys(f8).length).toBe(4 * 6);
     expect(f8["layers.0.gate_up"]!.w.length).toBe(2);
     expect(runner.plan.tensors.find((x) => x.name === "layers.0.qkv")!.dtype).toBe("F8_E4M3");
     expect(Object.keys(runner.plan.gemm.sites).sort()).toEqual(["dense.fp8", "down.fp8", "gate_up.fp8", "lm_head", "qkv.fp8"]);
-    const prompt = loadTokenizer(model).encode(readFileSync(join(model, "heldout-public.py.txt"), "utf8").slice(30000, 32000)).slice(0, 40);
     const ref8 = cpu.forward(prompt);
     const ex = runner.forwardLogits([prompt])[0]!;
     expect(runner.generate([prompt], { maxNewTokens: 6 }).outputIds[0]).toEqual(cpu.greedy(prompt, 6));
@@ -385,19 +394,11 @@ describe("GPU runtime on the CPU emulation", () => {
   // (ACT_I8), int32 GEMMs with the per-channel dequant; gate_up as one GEMM (per-row scales).
   test("SmoothQuant W8A8 engine (tiny-pycode): exact numerics within int8 rounding of the CPU runner, fast as close to bf16 as SQ is", async () => {
     using t = tempDir();
-    const model = join(SHARED, "models/tiny-pycode");
-    const calib = join(t.path, "calib.txt");
-    writeFileSync(calib, readFileSync(join(model, "heldout-public.py.txt"), "utf8").slice(0, 20000));
-    const ckpt = join(t.path, "sq");
-    const eng = join(t.path, "eng");
-    await quantize(model, ckpt, { quant_algo: "W8A8_SQ_PER_CHANNEL" }, { calibDataset: calib, calibSize: 4, calibMaxSeqLength: 64 });
-    await buildCheckpoint({ checkpointDir: ckpt, outputDir: eng, backend: fakeBackend(), buildConfig: { max_num_tokens: 64, max_batch_size: 4 } });
-    const cpu = await loadCpuRunner(ckpt);
+    const { model, eng, cpu, prompt } = await tinyPycodeEngine({ quant_algo: "W8A8_SQ_PER_CHANNEL" }, t.path);
     const { runner } = await emuRunner(eng, { numerics: "exact" });
     expect(Object.keys(runner.plan.model.sq!.linears).length).toBe(4 * 6);
     expect(runner.plan.tensors.find((x) => x.name === "layers.0.gate_up")!.dtype).toBe("I8");
     expect(runner.plan.tensors.find((x) => x.name === "layers.0.gate_up.sq_pre")!.shape).toEqual([cpu.cfg.hidden_size]);
-    const prompt = loadTokenizer(model).encode(readFileSync(join(model, "heldout-public.py.txt"), "utf8").slice(30000, 32000)).slice(0, 40);
     const ref = cpu.forward(prompt);
     const ex = runner.forwardLogits([prompt])[0]!;
     const V = cpu.cfg.vocab_size;
