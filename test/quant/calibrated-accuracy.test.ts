@@ -19,16 +19,14 @@
  * or 4 windows Δppl is too noisy to rank the variants. The test holds what is measured.
  */
 import { beforeAll, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { calibrationStats } from "../../src/calib/index.ts";
-import { convertCheckpoint } from "../../src/convert.ts";
 import { evaluate, type EvalResult } from "../../src/eval.ts";
 import type { CalibStats } from "../../src/quant/calib-plan.ts";
 import { quantize, type QuantizeOptions } from "../../src/quantize.ts";
-import { SHARED, tempDir } from "../helpers.ts";
+import { tempDir } from "../helpers.ts";
+import { TINY_PYCODE, tinyPycodeHalves } from "./_tiny.ts";
 
-const MODEL = join(SHARED, "models/tiny-pycode");
+const MODEL = TINY_PYCODE;
 /** The goals. */
 const FP8_KL_MAX = 0.01;
 const KV_KL_MAX = 0.01;
@@ -46,16 +44,11 @@ const SQ_KL_RATIO_MAX = 0.3;
 
 const work = tempDir();
 let stats: CalibStats;
-const bf16 = join(work.path, "bf16");
-const evalTxt = join(work.path, "eval.txt");
+let bf16 = "";
+let evalTxt = "";
 
 beforeAll(async () => {
-  const text = readFileSync(join(MODEL, "heldout-public.py.txt"), "utf8");
-  const cut = text.indexOf("\n", Math.floor(text.length / 2)) + 1;
-  writeFileSync(join(work.path, "calib.txt"), text.slice(0, cut));
-  writeFileSync(evalTxt, text.slice(cut));
-  await convertCheckpoint({ modelDir: MODEL, outputDir: bf16 });
-  ({ stats } = await calibrationStats({ modelDir: MODEL, dataset: join(work.path, "calib.txt"), calibSize: 8, calibMaxSeqLength: 128, gram: true }));
+  ({ stats, bf16, evalTxt } = await tinyPycodeHalves(work.path, true));
 }, 300_000);
 
 async function run(q: Record<string, unknown>, o: QuantizeOptions = {}): Promise<EvalResult> {

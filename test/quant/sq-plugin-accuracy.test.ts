@@ -23,17 +23,15 @@
  * The test holds what is measured.
  */
 import { beforeAll, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { calibrationStats } from "../../src/calib/index.ts";
-import { convertCheckpoint } from "../../src/convert.ts";
 import { evaluate } from "../../src/eval.ts";
 import { Mapping } from "../../src/mapping.ts";
 import type { CalibStats } from "../../src/quant/calib-plan.ts";
 import { quantize, type QuantizeOptions } from "../../src/quantize.ts";
-import { SHARED, tempDir } from "../helpers.ts";
+import { tempDir } from "../helpers.ts";
+import { TINY_PYCODE, tinyPycodeHalves } from "./_tiny.ts";
 
-const MODEL = join(SHARED, "models/tiny-pycode");
+const MODEL = TINY_PYCODE;
 /** Measured on this split (see the header). */
 const PER_CHANNEL_PER_TOKEN_KL = 1.552e-3;
 const PER_CHANNEL_PER_TOKEN_UNSMOOTHED_KL = 1.567e-3;
@@ -47,16 +45,11 @@ const SLACK = 1.05;
 
 const work = tempDir();
 let stats: CalibStats;
-const bf16 = join(work.path, "bf16");
-const evalTxt = join(work.path, "eval.txt");
+let bf16 = "";
+let evalTxt = "";
 
 beforeAll(async () => {
-  const text = readFileSync(join(MODEL, "heldout-public.py.txt"), "utf8");
-  const cut = text.indexOf("\n", Math.floor(text.length / 2)) + 1;
-  writeFileSync(join(work.path, "calib.txt"), text.slice(0, cut));
-  writeFileSync(evalTxt, text.slice(cut));
-  await convertCheckpoint({ modelDir: MODEL, outputDir: bf16 });
-  ({ stats } = await calibrationStats({ modelDir: MODEL, dataset: join(work.path, "calib.txt"), calibSize: 8, calibMaxSeqLength: 128 }));
+  ({ stats, bf16, evalTxt } = await tinyPycodeHalves(work.path));
 }, 300_000);
 
 async function kl(q: Record<string, unknown>, o: QuantizeOptions = {}, out = join(work.path, "q"), reference = bf16): Promise<number> {
