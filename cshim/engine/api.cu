@@ -297,7 +297,7 @@ static const OpSpec kOps[] = {
     {"?", 0},           {"EMBED", 9},      {"ADD_NORM", 12},     {"GEMM", 13},  {"QKV_ROPE", 21},
     {"ATTN_DECODE", 19}, {"ATTN_PREFILL", 19}, {"GATED_ACT", 9},  {"GATHER_ROWS", 5}, {"SCATTER_ADD", 6},
     {"SOFTCAP", 4},     {"SAMPLE", 7},     {"MEMCPY", 4},        {"MEMSET", 3}, {"MOE_ROUTE", 9},
-    {"GEMM_WO", 16},   {"ACT_FP8", 7},  {"GEMM_FP8", 11},
+    {"GEMM_WO", 19},   {"ACT_FP8", 7},  {"GEMM_FP8", 11},
     {"ACT_I8", 7},   {"GEMM_I8", 12},
 };
 #define N_OPS ((uint32_t)(sizeof kOps / sizeof kOps[0]))
@@ -326,7 +326,8 @@ static int32_t run_op(trtb_engine_ctx *ctx, uint32_t op, const uint64_t *a) {
                         I(9), (int32_t)I(10), (int32_t)I(11), P(12));
     case TRTB_OP_GEMM_WO:
       return trtbe_gemm_wo(ctx, P(0), (const float *)P(1), P(2), P(3), (int32_t)I(4), (int32_t)I(5), (int32_t)I(6), (int32_t)I(7),
-                           (int32_t)I(8), (int32_t)I(9), I(10), I(11), (int32_t)I(12), (int32_t)I(13), P(14), P(15));
+                           (int32_t)I(8), (int32_t)I(9), I(10), I(11), (int32_t)I(12), (int32_t)I(13), P(14), P(15), P(16), (int32_t)I(17),
+                           (const float *)P(18));
     case TRTB_OP_QKV_ROPE: {
       QkvRopeArgs x{(const float *)P(0), I(1), (const float *)P(2), (const float *)P(3), (const float *)P(4), (float)F(5),
                     (const int32_t *)P(6), (const int32_t *)P(7), P(8), (int32_t)I(9), (int32_t)I(10), (int32_t)I(11),

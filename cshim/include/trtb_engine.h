@@ -46,7 +46,7 @@ extern "C" {
  * src/ffi/engine.ts refuses a library whose number differs. Bump it on any change to a signature,
  * a struct layout or an op's argument list. (trtb_engine_abi_version() reports trtb.h's
  * TRTB_ABI_VERSION, the number the shared loader in src/ffi/lib.ts checks for every library.) */
-#define TRTB_ENGINE_ABI_VERSION 3u
+#define TRTB_ENGINE_ABI_VERSION 4u
 
 typedef struct trtb_engine_ctx trtb_engine_ctx;     /* opaque */
 typedef struct trtb_engine_graph trtb_engine_graph; /* opaque */
@@ -119,12 +119,19 @@ enum {
   TRTB_OP_MOE_ROUTE = 14,
   /* args: w(tiled q), scale(f32[N]), x, y, M, N, K, bits (8, 4), ab (activation dtype F16/BF16),
    *       y_dtype (F32 or ab), ldx, ldy, tactic_id (-1: heuristic), x_dtype (ab or F32), scratch,
-   *       deq
+   *       deq, gscale (ab [ceil(N/16), K/group, 16], or 0), group (0, or a multiple of the k tile:
+   *       64 / 128 for int4), pre (f32[K] or 0)
    * Weight-only GEMM: y[M,N] = (x[M,K] . q[N,K]^T) * scale[N], q int8/int4 in the tiled layout of
    * cshim/engine/kernels/gemm_wo.cu (N padded to 16, K to 32 / 64 values). M <= 64 runs our
    * tensor-core kernel (any tactic but a cuBLASLt one); otherwise (or with a cuBLASLt tactic) the weights
    * are expanded into deq (a_dtype [N, K], 2·N·K bytes) and cuBLASLt multiplies. x_dtype F32 is the
-   * exact path (y F32; x split into two 16-bit halves in scratch, 4·M·K bytes). */
+   * exact path (y F32; x split into two 16-bit halves in scratch, 4·M·K bytes).
+   * Group-wise (AWQ, group > 0; int4 only): scale is unused and
+   *   y[m,n] = sum_g gscale[n, g] * sum_{k in g} q[n,k] * (x[m,k] * pre[k])
+   * (each group's sum kept in f32, then scaled), pre the activation smoothing (prequant_scaling_factor;
+   * 0 = none). gscale is tiled as [row tile][group][16 rows]. Beyond 64 rows the expansion folds in
+   * gscale and pre; the exact path multiplies x by pre in f32 before splitting it and runs our kernel
+   * 64 rows at a time. */
   TRTB_OP_GEMM_WO = 15,
   /* args: x([M,ldx]), x_dtype (F32/F16/BF16), ldx, out(e4m3 [M,K]), M, K, scale(f64)
    * out = e4m3(x / scale), round to nearest even, saturated to ±448 (FP8 activation quantization). */
@@ -185,7 +192,7 @@ typedef struct trtb_engine_tune_params {
   double min_ms;                /* each measurement spans at least this much GPU time */
   int32_t w_bits;               /* 0: 16-bit weights; 8 / 4: a weight-only site (TRTB_OP_GEMM_WO): our
                                    kernel for m <= 64, else cuBLASLt after expanding the weights */
-  int32_t reserved;
+  int32_t w_group;              /* weight-only: 0 per channel, else the group size (AWQ, int4) */
 } trtb_engine_tune_params;
 
 /* Out: one timed candidate. */

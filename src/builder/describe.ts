@@ -38,7 +38,8 @@ export function describeModel(cfg: PretrainedConfig, rank: number, family: Pick<
   const moeCfg = cfg.moe as { num_experts?: number; top_k?: number } | undefined;
   const moe = moeCfg?.num_experts ? { num_experts: moeCfg.num_experts, top_k: moeCfg.top_k ?? 2, local_experts: m.epExperts(moeCfg.num_experts) } : null;
   const qa = configQuant(cfg).quant_algo;
-  const weightOnly = qa === "W8A16" || qa === "W4A16" ? { algo: qa, bits: qa === "W8A16" ? 8 : 4 } as const : null;
+  const weightOnly = qa === "W8A16" || qa === "W4A16" ? { algo: qa, bits: qa === "W8A16" ? 8 : 4 } as const
+    : qa === "W4A16_AWQ" ? { algo: qa, bits: 4, group_size: configQuant(cfg).group_size } as const : null;
   const parallelEmb = cfg.use_parallel_embedding && tp > 1;
   const embDim0 = parallelEmb && cfg.embedding_sharding_dim === 0;
   const embRows = embDim0 ? Math.ceil(V / tp) : V;

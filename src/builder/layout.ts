@@ -30,6 +30,12 @@
  * quantized here per output channel, exactly as the CPU runner replays it, and stored as
  * `<name>` I8 in the tiled layout of wo-pack.ts plus `<name>.scale` F32 [rows]. A fused tensor
  * ([gate; fc]) must be quantized or excluded as a whole.
+ *
+ * AWQ engines (quant_algo W4A16_AWQ; modelopt's layout, spec §3.3): the checkpoint's int4 values
+ * are kept as they are (no requantization), repacked into the same tiled layout as `<name>`, with
+ * `<name>.gscale` (model dtype [ceil(rows/16), in/group, 16]: weights_scaling_factor in the
+ * kernel's order) and `<name>.pre` (F32 [in]: prequant_scaling_factor, which the modules of a
+ * fused GEMM must share). Linears the checkpoint left unquantized stay 16-bit.
  */
 import { configQuant, type PretrainedConfig } from "../format/checkpoint-config.ts";
 import type { DType } from "../dtype.ts";
@@ -45,7 +51,7 @@ import { cast, concat, type LazyTensor, lazy, renamed } from "../tensor/lazy.ts"
 import type { EngineModelDesc } from "../engine/plan.ts";
 import type { EngineTensor } from "../engine/engine-file.ts";
 import type { WoBits } from "../engine/wo-layout.ts";
-import { WoLinear, WoPackedTensor, WoScaleTensor } from "./wo-pack.ts";
+import { AwqLinear, AwqScaleTensor, WoLinear, WoPackedTensor, WoScaleTensor } from "./wo-pack.ts";
 
 export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): EngineTensor[] {
   const w = model.weights;
@@ -69,7 +75,9 @@ export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): En
     out.push({ name, dtype: dt, shape: [...t.shape], source: renamed(cast(t, dt), name) });
   };
   const f32 = (name: string, t: LazyTensor) => add(name, t, "F32");
-  const wo = desc.weight_only ? weightOnlyContext(model, desc.weight_only.bits) : null;
+  const awqGroup = desc.weight_only?.group_size ?? 0;
+  const wo = desc.weight_only && !awqGroup ? weightOnlyContext(model, desc.weight_only.bits) : null;
+  const awqQuantizes = awqGroup ? quantizedByConfig(model) : null;
   /** A decoder linear: packed + scales when the quant config quantizes its modules, else as is. */
   const linear = (name: string, t: LazyTensor, modules: string[]) => {
     if (desc.sq && scaledModules(model, name, modules)) {
@@ -88,6 +96,23 @@ export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): En
       out.push({ name, dtype: "F8_E4M3", shape: [...t.shape], source: renamed(t, name) });
       return;
     }
+    if (awqGroup && scaledModules(model, name, modules)) {
+      const sc = modules.map((m) => get(`${m}.weights_scaling_factor`));
+      const al = new AwqLinear(t, sc.length === 1 ? sc[0]! : concat(sc, 0, `${name}.gscale`), awqGroup);
+      const pre = sharedVector(model, modules.map((m) => `${m}.prequant_scaling_factor`), name);
+      const md = cfg.dtype === "float16" ? "F16" : "BF16";
+      out.push(
+        { name, dtype: "I8", shape: [], source: new WoPackedTensor(name, al) },
+        { name: `${name}.gscale`, dtype: md, shape: [], source: new AwqScaleTensor(`${name}.gscale`, al, md) },
+        { name: `${name}.pre`, dtype: "F32", shape: [pre.shape[0]!], source: renamed(cast(pre, "F32"), `${name}.pre`) },
+      );
+      for (const e of out.slice(-3)) e.shape = [...e.source.shape];
+      return;
+    }
+    if (awqQuantizes?.(t, modules))
+      throw new TrtbError("CKPT_MISSING_TENSOR",
+        `${modules[0]}.weights_scaling_factor: the checkpoint's quant config (W4A16_AWQ) quantizes ${modules.join(" / ")}, but the checkpoint holds ${t.dtype} weights and no scales (write it with trtllm quantize --qformat int4_awq / int4_awq_rtn)`,
+        { tensor: `${modules[0]}.weights_scaling_factor` });
     const wl = wo?.linear(name, t, modules, modelDt(t));
     if (!wl) return add(name, t);
     out.push({ name, dtype: "I8", shape: [], source: new WoPackedTensor(name, wl) }, { name: `${name}.scale`, dtype: "F32", shape: [], source: new WoScaleTensor(`${name}.scale`, wl) });
@@ -245,6 +270,39 @@ export function sqLinears(model: PretrainedModel, desc: EngineModelDesc): Record
     out[name] = { a: as[0]![0]! };
   }
   return out;
+}
+
+/**
+ * The one vector the modules of a fused GEMM share (AWQ's prequant_scaling_factor: modelopt smooths
+ * q/k/v and fc/gate together), as a lazy tensor of the first; BUILD_UNSUPPORTED when missing or different.
+ */
+function sharedVector(model: PretrainedModel, names: string[], gemm: string): LazyTensor {
+  const ts = names.map((n) => model.weights.get(n));
+  if (ts.some((t) => !t || t.shape.length !== 1))
+    throw new TrtbError("BUILD_UNSUPPORTED", `${names.find((_, i) => !ts[i] || ts[i]!.shape.length !== 1)} is missing or not a vector; AWQ engines need the prequant_scaling_factor of every quantized linear`);
+  if (ts.length > 1) {
+    const vals = ts.map((t) => {
+      const v = new Float32Array(t!.numel);
+      t!.writeRange(new Uint8Array(v.buffer), "F32", 0, v.length);
+      return v;
+    });
+    if (vals.some((v) => v.length !== vals[0]!.length || v.some((x, i) => x !== vals[0]![i])))
+      throw new TrtbError("BUILD_UNSUPPORTED", `${names.join(" and ")} are fused into one engine GEMM (${gemm}) but have different prequant_scaling_factor`);
+  }
+  return ts[0]!;
+}
+
+/** Does the checkpoint's quant config (its scheme and exclude_modules) quantize any of `modules`? */
+function quantizedByConfig(model: PretrainedModel): (t: LazyTensor, modules: string[]) => boolean {
+  const cfg = model.config;
+  const q = configQuant(cfg);
+  const scheme = schemeForAlgo(q.quant_algo)!;
+  const layers = model.mapping.ppLayers(cfg.num_hidden_layers);
+  return (t, modules) =>
+    modules.some((m) => {
+      const l = linearOfWeight(`${m}.weight`, t.shape, (i) => layers[i] ?? i);
+      return l !== null && scheme.quantizes(l, cfg, q);
+    });
 }
 
 /** What decides which linears a weight-only engine quantizes, and how (the checkpoint's scheme). */

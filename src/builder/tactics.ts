@@ -66,6 +66,8 @@ export interface GemmSiteShape {
   y: "F32" | "F16" | "BF16";
   /** 8 / 4: weight-only weights (the site is named `<name>.wo`) */
   wbits?: 8 | 4;
+  /** AWQ: the group size of the site's group-wise scales */
+  wgroup?: number;
 }
 
 /**
@@ -85,15 +87,15 @@ export function gemmSites(d: EngineModelDesc, tensors?: readonly { name: string;
   const quantized = new Set<string>();
   const plain = new Set<string>();
   for (const t of tensors) {
-    const m = /^layers\.\d+\.(.+?)(\.scale)?$/.exec(t.name);
+    const m = /^layers\.\d+\.(.+?)(\.g?scale|\.pre)?$/.exec(t.name);
     if (!m) continue;
-    if (m[2]) quantized.add(m[1]!);
+    if (m[2] === ".scale" || m[2] === ".gscale") quantized.add(m[1]!);
     else if (t.dtype === "F16" || t.dtype === "BF16") plain.add(m[1]!);
   }
   const out: GemmSiteShape[] = [];
   for (const s of base) {
     if (!quantized.has(s.name) || plain.has(s.name)) out.push(s);
-    if (quantized.has(s.name)) out.push({ ...s, name: woSite(s.name), wbits: d.weight_only.bits });
+    if (quantized.has(s.name)) out.push({ ...s, name: woSite(s.name), wbits: d.weight_only.bits, ...(d.weight_only.group_size ? { wgroup: d.weight_only.group_size } : {}) });
   }
   return out;
 }
@@ -154,9 +156,9 @@ export function selectTactics(backend: Backend, sites: GemmSiteShape[], buckets:
   for (const s of sites) {
     const t0 = performance.now();
     let timed = 0;
-    const site: PlanGemmSite = { n: s.n, k: s.k, ab: s.ab, y: s.y, ...(s.wbits ? { wbits: s.wbits } : {}), buckets: [] };
+    const site: PlanGemmSite = { n: s.n, k: s.k, ab: s.ab, y: s.y, ...(s.wbits ? { wbits: s.wbits } : {}), ...(s.wgroup ? { wgroup: s.wgroup } : {}), buckets: [] };
     for (const m of buckets) {
-      const key = TimingCache.key(backend.device, s.wbits ? `w${s.wbits}/${s.ab}` : s.ab, s.y, m, s.n, s.k);
+      const key = TimingCache.key(backend.device, s.wbits ? `w${s.wbits}${s.wgroup ? `g${s.wgroup}` : ""}/${s.ab}` : s.ab, s.y, m, s.n, s.k);
       let e = cache.entries.get(key);
       if (e) cache.hits++;
       else {
@@ -164,7 +166,7 @@ export function selectTactics(backend: Backend, sites: GemmSiteShape[], buckets:
         timed++;
         // Bigger problems need fewer repeats to fill the measurement window.
         const flop = 2 * m * s.n * s.k;
-        const res = backend.tune({ m, n: s.n, k: s.k, ab: s.ab, y: s.y, maxAlgos: 8, allowGemv: true, minMs: flop > 1e11 ? 3 : 1, wBits: s.wbits ?? 0 });
+        const res = backend.tune({ m, n: s.n, k: s.k, ab: s.ab, y: s.y, maxAlgos: 8, allowGemv: true, minMs: flop > 1e11 ? 3 : 1, wBits: s.wbits ?? 0, wGroup: s.wgroup ?? 0 });
         const best = res[0];
         e = best
           ? { kind: best.kind, variant: best.variant, algo: best.algo ? hex(best.algo) : undefined, us: best.timeUs }

@@ -12,7 +12,7 @@ import { type QuantKernelParams, quantSizes } from "../quant/kernel.ts";
 import { fpBytesOf } from "../quant/lazy.ts";
 import { castInto } from "../tensor/cast.ts";
 import { LazyTensor } from "../tensor/lazy.ts";
-import { type WoBits, woKTile, woPackedBytes, woPackTS } from "../engine/wo-layout.ts";
+import { unpackInt4Rows, type WoBits, woGroupScalesTS, woKTile, woPackedBytes, woPackTS } from "../engine/wo-layout.ts";
 
 /** Pack `q` (N·K int8 values) into `dst` (woPackedBytes) with libtrtb, or the TypeScript reference. */
 export function woPack(q: Int8Array, N: number, K: number, bits: WoBits, dst: Uint8Array): void {
@@ -30,7 +30,15 @@ export function woPack(q: Int8Array, N: number, K: number, bits: WoBits, dst: Ui
  * q and scales), packed into the layout above. The packed tensor is written first (the kernel
  * writes straight into the writer's buffer); the scales are kept until written, then dropped.
  */
-export class WoLinear {
+/** What the packed tensor asks of its linear. */
+interface PackedOwner {
+  readonly rows: number;
+  readonly cols: number;
+  readonly bits: WoBits;
+  pack(dst: Uint8Array): void;
+}
+
+export class WoLinear implements PackedOwner {
   #scales: Float32Array | null = null;
   readonly packedBytes: number;
 
@@ -42,6 +50,10 @@ export class WoLinear {
 
   get rows(): number {
     return this.params.rows;
+  }
+
+  get cols(): number {
+    return this.params.cols;
   }
 
   /** Quantize and pack into `dst` (packedBytes); keeps the scales. */
@@ -66,11 +78,11 @@ export class WoLinear {
   }
 }
 
-/** The packed weights of a WoLinear: I8 [ceil(N/16)·16, K_padded·bits/8]. */
+/** The packed weights of a WoLinear / AwqLinear: I8 [ceil(N/16)·16, K_padded·bits/8]. */
 export class WoPackedTensor extends LazyTensor {
-  constructor(name: string, readonly owner: WoLinear) {
+  constructor(name: string, readonly owner: PackedOwner) {
     const kt = woKTile(owner.bits);
-    super(name, "I8", [Math.ceil(owner.params.rows / 16) * 16, (Math.ceil(owner.params.cols / kt) * kt * owner.bits) / 8]);
+    super(name, "I8", [Math.ceil(owner.rows / 16) * 16, (Math.ceil(owner.cols / kt) * kt * owner.bits) / 8]);
   }
   writeRange(dst: Uint8Array, dtype: DType, start: number, count: number): void {
     if (dtype !== "I8") throw new TrtbError("BUILD_INTERNAL", `${this.name}: packed weights cannot be written as ${dtype}`);
@@ -90,5 +102,52 @@ export class WoScaleTensor extends LazyTensor {
     const s = this.owner.scales();
     castInto(new Uint8Array(s.buffer, s.byteOffset + start * 4, count * 4), "F32", dst, dtype);
     if (start + count === this.numel) this.owner.release();
+  }
+}
+
+// ---- AWQ (W4A16_AWQ): the checkpoint's int4 values and group scales, rearranged -----------------
+
+/**
+ * One W4A16_AWQ linear of an engine: the checkpoint's q (modelopt's int4 packing along the output
+ * dim, [N/2, K] I8, as stored: no requantization) repacked into the tiled int4 layout, and its
+ * group scales ([N, K/group]) in the kernel's tiled order (woGroupScalesTS).
+ */
+export class AwqLinear implements PackedOwner {
+  readonly bits = 4 as const;
+  readonly rows: number;
+  readonly cols: number;
+
+  constructor(readonly weight: LazyTensor, readonly scales: LazyTensor, readonly group: number) {
+    this.rows = weight.shape[0]! * 2;
+    this.cols = weight.shape[1]!;
+    const G = this.cols / group;
+    if (weight.dtype !== "I8" || weight.shape.length !== 2)
+      throw new TrtbError("BUILD_UNSUPPORTED", `${weight.name} is ${weight.dtype} [${weight.shape}]; W4A16_AWQ engines take modelopt's I8 [out/2, in] int4 weights`, { tensor: weight.name });
+    if (!Number.isInteger(G) || scales.shape.length !== 2 || scales.shape[0] !== this.rows || scales.shape[1] !== G)
+      throw new TrtbError("BUILD_UNSUPPORTED",
+        `${scales.name} is [${scales.shape}]; expected [${this.rows}, ${this.cols}/${group}] for ${weight.name} (group_size ${group})`, { tensor: scales.name });
+  }
+
+  pack(dst: Uint8Array): void {
+    const q = unpackInt4Rows(this.weight.bytes(), this.rows, this.cols);
+    woPack(q, this.rows, this.cols, 4, dst);
+  }
+
+  /** The tiled group scales as f32 (the stored values, widened). */
+  tiledScales(): Float32Array {
+    const s = new Float32Array(this.scales.numel);
+    this.scales.writeRange(new Uint8Array(s.buffer), "F32", 0, s.length);
+    return woGroupScalesTS(s, this.rows, this.cols / this.group);
+  }
+}
+
+/** The group scales of an AwqLinear: [ceil(N/16), K/group, 16] in the model dtype. */
+export class AwqScaleTensor extends LazyTensor {
+  constructor(name: string, readonly owner: AwqLinear, dtype: "F16" | "BF16") {
+    super(name, dtype, [Math.ceil(owner.rows / 16), owner.cols / owner.group, 16]);
+  }
+  writeRange(dst: Uint8Array, dtype: DType, start: number, count: number): void {
+    const s = this.owner.tiledScales();
+    castInto(new Uint8Array(s.buffer, start * 4, count * 4), "F32", dst, dtype);
   }
 }

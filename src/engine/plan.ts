@@ -10,8 +10,9 @@ export const ENGINE_FORMAT = "trtb-engine";
  * 1: 16-bit weights only; 2: adds weight-only (W8A16/W4A16) tensors (`model.weight_only`);
  * 3: adds LongRoPE (`model.long_rope`; `rope.inv_freq` then holds the short and the long table),
  *    FP8 (`model.fp8`, F8_E4M3 tensors) and the quantized KV cache (`model.kv_cache`).
+ * 4: adds W4A16_AWQ (`model.weight_only.group_size`, `<name>.gscale` / `<name>.pre` tensors).
  */
-export const ENGINE_FORMAT_VERSION = 3;
+export const ENGINE_FORMAT_VERSION = 4;
 
 /** One rank's model, as the runtime sees it (local sizes). */
 export interface EngineModelDesc {
@@ -53,9 +54,11 @@ export interface EngineModelDesc {
   /**
    * W8A16 / W4A16: the decoder linears the checkpoint's quant config quantizes are stored as
    * `<name>` (I8, the tiled layout of wo-pack.ts) plus `<name>.scale` (F32 [out]); absent in
-   * version-1 plans.
+   * version-1 plans. W4A16_AWQ (`group_size` 64 / 128; version 4): `<name>` (the checkpoint's int4
+   * values, tiled) with `<name>.gscale` (group scales, model dtype [ceil(out/16), in/group, 16]) and
+   * `<name>.pre` (F32 [in], prequant_scaling_factor: multiplies the linear's input).
    */
-  weight_only?: { algo: "W8A16" | "W4A16"; bits: 8 | 4 } | null;
+  weight_only?: { algo: "W8A16" | "W4A16" | "W4A16_AWQ"; bits: 8 | 4; group_size?: number } | null;
   /**
    * LongRoPE (Phi-3 128k, Phi-3.5, Phi-4-mini): `rope.inv_freq` is [2, rotary_dim / 2] (short, long
    * factors); a token uses the long row when its sequence's forward reaches past
@@ -118,6 +121,8 @@ export interface PlanGemmSite {
   y: "F32" | "F16" | "BF16";
   /** 8 / 4: a weight-only site (absent: 16-bit weights) */
   wbits?: 8 | 4;
+  /** AWQ: group size of the site's group-wise scales (absent: per channel) */
+  wgroup?: number;
   /** [bucket m, tactic index, measured µs (0 when not timed)] */
   buckets: [number, number, number][];
 }

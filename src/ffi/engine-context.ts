@@ -36,6 +36,8 @@ export interface TuneProblem {
   minMs?: number;
   /** 8 / 4: a weight-only site (`Program.gemmWo`); default 0 (16-bit weights). */
   wBits?: 0 | 4 | 8;
+  /** Weight-only: the group size of group-wise (AWQ) scales; default 0 (per channel). */
+  wGroup?: number;
 }
 
 export interface TuneResult extends Tactic {
@@ -210,6 +212,7 @@ export class GpuContext implements EngineContext {
     dv.setInt32(TUNE_PARAMS.allowGemv, p.allowGemv === false ? 0 : 1, true);
     dv.setFloat64(TUNE_PARAMS.minMs, p.minMs ?? 1, true);
     dv.setInt32(TUNE_PARAMS.wBits, p.wBits ?? 0, true);
+    dv.setInt32(TUNE_PARAMS.wGroup, intArg("wGroup", p.wGroup ?? 0), true);
     const max = 40;
     const out = new Uint8Array(TUNE_RESULT.size * max);
     this.#check(this.#s.trtb_engine_tune(this.#ctx, buf, out, max, this.#i32));

@@ -134,16 +134,19 @@ export class Program {
    * Weight-only GEMM: `w` is q in the tiled layout of src/engine/wo-layout.ts (`bits` 8 or 4), `scale`
    * f32 [N]; `ab` the activation dtype. M ≤ 64 runs our kernel; beyond that (or with a cuBLASLt
    * tactic) the weights are expanded into `deq` (2·N·K bytes). `xDtype` F32 is the exact path
-   * (needs `scratch` of 4·M·K bytes).
+   * (needs `scratch` of 4·M·K bytes). AWQ (int4): `gscale` holds group-wise scales (`ab`,
+   * [ceil(N/16), K/group, 16]: wo-layout.ts woGroupScales) instead of `scale`, and `pre` (f32 [K])
+   * multiplies x first.
    */
   gemmWo(a: {
-    w: DevRef; scale: DevRef; x: DevRef; y: DevRef; M: number; N: number; K: number; bits: 8 | 4; ab: Dt; yDtype: Dt; ldx?: number; ldy?: number;
-    tactic: number; xDtype?: Dt; scratch?: DevRef; deq?: DevRef;
+    w: DevRef; scale?: DevRef; x: DevRef; y: DevRef; M: number; N: number; K: number; bits: 8 | 4; ab: Dt; yDtype: Dt; ldx?: number; ldy?: number;
+    tactic: number; xDtype?: Dt; scratch?: DevRef; deq?: DevRef; gscale?: DevRef; group?: number; pre?: DevRef;
   }): this {
     return this.#op("GEMM_WO", [
       () => this.#a(a.w), () => this.#a(a.scale), () => this.#a(a.x), () => this.#a(a.y), () => this.#u(a.M), () => this.#u(a.N), () => this.#u(a.K),
       () => this.#u(a.bits), () => this.#u(this.#dt(a.ab)), () => this.#u(this.#dt(a.yDtype)), () => this.#u(a.ldx ?? a.K), () => this.#u(a.ldy ?? a.N),
       () => this.#u(a.tactic), () => this.#u(this.#dt(a.xDtype ?? a.ab)), () => this.#a(a.scratch), () => this.#a(a.deq),
+      () => this.#a(a.gscale), () => this.#u(a.group ?? 0), () => this.#a(a.pre),
     ]);
   }
 

@@ -10,7 +10,7 @@
  */
 
 /** `TRTB_ENGINE_ABI_VERSION` this TypeScript was written against. */
-export const ENGINE_INTERFACE_VERSION = 3;
+export const ENGINE_INTERFACE_VERSION = 4;
 
 export const ENGINE_SYMBOLS = {
   trtb_engine_abi_version: { args: [], returns: "u32" },
@@ -59,7 +59,7 @@ export const OP = {
   MEMCPY: [12, 4],
   MEMSET: [13, 3],
   MOE_ROUTE: [14, 9],
-  GEMM_WO: [15, 16],
+  GEMM_WO: [15, 19],
   ACT_FP8: [16, 7],
   GEMM_FP8: [17, 11],
   ACT_I8: [18, 7],
@@ -76,7 +76,7 @@ export const DEVICE_INFO = {
 } as const;
 
 /** `trtb_engine_tune_params`. */
-export const TUNE_PARAMS = { size: 48, m: 4, n: 8, k: 12, ab: 16, y: 20, maxAlgos: 24, allowGemv: 28, minMs: 32, wBits: 40 } as const;
+export const TUNE_PARAMS = { size: 48, m: 4, n: 8, k: 12, ab: 16, y: 20, maxAlgos: 24, allowGemv: 28, minMs: 32, wBits: 40, wGroup: 44 } as const;
 
 /** `trtb_engine_tune_result`. */
 export const TUNE_RESULT = { size: 80, kind: 0, variant: 4, timeUs: 8, workspaceKb: 12, algo: 16 } as const;

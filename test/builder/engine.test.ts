@@ -10,6 +10,7 @@ import { buildCheckpoint } from "../../src/builder/checkpoint.ts";
 import { build } from "../../src/builder/build.ts";
 import { TimingCache, tokenBuckets } from "../../src/builder/tactics.ts";
 import { Engine } from "../../src/engine/engine.ts";
+import { unpackInt4Rows, woGroupScaleIndex, woUnpackTS } from "../../src/engine/wo-layout.ts";
 import { ENGINE_MAGIC, openEngineFile } from "../../src/engine/engine-file.ts";
 import { type EngineModelDesc, logitsDtypeOf } from "../../src/engine/plan.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
@@ -137,6 +138,65 @@ describe("engine build and file (fake backend)", () => {
     expect((e2 as { code?: string }).code).toBe("BUILD_UNSUPPORTED");
   });
 
+  test("W4A16_AWQ checkpoints: the checkpoint's int4 values tiled, group scales in the kernel's order, prequant, grouped .wo sites", async () => {
+    using t = tempDir();
+    const ckpt = join(t.path, "ckpt");
+    const out = join(t.path, "eng");
+    await convertCheckpoint({ modelDir: fixture("llama"), outputDir: ckpt, quantConfig: { quant_algo: "W4A16_AWQ", group_size: 64, exclude_modules: ["*layers.0.mlp.*"] } });
+    await buildCheckpoint({ checkpointDir: ckpt, outputDir: out, backend: fakeBackend(), buildConfig: { max_num_tokens: 32 } });
+    const e = await Engine.fromDir(out, 0);
+    expect(e.plan.model.weight_only).toEqual({ algo: "W4A16_AWQ", bits: 4, group_size: 64 });
+    const byName = new Map(e.plan.tensors.map((x) => [x.name, x]));
+    // qkv [256, 128]: 16 row tiles × 2 k tiles of 512 bytes; 2 groups of 64 columns per row
+    expect(byName.get("layers.0.qkv")).toMatchObject({ dtype: "I8", shape: [256, 64], bytes: 16 * 2 * 512 });
+    expect(byName.get("layers.0.qkv.gscale")).toMatchObject({ dtype: "BF16", shape: [16, 2, 16] });
+    expect(byName.get("layers.0.qkv.pre")).toMatchObject({ dtype: "F32", shape: [128] });
+    expect(byName.has("layers.0.qkv.scale")).toBe(false);
+    expect(byName.get("layers.0.gate_up")!.dtype).toBe("BF16"); // excluded
+    expect(byName.get("layers.1.gate_up.gscale")!.shape).toEqual([768 / 16, 2, 16]);
+    expect(byName.get("layers.1.down.gscale")!.shape).toEqual([8, 384 / 64, 16]);
+    // the engine holds the checkpoint's q and scales, rearranged (no requantization)
+    const blob = new Uint8Array(e.weightBytes);
+    e.forEachWeightWindow((off, bytes) => blob.set(bytes, off));
+    const raw = readRaw(join(ckpt, "rank0.safetensors"));
+    const at = (name: string) => { const x = byName.get(name)!; return blob.subarray(x.offset, x.offset + x.bytes); };
+    for (const [eng, mods] of [["layers.1.qkv", ["attention.qkv"]], ["layers.1.gate_up", ["mlp.gate", "mlp.fc"]]] as const) {
+      const ws = mods.map((m) => raw.get(`transformer.layers.1.${m}.weight`)!);
+      const N = ws.reduce((a, w) => a + w.shape[0]! * 2, 0);
+      const K = ws[0]!.shape[1]!;
+      const q = new Int8Array(N * K);
+      let r0 = 0;
+      for (const w of ws) {
+        unpackInt4Rows(w.bytes, w.shape[0]! * 2, K, q, r0);
+        r0 += w.shape[0]! * 2;
+      }
+      expect(woUnpackTS(at(eng), N, K, 4)).toEqual(q);
+      const sc = mods.flatMap((m) => Array.from(toFloat32(raw.get(`transformer.layers.1.${m}.weights_scaling_factor`)!.bytes, "BF16")));
+      const tiled = toFloat32(at(`${eng}.gscale`), "BF16");
+      for (let r = 0; r < N; r += 7) for (let g = 0; g < K / 64; g++) expect(tiled[woGroupScaleIndex(r, g, K / 64)]).toBe(sc[r * (K / 64) + g]!);
+    }
+    const sites = e.plan.gemm.sites;
+    expect(sites["qkv.wo"]).toMatchObject({ wbits: 4, wgroup: 64 });
+    expect(sites.qkv).toBeUndefined();
+    expect(sites.gate_up).toBeDefined(); // layer 0 stays 16-bit
+    expect(sites["gate_up.wo"]!.wgroup).toBe(64);
+    expect([...TimingCache.load(join(out, "model.cache")).entries.keys()].some((k) => k.includes("|w4g64/BF16>F32|"))).toBe(true);
+    // gate and fc read one input: different smoothing cannot be one GEMM
+    const raw2 = join(t.path, "ckpt2");
+    await convertCheckpoint({ modelDir: fixture("llama"), outputDir: raw2, quantConfig: { quant_algo: "W4A16_AWQ", group_size: 64 } });
+    const file = join(raw2, "rank0.safetensors");
+    const bytes = new Uint8Array(readFileSync(file));
+    const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    const hdr = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+    const pre = hdr["transformer.layers.1.mlp.gate.prequant_scaling_factor"];
+    expect(pre.dtype).toBe("BF16");
+    bytes[8 + n + pre.data_offsets[0] + 1]! ^= 0x01; // 1.0 → another value in the first element
+    writeFileSync(file, bytes);
+    const e2 = await err(() => buildCheckpoint({ checkpointDir: raw2, outputDir: join(t.path, "e2"), backend: fakeBackend() }));
+    expect((e2 as { code?: string }).code).toBe("BUILD_UNSUPPORTED");
+    expect(e2.message).toContain("different prequant_scaling_factor");
+  });
+
   test("head sizes: 32/64/80/96/128/256 build, others are refused naming the supported set", async () => {
     using t = tempDir();
     for (const [D, ok] of [[96, true], [80, true], [32, true], [48, false]] as const) {
@@ -206,11 +266,24 @@ describe("engine build and file (fake backend)", () => {
     const cfgPath = join(ckpt, "config.json");
     const orig = readFileSync(cfgPath, "utf8");
     const q = JSON.parse(orig);
-    q.quantization.quant_algo = "W4A16_AWQ";
+    q.quantization.quant_algo = "W4A16_GPTQ";
     writeFileSync(cfgPath, JSON.stringify(q));
     const e1 = await err(() => buildCheckpoint({ checkpointDir: ckpt, outputDir: join(t.path, "x"), backend: fakeBackend() }));
     expect((e1 as { code?: string }).code).toBe("BUILD_UNSUPPORTED");
-    expect(e1.message).toContain("W4A16_AWQ");
+    expect(e1.message).toContain("W4A16_GPTQ");
+    // an AWQ config over 16-bit weights: the scales the config promises are missing
+    q.quantization.quant_algo = "W4A16_AWQ";
+    q.quantization.group_size = 128;
+    writeFileSync(cfgPath, JSON.stringify(q));
+    const e4 = await err(() => buildCheckpoint({ checkpointDir: ckpt, outputDir: join(t.path, "x"), backend: fakeBackend() }));
+    expect((e4 as { code?: string }).code).toBe("CKPT_SHAPE_MISMATCH"); // 16-bit [out, in] where the scheme stores [out/2, in] int4
+    expect(e4.message).toContain("transformer.layers.0.attention.qkv.weight has shape [256,128], expected [128,128]");
+    q.quantization.group_size = 32;
+    writeFileSync(cfgPath, JSON.stringify(q));
+    const e5 = await err(() => buildCheckpoint({ checkpointDir: ckpt, outputDir: join(t.path, "x"), backend: fakeBackend() }));
+    expect((e5 as { code?: string }).code).toBe("BUILD_UNSUPPORTED");
+    expect(e5.message).toContain("group_size 32");
+    delete q.quantization.group_size;
     q.quantization.quant_algo = null;
     q.quantization.kv_cache_quant_algo = "FP8";
     writeFileSync(cfgPath, JSON.stringify(q));

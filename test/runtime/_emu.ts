@@ -10,7 +10,7 @@ import {
   type TuneResult,
 } from "../../src/ffi/engine.ts";
 import { OP } from "../../src/ffi/engine-symbols.ts";
-import { woPackedBytes, woUnpackTS } from "../../src/engine/wo-layout.ts";
+import { woGroupScaleIndex, woPackedBytes, woUnpackTS } from "../../src/engine/wo-layout.ts";
 import { bitsToF32, castArrayTS, f32Bits, toFloat32 } from "../../src/numeric.ts";
 import { e4m3ToF32Bits, f32BitsToE4m3, quantFp8, quantInt } from "../../src/quant/kernel.ts";
 
@@ -277,17 +277,33 @@ export class EmuContext implements EngineContext {
         return;
       }
       case "GEMM_WO": {
-        // y = (x . q^T) * scale; exact path (x f32): x used to ~16 bits, emulated as f32
-        const [w, sc, x, y, M, N, K, bits, yd, ldx, ldy, xd] = [a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7) as 8 | 4, DT[a(9)]!, a(10), a(11), DT[a(13)]!];
+        // y = (x . q^T) * scale; exact path (x f32): x used to ~16 bits, emulated as f32. AWQ (gs):
+        // y = sum_g gs[n, g] * sum_{k in g} q * (x * pre), each group's sum rounded to f32
+        const [w, sc, x, y, M, N, K, bits, ab, yd, ldx, ldy, xd, gs, group, pre] = [
+          a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7) as 8 | 4, DT[a(8)]!, DT[a(9)]!, a(10), a(11), DT[a(13)]!, a(16), a(17), a(18)];
         const q = woUnpackTS(this.view(w, woPackedBytes(N, K, bits)), N, K, bits);
-        const S = this.read(sc, N, "F32");
+        const G = group ? K / group : 0;
+        const S = gs ? null : this.read(sc, N, "F32");
+        const GS = gs ? this.read(gs, Math.ceil(N / 16) * G * 16, ab) : null;
+        const PRE = pre ? this.read(pre, K, "F32") : null;
         for (let m = 0; m < M; m++) {
           const X = this.read(x + m * ldx * ES[xd], K, xd);
+          if (PRE) for (let k = 0; k < K; k++) X[k] = Math.fround(X[k]! * PRE[k]!);
           const Y = new Float32Array(N);
           for (let nn = 0; nn < N; nn++) {
+            if (GS) {
+              let acc = 0;
+              for (let g = 0; g < G; g++) {
+                let t = 0;
+                for (let k = g * group; k < (g + 1) * group; k++) t += X[k]! * q[nn * K + k]!;
+                acc += Math.fround(t) * GS[woGroupScaleIndex(nn, g, G)]!;
+              }
+              Y[nn] = acc;
+              continue;
+            }
             let acc = 0;
             for (let k = 0; k < K; k++) acc += X[k]! * q[nn * K + k]!;
-            Y[nn] = Math.fround(acc) * S[nn]!;
+            Y[nn] = Math.fround(acc) * S![nn]!;
           }
           this.write(y + m * ldy * ES[yd], Y, yd);
         }

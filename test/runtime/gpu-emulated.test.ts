@@ -12,11 +12,11 @@ import { fakeBackend } from "../../src/builder/backend.ts";
 import { buildCheckpoint } from "../../src/builder/checkpoint.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
 import { Engine } from "../../src/engine/engine.ts";
-import { quantize } from "../../src/quantize.ts";
+import { quantize, type QuantizeOptions } from "../../src/quantize.ts";
 import { loadCpuRunner } from "../../src/runtime/index.ts";
 import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";
 import { loadTokenizer } from "../../src/text/index.ts";
-import { f16BitsToF32, f32ToF16Bits } from "../../src/numeric.ts";
+import { f16BitsToF32, f32ToF16Bits, toFloat32 } from "../../src/numeric.ts";
 import { asF32, asI32, fixture, readRaw, relMaxErr, SHARED, tempDir } from "../helpers.ts";
 import { EMU_INFO, EmuContext } from "./_emu.ts";
 import { FP8_EXACT_KL_FRACTION, FP8_FAST_KL_RATIO, INT8_EXACT_KL_FRACTION, meanKl } from "./_gpu-tol.ts";
@@ -58,14 +58,14 @@ async function emuRunner(eng: string, opts: { maxNumTokens?: number; cudaGraphs?
  * tiny-pycode quantized with `quant` on 4 × 64 calibration tokens of its held-out text and built
  * with the fake backend in `dir`; `prompt`: 40 held-out tokens from further on.
  */
-async function tinyPycodeEngine(quant: Record<string, unknown>, dir: string) {
+async function tinyPycodeEngine(quant: Record<string, unknown>, dir: string, opts: Partial<QuantizeOptions> = {}) {
   const model = join(SHARED, "models/tiny-pycode");
   const text = readFileSync(join(model, "heldout-public.py.txt"), "utf8");
   const calib = join(dir, "calib.txt");
   writeFileSync(calib, text.slice(0, 20000));
   const ckpt = join(dir, "q");
   const eng = join(dir, "eng");
-  await quantize(model, ckpt, quant, { calibDataset: calib, calibSize: 4, calibMaxSeqLength: 64 });
+  await quantize(model, ckpt, quant, { calibDataset: calib, calibSize: 4, calibMaxSeqLength: 64, ...opts });
   await buildCheckpoint({ checkpointDir: ckpt, outputDir: eng, backend: fakeBackend(), buildConfig: { max_num_tokens: 64, max_batch_size: 4 } });
   const prompt = loadTokenizer(model).encode(text.slice(30000, 32000)).slice(0, 40);
   return { model, eng, cpu: await loadCpuRunner(ckpt), prompt };
@@ -145,6 +145,47 @@ describe("GPU runtime on the CPU emulation", () => {
       runner.destroy();
     });
   }
+
+  // AWQ engines (W4A16_AWQ, modelopt layout): the checkpoint's int4 values and group scales as
+  // stored, the prequant scale on the input; exact numerics match the CPU runner's effective
+  // weights (q · s · pre) to f32 rounding. RTN-filled checkpoints at both group sizes, MoE (experts
+  // stay 16-bit), and calibrated AWQ on tiny-pycode, whose prequant scales are not ones.
+  for (const [name, group] of [["llama", 64], ["qwen2", 128], ["gemma2", 64], ["mixtral", 128]] as const) {
+    test(`W4A16_AWQ engine (group ${group}): ${name}`, async () => {
+      using t = tempDir();
+      const ckpt = join(t.path, "ckpt");
+      const eng = join(t.path, "eng");
+      await convertCheckpoint({ modelDir: fixture(name), outputDir: ckpt, quantConfig: { quant_algo: "W4A16_AWQ", group_size: group } });
+      await buildCheckpoint({ checkpointDir: ckpt, outputDir: eng, backend: fakeBackend(), buildConfig: { max_num_tokens: 128, max_batch_size: 4 } });
+      const cpu = await loadCpuRunner(ckpt);
+      const ref = readRaw(join(fixture(name), "reference.safetensors"));
+      const row = Array.from(asI32(ref.get("input_ids")!)).slice(0, 12);
+      const { runner } = await emuRunner(eng, { numerics: "exact" });
+      expect(runner.plan.model.weight_only).toEqual({ algo: "W4A16_AWQ", bits: 4, group_size: group });
+      expect(runner.plan.tensors.find((x) => x.name === "layers.0.qkv.gscale")?.dtype).toBe("BF16");
+      expect(relMaxErr(runner.forwardLogits([row])[0]!, cpu.forward(row))).toBeLessThan(1e-5);
+      expect(runner.generate([row], { maxNewTokens: 4 }).outputIds[0]).toEqual(cpu.greedy(row, 4));
+      runner.destroy();
+    });
+  }
+
+  test("W4A16_AWQ engine from calibrated AWQ (tiny-pycode): prequant scales applied, exact and fast numerics", async () => {
+    using t = tempDir();
+    // the one-pass search (the sequential default takes ~4x as long for the same check)
+    const { eng, cpu, prompt } = await tinyPycodeEngine({ quant_algo: "W4A16_AWQ", group_size: 128 }, t.path, { awqMode: "onepass" });
+    const { runner } = await emuRunner(eng, { numerics: "exact" });
+    const pre = runner.plan.tensors.find((x) => x.name === "layers.1.down.pre")!;
+    expect(pre.shape).toEqual([cpu.cfg.intermediate_size!]);
+    const ckptPre = readRaw(join(t.path, "q", "rank0.safetensors")).get("transformer.layers.1.mlp.proj.prequant_scaling_factor")!;
+    expect(Array.from(toFloat32(ckptPre.bytes, "BF16")).some((v) => Math.abs(v - 1) > 0.05)).toBe(true); // searched, not ones
+    const ref = cpu.forward(prompt);
+    expect(relMaxErr(runner.forwardLogits([prompt])[0]!, ref)).toBeLessThan(1e-5);
+    expect(runner.generate([prompt], { maxNewTokens: 6 }).outputIds[0]).toEqual(cpu.greedy(prompt, 6));
+    runner.destroy();
+    const fast = await emuRunner(eng);
+    expect(relMaxErr(fast.runner.forwardLogits([prompt])[0]!, ref)).toBeLessThan(EMU_LOGITS_REL_TOL);
+    fast.runner.destroy();
+  }, 120_000);
 
   // Quantized KV cache engines (kv_cache_quant_algo INT8 / FP8, alone and with weight-only
   // weights): the plan carries the checkpoint's per-layer scales; QKV_ROPE stores k and v as 1-byte

@@ -33,7 +33,8 @@ const cacheFile = join(work.path, "shared.cache");
 const measured: Record<string, number> = {};
 const measuredExact: Record<string, number> = {};
 
-async function engineFor(name: string, tp = 1, quantAlgo?: "W8A16" | "W4A16"): Promise<string> {
+type WoAlgo = "W8A16" | "W4A16" | "W4A16_AWQ";
+async function engineFor(name: string, tp = 1, quantAlgo?: WoAlgo): Promise<string> {
   const tag = `${name}-tp${tp}${quantAlgo ? `-${quantAlgo}` : ""}`;
   const ckpt = join(work.path, tag);
   const eng = join(work.path, `${tag}-engine`);
@@ -98,7 +99,10 @@ describe.skipIf(!gpu)("GPU engine vs references (all fixture families)", () => {
   // and over 100 tokens some token's top-2 choice is a near tie that bf16 rounding flips (seen on
   // H100: logits off by 0.16–0.46 where that token went to another expert, bf16 and W8A16 engines
   // alike; exact numerics match the CPU runner to 5e-6 on the same prompts).
-  const WO: [string, "W8A16" | "W4A16"][] = [["llama", "W8A16"], ["llama", "W4A16"], ["qwen2", "W8A16"], ["qwen3", "W4A16"], ["gemma2", "W4A16"], ["phi3", "W8A16"], ["mixtral", "W8A16"]];
+  // W4A16_AWQ: modelopt's layout filled by round-to-nearest (group 128), the checkpoint's int4 values
+  // and group scales as stored; mixtral's experts stay 16-bit (excluded by the AWQ scheme).
+  const WO: [string, WoAlgo][] = [["llama", "W8A16"], ["llama", "W4A16"], ["qwen2", "W8A16"], ["qwen3", "W4A16"], ["gemma2", "W4A16"], ["phi3", "W8A16"], ["mixtral", "W8A16"],
+    ["llama", "W4A16_AWQ"], ["qwen3", "W4A16_AWQ"], ["phi3", "W4A16_AWQ"], ["mixtral", "W4A16_AWQ"]];
   for (const [name, algo] of WO.filter(([n]) => FAMILIES.includes(n))) {
     test(`weight-only ${algo}: ${name}`, async () => {
       const eng = await engineFor(name, 1, algo);

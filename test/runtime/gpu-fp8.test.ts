@@ -17,7 +17,7 @@ import type { CpuRunner } from "../../src/runtime/cpu.ts";
 import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";
 import { loadTokenizer } from "../../src/text/index.ts";
 import { relMaxErr, SHARED, tempDir } from "../helpers.ts";
-import { FP8_EXACT_KL_FRACTION, FP8_FAST_KL_RATIO, INT8_EXACT_KL_FRACTION, meanKl } from "./_gpu-tol.ts";
+import { FP8_EXACT_KL_FRACTION, FP8_FAST_KL_RATIO, GPU_EXACT_REL_TOL, GPU_LOGITS_REL_TOL, INT8_EXACT_KL_FRACTION, meanKl } from "./_gpu-tol.ts";
 import { gpuOrSkip } from "./_gpu.ts";
 
 const gpu = gpuOrSkip("test/runtime/gpu-fp8.test.ts");
@@ -96,6 +96,32 @@ describe.skipIf(!gpu)("GPU engine: FP8 per tensor and SmoothQuant W8A8 (tiny-pyc
       expect(klF).toBeLessThan(FP8_FAST_KL_RATIO * klQ);
     });
     expect(ex.generate([prompts[0]!], { maxNewTokens: 16 }).outputIds[0]).toEqual(cpu.greedy(prompts[0]!, 16));
+  }, 180_000);
+
+  test("W4A16_AWQ (int4_awq, calibrated): exact numerics match the CPU runner, fast within bf16 rounding of it", async () => {
+    const ckpt = join(work.path, "awq");
+    const e = join(work.path, "eng-awq");
+    await quantize(MODEL, ckpt, { quant_algo: "W4A16_AWQ", group_size: 128 }, { calibDataset: join(work.path, "calib.txt"), calibSize: 8, calibMaxSeqLength: 128, awqMode: "onepass" });
+    await buildCheckpoint({ checkpointDir: ckpt, outputDir: e, buildConfig: { max_num_tokens: 256, max_batch_size: 8 } });
+    const cpu = await loadCpuRunner(ckpt);
+    const V = cpu.cfg.vocab_size;
+    using ex = await GpuModelRunner.fromDir(e, { maxBatchSize: 4, maxKvTokens: 4096, numerics: "exact" });
+    using fast = await GpuModelRunner.fromDir(e, { maxBatchSize: 4, maxKvTokens: 4096 });
+    expect(ex.plan.model.weight_only).toEqual({ algo: "W4A16_AWQ", bits: 4, group_size: 128 });
+    const le = ex.forwardLogits(prompts);
+    const lf = fast.forwardLogits(prompts);
+    prompts.forEach((p, i) => {
+      const ref = cpu.forward(p);
+      const ref16 = cpu16.forward(p);
+      const errE = relMaxErr(le[i]!, ref);
+      const errF = relMaxErr(lf[i]!, ref);
+      console.log(`awq prompt ${i} (${p.length} tokens): exact max rel ${errE.toExponential(3)}, fast max rel ${errF.toExponential(3)}; KL(bf16 ‖ engine fast) ${meanKl(ref16, lf[i]!, V).toExponential(3)}, KL(bf16 ‖ cpu awq) ${meanKl(ref16, ref, V).toExponential(3)}`);
+      expect(errE).toBeLessThan(GPU_EXACT_REL_TOL);
+      expect(errF).toBeLessThan(GPU_LOGITS_REL_TOL);
+    });
+    const g = ex.generate([prompts[0]!, prompts[2]!], { maxNewTokens: 16 });
+    expect(g.outputIds[0]).toEqual(cpu.greedy(prompts[0]!, 16));
+    expect(g.outputIds[1]).toEqual(cpu.greedy(prompts[2]!, 16));
   }, 180_000);
 
   test("FP8 weights with an FP8 KV cache: exact numerics within FP8 rounding of the CPU runner (quant-sim)", async () => {

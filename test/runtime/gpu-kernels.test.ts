@@ -9,7 +9,7 @@
 import { describe, expect, test } from "bun:test";
 import { isTrtbError } from "../../src/errors.ts";
 import { type DeviceMem, engineLib, type GpuContext, Program, SAMPLE_PARAMS_BYTES, writeSampleParams } from "../../src/ffi/engine.ts";
-import { woPackTS } from "../../src/engine/wo-layout.ts";
+import { woGroupScalesTS, woPackTS } from "../../src/engine/wo-layout.ts";
 import { bitsToF32, castArrayTS, toFloat32 } from "../../src/numeric.ts";
 import { e4m3ToF32Bits, quantFp8, quantInt } from "../../src/quant/kernel.ts";
 
@@ -172,6 +172,72 @@ describe.skipIf(!ctx)("engine kernels", () => {
         console.log(`gemm_wo int${bits} ${M}x${N}x${K} ${ab}: fastest ${tuned[0]!.kind}/${tuned[0]!.variant} ${tuned[0]!.timeUs.toFixed(1)} µs of ${tuned.length}`);
       }
     }
+  });
+
+  test("gemm_wo group-wise (AWQ): int4 with group 64 / 128 scales and prequant, kernel, expand + cuBLASLt and exact paths", () => {
+    // budgets as above: the kernel rounds x · pre to 16 bits as it loads it (the reference does the
+    // same), then f32 sums per group → f32 output 1e-5; the expand path rounds q · s · pre per weight
+    // (4e-3); the exact path multiplies the f32 input by pre before splitting it (1e-4)
+    for (const [M, N, K, group, ab] of [[1, 200, 256, 128, "BF16"], [6, 96, 384, 64, "F16"], [24, 64, 512, 128, "BF16"], [64, 48, 256, 64, "BF16"], [80, 72, 256, 128, "F16"]] as const) {
+      const G = K / group;
+      const q = Int8Array.from({ length: N * K }, () => Math.max(-8, Math.min(7, Math.round(rnd() * 8))));
+      const s16 = round16(Float32Array.from({ length: N * G }, () => 0.001 + Math.abs(rnd()) * 0.02), ab)[1];
+      const [tB] = round16(woGroupScalesTS(s16, N, G), ab);
+      const pre = Float32Array.from({ length: K }, () => 0.25 + Math.abs(rnd()) * 3);
+      const [xB, x] = round16(randF32(M * K), ab);
+      const xf = randF32(M * K);
+      const refOf = (xs: Float32Array, round: boolean) => {
+        const r = new Float64Array(M * N);
+        const xp = Float32Array.from(xs, (v, i) => v * pre[i % K]!);
+        const xr = round ? round16(xp, ab)[1] : xp;
+        for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+          let acc = 0;
+          for (let g = 0; g < G; g++) {
+            let t = 0;
+            for (let k = g * group; k < (g + 1) * group; k++) t += xr[m * K + k]! * q[n * K + k]!;
+            acc += t * s16[n * G + g]!;
+          }
+          r[m * N + n] = acc;
+        }
+        return r;
+      };
+      const ref = refOf(x, true);
+      const refX = refOf(xf, false);
+      using dw = dev(c, woPackTS(q, N, K, 4));
+      using dg = dev(c, tB);
+      using dp = dev(c, u8(pre));
+      using dx = dev(c, xB);
+      using dxf = dev(c, u8(xf));
+      using scratch = c.alloc(2 * M * K * 2);
+      using deq = c.alloc(N * K * 2);
+      const tuned = c.tune({ m: M, n: N, k: K, ab, y: "F32", maxAlgos: 3, minMs: 0.2, wBits: 4, wGroup: group });
+      expect(tuned.length).toBeGreaterThan(0);
+      for (const [tactic, kind] of [[-1, "heuristic"], ...tuned.map((t) => [c.addTactic(t), t.kind])] as [number, string][]) {
+        const g = { w: dw.at(0), gscale: dg.at(0), group, pre: dp.at(0), M, N, K, bits: 4 as const, ab, tactic, deq: deq.at(0) };
+        const expand = M > 64 || kind === "cublaslt";
+        for (const y of ["F32", ab] as const) {
+          using dy = poisoned(c, M * N * 4);
+          c.exec(new Program().gemmWo({ ...g, x: dx.at(0), y: dy.at(0), yDtype: y }));
+          const got = y === "F32" ? dlF32(c, dy, M * N) : toFloat32(c.download(dy.at(0), M * N * 2), ab);
+          const err = relErr(got, ref);
+          const tol = y !== "F32" ? 1e-2 : expand ? 4e-3 : 1e-5;
+          if (err > tol) console.log(`gemm_wo awq M=${M} N=${N} K=${K} g${group} ${ab} tactic ${tactic} (${kind}) y=${y}: err ${err}`);
+          expect(err).toBeLessThan(tol);
+        }
+        using dy = poisoned(c, M * N * 4);
+        c.exec(new Program().gemmWo({ ...g, x: dxf.at(0), y: dy.at(0), yDtype: "F32", xDtype: "F32", scratch: scratch.at(0) }));
+        const err = relErr(dlF32(c, dy, M * N), refX);
+        if (err > 1e-4) console.log(`gemm_wo awq f32-x M=${M} N=${N} K=${K} tactic ${tactic}: err ${err}`);
+        expect(err).toBeLessThan(1e-4);
+      }
+      console.log(`gemm_wo awq g${group} ${M}x${N}x${K} ${ab}: fastest ${tuned[0]!.kind}/${tuned[0]!.variant} ${tuned[0]!.timeUs.toFixed(1)} µs of ${tuned.length}`);
+    }
+    // bad group sizes fail with the call's code, naming the op
+    using w = c.alloc(512 * 4);
+    const bad = () => c.exec(new Program().gemmWo({ w: w.at(0), gscale: w.at(0), group: 96, pre: w.at(0), x: w.at(0), y: w.at(0), M: 1, N: 16, K: 192, bits: 4, ab: "BF16", yDtype: "F32", tactic: -1 }));
+    let err: unknown;
+    try { bad(); } catch (e) { err = e; }
+    expect(isTrtbError(err) && /GEMM_WO/.test((err as Error).message) && /group/.test((err as Error).message)).toBe(true);
   });
 
   test("add_norm: residual add with bias and a post-norm, then RMSNorm", () => {

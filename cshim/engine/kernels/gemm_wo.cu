@@ -32,6 +32,14 @@
  *
  * Beyond 64 rows (prefill) the weights are expanded to 16-bit in a scratch buffer
  * (trtbe_wo_dequant) and multiplied by cuBLASLt (gemm.cu).
+ *
+ * Group-wise scales (AWQ, GROUPED): one scale per (row, group of 2^gshift k tiles), stored in the
+ * activation dtype as [row tile][group][16 rows] so a stage fetches its rows' two scales from one
+ * 32-byte line. Each k tile is multiplied into zeroed accumulators and added to the running sums
+ * times the tile's scales (f32), so the result is sum_g s[n,g] * sum_{k in g} q x, exactly the
+ * f32 value the CPU runner computes up to summation order. `pre` (f32 [K], AWQ's
+ * prequant_scaling_factor) multiplies the activations as they are loaded (rounded back to 16 bits;
+ * the exact path multiplies the f32 input before splitting it instead, see gemm.cu).
  */
 #include <algorithm>
 
@@ -112,13 +120,25 @@ template <typename A> __device__ __forceinline__ uint4 ldx8(const A *p, int k, i
   return k < K ? __ldg(reinterpret_cast<const uint4 *>(p + k)) : make_uint4(0u, 0u, 0u, 0u);
 }
 
-template <typename A, typename OutT, int BITS, int MT, int RT, bool PREX>
+/* 8 activations times pre[k .. k+8) (f32, 16-byte aligned), back in A. */
+template <typename A> __device__ __forceinline__ uint4 mul_pre8(uint4 v, const float *__restrict__ pre, int k) {
+  const float4 p0 = __ldg(reinterpret_cast<const float4 *>(pre + k)), p1 = __ldg(reinterpret_cast<const float4 *>(pre + k) + 1);
+  const float p[8] = {p0.x, p0.y, p0.z, p0.w, p1.x, p1.y, p1.z, p1.w};
+  A *h = reinterpret_cast<A *>(&v);
+#pragma unroll
+  for (int j = 0; j < 8; j++) h[j] = from_f<A>(to_f<A>(h[j]) * p[j]);
+  return v;
+}
+
+template <typename A, typename OutT, int BITS, int MT, int RT, bool PREX, bool GROUPED>
 __global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__restrict__ w, const float *__restrict__ scale,
+                                                             const A *__restrict__ gs, int gshift, const float *__restrict__ pre,
                                                              const A *__restrict__ x, const A *__restrict__ xlo,
                                                              OutT *__restrict__ y, int M, int N, int K, int Kp, int64_t ldx,
                                                              int64_t ldy) {
   constexpr int KT = BITS == 8 ? 32 : 64;
   constexpr int STEPS = KT / 16;
+  static_assert(!GROUPED || BITS == 4, "group-wise scales are for int4");
   __shared__ float red[WO_WARPS][RT * MT * 4 * 32];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
@@ -128,6 +148,10 @@ __global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__rest
   const uint4 *wp[RT];
 #pragma unroll
   for (int r = 0; r < RT; r++) wp[r] = w + (int64_t)min(rt0 + r, rtiles - 1) * ktiles * 32 + lane;
+  const int ngroups = ktiles >> gshift;
+  const A *gp[RT];  // this lane's row g of row tile r, group 0 (row g + 8 is 8 elements on)
+#pragma unroll
+  for (int r = 0; r < RT; r++) gp[r] = GROUPED ? gs + ((int64_t)min(rt0 + r, rtiles - 1) * ngroups * 16 + g) : nullptr;
   const int per = (ktiles + WO_WARPS - 1) / WO_WARPS;
   const int kt0 = warp * per, kt1 = min(kt0 + per, ktiles);
   // token rows of this lane's B fragments (rows past M repeat the last one; never written)
@@ -153,15 +177,18 @@ __global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__rest
   // faster depends on the shape (registers vs latency): the build times both.
   static_assert(!PREX || MT == 1, "activation prefetch is for one token tile");
   constexpr int XU = PREX ? U : 1;
+  constexpr int GU = GROUPED ? U : 1;
   struct Stage {
     uint4 w[U][RT];
     uint4 x[XU][STEPS / 2], xl[XU][STEPS / 2];
+    A s[GU][RT][2];  // GROUPED: the tile's scales of rows g, g + 8
   };
   auto loadx = [&](uint4 (&xv)[STEPS / 2], uint4 (&xw)[STEPS / 2], int nt, int tile) {
     const int k = tile * KT + t * 4 * STEPS;  // this lane's first column of the tile
 #pragma unroll
     for (int h = 0; h < STEPS / 2; h++) {
       xv[h] = ldx8(xr[nt], k + 8 * h, K);
+      if (pre && k + 8 * h < K) xv[h] = mul_pre8<A>(xv[h], pre, k + 8 * h);
       if (xlo) xw[h] = ldx8(xl[nt], k + 8 * h, K);
     }
   };
@@ -171,6 +198,17 @@ __global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__rest
 #pragma unroll
       for (int r = 0; r < RT; r++)
         if (base + u < kt1) st.w[u][r] = __ldcs(wp[r] + (int64_t)(base + u) * 32);
+    if (GROUPED) {
+#pragma unroll
+      for (int u = 0; u < GU; u++)
+#pragma unroll
+        for (int r = 0; r < RT; r++)
+          if (base + u < kt1) {
+            const A *sp = gp[r] + (int64_t)((base + u) >> gshift) * 16;
+            st.s[u][r][0] = sp[0];
+            st.s[u][r][1] = sp[8];
+          }
+    }
   };
   auto load_x = [&](Stage &st, int base) {
     if (PREX) {
@@ -194,6 +232,15 @@ __global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__rest
 #pragma unroll
         for (int nt = 0; nt < MT; nt++) loadx(xv[nt], xw[nt], nt, base + u);
       }
+      float tacc[GROUPED ? RT : 1][GROUPED ? MT : 1][4];
+      if (GROUPED) {
+#pragma unroll
+        for (int r = 0; r < (GROUPED ? RT : 1); r++)
+#pragma unroll
+          for (int nt = 0; nt < (GROUPED ? MT : 1); nt++)
+#pragma unroll
+            for (int c = 0; c < 4; c++) tacc[r][nt][c] = 0.f;
+      }
 #pragma unroll
       for (int s = 0; s < STEPS; s++) {
 #pragma unroll
@@ -202,12 +249,27 @@ __global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__rest
           afrag<A, BITS>(st.w[u][r], s, a);
 #pragma unroll
           for (int nt = 0; nt < MT; nt++) {
+            float *c = GROUPED ? tacc[GROUPED ? r : 0][GROUPED ? nt : 0] : acc[r][nt];
             const uint32_t *bx = reinterpret_cast<const uint32_t *>(&xv[nt][s / 2]) + 2 * (s & 1);
-            MmaOp<A>::run(acc[r][nt], a, bx[0], bx[1]);
+            MmaOp<A>::run(c, a, bx[0], bx[1]);
             if (xlo) {
               const uint32_t *bl = reinterpret_cast<const uint32_t *>(&xw[nt][s / 2]) + 2 * (s & 1);
-              MmaOp<A>::run(acc[r][nt], a, bl[0], bl[1]);
+              MmaOp<A>::run(c, a, bl[0], bl[1]);
             }
+          }
+        }
+      }
+      if (GROUPED) {
+#pragma unroll
+        for (int r = 0; r < RT; r++) {
+          const float s0 = to_f<A>(st.s[GROUPED ? u : 0][r][0]), s1 = to_f<A>(st.s[GROUPED ? u : 0][r][1]);
+#pragma unroll
+          for (int nt = 0; nt < MT; nt++) {
+            const float *c = tacc[GROUPED ? r : 0][GROUPED ? nt : 0];
+            acc[r][nt][0] = fmaf(c[0], s0, acc[r][nt][0]);
+            acc[r][nt][1] = fmaf(c[1], s0, acc[r][nt][1]);
+            acc[r][nt][2] = fmaf(c[2], s1, acc[r][nt][2]);
+            acc[r][nt][3] = fmaf(c[3], s1, acc[r][nt][3]);
           }
         }
       }
@@ -242,15 +304,17 @@ __global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__rest
     const int r = idx / MT, nt = idx % MT;
     const int row = (rt0 + r) * 16 + (l >> 2) + (c >= 2 ? 8 : 0);
     const int tok = nt * 8 + 2 * (l & 3) + (c & 1);
-    if (row < N && tok < M) y[(int64_t)tok * ldy + row] = from_f<OutT>(sum * scale[row]);
+    if (row < N && tok < M) y[(int64_t)tok * ldy + row] = from_f<OutT>(GROUPED ? sum : sum * scale[row]);
   }
 }
 
-/* Expand the tiled weights to a row-major 16-bit [N, K] matrix: q * scale (scaled) or q. Each lane
- * writes its two rows' 4*STEPS consecutive columns with 16-byte stores (K % 8 == 0). */
+/* Expand the tiled weights to a row-major 16-bit [N, K] matrix: q * scale (scaled) or q; with
+ * group-wise scales (gs) q * gs[row, group] * pre[col] (pre may be NULL), each product in f32 and
+ * rounded once. Each lane writes its two rows' 4*STEPS consecutive columns with 16-byte stores
+ * (K % 8 == 0). */
 template <typename A, int BITS>
-__global__ void wo_dequant_kernel(const uint4 *__restrict__ w, const float *__restrict__ scale, A *__restrict__ out, int N, int K,
-                                  int Kp, int scaled) {
+__global__ void wo_dequant_kernel(const uint4 *__restrict__ w, const float *__restrict__ scale, const A *__restrict__ gs, int gshift,
+                                  const float *__restrict__ pre, A *__restrict__ out, int N, int K, int Kp, int scaled) {
   constexpr int KT = BITS == 8 ? 32 : 64;
   constexpr int STEPS = KT / 16;
   pdl_wait();
@@ -266,7 +330,15 @@ __global__ void wo_dequant_kernel(const uint4 *__restrict__ w, const float *__re
     const int r0 = rt * 16 + g, r1 = r0 + 8;
     const int k0 = kt * KT + t * 4 * STEPS;
     if (k0 >= K) continue;
-    const float s0 = r0 < N && scaled ? scale[r0] : 1.f, s1 = r1 < N && scaled ? scale[r1] : 1.f;
+    float s0 = 1.f, s1 = 1.f;
+    if (gs) {
+      const int64_t gi = ((int64_t)rt * (ktiles >> gshift) + (kt >> gshift)) * 16 + g;
+      s0 = to_f<A>(gs[gi]);
+      s1 = to_f<A>(gs[gi + 8]);
+    } else if (scaled) {
+      if (r0 < N) s0 = scale[r0];
+      if (r1 < N) s1 = scale[r1];
+    }
     A v0[4 * STEPS], v1[4 * STEPS];  // rows r0, r1: columns k0 .. k0 + 4 STEPS
 #pragma unroll
     for (int s = 0; s < STEPS; s++) {
@@ -274,14 +346,20 @@ __global__ void wo_dequant_kernel(const uint4 *__restrict__ w, const float *__re
       afrag<A, BITS>(wv, s, a);
       const A *h0 = reinterpret_cast<const A *>(&a[0]), *h1 = reinterpret_cast<const A *>(&a[1]);
       const A *h2 = reinterpret_cast<const A *>(&a[2]), *h3 = reinterpret_cast<const A *>(&a[3]);
-      v0[4 * s + 0] = from_f<A>(to_f<A>(h0[0]) * s0);
-      v0[4 * s + 1] = from_f<A>(to_f<A>(h0[1]) * s0);
-      v0[4 * s + 2] = from_f<A>(to_f<A>(h2[0]) * s0);
-      v0[4 * s + 3] = from_f<A>(to_f<A>(h2[1]) * s0);
-      v1[4 * s + 0] = from_f<A>(to_f<A>(h1[0]) * s1);
-      v1[4 * s + 1] = from_f<A>(to_f<A>(h1[1]) * s1);
-      v1[4 * s + 2] = from_f<A>(to_f<A>(h3[0]) * s1);
-      v1[4 * s + 3] = from_f<A>(to_f<A>(h3[1]) * s1);
+      const int c = k0 + 4 * s;
+      float p[4] = {1.f, 1.f, 1.f, 1.f};
+      if (pre && c < K) {
+        const float4 pv = __ldg(reinterpret_cast<const float4 *>(pre + c));
+        p[0] = pv.x, p[1] = pv.y, p[2] = pv.z, p[3] = pv.w;
+      }
+      v0[4 * s + 0] = from_f<A>(to_f<A>(h0[0]) * s0 * p[0]);
+      v0[4 * s + 1] = from_f<A>(to_f<A>(h0[1]) * s0 * p[1]);
+      v0[4 * s + 2] = from_f<A>(to_f<A>(h2[0]) * s0 * p[2]);
+      v0[4 * s + 3] = from_f<A>(to_f<A>(h2[1]) * s0 * p[3]);
+      v1[4 * s + 0] = from_f<A>(to_f<A>(h1[0]) * s1 * p[0]);
+      v1[4 * s + 1] = from_f<A>(to_f<A>(h1[1]) * s1 * p[1]);
+      v1[4 * s + 2] = from_f<A>(to_f<A>(h3[0]) * s1 * p[2]);
+      v1[4 * s + 3] = from_f<A>(to_f<A>(h3[1]) * s1 * p[3]);
     }
 #pragma unroll
     for (int h = 0; h < STEPS / 2; h++) {
@@ -317,22 +395,35 @@ int trtbe_wo_max_rt(int32_t m) {
   }
 }
 
-template <typename A, typename OutT, int BITS, int MT, int RT, bool PREX = false>
-static cudaError_t launch_wo(cudaStream_t s, const void *w, const float *scale, const void *x, const void *xlo, void *y, int M,
-                             int N, int K, int Kp, int64_t ldx, int64_t ldy) {
-  const unsigned blocks = (unsigned)(((N + 15) / 16 + RT - 1) / RT);
-  return trtbe_launch(wo_gemm_kernel<A, OutT, BITS, MT, RT, PREX>, dim3(blocks), dim3(WO_THREADS), 0, s, (const uint4 *)w, scale,
-                      (const A *)x, (const A *)xlo, (OutT *)y, M, N, K, Kp, ldx, ldy);
+/* One call's operands: per-channel scale, or group-wise gs / gshift (+ pre). */
+struct WoCall {
+  cudaStream_t s;
+  const void *w;
+  const float *scale;
+  const void *gs;
+  int gshift;
+  const float *pre;
+  const void *x, *xlo;
+  void *y;
+  int M, N, K, Kp;
+  int64_t ldx, ldy;
+};
+
+template <typename A, typename OutT, int BITS, int MT, int RT, bool PREX, bool GROUPED>
+static cudaError_t launch_wo(const WoCall &c) {
+  const unsigned blocks = (unsigned)(((c.N + 15) / 16 + RT - 1) / RT);
+  return trtbe_launch(wo_gemm_kernel<A, OutT, BITS, MT, RT, PREX, GROUPED>, dim3(blocks), dim3(WO_THREADS), 0, c.s, (const uint4 *)c.w,
+                      c.scale, (const A *)c.gs, c.gshift, c.pre, (const A *)c.x, (const A *)c.xlo, (OutT *)c.y, c.M, c.N, c.K, c.Kp,
+                      c.ldx, c.ldy);
 }
 
-template <typename A, typename OutT, int BITS>
-static bool by_shape(cudaStream_t s, const void *w, const float *scale, const void *x, const void *xlo, void *y, int M, int N,
-                     int K, int Kp, int64_t ldx, int64_t ldy, int rt, bool prefetch) {
+template <typename A, typename OutT, int BITS, bool GROUPED>
+static bool by_shape(const WoCall &c, int rt, bool prefetch) {
 #define WO_CASE(MT_, RT_) \
-  if (mt == MT_ && rt == RT_) return launch_wo<A, OutT, BITS, MT_, RT_>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy), true;
+  if (mt == MT_ && rt == RT_) return launch_wo<A, OutT, BITS, MT_, RT_, false, GROUPED>(c), true;
 #define WO_CASE_PRE(RT_) \
-  if (mt == 1 && rt == RT_ && prefetch) return launch_wo<A, OutT, BITS, 1, RT_, true>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy), true;
-  const int mt = trtbe_wo_mt(M);
+  if (mt == 1 && rt == RT_ && prefetch) return launch_wo<A, OutT, BITS, 1, RT_, true, GROUPED>(c), true;
+  const int mt = trtbe_wo_mt(c.M);
   WO_CASE_PRE(1) WO_CASE_PRE(2) WO_CASE_PRE(4)
   WO_CASE(1, 1) WO_CASE(1, 2) WO_CASE(1, 4)
   WO_CASE(2, 1) WO_CASE(2, 2) WO_CASE(2, 4)
@@ -343,15 +434,15 @@ static bool by_shape(cudaStream_t s, const void *w, const float *scale, const vo
   return false;
 }
 
+template <typename A, typename OutT>
+static bool by_bits(const WoCall &c, int bits, int rt, bool pre) {
+  if (bits == 8) return by_shape<A, OutT, 8, false>(c, rt, pre);
+  return c.gs ? by_shape<A, OutT, 4, true>(c, rt, pre) : by_shape<A, OutT, 4, false>(c, rt, pre);
+}
+
 template <typename A>
-static bool by_out_bits(cudaStream_t s, const void *w, const float *scale, const void *x, const void *xlo, void *y, int M, int N,
-                        int K, int Kp, int64_t ldx, int64_t ldy, int bits, int y_dtype, int rt, bool pre) {
-  const bool f32 = y_dtype == TRTB_DTYPE_F32;
-  if (bits == 8)
-    return f32 ? by_shape<A, float, 8>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, rt, pre)
-               : by_shape<A, A, 8>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, rt, pre);
-  return f32 ? by_shape<A, float, 4>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, rt, pre)
-             : by_shape<A, A, 4>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, rt, pre);
+static bool by_out(const WoCall &c, int bits, int y_dtype, int rt, bool pre) {
+  return y_dtype == TRTB_DTYPE_F32 ? by_bits<A, float>(c, bits, rt, pre) : by_bits<A, A>(c, bits, rt, pre);
 }
 
 int32_t trtbe_wo_kp(int32_t k, int32_t bits) {
@@ -359,43 +450,69 @@ int32_t trtbe_wo_kp(int32_t k, int32_t bits) {
   return (k + kt - 1) / kt * kt;
 }
 
-int32_t trtbe_wo_gemm(cudaStream_t s, const void *w, const float *scale, const void *x, const void *xlo, void *y, int32_t M,
-                      int32_t N, int32_t K, int32_t bits, int32_t a_dtype, int32_t y_dtype, int64_t ldx, int64_t ldy, int32_t rt) {
+int32_t trtbe_wo_gshift(int32_t group, int32_t bits) {
+  if (group == 0) return 0;
+  const int kt = bits == 8 ? 32 : 64;
+  if (bits != 4 || group < kt || group % kt) return -1;
+  const int tiles = group / kt;
+  if (tiles & (tiles - 1)) return -1;
+  int sh = 0;
+  while ((1 << sh) < tiles) sh++;
+  return sh;
+}
+
+/* Checks shared by the kernel and the expansion: group size, K a multiple of it, alignment of pre. */
+static int32_t check_groups(const char *fn, const void *gs, int32_t group, const float *pre, int32_t K, int32_t bits) {
+  if (!gs && !group && !pre) return TRTB_OK;
+  if (!gs || trtbe_wo_gshift(group, bits) < 0 || group == 0 || K % group)
+    return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: group-wise scales need int4, a group of 64 * 2^i columns dividing K and a gscale pointer (group %d, K %d, int%d)",
+                      fn, group, K, bits);
+  if (((uintptr_t)pre % 16) || ((uintptr_t)gs % 2)) return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: pre must be 16-byte aligned", fn);
+  return TRTB_OK;
+}
+
+int32_t trtbe_wo_gemm(cudaStream_t s, const void *w, const float *scale, const void *gs, int32_t group, const float *pre, const void *x,
+                      const void *xlo, void *y, int32_t M, int32_t N, int32_t K, int32_t bits, int32_t a_dtype, int32_t y_dtype,
+                      int64_t ldx, int64_t ldy, int32_t rt) {
   if (M <= 0 || N <= 0) return TRTB_OK;
   if (!(bits == 8 || bits == 4) || !TRTBE_DTYPE_OK16(a_dtype) || !(y_dtype == TRTB_DTYPE_F32 || y_dtype == a_dtype))
     return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: bits %d, activations %d, output %d are not supported", bits, a_dtype, y_dtype);
   if (M > 64 || K <= 0 || K % 8 || ldx % 8 || ((uintptr_t)x % 16) || (xlo && ((uintptr_t)xlo % 16)) || ((uintptr_t)w % 16))
     return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: unsupported call (M=%d K=%d ldx=%lld, alignment)", M, K, (long long)ldx);
-  const bool pre = (rt & TRTBE_WO_PREFETCH) != 0 && M <= 8;
+  int32_t st = check_groups("gemm_wo", gs, group, pre, K, bits);
+  if (st != TRTB_OK) return st;
+  if (!gs && !scale) return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: no scales");
+  const bool prefetch = (rt & TRTBE_WO_PREFETCH) != 0 && M <= 8;
   rt &= ~TRTBE_WO_PREFETCH;
   const int maxrt = trtbe_wo_max_rt(M);
   if (rt < 1) rt = 1;
   while (rt > maxrt || (rt & (rt - 1))) rt--;
-  const int Kp = trtbe_wo_kp(K, bits);
-  const bool ok = a_dtype == TRTB_DTYPE_BF16
-                      ? by_out_bits<__nv_bfloat16>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, bits, y_dtype, rt, pre)
-                      : by_out_bits<__half>(s, w, scale, x, xlo, y, M, N, K, Kp, ldx, ldy, bits, y_dtype, rt, pre);
+  const WoCall c{s, w, scale, gs, gs ? trtbe_wo_gshift(group, bits) : 0, pre, x, xlo, y, M, N, K, trtbe_wo_kp(K, bits), ldx, ldy};
+  const bool ok = a_dtype == TRTB_DTYPE_BF16 ? by_out<__nv_bfloat16>(c, bits, y_dtype, rt, prefetch)
+                                             : by_out<__half>(c, bits, y_dtype, rt, prefetch);
   if (!ok) return trtb__fail(TRTB_ERR_INTERNAL, "gemm_wo: no instantiation for M=%d rt=%d", M, rt);
   TRTB_CUDA_CHECK_LAUNCH("wo_gemm_kernel");
   return TRTB_OK;
 }
 
-int32_t trtbe_wo_dequant(cudaStream_t s, const void *w, const float *scale, void *out, int32_t N, int32_t K, int32_t bits,
-                         int32_t a_dtype, int32_t scaled) {
+int32_t trtbe_wo_dequant(cudaStream_t s, const void *w, const float *scale, const void *gs, int32_t group, const float *pre, void *out,
+                         int32_t N, int32_t K, int32_t bits, int32_t a_dtype, int32_t scaled) {
   if (N <= 0 || K <= 0) return TRTB_OK;
   if (!(bits == 8 || bits == 4) || !TRTBE_DTYPE_OK16(a_dtype) || K % 8 || ((uintptr_t)out % 16))
     return trtb__fail(TRTB_ERR_INVALID_ARG, "wo_dequant: bits %d, dtype %d, K %d (a multiple of 8, 16-byte aligned output)", bits, a_dtype, K);
+  int32_t st = check_groups("wo_dequant", gs, group, pre, K, bits);
+  if (st != TRTB_OK) return st;
+  const int gshift = gs ? trtbe_wo_gshift(group, bits) : 0;
   const int Kp = trtbe_wo_kp(K, bits);
   const int64_t chunks = (int64_t)((N + 15) / 16) * (Kp / (bits == 8 ? 32 : 64)) * 32;
   const unsigned grid = (unsigned)std::min<int64_t>((chunks + 255) / 256, 132 * 32);
-  if (bits == 8 && a_dtype == TRTB_DTYPE_BF16)
-    (void)trtbe_launch(wo_dequant_kernel<__nv_bfloat16, 8>, dim3(grid), dim3(256), 0, s, (const uint4 *)w, scale, (__nv_bfloat16 *)out, N, K, Kp, scaled);
-  else if (bits == 8)
-    (void)trtbe_launch(wo_dequant_kernel<__half, 8>, dim3(grid), dim3(256), 0, s, (const uint4 *)w, scale, (__half *)out, N, K, Kp, scaled);
-  else if (a_dtype == TRTB_DTYPE_BF16)
-    (void)trtbe_launch(wo_dequant_kernel<__nv_bfloat16, 4>, dim3(grid), dim3(256), 0, s, (const uint4 *)w, scale, (__nv_bfloat16 *)out, N, K, Kp, scaled);
-  else
-    (void)trtbe_launch(wo_dequant_kernel<__half, 4>, dim3(grid), dim3(256), 0, s, (const uint4 *)w, scale, (__half *)out, N, K, Kp, scaled);
+#define WO_DQ(A_, B_) \
+  (void)trtbe_launch(wo_dequant_kernel<A_, B_>, dim3(grid), dim3(256), 0, s, (const uint4 *)w, scale, (const A_ *)gs, gshift, pre, (A_ *)out, N, K, Kp, scaled)
+  if (bits == 8 && a_dtype == TRTB_DTYPE_BF16) WO_DQ(__nv_bfloat16, 8);
+  else if (bits == 8) WO_DQ(__half, 8);
+  else if (a_dtype == TRTB_DTYPE_BF16) WO_DQ(__nv_bfloat16, 4);
+  else WO_DQ(__half, 4);
+#undef WO_DQ
   TRTB_CUDA_CHECK_LAUNCH("wo_dequant_kernel");
   return TRTB_OK;
 }

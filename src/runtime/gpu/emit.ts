@@ -98,6 +98,7 @@ function gemm(s: RunnerState, p: Program, site: string, weight: string, x: DevRe
   const yDtype: Dt = exact ? "F32" : yFast;
   const w = s.weights.get(weight);
   const scale = s.weights.find(`${weight}.scale`);
+  const gscale = s.weights.find(`${weight}.gscale`);
   const scratch = exact ? s.b.scratch : undefined;
   const f8 = s.desc.fp8?.linears[weight];
   const sq = s.desc.sq?.linears[weight];
@@ -113,6 +114,14 @@ function gemm(s: RunnerState, p: Program, site: string, weight: string, x: DevRe
     const ye = yDtype === "F32" ? F32 : s.es;
     f8.w.forEach((ws, i) => {
       p.gemmFp8({ w: w.ref.add(i * n * K), x: s.b.xq!, y: y.add(i * n * ye), M, N: n, K, yDtype, ldy: N, alpha: Math.fround(f8.a * ws), tactic: tactic(s, fp8Site(site), M), scratch: exact ? s.b.f8x : undefined });
+    });
+  } else if (gscale) {
+    // AWQ: group-wise scales, the input multiplied by prequant_scaling_factor inside the GEMM
+    const group = s.desc.weight_only?.group_size;
+    if (!group) throw new TrtbError("ENGINE_FORMAT", `${weight} has group scales but the plan declares no W4A16_AWQ quantization`);
+    p.gemmWo({
+      w: w.ref, gscale: gscale.ref, group, pre: s.weights.get(`${weight}.pre`).ref, x, y, M, N, K, bits: 4, ab: s.dt, yDtype,
+      xDtype: s.adt, scratch, deq: s.b.deq, tactic: tactic(s, woSite(site), M),
     });
   } else if (scale) {
     const bits = s.desc.weight_only?.bits;
