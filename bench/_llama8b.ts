@@ -10,6 +10,8 @@
  * bf16 — the shape and bytes of a modelopt FP8 checkpoint (values are random either way).
  * `sq`: the same as SmoothQuant W8A8_SQ_PER_CHANNEL: random int8 bytes, per-channel weight scales
  * 0.02 / 127, activation scale 4 / 127, prequant (smoothing) ones.
+ * `awq`: W4A16_AWQ (modelopt's layout, group 128): random int4 pairs packed along the output dim
+ * (I8 [out/2, in]), group scales 0.02 / 7 (bf16 [out, in/128]), prequant ones.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -20,7 +22,7 @@ export const LLAMA8B = { H: 4096, NH: 32, NKV: 8, D: 128, I: 14336, V: 128256 } 
 /** KV cache scale of every layer: K/V of these random weights reach about ±4 (4/127 for INT8; FP8 then uses ±133 of its ±448). */
 export const KV_SCALE = 0.03;
 
-export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: boolean; sq?: boolean } = {}): void {
+export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: boolean; sq?: boolean; awq?: boolean } = {}): void {
   const { H, NH, NKV, D, I, V } = LLAMA8B;
   mkdirSync(ckpt, { recursive: true });
   const specs: { name: string; dtype: "BF16" | "F8_E4M3" | "I8" | "F32"; shape: number[] }[] = [];
@@ -28,8 +30,11 @@ export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: bo
   const add = (name: string, shape: number[]) => {
     const f8 = opts.fp8 && LINEAR.test(name);
     const i8 = opts.sq && LINEAR.test(name);
-    specs.push({ name, dtype: f8 ? "F8_E4M3" : i8 ? "I8" : "BF16", shape });
+    const i4 = opts.awq && LINEAR.test(name);
+    specs.push({ name, dtype: f8 ? "F8_E4M3" : i8 || i4 ? "I8" : "BF16", shape: i4 ? [shape[0]! / 2, shape[1]!] : shape });
     const m = name.slice(0, -".weight".length);
+    if (i4)
+      specs.push({ name: `${m}.weights_scaling_factor`, dtype: "BF16", shape: [shape[0]!, shape[1]! / 128] }, { name: `${m}.prequant_scaling_factor`, dtype: "BF16", shape: [shape[1]!] });
     if (f8) specs.push({ name: `${m}.weights_scaling_factor`, dtype: "F32", shape: [1] }, { name: `${m}.activation_scaling_factor`, dtype: "F32", shape: [1] });
     if (i8)
       specs.push(
@@ -62,7 +67,8 @@ export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: bo
   }
   const ones = new Uint16Array(Math.max(H, I)).map(() => f32BitsToBf16Bits(f32Bits(1)));
   // the same pool's bytes as e4m3 values (a copy, NaN patterns made finite)
-  const bytes = new Uint8Array(opts.fp8 || opts.sq ? pool.buffer.slice(0) : new ArrayBuffer(0));
+  const bytes = new Uint8Array(opts.fp8 || opts.sq || opts.awq ? pool.buffer.slice(0) : new ArrayBuffer(0));
+  const awqScale = new Uint16Array(I).fill(f32BitsToBf16Bits(f32Bits(0.02 / 7)));
   for (let i = 0; i < bytes.length; i++) if ((bytes[i]! & 0x7f) === 0x7f) bytes[i] = bytes[i]! ^ 0x01; // no e4m3 NaN
   const w = SafetensorsWriter.create(join(ckpt, "rank0.safetensors"), specs);
   let buf = new Uint16Array(0);
@@ -71,6 +77,13 @@ export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: bo
     const n = sp.shape.reduce((a, b) => a * b, 1);
     if (sp.name.endsWith("norm.weight") || sp.name.endsWith(".prequant_scaling_factor")) {
       w.write(sp.name, new Uint8Array(ones.buffer, 0, n * 2));
+      continue;
+    }
+    if (sp.dtype === "BF16" && sp.name.endsWith(".weights_scaling_factor")) {
+      w.writeWith(sp.name, (dst) => {
+        const u = new Uint8Array(awqScale.buffer);
+        for (let o = 0; o < n * 2; o += u.length) dst.set(u.subarray(0, Math.min(u.length, n * 2 - o)), o);
+      });
       continue;
     }
     if (sp.dtype === "F32") {
@@ -105,7 +118,7 @@ export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: bo
     num_attention_heads: NH, num_key_value_heads: NKV, head_size: D, hidden_act: "silu", intermediate_size: I, norm_epsilon: 1e-5,
     position_embedding_type: "rope_gpt_neox", max_position_embeddings: 8192, rotary_embedding_dim: D, rotary_base: 500000, rotary_scaling: null,
     use_parallel_embedding: false, embedding_sharding_dim: 0, qk_layernorm: false, mapping: { world_size: 1, tp_size: 1, pp_size: 1 },
-    quantization: { quant_algo: opts.fp8 ? "FP8" : opts.sq ? "W8A8_SQ_PER_CHANNEL" : null, kv_cache_quant_algo: null, group_size: 128, smoothquant_val: 0.5, has_zero_point: false, pre_quant_scale: false, exclude_modules: null },
+    quantization: { quant_algo: opts.fp8 ? "FP8" : opts.sq ? "W8A8_SQ_PER_CHANNEL" : opts.awq ? "W4A16_AWQ" : null, kv_cache_quant_algo: null, group_size: 128, smoothquant_val: 0.5, has_zero_point: false, pre_quant_scale: !!opts.awq, exclude_modules: null },
     tie_word_embeddings: false,
   }, null, 4));
 }

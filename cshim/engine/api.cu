@@ -295,10 +295,10 @@ struct OpSpec {
 
 static const OpSpec kOps[] = {
     {"?", 0},           {"EMBED", 9},      {"ADD_NORM", 12},     {"GEMM", 13},  {"QKV_ROPE", 21},
-    {"ATTN_DECODE", 19}, {"ATTN_PREFILL", 19}, {"GATED_ACT", 9},  {"GATHER_ROWS", 5}, {"SCATTER_ADD", 6},
+    {"ATTN_DECODE", 19}, {"ATTN_PREFILL", 19}, {"GATED_ACT", 10},  {"GATHER_ROWS", 5}, {"SCATTER_ADD", 6},
     {"SOFTCAP", 4},     {"SAMPLE", 7},     {"MEMCPY", 4},        {"MEMSET", 3}, {"MOE_ROUTE", 9},
-    {"GEMM_WO", 19},   {"ACT_FP8", 7},  {"GEMM_FP8", 11},
-    {"ACT_I8", 7},   {"GEMM_I8", 12},
+    {"GEMM_WO", 18},   {"ACT_FP8", 7},  {"GEMM_FP8", 11},
+    {"ACT_I8", 7},   {"GEMM_I8", 12}, {"MUL_COLS", 6},
 };
 #define N_OPS ((uint32_t)(sizeof kOps / sizeof kOps[0]))
 
@@ -326,8 +326,7 @@ static int32_t run_op(trtb_engine_ctx *ctx, uint32_t op, const uint64_t *a) {
                         I(9), (int32_t)I(10), (int32_t)I(11), P(12));
     case TRTB_OP_GEMM_WO:
       return trtbe_gemm_wo(ctx, P(0), (const float *)P(1), P(2), P(3), (int32_t)I(4), (int32_t)I(5), (int32_t)I(6), (int32_t)I(7),
-                           (int32_t)I(8), (int32_t)I(9), I(10), I(11), (int32_t)I(12), (int32_t)I(13), P(14), P(15), P(16), (int32_t)I(17),
-                           (const float *)P(18));
+                           (int32_t)I(8), (int32_t)I(9), I(10), I(11), (int32_t)I(12), (int32_t)I(13), P(14), P(15), P(16), (int32_t)I(17));
     case TRTB_OP_QKV_ROPE: {
       QkvRopeArgs x{(const float *)P(0), I(1), (const float *)P(2), (const float *)P(3), (const float *)P(4), (float)F(5),
                     (const int32_t *)P(6), (const int32_t *)P(7), P(8), (int32_t)I(9), (int32_t)I(10), (int32_t)I(11),
@@ -348,7 +347,7 @@ static int32_t run_op(trtb_engine_ctx *ctx, uint32_t op, const uint64_t *a) {
       return trtbe_attn_prefill(s, x);
     }
     case TRTB_OP_GATED_ACT: {
-      GatedActArgs x{P(0), (int32_t)I(1), (const float *)P(2), P(3), (int32_t)I(4), I(5), I(6), (int32_t)I(7), (float)F(8)};
+      GatedActArgs x{P(0), (int32_t)I(1), (const float *)P(2), P(3), (int32_t)I(4), I(5), I(6), (int32_t)I(7), (float)F(8), (const float *)P(9)};
       return trtbe_gated_act(s, x);
     }
     case TRTB_OP_GATHER_ROWS: return trtbe_gather_rows(s, P(0), P(1), (const int32_t *)P(2), I(3), I(4));
@@ -385,6 +384,7 @@ static int32_t run_op(trtb_engine_ctx *ctx, uint32_t op, const uint64_t *a) {
     case TRTB_OP_GEMM_I8:
       return trtbe_gemm_i8(ctx, P(0), P(1), (int32_t *)P(2), P(3), (int32_t)I(4), (int32_t)I(5), (int32_t)I(6), (int32_t)I(7), I(8),
                            (float)F(9), (const float *)P(10), (int32_t)I(11));
+    case TRTB_OP_MUL_COLS: return trtbe_mul_cols(s, P(0), (int32_t)I(1), I(2), (const float *)P(3), I(4), I(5));
     default: return trtb__fail(TRTB_ERR_INVALID_ARG, "unknown opcode %u", op);
   }
 }

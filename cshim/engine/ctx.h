@@ -66,10 +66,10 @@ struct trtb_engine_graph {
  * GEMV for m <= 8, else x split into two 16-bit halves in `scratch` (2·m·k elements) and two GEMMs). */
 int32_t trtbe_gemm(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, int32_t m, int32_t n, int32_t k,
                    int32_t ab, int32_t yt, int64_t ldx, int64_t ldy, int32_t tactic, int32_t xt, void *scratch);
-/* Weight-only GEMM (TRTB_OP_GEMM_WO; gs / group / pre: group-wise AWQ scales, see trtb_engine.h). */
+/* Weight-only GEMM (TRTB_OP_GEMM_WO; gs / group: group-wise AWQ scales, see trtb_engine.h). */
 int32_t trtbe_gemm_wo(trtb_engine_ctx *ctx, const void *w, const float *scale, const void *x, void *y, int32_t m, int32_t n,
                       int32_t k, int32_t bits, int32_t ab, int32_t yt, int64_t ldx, int64_t ldy, int32_t tactic, int32_t xt,
-                      void *scratch, void *deq, const void *gs, int32_t group, const float *pre);
+                      void *scratch, void *deq, const void *gs, int32_t group);
 /* FP8 GEMM (TRTB_OP_GEMM_FP8): y = alpha · x[M,K] . w[N,K]^T, both e4m3, through cuBLASLt. */
 int32_t trtbe_gemm_fp8(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, int32_t m, int32_t n, int32_t k, int32_t yt,
                        int64_t ldy, float alpha, int32_t tactic, void *scratch);

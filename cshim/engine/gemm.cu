@@ -227,7 +227,7 @@ int32_t trtbe_gemm(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, 
     if (trtbe_gemv_ok(w, x, m, k, ab, xt, yt, ldx, rows)) return trtbe_gemv(ctx->stream, w, x, y, m, n, k, ab, xt, yt, ldx, ldy, rows);
     if (!scratch) return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm: f32 input with m=%d needs a scratch buffer", m);
     char *hi = (char *)scratch, *lo = hi + (size_t)m * k * 2;
-    int32_t st = trtbe_split16(ctx->stream, (const float *)x, ldx, hi, lo, m, k, ab, nullptr);
+    int32_t st = trtbe_split16(ctx->stream, (const float *)x, ldx, hi, lo, m, k, ab);
     if (st != TRTB_OK) return st;
     if ((st = gemm16(ctx, w, hi, y, m, n, k, ab, yt, k, ldy, t, tactic, 0.f)) != TRTB_OK) return st;
     return gemm16(ctx, w, lo, y, m, n, k, ab, yt, k, ldy, t, tactic, 1.f);
@@ -516,7 +516,7 @@ int32_t trtbe_bench_gemm(trtb_engine_ctx *ctx, int32_t m, int32_t n, int32_t k, 
 
 int32_t trtbe_gemm_wo(trtb_engine_ctx *ctx, const void *w, const float *scale, const void *x, void *y, int32_t m, int32_t n,
                       int32_t k, int32_t bits, int32_t ab, int32_t yt, int64_t ldx, int64_t ldy, int32_t tactic, int32_t xt,
-                      void *scratch, void *deq, const void *gs, int32_t group, const float *pre) {
+                      void *scratch, void *deq, const void *gs, int32_t group) {
   if (m <= 0 || n <= 0) return TRTB_OK;
   if (k <= 0 || !(bits == 8 || bits == 4) || !TRTBE_DTYPE_OK16(ab) || !(yt == TRTB_DTYPE_F32 || yt == ab) || !(xt == ab || xt == TRTB_DTYPE_F32))
     return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: bad shape or dtypes (m=%d n=%d k=%d, int%d, x %d -> %d)", m, n, k, bits, xt, yt);
@@ -528,35 +528,34 @@ int32_t trtbe_gemm_wo(trtb_engine_ctx *ctx, const void *w, const float *scale, c
   if (exact && !scratch) return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: f32 input needs a scratch buffer");
   char *hi = (char *)scratch, *lo = hi ? hi + (size_t)m * k * 2 : nullptr;
   int32_t st;
-  if (exact && (st = trtbe_split16(ctx->stream, (const float *)x, ldx, hi, lo, m, k, ab, gs ? pre : nullptr)) != TRTB_OK) return st;
+  if (exact && (st = trtbe_split16(ctx->stream, (const float *)x, ldx, hi, lo, m, k, ab)) != TRTB_OK) return st;
   const int rt = t && t->kind == TRTB_TACTIC_WO ? t->variant : 1;
   if (exact && gs) {
-    // group-wise scales cannot go onto the f32 sums of one GEMM: our kernel, 64 rows at a time (x
-    // already multiplied by pre)
+    // group-wise scales cannot go onto the f32 sums of one GEMM: our kernel, 64 rows at a time
     const size_t ys = 4;
     for (int32_t m0 = 0; m0 < m; m0 += 64) {
       const int32_t mm = std::min(64, m - m0);
-      st = trtbe_wo_gemm(ctx->stream, w, scale, gs, group, nullptr, hi + (size_t)m0 * k * 2, lo + (size_t)m0 * k * 2,
+      st = trtbe_wo_gemm(ctx->stream, w, scale, gs, group, hi + (size_t)m0 * k * 2, lo + (size_t)m0 * k * 2,
                          (char *)y + (size_t)m0 * ldy * ys, mm, n, k, bits, ab, yt, k, ldy, mm == m ? rt : 1);
       if (st != TRTB_OK) return st;
     }
     return TRTB_OK;
   }
   if (m <= 64 && !(t && t->kind == TRTB_TACTIC_CUBLASLT)) {
-    if (exact) return trtbe_wo_gemm(ctx->stream, w, scale, nullptr, 0, nullptr, hi, lo, y, m, n, k, bits, ab, yt, k, ldy, rt);
-    return trtbe_wo_gemm(ctx->stream, w, scale, gs, group, pre, x, nullptr, y, m, n, k, bits, ab, yt, ldx, ldy, rt);
+    if (exact) return trtbe_wo_gemm(ctx->stream, w, scale, nullptr, 0, hi, lo, y, m, n, k, bits, ab, yt, k, ldy, rt);
+    return trtbe_wo_gemm(ctx->stream, w, scale, gs, group, x, nullptr, y, m, n, k, bits, ab, yt, ldx, ldy, rt);
   }
   if (!deq) return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: m=%d needs the dequantization scratch buffer", m);
   const trtbe_tactic *lt = t && t->kind == TRTB_TACTIC_CUBLASLT ? t : nullptr;
   const int32_t lid = lt ? tactic : -1;
   if (exact) {
     // q exactly in 16 bits, both halves of x, then the per-channel scale on the f32 sums
-    if ((st = trtbe_wo_dequant(ctx->stream, w, scale, nullptr, 0, nullptr, deq, n, k, bits, ab, 0)) != TRTB_OK) return st;
+    if ((st = trtbe_wo_dequant(ctx->stream, w, scale, nullptr, 0, deq, n, k, bits, ab, 0)) != TRTB_OK) return st;
     if ((st = gemm16(ctx, deq, hi, y, m, n, k, ab, yt, k, ldy, lt, lid, 0.f)) != TRTB_OK) return st;
     if ((st = gemm16(ctx, deq, lo, y, m, n, k, ab, yt, k, ldy, lt, lid, 1.f)) != TRTB_OK) return st;
     return trtbe_scale_cols(ctx->stream, (float *)y, scale, m, n, ldy);
   }
-  if ((st = trtbe_wo_dequant(ctx->stream, w, scale, gs, group, pre, deq, n, k, bits, ab, 1)) != TRTB_OK) return st;
+  if ((st = trtbe_wo_dequant(ctx->stream, w, scale, gs, group, deq, n, k, bits, ab, 1)) != TRTB_OK) return st;
   return gemm16(ctx, deq, x, y, m, n, k, ab, yt, ldx, ldy, lt, lid, 0.f);
 }
 
@@ -574,18 +573,15 @@ static int32_t tune_wo(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, i
     return trtb__fail(TRTB_ERR_INVALID_ARG, "tune: group %d does not suit int%d with k=%d", group, bits, k);
   int32_t st = tune_weights(ctx, b, np * kp * bits / 8, TRTB_DTYPE_BF16, 1.0f, &copies);  // any bytes are valid q
   if (st != TRTB_OK) return st;
-  void *scale = nullptr, *deq = nullptr, *gs = nullptr, *pre = nullptr;
+  void *scale = nullptr, *deq = nullptr, *gs = nullptr;
   TRTB_CUDA_TRY(cudaMalloc(&scale, np * 4));
   b.a.push_back(scale);
   TRTB_CUDA_TRY(cudaMemsetAsync(scale, 0x3c, np * 4, ctx->stream));
-  if (group) {  // group scales and smoothing of the same sizes (values do not change the timing)
+  if (group) {  // group scales of the real size (their values do not change the timing)
     const size_t gbytes = np * (size_t)(k / group) * 2;
     TRTB_CUDA_TRY(cudaMalloc(&gs, gbytes));
     b.a.push_back(gs);
     TRTB_CUDA_TRY(cudaMemsetAsync(gs, 0x3c, gbytes, ctx->stream));
-    TRTB_CUDA_TRY(cudaMalloc(&pre, (size_t)k * 4));
-    b.a.push_back(pre);
-    TRTB_CUDA_TRY(cudaMemsetAsync(pre, 0x3f, (size_t)k * 4, ctx->stream));
   }
   TRTB_CUDA_TRY(cudaMalloc(&b.x, (size_t)m * k * 2));
   TRTB_CUDA_TRY(cudaMalloc(&b.y, (size_t)m * n * ys));
@@ -596,7 +592,7 @@ static int32_t tune_wo(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, i
     for (int rt = 1; rt <= trtbe_wo_max_rt(m); rt *= 2) {
       const int variant = rt | (v == 2 ? TRTBE_WO_PREFETCH : 0);
       st = time_ours(ctx, p, res, TRTB_TACTIC_WO, variant, [&](int it) {
-        return trtbe_wo_gemm(ctx->stream, b.a[it % copies], (const float *)scale, gs, group, (const float *)pre, b.x, nullptr, b.y, m, n, k,
+        return trtbe_wo_gemm(ctx->stream, b.a[it % copies], (const float *)scale, gs, group, b.x, nullptr, b.y, m, n, k,
                              bits, p->ab_dtype, p->y_dtype, k, n, variant);
       });
       if (st != TRTB_OK) return st;
@@ -605,7 +601,7 @@ static int32_t tune_wo(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, i
     TRTB_CUDA_TRY(cudaMalloc(&deq, (size_t)n * k * 2));
     b.a.push_back(deq);
     st = time_lt_candidates(ctx, p, res, [&](trtbe_gemm_entry *e, const cublasLtMatmulAlgo_t *algo, int it) {
-      int32_t s2 = trtbe_wo_dequant(ctx->stream, b.a[it % copies], (const float *)scale, gs, group, (const float *)pre, deq, n, k, bits,
+      int32_t s2 = trtbe_wo_dequant(ctx->stream, b.a[it % copies], (const float *)scale, gs, group, deq, n, k, bits,
                                     p->ab_dtype, 1);
       return s2 != TRTB_OK ? s2 : run_lt(ctx, e, algo, deq, b.x, b.y);
     });

@@ -96,7 +96,8 @@ enum {
    * numerics) and I8 / F8_E4M3 KV on fp32 SIMT. */
   TRTB_OP_ATTN_PREFILL = 6,
   /* args: in([T,2I]), in_dtype, bias(f32[2I] or 0), out([T,I]), out_dtype, I, T, act (0 silu,
-   *       1 gelu_tanh), out_scale(f64). out = in[:, :I] * act(in[:, I:]) (F8_E4M3 out: as ADD_NORM). */
+   *       1 gelu_tanh), out_scale(f64), mul(f32[I] or 0). out = in[:, :I] * act(in[:, I:]) (* mul[i], in f32,
+   *       before the output is rounded: AWQ's prequant of the next GEMM) (F8_E4M3 out: as ADD_NORM). */
   TRTB_OP_GATED_ACT = 7,
   /* args: src, dst, idx(i32[R]), R, row_bytes   dst[r] = src[idx[r]] (rows of row_bytes bytes) */
   TRTB_OP_GATHER_ROWS = 8,
@@ -119,19 +120,19 @@ enum {
   TRTB_OP_MOE_ROUTE = 14,
   /* args: w(tiled q), scale(f32[N]), x, y, M, N, K, bits (8, 4), ab (activation dtype F16/BF16),
    *       y_dtype (F32 or ab), ldx, ldy, tactic_id (-1: heuristic), x_dtype (ab or F32), scratch,
-   *       deq, gscale (ab [ceil(N/16), K/group, 16], or 0), group (0, or a multiple of the k tile:
-   *       64 / 128 for int4), pre (f32[K] or 0)
+   *       deq, gscale (ab [ceil(N/16), K/group, 8, 2], or 0), group (0, or a multiple of the k tile:
+   *       64 / 128 for int4)
    * Weight-only GEMM: y[M,N] = (x[M,K] . q[N,K]^T) * scale[N], q int8/int4 in the tiled layout of
    * cshim/engine/kernels/gemm_wo.cu (N padded to 16, K to 32 / 64 values). M <= 64 runs our
    * tensor-core kernel (any tactic but a cuBLASLt one); otherwise (or with a cuBLASLt tactic) the weights
    * are expanded into deq (a_dtype [N, K], 2·N·K bytes) and cuBLASLt multiplies. x_dtype F32 is the
    * exact path (y F32; x split into two 16-bit halves in scratch, 4·M·K bytes).
    * Group-wise (AWQ, group > 0; int4 only): scale is unused and
-   *   y[m,n] = sum_g gscale[n, g] * sum_{k in g} q[n,k] * (x[m,k] * pre[k])
-   * (each group's sum kept in f32, then scaled), pre the activation smoothing (prequant_scaling_factor;
-   * 0 = none). gscale is tiled as [row tile][group][16 rows]. Beyond 64 rows the expansion folds in
-   * gscale and pre; the exact path multiplies x by pre in f32 before splitting it and runs our kernel
-   * 64 rows at a time. */
+   *   y[m,n] = sum_g gscale[n, g] * sum_{k in g} q[n,k] * x[m,k]
+   * (each group's sum kept in f32, then scaled). gscale is tiled as [row tile][group][8][2] (rows g
+   * and g + 8 of a tile side by side). Beyond 64 rows the expansion multiplies q by gscale; the exact
+   * path runs our kernel 64 rows at a time. AWQ's prequant_scaling_factor is for the producer of x
+   * to apply (MUL_COLS, GATED_ACT's mul, a norm weight). */
   TRTB_OP_GEMM_WO = 15,
   /* args: x([M,ldx]), x_dtype (F32/F16/BF16), ldx, out(e4m3 [M,K]), M, K, scale(f64)
    * out = e4m3(x / scale), round to nearest even, saturated to ±448 (FP8 activation quantization). */
@@ -147,7 +148,10 @@ enum {
   TRTB_OP_ACT_I8 = 18,
   /* args: w(i8 [N,K]), x(i8 [M,K], ld K), acc(i32 [M,N] scratch), y, M, N, K, y_dtype, ldy, a(f64), ws(f32[N]), tactic_id
    * SmoothQuant GEMM: acc = x . w^T (int32, cuBLASLt), y = acc · a · ws[n]. */
-  TRTB_OP_GEMM_I8 = 19
+  TRTB_OP_GEMM_I8 = 19,
+  /* args: x, dtype (F32/F16/BF16), ld, v(f32[cols]), rows, cols
+   * x[r, c] *= v[c] in place (AWQ's prequant on the attention output). */
+  TRTB_OP_MUL_COLS = 20
 };
 
 /* Kinds of GEMM tactic (trtb_engine_tactic_add, trtb_engine_tune_result.kind). */

@@ -33,9 +33,13 @@
  *
  * AWQ engines (quant_algo W4A16_AWQ; modelopt's layout, spec §3.3): the checkpoint's int4 values
  * are kept as they are (no requantization), repacked into the same tiled layout as `<name>`, with
- * `<name>.gscale` (model dtype [ceil(rows/16), in/group, 16]: weights_scaling_factor in the
- * kernel's order) and `<name>.pre` (F32 [in]: prequant_scaling_factor, which the modules of a
- * fused GEMM must share). Linears the checkpoint left unquantized stay 16-bit.
+ * `<name>.gscale` (model dtype [ceil(rows/16), in/group, 8, 2]: weights_scaling_factor in the
+ * kernel's order). The prequant_scaling_factor (which the modules of a fused GEMM must share)
+ * multiplies the GEMM's input, so it goes where that input is made: folded into the norm weight
+ * before qkv (`input_norm`) and gate_up (`post_norm`, or Gemma-2's `pre_ff_norm`) as the f32
+ * product, and stored as `<name>.pre` (F32 [in]) for dense (the runtime scales the attention
+ * output) and down (the gated activation multiplies by it). Linears the checkpoint left
+ * unquantized stay 16-bit.
  */
 import { configQuant, type PretrainedConfig } from "../format/checkpoint-config.ts";
 import type { DType } from "../dtype.ts";
@@ -47,7 +51,7 @@ import { scalarOf } from "../quant/fp8.ts";
 import { linearOfWeight } from "../quant/modules.ts";
 import { longRopeOf, ropeInvFreq } from "../models/common/rope.ts";
 import { tensorFromBytes } from "../tensor.ts";
-import { cast, concat, type LazyTensor, lazy, renamed } from "../tensor/lazy.ts";
+import { cast, concat, type LazyTensor, lazy, mapF32, renamed } from "../tensor/lazy.ts";
 import type { EngineModelDesc } from "../engine/plan.ts";
 import type { EngineTensor } from "../engine/engine-file.ts";
 import type { WoBits } from "../engine/wo-layout.ts";
@@ -99,14 +103,16 @@ export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): En
     if (awqGroup && scaledModules(model, name, modules)) {
       const sc = modules.map((m) => get(`${m}.weights_scaling_factor`));
       const al = new AwqLinear(t, sc.length === 1 ? sc[0]! : concat(sc, 0, `${name}.gscale`), awqGroup);
-      const pre = sharedVector(model, modules.map((m) => `${m}.prequant_scaling_factor`), name);
       const md = cfg.dtype === "float16" ? "F16" : "BF16";
       out.push(
         { name, dtype: "I8", shape: [], source: new WoPackedTensor(name, al) },
         { name: `${name}.gscale`, dtype: md, shape: [], source: new AwqScaleTensor(`${name}.gscale`, al, md) },
-        { name: `${name}.pre`, dtype: "F32", shape: [pre.shape[0]!], source: renamed(cast(pre, "F32"), `${name}.pre`) },
       );
-      for (const e of out.slice(-3)) e.shape = [...e.source.shape];
+      if (!/\.(qkv|gate_up)$/.test(name)) {
+        const pre = sharedVector(model, modules.map((m) => `${m}.prequant_scaling_factor`), name);
+        out.push({ name: `${name}.pre`, dtype: "F32", shape: [], source: renamed(cast(pre, "F32"), `${name}.pre`) });
+      }
+      for (const e of out.slice(/\.(qkv|gate_up)$/.test(name) ? -2 : -3)) e.shape = [...e.source.shape];
       return;
     }
     if (awqQuantizes?.(t, modules))
@@ -119,11 +125,28 @@ export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): En
     for (const e of out.slice(-2)) e.shape = [...e.source.shape];
   };
 
+  /** AWQ: a norm weight times the prequant scale of the GEMM it feeds (f32 product), else as is. */
+  const norm = (name: string, t: LazyTensor, gemm: string, modules: string[]) => {
+    if (!(awqGroup && scaledModules(model, gemm, modules))) return f32(name, t);
+    const pre = sharedVector(model, modules.map((m) => `${m}.prequant_scaling_factor`), gemm);
+    if (pre.numel !== t.numel) throw new TrtbError("CKPT_SHAPE_MISMATCH", `${pre.name} has ${pre.numel} elements, ${t.name} ${t.numel}`, { tensor: pre.name });
+    const p = new Float32Array(pre.numel);
+    out.push({
+      name, dtype: "F32", shape: [...t.shape],
+      source: mapF32(cast(t, "F32"), (x) => {
+        pre.writeRange(new Uint8Array(p.buffer), "F32", 0, p.length);
+        return x.map((v, j) => Math.fround(v * p[j]!));
+      }, "F32", name),
+    });
+  };
+
   if (desc.first_pp_rank) add("embedding", get("transformer.vocab_embedding.weight"));
   desc.layers.forEach((_, i) => {
     const P = `transformer.layers.${i}.`;
     const L = `layers.${i}.`;
-    f32(`${L}input_norm`, get(`${P}input_layernorm.weight`));
+    const gated = model.weights.has(`${P}mlp.gate.weight`);
+    const mlpIn = desc.moe ? null : gated ? [`${P}mlp.gate`, `${P}mlp.fc`] : [`${P}mlp.fc`];
+    norm(`${L}input_norm`, get(`${P}input_layernorm.weight`), `${L}qkv`, [`${P}attention.qkv`]);
     linear(`${L}qkv`, get(`${P}attention.qkv.weight`), [`${P}attention.qkv`]);
     const qb = opt(`${P}attention.qkv.bias`);
     if (qb) f32(`${L}qkv_bias`, qb);
@@ -134,11 +157,12 @@ export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): En
     linear(`${L}dense`, get(`${P}attention.dense.weight`), [`${P}attention.dense`]);
     const db = opt(`${P}attention.dense.bias`);
     if (db) f32(`${L}dense_bias`, db);
-    f32(`${L}post_norm`, get(`${P}post_layernorm.weight`));
+    // the norm that makes gate_up's input: post_norm, or Gemma-2's pre_ff_norm (post_norm then normalises the attention output)
     if (desc.sandwich_norms) {
-      f32(`${L}pre_ff_norm`, get(`${P}pre_feedforward_layernorm.weight`));
+      f32(`${L}post_norm`, get(`${P}post_layernorm.weight`));
+      norm(`${L}pre_ff_norm`, get(`${P}pre_feedforward_layernorm.weight`), `${L}gate_up`, mlpIn ?? []);
       f32(`${L}post_ff_norm`, get(`${P}post_feedforward_layernorm.weight`));
-    }
+    } else norm(`${L}post_norm`, get(`${P}post_layernorm.weight`), `${L}gate_up`, mlpIn ?? []);
     if (desc.moe) {
       f32(`${L}router`, get(`${P}mlp.router.weight`));
       linear(`${L}experts.gate_up`, get(`${P}mlp.fc.weight`), [`${P}mlp.fc`]);

@@ -141,10 +141,10 @@ export class AwqLinear implements PackedOwner {
   }
 }
 
-/** The group scales of an AwqLinear: [ceil(N/16), K/group, 16] in the model dtype. */
+/** The group scales of an AwqLinear: [ceil(N/16), K/group, 8, 2] in the model dtype. */
 export class AwqScaleTensor extends LazyTensor {
   constructor(name: string, readonly owner: AwqLinear, dtype: "F16" | "BF16") {
-    super(name, dtype, [Math.ceil(owner.rows / 16), owner.cols / owner.group, 16]);
+    super(name, dtype, [Math.ceil(owner.rows / 16), owner.cols / owner.group, 8, 2]);
   }
   writeRange(dst: Uint8Array, dtype: DType, start: number, count: number): void {
     const s = this.owner.tiledScales();

@@ -95,19 +95,20 @@ export function woUnpackTS(packed: Uint8Array, N: number, K: number, bits: WoBit
   return q;
 }
 
+/** Scale of row `r`, group `g` (of G) in the tiled order of woGroupScalesTS. */
+export const woGroupScaleIndex = (r: number, g: number, G: number): number => (((r >> 4) * G + g) * 8 + (r & 7)) * 2 + ((r >> 3) & 1);
+
 /**
  * Group-wise (AWQ) scales in the kernel's order: s [N, G] (one per row and group of input
- * columns, row-major as modelopt stores them) → [ceil(N/16), G, 16]: for each 16-row tile, each
- * group's 16 row scales together (one 32-byte line per tile and group). Rows past N hold 0.
+ * columns, row-major as modelopt stores them) → [ceil(N/16), G, 8, 2]: for each 16-row tile and
+ * group, rows g and g + 8 side by side (lane g of the kernel loads its pair with one 4-byte load).
+ * Rows past N hold 0.
  */
 export function woGroupScalesTS(s: Float32Array, N: number, G: number): Float32Array {
   const out = new Float32Array(Math.ceil(N / 16) * G * 16);
-  for (let r = 0; r < N; r++) for (let g = 0; g < G; g++) out[((r >> 4) * G + g) * 16 + (r & 15)] = s[r * G + g]!;
+  for (let r = 0; r < N; r++) for (let g = 0; g < G; g++) out[woGroupScaleIndex(r, g, G)] = s[r * G + g]!;
   return out;
 }
-
-/** Scale of row `r`, group `g` in the tiled order of woGroupScalesTS. */
-export const woGroupScaleIndex = (r: number, g: number, G: number): number => ((r >> 4) * G + g) * 16 + (r & 15);
 
 /** modelopt's int4 packing along the output dim ([N/2, K], byte (r2, c) = low nibble row 2·r2, high nibble row 2·r2+1) → q [N, K]. */
 export function unpackInt4Rows(bytes: Uint8Array, N: number, K: number, into = new Int8Array(N * K), rowOffset = 0): Int8Array {

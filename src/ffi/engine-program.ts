@@ -135,18 +135,18 @@ export class Program {
    * f32 [N]; `ab` the activation dtype. M ≤ 64 runs our kernel; beyond that (or with a cuBLASLt
    * tactic) the weights are expanded into `deq` (2·N·K bytes). `xDtype` F32 is the exact path
    * (needs `scratch` of 4·M·K bytes). AWQ (int4): `gscale` holds group-wise scales (`ab`,
-   * [ceil(N/16), K/group, 16]: wo-layout.ts woGroupScales) instead of `scale`, and `pre` (f32 [K])
-   * multiplies x first.
+   * [ceil(N/16), K/group, 8, 2]: wo-layout.ts woGroupScalesTS) instead of `scale`; x comes with
+   * the prequant scale applied by its producer.
    */
   gemmWo(a: {
     w: DevRef; scale?: DevRef; x: DevRef; y: DevRef; M: number; N: number; K: number; bits: 8 | 4; ab: Dt; yDtype: Dt; ldx?: number; ldy?: number;
-    tactic: number; xDtype?: Dt; scratch?: DevRef; deq?: DevRef; gscale?: DevRef; group?: number; pre?: DevRef;
+    tactic: number; xDtype?: Dt; scratch?: DevRef; deq?: DevRef; gscale?: DevRef; group?: number;
   }): this {
     return this.#op("GEMM_WO", [
       () => this.#a(a.w), () => this.#a(a.scale), () => this.#a(a.x), () => this.#a(a.y), () => this.#u(a.M), () => this.#u(a.N), () => this.#u(a.K),
       () => this.#u(a.bits), () => this.#u(this.#dt(a.ab)), () => this.#u(this.#dt(a.yDtype)), () => this.#u(a.ldx ?? a.K), () => this.#u(a.ldy ?? a.N),
       () => this.#u(a.tactic), () => this.#u(this.#dt(a.xDtype ?? a.ab)), () => this.#a(a.scratch), () => this.#a(a.deq),
-      () => this.#a(a.gscale), () => this.#u(a.group ?? 0), () => this.#a(a.pre),
+      () => this.#a(a.gscale), () => this.#u(a.group ?? 0),
     ]);
   }
 
@@ -222,10 +222,18 @@ export class Program {
     ]);
   }
 
-  gatedAct(a: { in: DevRef; inDtype: Dt; bias?: DevRef; out: DevRef; outDtype: Dt | "F8_E4M3"; outScale?: number; I: number; T: number; act: "silu" | "gelu_tanh" }): this {
+  /** out = up · act(gate) over rows of [up | gate], times `mul` (f32 [I], AWQ's prequant of the next GEMM) when given. */
+  gatedAct(a: { in: DevRef; inDtype: Dt; bias?: DevRef; out: DevRef; outDtype: Dt | "F8_E4M3"; outScale?: number; I: number; T: number; act: "silu" | "gelu_tanh"; mul?: DevRef }): this {
     return this.#op("GATED_ACT", [
       () => this.#a(a.in), () => this.#u(this.#dt(a.inDtype)), () => this.#a(a.bias), () => this.#a(a.out), () => this.#u(this.#dt(a.outDtype)),
-      () => this.#u(a.I), () => this.#u(a.T), () => this.#u(a.act === "silu" ? 0 : 1), () => this.#f(a.outScale ?? 1),
+      () => this.#u(a.I), () => this.#u(a.T), () => this.#u(a.act === "silu" ? 0 : 1), () => this.#f(a.outScale ?? 1), () => this.#a(a.mul),
+    ]);
+  }
+
+  /** x[r, c] *= v[c] in place (v f32 [cols]; x rows of `ld` elements, default cols). */
+  mulCols(a: { x: DevRef; dtype: Dt; ld?: number; v: DevRef; rows: number; cols: number }): this {
+    return this.#op("MUL_COLS", [
+      () => this.#a(a.x), () => this.#u(this.#dt(a.dtype)), () => this.#u(a.ld ?? a.cols), () => this.#a(a.v), () => this.#u(a.rows), () => this.#u(a.cols),
     ]);
   }
 

@@ -51,7 +51,7 @@ export const OP = {
   QKV_ROPE: [4, 21],
   ATTN_DECODE: [5, 19],
   ATTN_PREFILL: [6, 19],
-  GATED_ACT: [7, 9],
+  GATED_ACT: [7, 10],
   GATHER_ROWS: [8, 5],
   SCATTER_ADD: [9, 6],
   SOFTCAP: [10, 4],
@@ -59,11 +59,12 @@ export const OP = {
   MEMCPY: [12, 4],
   MEMSET: [13, 3],
   MOE_ROUTE: [14, 9],
-  GEMM_WO: [15, 19],
+  GEMM_WO: [15, 18],
   ACT_FP8: [16, 7],
   GEMM_FP8: [17, 11],
   ACT_I8: [18, 7],
   GEMM_I8: [19, 12],
+  MUL_COLS: [20, 6],
 } as const satisfies Record<string, readonly [number, number]>;
 
 /** `TRTB_TACTIC_*`. */

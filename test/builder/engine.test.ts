@@ -138,7 +138,7 @@ describe("engine build and file (fake backend)", () => {
     expect((e2 as { code?: string }).code).toBe("BUILD_UNSUPPORTED");
   });
 
-  test("W4A16_AWQ checkpoints: the checkpoint's int4 values tiled, group scales in the kernel's order, prequant, grouped .wo sites", async () => {
+  test("W4A16_AWQ checkpoints: the checkpoint's int4 values tiled, group scales in the kernel's order, prequant where the input is made, grouped .wo sites", async () => {
     using t = tempDir();
     const ckpt = join(t.path, "ckpt");
     const out = join(t.path, "eng");
@@ -149,12 +149,17 @@ describe("engine build and file (fake backend)", () => {
     const byName = new Map(e.plan.tensors.map((x) => [x.name, x]));
     // qkv [256, 128]: 16 row tiles × 2 k tiles of 512 bytes; 2 groups of 64 columns per row
     expect(byName.get("layers.0.qkv")).toMatchObject({ dtype: "I8", shape: [256, 64], bytes: 16 * 2 * 512 });
-    expect(byName.get("layers.0.qkv.gscale")).toMatchObject({ dtype: "BF16", shape: [16, 2, 16] });
-    expect(byName.get("layers.0.qkv.pre")).toMatchObject({ dtype: "F32", shape: [128] });
+    expect(byName.get("layers.0.qkv.gscale")).toMatchObject({ dtype: "BF16", shape: [16, 2, 8, 2] });
     expect(byName.has("layers.0.qkv.scale")).toBe(false);
+    // prequant: folded into the norms before qkv / gate_up, a vector for dense and down
+    expect(byName.has("layers.0.qkv.pre")).toBe(false);
+    expect(byName.has("layers.1.gate_up.pre")).toBe(false);
+    expect(byName.get("layers.0.dense.pre")).toMatchObject({ dtype: "F32", shape: [128] });
+    expect(byName.get("layers.1.down.pre")).toMatchObject({ dtype: "F32", shape: [384] });
     expect(byName.get("layers.0.gate_up")!.dtype).toBe("BF16"); // excluded
-    expect(byName.get("layers.1.gate_up.gscale")!.shape).toEqual([768 / 16, 2, 16]);
-    expect(byName.get("layers.1.down.gscale")!.shape).toEqual([8, 384 / 64, 16]);
+    expect(byName.has("layers.0.down.pre")).toBe(false);
+    expect(byName.get("layers.1.gate_up.gscale")!.shape).toEqual([768 / 16, 2, 8, 2]);
+    expect(byName.get("layers.1.down.gscale")!.shape).toEqual([8, 384 / 64, 8, 2]);
     // the engine holds the checkpoint's q and scales, rearranged (no requantization)
     const blob = new Uint8Array(e.weightBytes);
     e.forEachWeightWindow((off, bytes) => blob.set(bytes, off));
@@ -181,17 +186,32 @@ describe("engine build and file (fake backend)", () => {
     expect(sites.gate_up).toBeDefined(); // layer 0 stays 16-bit
     expect(sites["gate_up.wo"]!.wgroup).toBe(64);
     expect([...TimingCache.load(join(out, "model.cache")).entries.keys()].some((k) => k.includes("|w4g64/BF16>F32|"))).toBe(true);
-    // gate and fc read one input: different smoothing cannot be one GEMM
+    // a prequant scale that is not one: input_norm holds norm · pre (f32); gate and fc read one
+    // input, so different smoothing of the two cannot be one GEMM
     const raw2 = join(t.path, "ckpt2");
     await convertCheckpoint({ modelDir: fixture("llama"), outputDir: raw2, quantConfig: { quant_algo: "W4A16_AWQ", group_size: 64 } });
     const file = join(raw2, "rank0.safetensors");
     const bytes = new Uint8Array(readFileSync(file));
     const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
     const hdr = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
-    const pre = hdr["transformer.layers.1.mlp.gate.prequant_scaling_factor"];
-    expect(pre.dtype).toBe("BF16");
-    bytes[8 + n + pre.data_offsets[0] + 1]! ^= 0x01; // 1.0 → another value in the first element
-    writeFileSync(file, bytes);
+    const flip = (name: string) => {
+      expect(hdr[name].dtype).toBe("BF16");
+      bytes[8 + n + hdr[name].data_offsets[0] + 1]! ^= 0x01; // 1.0 → 0.0078 (bf16 0x3f80 → 0x3e80 … first element)
+      writeFileSync(file, bytes);
+    };
+    flip("transformer.layers.1.attention.qkv.prequant_scaling_factor");
+    await buildCheckpoint({ checkpointDir: raw2, outputDir: join(t.path, "e1"), backend: fakeBackend(), buildConfig: { max_num_tokens: 32 } });
+    const e1 = await Engine.fromDir(join(t.path, "e1"), 0);
+    const blob1 = new Uint8Array(e1.weightBytes);
+    e1.forEachWeightWindow((off, b) => blob1.set(b, off));
+    const t1 = e1.plan.tensors.find((x) => x.name === "layers.1.input_norm")!;
+    const folded = new Float32Array(blob1.slice(t1.offset, t1.offset + t1.bytes).buffer);
+    const raw2t = readRaw(file);
+    const norm = toFloat32(raw2t.get("transformer.layers.1.input_layernorm.weight")!.bytes, "BF16");
+    const qpre = toFloat32(raw2t.get("transformer.layers.1.attention.qkv.prequant_scaling_factor")!.bytes, "BF16");
+    expect(qpre[0]).not.toBe(1);
+    expect(Array.from(folded)).toEqual(Array.from(norm, (v, j) => Math.fround(v * qpre[j]!)));
+    flip("transformer.layers.1.mlp.gate.prequant_scaling_factor");
     const e2 = await err(() => buildCheckpoint({ checkpointDir: raw2, outputDir: join(t.path, "e2"), backend: fakeBackend() }));
     expect((e2 as { code?: string }).code).toBe("BUILD_UNSUPPORTED");
     expect(e2.message).toContain("different prequant_scaling_factor");

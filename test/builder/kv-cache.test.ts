@@ -33,8 +33,8 @@ describe("quantized KV cache engines (build)", () => {
       await quantize(fixture("llama"), ckpt, { kv_cache_quant_algo: algo, ...(wq ? { quant_algo: wq } : {}) }, CALIB);
       await buildCheckpoint({ checkpointDir: ckpt, outputDir: out, backend: fakeBackend(), buildConfig: { max_num_tokens: 32, max_batch_size: 2 } });
       const plan = (await Engine.fromDir(out, 0)).plan;
-      expect(ENGINE_FORMAT_VERSION).toBe(3);
-      expect(plan.format_version).toBe(3);
+      expect(ENGINE_FORMAT_VERSION).toBeGreaterThanOrEqual(3); // the quantized KV cache arrived in version 3
+      expect(plan.format_version).toBe(ENGINE_FORMAT_VERSION);
       const q = readRaw(join(ckpt, "rank0.safetensors"));
       const want = plan.model.layers.map((_, i) => asF32(q.get(SCALE(i))!)[0]!);
       expect(want.every((s) => s > 0)).toBe(true);

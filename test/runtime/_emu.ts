@@ -278,17 +278,15 @@ export class EmuContext implements EngineContext {
       }
       case "GEMM_WO": {
         // y = (x . q^T) * scale; exact path (x f32): x used to ~16 bits, emulated as f32. AWQ (gs):
-        // y = sum_g gs[n, g] * sum_{k in g} q * (x * pre), each group's sum rounded to f32
-        const [w, sc, x, y, M, N, K, bits, ab, yd, ldx, ldy, xd, gs, group, pre] = [
-          a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7) as 8 | 4, DT[a(8)]!, DT[a(9)]!, a(10), a(11), DT[a(13)]!, a(16), a(17), a(18)];
+        // y = sum_g gs[n, g] * sum_{k in g} q * x, each group's sum rounded to f32
+        const [w, sc, x, y, M, N, K, bits, ab, yd, ldx, ldy, xd, gs, group] = [
+          a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7) as 8 | 4, DT[a(8)]!, DT[a(9)]!, a(10), a(11), DT[a(13)]!, a(16), a(17)];
         const q = woUnpackTS(this.view(w, woPackedBytes(N, K, bits)), N, K, bits);
         const G = group ? K / group : 0;
         const S = gs ? null : this.read(sc, N, "F32");
         const GS = gs ? this.read(gs, Math.ceil(N / 16) * G * 16, ab) : null;
-        const PRE = pre ? this.read(pre, K, "F32") : null;
         for (let m = 0; m < M; m++) {
           const X = this.read(x + m * ldx * ES[xd], K, xd);
-          if (PRE) for (let k = 0; k < K; k++) X[k] = Math.fround(X[k]! * PRE[k]!);
           const Y = new Float32Array(N);
           for (let nn = 0; nn < N; nn++) {
             if (GS) {
@@ -383,14 +381,16 @@ export class EmuContext implements EngineContext {
         return;
       }
       case "GATED_ACT": {
-        const [x, xdt, bias, out, ocode, I, T, act, oscale] = [a(0), DT[a(1)]!, a(2), a(3), a(4), a(5), a(6), a(7), f(8)];
+        const [x, xdt, bias, out, ocode, I, T, act, oscale, mul] = [a(0), DT[a(1)]!, a(2), a(3), a(4), a(5), a(6), a(7), f(8), a(9)];
         const v = this.read(x, T * 2 * I, xdt);
         const b = bias ? this.read(bias, 2 * I, "F32") : null;
+        const mv = mul ? this.read(mul, I, "F32") : null;
         const o = new Float32Array(T * I);
         for (let t = 0; t < T; t++) for (let j = 0; j < I; j++) {
           const up = v[t * 2 * I + j]! + (b ? b[j]! : 0);
           const g = v[t * 2 * I + I + j]! + (b ? b[I + j]! : 0);
           o[t * I + j] = up * (act === 0 ? g / (1 + Math.exp(-g)) : 0.5 * g * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (g + 0.044715 * g ** 3))));
+          if (mv) o[t * I + j] = Math.fround(o[t * I + j]!) * mv[j]!;
         }
         return this.writeOut(out, o, ocode, oscale);
       }
@@ -409,6 +409,15 @@ export class EmuContext implements EngineContext {
           const v = this.read(y + r * H * 4, H, "F32");
           for (let j = 0; j < H; j++) o[j] = o[j]! + wt[r]! * v[j]!;
           this.write(out + ix[r]! * H * 4, o, "F32");
+        }
+        return;
+      }
+      case "MUL_COLS": {
+        const [x, dt, ld, v, rows, cols] = [a(0), DT[a(1)]!, a(2), a(3), a(4), a(5)];
+        const vv = this.read(v, cols, "F32");
+        for (let r = 0; r < rows; r++) {
+          const row = this.read(x + r * ld * ES[dt], cols, dt);
+          this.write(x + r * ld * ES[dt], row.map((e, c) => e * vv[c]!), dt);
         }
         return;
       }

@@ -174,22 +174,18 @@ describe.skipIf(!ctx)("engine kernels", () => {
     }
   });
 
-  test("gemm_wo group-wise (AWQ): int4 with group 64 / 128 scales and prequant, kernel, expand + cuBLASLt and exact paths", () => {
-    // budgets as above: the kernel rounds x · pre to 16 bits as it loads it (the reference does the
-    // same), then f32 sums per group → f32 output 1e-5; the expand path rounds q · s · pre per weight
-    // (4e-3); the exact path multiplies the f32 input by pre before splitting it (1e-4)
+  test("gemm_wo group-wise (AWQ): int4 with group 64 / 128 scales, kernel, expand + cuBLASLt and exact paths", () => {
+    // budgets as above: f32 sums per group, scaled in f32 → f32 output 1e-5; the expand path rounds
+    // q · s per weight to 16 bits (4e-3); the exact path (x split in two halves) 1e-4
     for (const [M, N, K, group, ab] of [[1, 200, 256, 128, "BF16"], [6, 96, 384, 64, "F16"], [24, 64, 512, 128, "BF16"], [64, 48, 256, 64, "BF16"], [80, 72, 256, 128, "F16"]] as const) {
       const G = K / group;
       const q = Int8Array.from({ length: N * K }, () => Math.max(-8, Math.min(7, Math.round(rnd() * 8))));
       const s16 = round16(Float32Array.from({ length: N * G }, () => 0.001 + Math.abs(rnd()) * 0.02), ab)[1];
       const [tB] = round16(woGroupScalesTS(s16, N, G), ab);
-      const pre = Float32Array.from({ length: K }, () => 0.25 + Math.abs(rnd()) * 3);
       const [xB, x] = round16(randF32(M * K), ab);
       const xf = randF32(M * K);
-      const refOf = (xs: Float32Array, round: boolean) => {
+      const refOf = (xr: Float32Array) => {
         const r = new Float64Array(M * N);
-        const xp = Float32Array.from(xs, (v, i) => v * pre[i % K]!);
-        const xr = round ? round16(xp, ab)[1] : xp;
         for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
           let acc = 0;
           for (let g = 0; g < G; g++) {
@@ -201,11 +197,10 @@ describe.skipIf(!ctx)("engine kernels", () => {
         }
         return r;
       };
-      const ref = refOf(x, true);
-      const refX = refOf(xf, false);
+      const ref = refOf(x);
+      const refX = refOf(xf);
       using dw = dev(c, woPackTS(q, N, K, 4));
       using dg = dev(c, tB);
-      using dp = dev(c, u8(pre));
       using dx = dev(c, xB);
       using dxf = dev(c, u8(xf));
       using scratch = c.alloc(2 * M * K * 2);
@@ -213,7 +208,7 @@ describe.skipIf(!ctx)("engine kernels", () => {
       const tuned = c.tune({ m: M, n: N, k: K, ab, y: "F32", maxAlgos: 3, minMs: 0.2, wBits: 4, wGroup: group });
       expect(tuned.length).toBeGreaterThan(0);
       for (const [tactic, kind] of [[-1, "heuristic"], ...tuned.map((t) => [c.addTactic(t), t.kind])] as [number, string][]) {
-        const g = { w: dw.at(0), gscale: dg.at(0), group, pre: dp.at(0), M, N, K, bits: 4 as const, ab, tactic, deq: deq.at(0) };
+        const g = { w: dw.at(0), gscale: dg.at(0), group, M, N, K, bits: 4 as const, ab, tactic, deq: deq.at(0) };
         const expand = M > 64 || kind === "cublaslt";
         for (const y of ["F32", ab] as const) {
           using dy = poisoned(c, M * N * 4);
@@ -234,10 +229,41 @@ describe.skipIf(!ctx)("engine kernels", () => {
     }
     // bad group sizes fail with the call's code, naming the op
     using w = c.alloc(512 * 4);
-    const bad = () => c.exec(new Program().gemmWo({ w: w.at(0), gscale: w.at(0), group: 96, pre: w.at(0), x: w.at(0), y: w.at(0), M: 1, N: 16, K: 192, bits: 4, ab: "BF16", yDtype: "F32", tactic: -1 }));
+    const bad = () => c.exec(new Program().gemmWo({ w: w.at(0), gscale: w.at(0), group: 96, x: w.at(0), y: w.at(0), M: 1, N: 16, K: 192, bits: 4, ab: "BF16", yDtype: "F32", tactic: -1 }));
     let err: unknown;
     try { bad(); } catch (e) { err = e; }
     expect(isTrtbError(err) && /GEMM_WO/.test((err as Error).message) && /group/.test((err as Error).message)).toBe(true);
+  });
+
+  test("AWQ's prequant on GEMM inputs: MUL_COLS in place (f32 / bf16 / f16 rows with a stride) and the gated activation's mul", () => {
+    const rows = 5, cols = 96, ld = 104;
+    const v = Float32Array.from({ length: cols }, () => 0.25 + Math.abs(rnd()) * 3);
+    for (const dt of ["F32", "BF16", "F16"] as const) {
+      const x = randF32(rows * ld);
+      const [xb, xv] = dt === "F32" ? [u8(x), x] : round16(x, dt);
+      using dx = dev(c, xb);
+      using dv = dev(c, u8(v));
+      c.exec(new Program().mulCols({ x: dx.at(0), dtype: dt, ld, v: dv.at(0), rows, cols }));
+      const got = dt === "F32" ? dlF32(c, dx, rows * ld) : toFloat32(c.download(dx.at(0), rows * ld * 2), dt);
+      const want = xv.map((e, i) => (i % ld < cols ? e * v[i % ld]! : e));
+      const [, want16] = dt === "F32" ? [null, Float32Array.from(want, Math.fround)] : round16(Float32Array.from(want), dt);
+      expect(Array.from(got)).toEqual(Array.from(want16)); // one product, one rounding; the padding columns untouched
+    }
+    // gated activation times mul: the same values as without, multiplied in f32 before the rounding
+    const I = 64, T = 3;
+    const m = Float32Array.from({ length: I }, () => 0.5 + Math.abs(rnd()));
+    const [inB] = bf16(randF32(T * 2 * I));
+    using din = dev(c, inB);
+    using dm = dev(c, u8(m));
+    using d1 = c.alloc(T * I * 4);
+    using d2 = c.alloc(T * I * 4);
+    c.exec(new Program().gatedAct({ in: din.at(0), inDtype: "BF16", out: d1.at(0), outDtype: "F32", I, T, act: "silu" }));
+    c.exec(new Program().gatedAct({ in: din.at(0), inDtype: "BF16", out: d2.at(0), outDtype: "F32", I, T, act: "silu", mul: dm.at(0) }));
+    const plain = dlF32(c, d1, T * I);
+    expect(Array.from(dlF32(c, d2, T * I))).toEqual(Array.from(plain, (e, i) => Math.fround(e * m[i % I]!)));
+    using d3 = c.alloc(T * I * 2);
+    c.exec(new Program().gatedAct({ in: din.at(0), inDtype: "BF16", out: d3.at(0), outDtype: "BF16", I, T, act: "silu", mul: dm.at(0) })); // the vectorised kernel
+    expect(relErr(dlBf16(c, d3, T * I), Array.from(plain, (e, i) => e * m[i % I]!))).toBeLessThan(4e-3);
   });
 
   test("add_norm: residual add with bias and a post-norm, then RMSNorm", () => {

@@ -1,6 +1,7 @@
 /*
- * activation.cu: the element-wise nonlinearities: gated activation (SiLU / GELU-tanh of the
- * gate times up, TRTB_OP_GATED_ACT) and the logit soft-cap (TRTB_OP_SOFTCAP).
+ * activation.cu: the element-wise ops: gated activation (SiLU / GELU-tanh of the gate times up,
+ * TRTB_OP_GATED_ACT), the logit soft-cap (TRTB_OP_SOFTCAP) and a per-column scaling
+ * (TRTB_OP_MUL_COLS).
  *
  * Napkin maths (Llama-3-8B, one decode token): each kernel moves a few tens of KB, so they are
  * latency-bound (a few µs each); they matter only through their count, which CUDA graphs hide.
@@ -29,7 +30,9 @@ __global__ void gated_act_kernel(GatedActArgs a) {
       up += a.bias[i];
       g += a.bias[a.I + i];
     }
-    static_cast<typename OutCvt<OutT>::S *>(a.out)[idx] = OutCvt<OutT>::cvt(up * act_fn(g, a.act), a.out_scale);
+    float v = up * act_fn(g, a.act);
+    if (a.mul) v *= a.mul[i];
+    static_cast<typename OutCvt<OutT>::S *>(a.out)[idx] = OutCvt<OutT>::cvt(v, a.out_scale);
   }
 }
 
@@ -55,9 +58,21 @@ __global__ void gated_act_vec8_kernel(GatedActArgs a) {
         u += a.bias[i + e];
         v += a.bias[a.I + i + e];
       }
-      ov[e] = from_f<T>(u * act_fn(v, a.act));
+      ov[e] = from_f<T>(a.mul ? u * act_fn(v, a.act) * a.mul[i + e] : u * act_fn(v, a.act));
     }
     *reinterpret_cast<uint4 *>(static_cast<T *>(a.out) + t * a.I + i) = o;
+  }
+}
+
+template <typename T>
+__global__ void mul_cols_kernel(T *x, int64_t ld, const float *__restrict__ v, int64_t rows, int64_t cols) {
+  pdl_wait();
+  pdl_trigger_if_one_wave();
+  const int64_t n = rows * cols;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t r = i / cols, c = i % cols;
+    T *p = x + r * ld + c;
+    *p = from_f<T>(to_f<T>(*p) * v[c]);
   }
 }
 
@@ -106,6 +121,20 @@ int32_t trtbe_gated_act(cudaStream_t s, const GatedActArgs &a) {
     case TRTB_DTYPE_F32: return gated_act_out<float>(s, a, grid);
     default: return trtb__fail(TRTB_ERR_DTYPE, "gated_act: in dtype %d", a.in_dtype);
   }
+}
+
+int32_t trtbe_mul_cols(cudaStream_t s, void *x, int32_t dtype, int64_t ld, const float *v, int64_t rows, int64_t cols) {
+  if (rows <= 0 || cols <= 0) return TRTB_OK;
+  if (!x || !v || ld < cols) return trtb__fail(TRTB_ERR_INVALID_ARG, "mul_cols: NULL pointer or ld %lld < cols %lld", (long long)ld, (long long)cols);
+  const dim3 grid(trtbe_grid_for(rows * cols, 256));
+  switch (dtype) {
+    case TRTB_DTYPE_F32: (void)trtbe_launch(mul_cols_kernel<float>, grid, dim3(256), 0, s, (float *)x, ld, v, rows, cols); break;
+    case TRTB_DTYPE_F16: (void)trtbe_launch(mul_cols_kernel<__half>, grid, dim3(256), 0, s, (__half *)x, ld, v, rows, cols); break;
+    case TRTB_DTYPE_BF16: (void)trtbe_launch(mul_cols_kernel<__nv_bfloat16>, grid, dim3(256), 0, s, (__nv_bfloat16 *)x, ld, v, rows, cols); break;
+    default: return trtb__fail(TRTB_ERR_DTYPE, "mul_cols: dtype %d (F32, F16, BF16)", dtype);
+  }
+  TRTB_CUDA_CHECK_LAUNCH("mul_cols_kernel");
+  return TRTB_OK;
 }
 
 int32_t trtbe_softcap(cudaStream_t s, void *x, int32_t dtype, int64_t n, float cap) {

@@ -34,12 +34,12 @@
  * (trtbe_wo_dequant) and multiplied by cuBLASLt (gemm.cu).
  *
  * Group-wise scales (AWQ, GROUPED): one scale per (row, group of 2^gshift k tiles), stored in the
- * activation dtype as [row tile][group][16 rows] so a stage fetches its rows' two scales from one
- * 32-byte line. Each k tile is multiplied into zeroed accumulators and added to the running sums
- * times the tile's scales (f32), so the result is sum_g s[n,g] * sum_{k in g} q x, exactly the
- * f32 value the CPU runner computes up to summation order. `pre` (f32 [K], AWQ's
- * prequant_scaling_factor) multiplies the activations as they are loaded (rounded back to 16 bits;
- * the exact path multiplies the f32 input before splitting it instead, see gemm.cu).
+ * activation dtype as [row tile][group][8][2]: the scales of rows g and g + 8 of a tile side by
+ * side, so lane g fetches both with one 4-byte load. Each k tile is multiplied into zeroed
+ * accumulators and added to the running sums times the tile's scales (f32), so the result is
+ * sum_g s[n,g] * sum_{k in g} q x, the f32 value the CPU runner computes up to summation order.
+ * AWQ's prequant_scaling_factor is applied by whatever produces the GEMM's input (the runtime folds
+ * it into the norm weights, the gated activation and a column scaling of the attention output).
  */
 #include <algorithm>
 
@@ -120,19 +120,9 @@ template <typename A> __device__ __forceinline__ uint4 ldx8(const A *p, int k, i
   return k < K ? __ldg(reinterpret_cast<const uint4 *>(p + k)) : make_uint4(0u, 0u, 0u, 0u);
 }
 
-/* 8 activations times pre[k .. k+8) (f32, 16-byte aligned), back in A. */
-template <typename A> __device__ __forceinline__ uint4 mul_pre8(uint4 v, const float *__restrict__ pre, int k) {
-  const float4 p0 = __ldg(reinterpret_cast<const float4 *>(pre + k)), p1 = __ldg(reinterpret_cast<const float4 *>(pre + k) + 1);
-  const float p[8] = {p0.x, p0.y, p0.z, p0.w, p1.x, p1.y, p1.z, p1.w};
-  A *h = reinterpret_cast<A *>(&v);
-#pragma unroll
-  for (int j = 0; j < 8; j++) h[j] = from_f<A>(to_f<A>(h[j]) * p[j]);
-  return v;
-}
-
 template <typename A, typename OutT, int BITS, int MT, int RT, bool PREX, bool GROUPED>
 __global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__restrict__ w, const float *__restrict__ scale,
-                                                             const A *__restrict__ gs, int gshift, const float *__restrict__ pre,
+                                                             const A *__restrict__ gs, int gshift,
                                                              const A *__restrict__ x, const A *__restrict__ xlo,
                                                              OutT *__restrict__ y, int M, int N, int K, int Kp, int64_t ldx,
                                                              int64_t ldy) {
@@ -149,9 +139,10 @@ __global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__rest
 #pragma unroll
   for (int r = 0; r < RT; r++) wp[r] = w + (int64_t)min(rt0 + r, rtiles - 1) * ktiles * 32 + lane;
   const int ngroups = ktiles >> gshift;
-  const A *gp[RT];  // this lane's row g of row tile r, group 0 (row g + 8 is 8 elements on)
+  const uint32_t *gp[RT];  // this lane's scale pair (rows g, g + 8) of row tile r, group 0
 #pragma unroll
-  for (int r = 0; r < RT; r++) gp[r] = GROUPED ? gs + ((int64_t)min(rt0 + r, rtiles - 1) * ngroups * 16 + g) : nullptr;
+  for (int r = 0; r < RT; r++)
+    gp[r] = GROUPED ? reinterpret_cast<const uint32_t *>(gs) + ((int64_t)min(rt0 + r, rtiles - 1) * ngroups * 8 + g) : nullptr;
   const int per = (ktiles + WO_WARPS - 1) / WO_WARPS;
   const int kt0 = warp * per, kt1 = min(kt0 + per, ktiles);
   // token rows of this lane's B fragments (rows past M repeat the last one; never written)
@@ -181,14 +172,13 @@ __global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__rest
   struct Stage {
     uint4 w[U][RT];
     uint4 x[XU][STEPS / 2], xl[XU][STEPS / 2];
-    A s[GU][RT][2];  // GROUPED: the tile's scales of rows g, g + 8
+    uint32_t s[GU][RT];  // GROUPED: the tile's scales of rows g, g + 8 (two A values)
   };
   auto loadx = [&](uint4 (&xv)[STEPS / 2], uint4 (&xw)[STEPS / 2], int nt, int tile) {
     const int k = tile * KT + t * 4 * STEPS;  // this lane's first column of the tile
 #pragma unroll
     for (int h = 0; h < STEPS / 2; h++) {
       xv[h] = ldx8(xr[nt], k + 8 * h, K);
-      if (pre && k + 8 * h < K) xv[h] = mul_pre8<A>(xv[h], pre, k + 8 * h);
       if (xlo) xw[h] = ldx8(xl[nt], k + 8 * h, K);
     }
   };
@@ -203,11 +193,7 @@ __global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__rest
       for (int u = 0; u < GU; u++)
 #pragma unroll
         for (int r = 0; r < RT; r++)
-          if (base + u < kt1) {
-            const A *sp = gp[r] + (int64_t)((base + u) >> gshift) * 16;
-            st.s[u][r][0] = sp[0];
-            st.s[u][r][1] = sp[8];
-          }
+          if (base + u < kt1) st.s[u][r] = __ldg(gp[r] + (int64_t)((base + u) >> gshift) * 8);
     }
   };
   auto load_x = [&](Stage &st, int base) {
@@ -262,7 +248,9 @@ __global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__rest
       if (GROUPED) {
 #pragma unroll
         for (int r = 0; r < RT; r++) {
-          const float s0 = to_f<A>(st.s[GROUPED ? u : 0][r][0]), s1 = to_f<A>(st.s[GROUPED ? u : 0][r][1]);
+          const uint32_t sv = st.s[GROUPED ? u : 0][r];
+          const A *sp = reinterpret_cast<const A *>(&sv);
+          const float s0 = to_f<A>(sp[0]), s1 = to_f<A>(sp[1]);
 #pragma unroll
           for (int nt = 0; nt < MT; nt++) {
             const float *c = tacc[GROUPED ? r : 0][GROUPED ? nt : 0];
@@ -309,12 +297,11 @@ __global__ void __launch_bounds__(WO_THREADS) wo_gemm_kernel(const uint4 *__rest
 }
 
 /* Expand the tiled weights to a row-major 16-bit [N, K] matrix: q * scale (scaled) or q; with
- * group-wise scales (gs) q * gs[row, group] * pre[col] (pre may be NULL), each product in f32 and
- * rounded once. Each lane writes its two rows' 4*STEPS consecutive columns with 16-byte stores
- * (K % 8 == 0). */
+ * group-wise scales (gs) q * gs[row, group] (f32 product, rounded once). Each lane writes its two
+ * rows' 4*STEPS consecutive columns with 16-byte stores (K % 8 == 0). */
 template <typename A, int BITS>
 __global__ void wo_dequant_kernel(const uint4 *__restrict__ w, const float *__restrict__ scale, const A *__restrict__ gs, int gshift,
-                                  const float *__restrict__ pre, A *__restrict__ out, int N, int K, int Kp, int scaled) {
+                                  A *__restrict__ out, int N, int K, int Kp, int scaled) {
   constexpr int KT = BITS == 8 ? 32 : 64;
   constexpr int STEPS = KT / 16;
   pdl_wait();
@@ -332,9 +319,9 @@ __global__ void wo_dequant_kernel(const uint4 *__restrict__ w, const float *__re
     if (k0 >= K) continue;
     float s0 = 1.f, s1 = 1.f;
     if (gs) {
-      const int64_t gi = ((int64_t)rt * (ktiles >> gshift) + (kt >> gshift)) * 16 + g;
+      const int64_t gi = (((int64_t)rt * (ktiles >> gshift) + (kt >> gshift)) * 8 + g) * 2;
       s0 = to_f<A>(gs[gi]);
-      s1 = to_f<A>(gs[gi + 8]);
+      s1 = to_f<A>(gs[gi + 1]);
     } else if (scaled) {
       if (r0 < N) s0 = scale[r0];
       if (r1 < N) s1 = scale[r1];
@@ -346,20 +333,14 @@ __global__ void wo_dequant_kernel(const uint4 *__restrict__ w, const float *__re
       afrag<A, BITS>(wv, s, a);
       const A *h0 = reinterpret_cast<const A *>(&a[0]), *h1 = reinterpret_cast<const A *>(&a[1]);
       const A *h2 = reinterpret_cast<const A *>(&a[2]), *h3 = reinterpret_cast<const A *>(&a[3]);
-      const int c = k0 + 4 * s;
-      float p[4] = {1.f, 1.f, 1.f, 1.f};
-      if (pre && c < K) {
-        const float4 pv = __ldg(reinterpret_cast<const float4 *>(pre + c));
-        p[0] = pv.x, p[1] = pv.y, p[2] = pv.z, p[3] = pv.w;
-      }
-      v0[4 * s + 0] = from_f<A>(to_f<A>(h0[0]) * s0 * p[0]);
-      v0[4 * s + 1] = from_f<A>(to_f<A>(h0[1]) * s0 * p[1]);
-      v0[4 * s + 2] = from_f<A>(to_f<A>(h2[0]) * s0 * p[2]);
-      v0[4 * s + 3] = from_f<A>(to_f<A>(h2[1]) * s0 * p[3]);
-      v1[4 * s + 0] = from_f<A>(to_f<A>(h1[0]) * s1 * p[0]);
-      v1[4 * s + 1] = from_f<A>(to_f<A>(h1[1]) * s1 * p[1]);
-      v1[4 * s + 2] = from_f<A>(to_f<A>(h3[0]) * s1 * p[2]);
-      v1[4 * s + 3] = from_f<A>(to_f<A>(h3[1]) * s1 * p[3]);
+      v0[4 * s + 0] = from_f<A>(to_f<A>(h0[0]) * s0);
+      v0[4 * s + 1] = from_f<A>(to_f<A>(h0[1]) * s0);
+      v0[4 * s + 2] = from_f<A>(to_f<A>(h2[0]) * s0);
+      v0[4 * s + 3] = from_f<A>(to_f<A>(h2[1]) * s0);
+      v1[4 * s + 0] = from_f<A>(to_f<A>(h1[0]) * s1);
+      v1[4 * s + 1] = from_f<A>(to_f<A>(h1[1]) * s1);
+      v1[4 * s + 2] = from_f<A>(to_f<A>(h3[0]) * s1);
+      v1[4 * s + 3] = from_f<A>(to_f<A>(h3[1]) * s1);
     }
 #pragma unroll
     for (int h = 0; h < STEPS / 2; h++) {
@@ -395,14 +376,13 @@ int trtbe_wo_max_rt(int32_t m) {
   }
 }
 
-/* One call's operands: per-channel scale, or group-wise gs / gshift (+ pre). */
+/* One call's operands: per-channel scale, or group-wise gs / gshift. */
 struct WoCall {
   cudaStream_t s;
   const void *w;
   const float *scale;
   const void *gs;
   int gshift;
-  const float *pre;
   const void *x, *xlo;
   void *y;
   int M, N, K, Kp;
@@ -413,7 +393,7 @@ template <typename A, typename OutT, int BITS, int MT, int RT, bool PREX, bool G
 static cudaError_t launch_wo(const WoCall &c) {
   const unsigned blocks = (unsigned)(((c.N + 15) / 16 + RT - 1) / RT);
   return trtbe_launch(wo_gemm_kernel<A, OutT, BITS, MT, RT, PREX, GROUPED>, dim3(blocks), dim3(WO_THREADS), 0, c.s, (const uint4 *)c.w,
-                      c.scale, (const A *)c.gs, c.gshift, c.pre, (const A *)c.x, (const A *)c.xlo, (OutT *)c.y, c.M, c.N, c.K, c.Kp,
+                      c.scale, (const A *)c.gs, c.gshift, (const A *)c.x, (const A *)c.xlo, (OutT *)c.y, c.M, c.N, c.K, c.Kp,
                       c.ldx, c.ldy);
 }
 
@@ -461,17 +441,17 @@ int32_t trtbe_wo_gshift(int32_t group, int32_t bits) {
   return sh;
 }
 
-/* Checks shared by the kernel and the expansion: group size, K a multiple of it, alignment of pre. */
-static int32_t check_groups(const char *fn, const void *gs, int32_t group, const float *pre, int32_t K, int32_t bits) {
-  if (!gs && !group && !pre) return TRTB_OK;
+/* Checks shared by the kernel and the expansion: group size, K a multiple of it, alignment. */
+static int32_t check_groups(const char *fn, const void *gs, int32_t group, int32_t K, int32_t bits) {
+  if (!gs && !group) return TRTB_OK;
   if (!gs || trtbe_wo_gshift(group, bits) < 0 || group == 0 || K % group)
     return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: group-wise scales need int4, a group of 64 * 2^i columns dividing K and a gscale pointer (group %d, K %d, int%d)",
                       fn, group, K, bits);
-  if (((uintptr_t)pre % 16) || ((uintptr_t)gs % 2)) return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: pre must be 16-byte aligned", fn);
+  if ((uintptr_t)gs % 4) return trtb__fail(TRTB_ERR_INVALID_ARG, "%s: gscale must be 4-byte aligned", fn);
   return TRTB_OK;
 }
 
-int32_t trtbe_wo_gemm(cudaStream_t s, const void *w, const float *scale, const void *gs, int32_t group, const float *pre, const void *x,
+int32_t trtbe_wo_gemm(cudaStream_t s, const void *w, const float *scale, const void *gs, int32_t group, const void *x,
                       const void *xlo, void *y, int32_t M, int32_t N, int32_t K, int32_t bits, int32_t a_dtype, int32_t y_dtype,
                       int64_t ldx, int64_t ldy, int32_t rt) {
   if (M <= 0 || N <= 0) return TRTB_OK;
@@ -479,7 +459,7 @@ int32_t trtbe_wo_gemm(cudaStream_t s, const void *w, const float *scale, const v
     return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: bits %d, activations %d, output %d are not supported", bits, a_dtype, y_dtype);
   if (M > 64 || K <= 0 || K % 8 || ldx % 8 || ((uintptr_t)x % 16) || (xlo && ((uintptr_t)xlo % 16)) || ((uintptr_t)w % 16))
     return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: unsupported call (M=%d K=%d ldx=%lld, alignment)", M, K, (long long)ldx);
-  int32_t st = check_groups("gemm_wo", gs, group, pre, K, bits);
+  int32_t st = check_groups("gemm_wo", gs, group, K, bits);
   if (st != TRTB_OK) return st;
   if (!gs && !scale) return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_wo: no scales");
   const bool prefetch = (rt & TRTBE_WO_PREFETCH) != 0 && M <= 8;
@@ -487,7 +467,7 @@ int32_t trtbe_wo_gemm(cudaStream_t s, const void *w, const float *scale, const v
   const int maxrt = trtbe_wo_max_rt(M);
   if (rt < 1) rt = 1;
   while (rt > maxrt || (rt & (rt - 1))) rt--;
-  const WoCall c{s, w, scale, gs, gs ? trtbe_wo_gshift(group, bits) : 0, pre, x, xlo, y, M, N, K, trtbe_wo_kp(K, bits), ldx, ldy};
+  const WoCall c{s, w, scale, gs, gs ? trtbe_wo_gshift(group, bits) : 0, x, xlo, y, M, N, K, trtbe_wo_kp(K, bits), ldx, ldy};
   const bool ok = a_dtype == TRTB_DTYPE_BF16 ? by_out<__nv_bfloat16>(c, bits, y_dtype, rt, prefetch)
                                              : by_out<__half>(c, bits, y_dtype, rt, prefetch);
   if (!ok) return trtb__fail(TRTB_ERR_INTERNAL, "gemm_wo: no instantiation for M=%d rt=%d", M, rt);
@@ -495,19 +475,19 @@ int32_t trtbe_wo_gemm(cudaStream_t s, const void *w, const float *scale, const v
   return TRTB_OK;
 }
 
-int32_t trtbe_wo_dequant(cudaStream_t s, const void *w, const float *scale, const void *gs, int32_t group, const float *pre, void *out,
+int32_t trtbe_wo_dequant(cudaStream_t s, const void *w, const float *scale, const void *gs, int32_t group, void *out,
                          int32_t N, int32_t K, int32_t bits, int32_t a_dtype, int32_t scaled) {
   if (N <= 0 || K <= 0) return TRTB_OK;
   if (!(bits == 8 || bits == 4) || !TRTBE_DTYPE_OK16(a_dtype) || K % 8 || ((uintptr_t)out % 16))
     return trtb__fail(TRTB_ERR_INVALID_ARG, "wo_dequant: bits %d, dtype %d, K %d (a multiple of 8, 16-byte aligned output)", bits, a_dtype, K);
-  int32_t st = check_groups("wo_dequant", gs, group, pre, K, bits);
+  int32_t st = check_groups("wo_dequant", gs, group, K, bits);
   if (st != TRTB_OK) return st;
   const int gshift = gs ? trtbe_wo_gshift(group, bits) : 0;
   const int Kp = trtbe_wo_kp(K, bits);
   const int64_t chunks = (int64_t)((N + 15) / 16) * (Kp / (bits == 8 ? 32 : 64)) * 32;
   const unsigned grid = (unsigned)std::min<int64_t>((chunks + 255) / 256, 132 * 32);
 #define WO_DQ(A_, B_) \
-  (void)trtbe_launch(wo_dequant_kernel<A_, B_>, dim3(grid), dim3(256), 0, s, (const uint4 *)w, scale, (const A_ *)gs, gshift, pre, (A_ *)out, N, K, Kp, scaled)
+  (void)trtbe_launch(wo_dequant_kernel<A_, B_>, dim3(grid), dim3(256), 0, s, (const uint4 *)w, scale, (const A_ *)gs, gshift, (A_ *)out, N, K, Kp, scaled)
   if (bits == 8 && a_dtype == TRTB_DTYPE_BF16) WO_DQ(__nv_bfloat16, 8);
   else if (bits == 8) WO_DQ(__half, 8);
   else if (a_dtype == TRTB_DTYPE_BF16) WO_DQ(__nv_bfloat16, 4);

@@ -86,23 +86,23 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(const T *__restrict_
   }
 }
 
-__global__ void split16_kernel_bf16(const float *x, int64_t ldx, __nv_bfloat16 *hi, __nv_bfloat16 *lo, int64_t M, int64_t K, const float *pre) {
+__global__ void split16_kernel_bf16(const float *x, int64_t ldx, __nv_bfloat16 *hi, __nv_bfloat16 *lo, int64_t M, int64_t K) {
   pdl_wait();
   pdl_trigger_if_one_wave();
   const int64_t n = M * K;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const float v = pre ? x[(i / K) * ldx + i % K] * pre[i % K] : x[(i / K) * ldx + i % K];
+    const float v = x[(i / K) * ldx + i % K];
     const __nv_bfloat16 h = __float2bfloat16_rn(v);
     hi[i] = h;
     lo[i] = __float2bfloat16_rn(v - __bfloat162float(h));
   }
 }
-__global__ void split16_kernel_f16(const float *x, int64_t ldx, __half *hi, __half *lo, int64_t M, int64_t K, const float *pre) {
+__global__ void split16_kernel_f16(const float *x, int64_t ldx, __half *hi, __half *lo, int64_t M, int64_t K) {
   pdl_wait();
   pdl_trigger_if_one_wave();
   const int64_t n = M * K;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const float v = pre ? x[(i / K) * ldx + i % K] * pre[i % K] : x[(i / K) * ldx + i % K];
+    const float v = x[(i / K) * ldx + i % K];
     const __half h = __float2half_rn(v);
     hi[i] = h;
     lo[i] = __float2half_rn(v - __half2float(h));
@@ -178,13 +178,13 @@ int32_t trtbe_gemv(cudaStream_t s, const void *w, const void *x, void *y, int32_
   return TRTB_OK;
 }
 
-int32_t trtbe_split16(cudaStream_t s, const float *x, int64_t ldx, void *hi, void *lo, int64_t M, int64_t K, int32_t dtype, const float *pre) {
+int32_t trtbe_split16(cudaStream_t s, const float *x, int64_t ldx, void *hi, void *lo, int64_t M, int64_t K, int32_t dtype) {
   const int64_t n = M * K;
   if (n <= 0) return TRTB_OK;
   int64_t g = (n + 255) / 256;
   const unsigned grid = (unsigned)(g < 65535 * 16 ? g : 65535 * 16);
-  if (dtype == TRTB_DTYPE_BF16) (void)trtbe_launch(split16_kernel_bf16, dim3(grid), dim3(256), 0, s, x, ldx, (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, M, K, pre);
-  else if (dtype == TRTB_DTYPE_F16) (void)trtbe_launch(split16_kernel_f16, dim3(grid), dim3(256), 0, s, x, ldx, (__half *)hi, (__half *)lo, M, K, pre);
+  if (dtype == TRTB_DTYPE_BF16) (void)trtbe_launch(split16_kernel_bf16, dim3(grid), dim3(256), 0, s, x, ldx, (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, M, K);
+  else if (dtype == TRTB_DTYPE_F16) (void)trtbe_launch(split16_kernel_f16, dim3(grid), dim3(256), 0, s, x, ldx, (__half *)hi, (__half *)lo, M, K);
   else return trtb__fail(TRTB_ERR_DTYPE, "split16: dtype %d is not F16/BF16", dtype);
   TRTB_CUDA_CHECK_LAUNCH("split16_kernel");
   return TRTB_OK;

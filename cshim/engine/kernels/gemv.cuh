@@ -10,6 +10,5 @@ int32_t trtbe_gemv(cudaStream_t s, const void *w, const void *x, void *y, int32_
 /* True when trtbe_gemv supports this call (shape, alignment, dtypes). */
 bool trtbe_gemv_ok(const void *w, const void *x, int32_t M, int32_t K, int32_t w_dtype, int32_t x_dtype, int32_t y_dtype,
                    int64_t ldx, int32_t rows);
-/* hi = round(x), lo = round(x - hi) in dtype (F16/BF16), rows of K at ld K: x = hi + lo to ~16 bits.
- * With pre (f32 [K], or NULL) x[m, k] * pre[k] (in f32) is split instead. */
-int32_t trtbe_split16(cudaStream_t s, const float *x, int64_t ldx, void *hi, void *lo, int64_t M, int64_t K, int32_t dtype, const float *pre);
+/* hi = round(x), lo = round(x - hi) in dtype (F16/BF16), rows of K at ld K: x = hi + lo to ~16 bits. */
+int32_t trtbe_split16(cudaStream_t s, const float *x, int64_t ldx, void *hi, void *lo, int64_t M, int64_t K, int32_t dtype);

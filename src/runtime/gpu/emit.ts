@@ -63,6 +63,8 @@ function emitLayers(s: RunnerState, p0: Program, T: number, inp: { ids: DevRef; 
     });
     attention(p, l, inDt(`${P}dense`));
     const nHD = d.num_heads * d.head_size;
+    const densePre = w.opt(`${P}dense.pre`); // AWQ: the prequant scale on the attention output
+    if (densePre) p.mulCols({ x: b.ctx!, dtype: inDt(`${P}dense`), v: densePre, rows: T, cols: nHD });
     gemm(s, p, "dense", `${P}dense`, b.ctx!, b.dense!, T, H, nHD, "F32");
     p.addNorm({
       res: b.res!, delta: b.dense, deltaBias: w.opt(`${P}dense_bias`), deltaNorm: d.sandwich_norms ? w.get(`${P}post_norm`).ref : undefined,
@@ -74,7 +76,7 @@ function emitLayers(s: RunnerState, p0: Program, T: number, inp: { ids: DevRef; 
       delta = b.moeOut!;
     } else {
       const fcDt = gemm(s, p, "gate_up", `${P}gate_up`, xOf(`${P}gate_up`, b.h!), b.fc!, T, 2 * I, H, dt, 0, fused(`${P}gate_up`));
-      p.gatedAct({ in: b.fc!, inDtype: fcDt, bias: w.opt(`${P}gate_up_bias`), ...into(`${P}down`, b.act!), I, T, act: d.act });
+      p.gatedAct({ in: b.fc!, inDtype: fcDt, bias: w.opt(`${P}gate_up_bias`), ...into(`${P}down`, b.act!), I, T, act: d.act, mul: w.opt(`${P}down.pre`) });
       gemm(s, p, "down", `${P}down`, xOf(`${P}down`, b.act!), b.proj!, T, H, I, "F32", 0, fused(`${P}down`));
       delta = b.proj!;
     }
@@ -116,11 +118,11 @@ function gemm(s: RunnerState, p: Program, site: string, weight: string, x: DevRe
       p.gemmFp8({ w: w.ref.add(i * n * K), x: s.b.xq!, y: y.add(i * n * ye), M, N: n, K, yDtype, ldy: N, alpha: Math.fround(f8.a * ws), tactic: tactic(s, fp8Site(site), M), scratch: exact ? s.b.f8x : undefined });
     });
   } else if (gscale) {
-    // AWQ: group-wise scales, the input multiplied by prequant_scaling_factor inside the GEMM
+    // AWQ: group-wise scales; x has the prequant scale applied by its producer (norm weight, MUL_COLS, gated activation)
     const group = s.desc.weight_only?.group_size;
     if (!group) throw new TrtbError("ENGINE_FORMAT", `${weight} has group scales but the plan declares no W4A16_AWQ quantization`);
     p.gemmWo({
-      w: w.ref, gscale: gscale.ref, group, pre: s.weights.get(`${weight}.pre`).ref, x, y, M, N, K, bits: 4, ab: s.dt, yDtype,
+      w: w.ref, gscale: gscale.ref, group, x, y, M, N, K, bits: 4, ab: s.dt, yDtype,
       xDtype: s.adt, scratch, deq: s.b.deq, tactic: tactic(s, woSite(site), M),
     });
   } else if (scale) {
