@@ -13,6 +13,7 @@ import type { PretrainedConfig, QuantConfig } from "./format/checkpoint-config.t
 import { configToJSONText } from "./format/checkpoint-config.ts";
 import type { ModelDType } from "./dtype.ts";
 import { openHFCheckpoint } from "./format/hf-checkpoint.ts";
+import { writeBehindIdle } from "./format/safetensors.ts";
 import { readHFConfig } from "./format/hf-config.ts";
 import { type ErrorCode, TrtbError } from "./errors.ts";
 import { log } from "./log.ts";
@@ -146,6 +147,7 @@ export async function writeRanks(opts: ConvertOptions, ranks: readonly number[],
     for (const r of ranks) p.models[r]!.saveCheckpoint(opts.outputDir, { saveConfig: false, allowNonfinite: opts.allowNonfinite, onProgress: (done) => onProgress(r, done) });
   } finally {
     p.close();
+    await writeBehindIdle(); // their descriptors close on this thread's event loop
   }
 }
 
@@ -223,5 +225,6 @@ export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertRe
     return { config: p.cfg, files, tokenizerFiles: tokFiles, bytes: total, seconds: (performance.now() - t0) / 1000 };
   } finally {
     p.close();
+    await writeBehindIdle();
   }
 }
