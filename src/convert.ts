@@ -8,6 +8,7 @@
  * its place in the output file, so memory stays at a few mapped windows whatever the model size.
  * `config.json` is removed first and written last: an interrupted run never looks complete.
  */
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { PretrainedConfig, QuantConfig } from "./format/checkpoint-config.ts";
 import { configToJSONText } from "./format/checkpoint-config.ts";
@@ -50,7 +51,12 @@ export interface ConvertOptions {
   device?: QuantDevice;
   /** Calibration statistics for calibrated formats (`quantize` fills it from a calibration dataset). */
   calibration?: CalibPlan;
-  /** Ranks converted at once, each in its own worker thread (default 1: one after another). */
+  /**
+   * Ranks converted at once, each in its own worker thread. Default: one per CPU core (at most one
+   * per rank) for plain conversions, which are bound by copying into the page cache; 1 (one rank
+   * after another, in this thread) when quantizing or calibrating, whose kernels use every core
+   * already and whose scratch buffers would be held once per worker.
+   */
   workers?: number;
   /** Progress over all ranks: bytes written so far, total bytes, current rank. */
   onProgress?: (done: number, total: number, rank: number) => void;
@@ -180,6 +186,12 @@ async function writeInWorkers(opts: ConvertOptions, mapping: Mapping, workers: n
   }
 }
 
+/** `workers` when not given (see ConvertOptions.workers). */
+function defaultWorkers(opts: ConvertOptions): number {
+  const quantizing = opts.quantConfig?.quant_algo || opts.quantConfig?.kv_cache_quant_algo || opts.calibration;
+  return quantizing ? 1 : Math.max(1, availableParallelism());
+}
+
 export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertResult> {
   const t0 = performance.now();
   const mapping = mappingOf(opts);
@@ -206,7 +218,7 @@ export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertRe
   };
   try {
     prepareCheckpointDir(opts.outputDir);
-    const workers = Math.min(opts.workers ?? 1, mapping.worldSize);
+    const workers = Math.min(opts.workers ?? defaultWorkers(opts), mapping.worldSize);
     if (workers > 1) {
       p.close(); // the workers open their own views of the source
       await writeInWorkers(opts, mapping, workers, progress);
