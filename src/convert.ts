@@ -52,7 +52,7 @@ export interface ConvertOptions {
   /** Calibration statistics for calibrated formats (`quantize` fills it from a calibration dataset). */
   calibration?: CalibPlan;
   /**
-   * Ranks converted at once, each in its own worker thread. Default: one per CPU core (at most one
+   * Ranks converted at once: this thread and workers − 1 worker threads. Default: one per CPU core (at most one
    * per rank) for plain conversions, which are bound by copying into the page cache; 1 (one rank
    * after another, in this thread) when quantizing or calibrating, whose kernels use every core
    * already and whose scratch buffers would be held once per worker.
@@ -164,12 +164,18 @@ function workerOptions(opts: ConvertOptions, mapping: Mapping) {
 }
 export type WorkerOptions = ReturnType<typeof workerOptions>;
 
-async function writeInWorkers(opts: ConvertOptions, mapping: Mapping, workers: number, onProgress: (rank: number, done: number) => void): Promise<void> {
+/**
+ * Write the ranks in `workers` groups at once (ranks r, r + workers, …): the first group on this
+ * thread, from the plan already open here, each other group in a worker thread of its own (started
+ * first, so it loads and plans while this thread writes). Worker progress arrives when this thread
+ * has written its own ranks and waits; a failure anywhere fails the conversion.
+ */
+async function writeInWorkers(opts: ConvertOptions, p: Plan, mapping: Mapping, workers: number, onProgress: (rank: number, done: number) => void): Promise<void> {
   const groups: number[][] = Array.from({ length: workers }, () => []);
   for (let r = 0; r < mapping.worldSize; r++) groups[r % workers]!.push(r);
   const threads: Worker[] = [];
   try {
-    await Promise.all(groups.map((ranks) => new Promise<void>((resolve, reject) => {
+    const others = Promise.all(groups.slice(1).map((ranks) => new Promise<void>((resolve, reject) => {
       const w = new Worker(new URL("./convert-worker.ts", import.meta.url).href);
       threads.push(w);
       w.onmessage = (e: MessageEvent) => {
@@ -181,9 +187,18 @@ async function writeInWorkers(opts: ConvertOptions, mapping: Mapping, workers: n
       w.onerror = (e) => reject(new TrtbError("CONV_WORKER", `conversion worker failed: ${e.message}`));
       w.postMessage({ opts: workerOptions(opts, mapping), ranks });
     })));
+    others.catch(() => {}); // awaited below; a failure while this thread writes must not go unhandled
+    for (const r of groups[0]!) saveRank(opts, p.models[r]!, onProgress);
+    await others;
   } finally {
     for (const t of threads) t.terminate();
   }
+}
+
+function saveRank(opts: ConvertOptions, model: DecoderModel, onProgress: (rank: number, done: number) => void): void {
+  const r = model.mapping.rank;
+  model.saveCheckpoint(opts.outputDir, { saveConfig: false, allowNonfinite: opts.allowNonfinite, onProgress: (done) => onProgress(r, done) });
+  log.debug(`rank ${r}: ${model.weights.size} tensors`);
 }
 
 /** `workers` when not given (see ConvertOptions.workers). */
@@ -219,16 +234,8 @@ export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertRe
   try {
     prepareCheckpointDir(opts.outputDir);
     const workers = Math.min(opts.workers ?? defaultWorkers(opts), mapping.worldSize);
-    if (workers > 1) {
-      p.close(); // the workers open their own views of the source
-      await writeInWorkers(opts, mapping, workers, progress);
-    } else {
-      for (const model of p.models) {
-        const r = model.mapping.rank;
-        model.saveCheckpoint(opts.outputDir, { saveConfig: false, allowNonfinite: opts.allowNonfinite, onProgress: (done) => progress(r, done) });
-        log.debug(`rank ${r}: ${model.weights.size} tensors`);
-      }
-    }
+    if (workers > 1) await writeInWorkers(opts, p, mapping, workers, progress);
+    else for (const model of p.models) saveRank(opts, model, progress);
     // Tokenizer files travel with the checkpoint (before config.json: a complete-looking checkpoint has them).
     const tokFiles = tokSrc ? carryTokenizerFiles(tokSrc, opts.outputDir) : [];
     if (tokFiles.length) log.debug(`copied ${tokFiles.join(", ")} from ${tokSrc}`);

@@ -148,3 +148,12 @@ describe("a NaN past the first write chunk", () => {
     });
   }
 });
+
+test("a NaN in a rank written by a worker thread: NUM_NONFINITE comes back with its code and index", async () => {
+  using src = tempDir();
+  // Column 1408 of down_proj is column 640 of rank 1's half; with 2 workers rank 1 is written by the worker thread.
+  writeModel(src.path, { tensor: "model.layers.1.mlp.down_proj.weight", index: 260 * D.I + 1408 });
+  using out = tempDir();
+  await expectCodeAsync(convertCheckpoint({ modelDir: src.path, outputDir: out.path, tpSize: 2, workers: 2 }), "NUM_NONFINITE",
+    /transformer\.layers\.1\.mlp\.proj\.weight.*index \[260, 640\]/);
+});
