@@ -4,6 +4,8 @@
  *
  *   bun bench/convert.ts [--size-gb 2] [--dir D] [--tp 1,4] [--workers N] [--runs 3] [--keep]
  *
+ * --workers: ranks written at once (default: the library's, one per core, at most one per rank).
+ *
  * 1. Writes a synthetic Llama-shaped HF checkpoint (bench/_common.ts).
  * 2. Repeats --runs times, interleaved: `cp` of the shards, `cp` + `sync`, then `convertCheckpoint`
  *    bf16→bf16 in a child per tp size; each step starts after `sync` with its output removed.
@@ -76,7 +78,8 @@ for (const tp of tps) {
   const b = conv.get(tp)!.reduce((a, j) => (j.seconds < a.seconds ? j : a));
   const rate = b.bytes / MB / b.seconds;
   const ratio = rate / cpSyncRate;
-  console.log(`tp=${tp} workers=${workers}  ${b.seconds.toFixed(2)} s  ${(b.bytes / MB).toFixed(0)} MB written  ${rate.toFixed(0)} MB/s  ` +
+  const w = workers === "default" ? `default (${Math.min(tp, os.availableParallelism())})` : workers;
+  console.log(`tp=${tp} workers=${w}  ${b.seconds.toFixed(2)} s  ${(b.bytes / MB).toFixed(0)} MB written  ${rate.toFixed(0)} MB/s  ` +
     `ratio vs cp ${(rate / cpRate).toFixed(2)}x, vs cp+sync ${ratio.toFixed(2)}x (goal ≥ ${GOAL}: ${ratio >= GOAL ? "met" : "not met"})  ` +
     `maxRSS ${(b.maxRssKB / 1024).toFixed(0)} MiB (incl. mapped file pages)  peak RssAnon ${(b.peakAnonKB / 1024).toFixed(0)} MiB ` +
     `(goal ≤ 2×largest tensor + 256 MB = ${((2 * src.largestTensor + 256 * MB) / 2 ** 20).toFixed(0)} MiB)`);
