@@ -52,10 +52,10 @@ export interface ConvertOptions {
   /** Calibration statistics for calibrated formats (`quantize` fills it from a calibration dataset). */
   calibration?: CalibPlan;
   /**
-   * Ranks converted at once: this thread and workers − 1 worker threads. Default: one per CPU core (at most one
-   * per rank) for plain conversions, which are bound by copying into the page cache; 1 (one rank
-   * after another, in this thread) when quantizing or calibrating, whose kernels use every core
-   * already and whose scratch buffers would be held once per worker.
+   * Ranks converted at once: this thread plus workers − 1 worker threads. Default: one per CPU core
+   * (at most one per rank) for plain conversions, which are bound by copying into the page cache;
+   * 1 (one rank after another, in this thread) when quantizing or calibrating, whose kernels use
+   * every core already and whose scratch buffers would be held once per worker.
    */
   workers?: number;
   /** Progress over all ranks: bytes written so far, total bytes, current rank. */
