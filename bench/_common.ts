@@ -112,27 +112,31 @@ export function writeSyntheticLlama(dir: string, sizeGB: number): Synthetic {
 }
 
 /**
- * Best-of-`runs` seconds of `cp` of `files`: plain (data left in the page cache) and followed by
- * `sync` (durable, as our writer is: every rank file is fsynced before it is renamed into place).
+ * Seconds of one `cp` of `files` into a fresh `scratchDir`, after `sync`: plain (data left in the
+ * page cache) or followed by `sync` (durable, as our writer is: every rank file is fsynced before
+ * it is renamed into place).
  */
+export function timeCp(files: string[], scratchDir: string, withSync: boolean): number {
+  fs.rmSync(scratchDir, { recursive: true, force: true });
+  fs.mkdirSync(scratchDir);
+  sync();
+  const t0 = performance.now();
+  const res = spawnSync("cp", [...files, scratchDir]);
+  if (res.status !== 0) throw new Error(`cp failed: ${res.stderr}`);
+  if (withSync) sync();
+  const t = (performance.now() - t0) / 1000;
+  fs.rmSync(scratchDir, { recursive: true, force: true });
+  return t;
+}
+
+/** Best-of-`runs` seconds of `cp` of `files`, plain and followed by `sync` (see timeCp). */
 export function cpBaselines(files: string[], scratchDir: string, runs: number): { plain: number; durable: number } {
   let plain = Infinity;
   let durable = Infinity;
   for (let r = 0; r < runs; r++) {
-    for (const withSync of [false, true]) {
-      fs.rmSync(scratchDir, { recursive: true, force: true });
-      fs.mkdirSync(scratchDir);
-      sync();
-      const t0 = performance.now();
-      const res = spawnSync("cp", [...files, scratchDir]);
-      if (res.status !== 0) throw new Error(`cp failed: ${res.stderr}`);
-      if (withSync) sync();
-      const t = (performance.now() - t0) / 1000;
-      if (withSync) durable = Math.min(durable, t);
-      else plain = Math.min(plain, t);
-    }
+    plain = Math.min(plain, timeCp(files, scratchDir, false));
+    durable = Math.min(durable, timeCp(files, scratchDir, true));
   }
-  fs.rmSync(scratchDir, { recursive: true, force: true });
   return { plain, durable };
 }
 
@@ -144,22 +148,28 @@ export interface ChildResult {
 }
 
 /**
- * Run `cmd` (a child printing ChildResult JSON last) `runs` times after `sync`, keep the fastest.
- * Max RSS comes from `/usr/bin/time -v`, reported to a file (its stderr writes fail on the
- * non-blocking pipes Bun gives it); `before` runs ahead of each run (e.g. to clear the output).
+ * Run `cmd` (a child printing ChildResult JSON last) once after `sync`. Max RSS comes from
+ * `/usr/bin/time -v`, reported to a file (its stderr writes fail on the non-blocking pipes Bun
+ * gives it).
  */
-export function bestChildRun(cmd: string[], scratchDir: string, runs: number, before: () => void = () => {}): ChildResult {
+export function childRun(cmd: string[], scratchDir: string): ChildResult {
   const time = fs.existsSync("/usr/bin/time") ? "/usr/bin/time" : null;
+  sync();
+  const report = path.join(scratchDir, "time.txt");
+  const res = Bun.spawnSync(time ? [time, "-v", "-o", report, ...cmd] : cmd, { stdout: "pipe", stderr: "pipe" });
+  if (res.exitCode !== 0) throw new Error(`${cmd.slice(1).join(" ")} failed: ${res.stderr.toString()}`);
+  const j = JSON.parse(res.stdout.toString().trim().split("\n").pop()!) as ChildResult;
+  const tv = time ? /Maximum resident set size \(kbytes\): (\d+)/.exec(fs.readFileSync(report, "utf8")) : null;
+  if (tv) j.maxRssKB = Number(tv[1]);
+  return j;
+}
+
+/** Run `cmd` `runs` times (each after `sync`, `before` ahead of each), keep the fastest. */
+export function bestChildRun(cmd: string[], scratchDir: string, runs: number, before: () => void = () => {}): ChildResult {
   let best: ChildResult | null = null;
   for (let r = 0; r < runs; r++) {
     before();
-    sync();
-    const report = path.join(scratchDir, "time.txt");
-    const res = Bun.spawnSync(time ? [time, "-v", "-o", report, ...cmd] : cmd, { stdout: "pipe", stderr: "pipe" });
-    if (res.exitCode !== 0) throw new Error(`${cmd.slice(1).join(" ")} failed: ${res.stderr.toString()}`);
-    const j = JSON.parse(res.stdout.toString().trim().split("\n").pop()!) as ChildResult;
-    const tv = time ? /Maximum resident set size \(kbytes\): (\d+)/.exec(fs.readFileSync(report, "utf8")) : null;
-    if (tv) j.maxRssKB = Number(tv[1]);
+    const j = childRun(cmd, scratchDir);
     if (!best || j.seconds < best.seconds) best = j;
   }
   return best!;

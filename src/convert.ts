@@ -8,11 +8,13 @@
  * its place in the output file, so memory stays at a few mapped windows whatever the model size.
  * `config.json` is removed first and written last: an interrupted run never looks complete.
  */
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { PretrainedConfig, QuantConfig } from "./format/checkpoint-config.ts";
 import { configToJSONText } from "./format/checkpoint-config.ts";
 import type { ModelDType } from "./dtype.ts";
 import { openHFCheckpoint } from "./format/hf-checkpoint.ts";
+import { writeBehindIdle } from "./format/safetensors.ts";
 import { readHFConfig } from "./format/hf-config.ts";
 import { type ErrorCode, TrtbError } from "./errors.ts";
 import { log } from "./log.ts";
@@ -49,7 +51,12 @@ export interface ConvertOptions {
   device?: QuantDevice;
   /** Calibration statistics for calibrated formats (`quantize` fills it from a calibration dataset). */
   calibration?: CalibPlan;
-  /** Ranks converted at once, each in its own worker thread (default 1: one after another). */
+  /**
+   * Ranks converted at once: this thread plus workers − 1 worker threads. Default: one per CPU core
+   * (at most one per rank) for plain conversions, which are bound by copying into the page cache;
+   * 1 (one rank after another, in this thread) when quantizing or calibrating, whose kernels use
+   * every core already and whose scratch buffers would be held once per worker.
+   */
   workers?: number;
   /** Progress over all ranks: bytes written so far, total bytes, current rank. */
   onProgress?: (done: number, total: number, rank: number) => void;
@@ -146,6 +153,7 @@ export async function writeRanks(opts: ConvertOptions, ranks: readonly number[],
     for (const r of ranks) p.models[r]!.saveCheckpoint(opts.outputDir, { saveConfig: false, allowNonfinite: opts.allowNonfinite, onProgress: (done) => onProgress(r, done) });
   } finally {
     p.close();
+    await writeBehindIdle(); // their descriptors close on this thread's event loop
   }
 }
 
@@ -156,12 +164,18 @@ function workerOptions(opts: ConvertOptions, mapping: Mapping) {
 }
 export type WorkerOptions = ReturnType<typeof workerOptions>;
 
-async function writeInWorkers(opts: ConvertOptions, mapping: Mapping, workers: number, onProgress: (rank: number, done: number) => void): Promise<void> {
+/**
+ * Write the ranks in `workers` groups at once (ranks r, r + workers, …): the first group on this
+ * thread, from the plan already open here, each other group in a worker thread of its own (started
+ * first, so it loads and plans while this thread writes). Worker progress arrives when this thread
+ * has written its own ranks and waits; a failure anywhere fails the conversion.
+ */
+async function writeInWorkers(opts: ConvertOptions, p: Plan, mapping: Mapping, workers: number, onProgress: (rank: number, done: number) => void): Promise<void> {
   const groups: number[][] = Array.from({ length: workers }, () => []);
   for (let r = 0; r < mapping.worldSize; r++) groups[r % workers]!.push(r);
   const threads: Worker[] = [];
   try {
-    await Promise.all(groups.map((ranks) => new Promise<void>((resolve, reject) => {
+    const others = Promise.all(groups.slice(1).map((ranks) => new Promise<void>((resolve, reject) => {
       const w = new Worker(new URL("./convert-worker.ts", import.meta.url).href);
       threads.push(w);
       w.onmessage = (e: MessageEvent) => {
@@ -173,9 +187,24 @@ async function writeInWorkers(opts: ConvertOptions, mapping: Mapping, workers: n
       w.onerror = (e) => reject(new TrtbError("CONV_WORKER", `conversion worker failed: ${e.message}`));
       w.postMessage({ opts: workerOptions(opts, mapping), ranks });
     })));
+    others.catch(() => {}); // awaited below; a failure while this thread writes must not go unhandled
+    for (const r of groups[0]!) saveRank(opts, p.models[r]!, onProgress);
+    await others;
   } finally {
     for (const t of threads) t.terminate();
   }
+}
+
+function saveRank(opts: ConvertOptions, model: DecoderModel, onProgress: (rank: number, done: number) => void): void {
+  const r = model.mapping.rank;
+  model.saveCheckpoint(opts.outputDir, { saveConfig: false, allowNonfinite: opts.allowNonfinite, onProgress: (done) => onProgress(r, done) });
+  log.debug(`rank ${r}: ${model.weights.size} tensors`);
+}
+
+/** `workers` when not given (see ConvertOptions.workers). */
+function defaultWorkers(opts: ConvertOptions): number {
+  const quantizing = opts.quantConfig?.quant_algo || opts.quantConfig?.kv_cache_quant_algo || opts.calibration;
+  return quantizing ? 1 : Math.max(1, availableParallelism());
 }
 
 export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertResult> {
@@ -204,17 +233,9 @@ export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertRe
   };
   try {
     prepareCheckpointDir(opts.outputDir);
-    const workers = Math.min(opts.workers ?? 1, mapping.worldSize);
-    if (workers > 1) {
-      p.close(); // the workers open their own views of the source
-      await writeInWorkers(opts, mapping, workers, progress);
-    } else {
-      for (const model of p.models) {
-        const r = model.mapping.rank;
-        model.saveCheckpoint(opts.outputDir, { saveConfig: false, allowNonfinite: opts.allowNonfinite, onProgress: (done) => progress(r, done) });
-        log.debug(`rank ${r}: ${model.weights.size} tensors`);
-      }
-    }
+    const workers = Math.min(opts.workers ?? defaultWorkers(opts), mapping.worldSize);
+    if (workers > 1) await writeInWorkers(opts, p, mapping, workers, progress);
+    else for (const model of p.models) saveRank(opts, model, progress);
     // Tokenizer files travel with the checkpoint (before config.json: a complete-looking checkpoint has them).
     const tokFiles = tokSrc ? carryTokenizerFiles(tokSrc, opts.outputDir) : [];
     if (tokFiles.length) log.debug(`copied ${tokFiles.join(", ")} from ${tokSrc}`);
@@ -223,5 +244,6 @@ export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertRe
     return { config: p.cfg, files, tokenizerFiles: tokFiles, bytes: total, seconds: (performance.now() - t0) / 1000 };
   } finally {
     p.close();
+    await writeBehindIdle();
   }
 }

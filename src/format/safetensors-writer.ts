@@ -122,6 +122,89 @@ export function serializeSafetensors(
 export interface SafetensorsWriterOptions {
   /** `__metadata__` (string → string), e.g. `{ format: "pt" }`. */
   metadata?: Readonly<Record<string, string>>;
+  /** Bytes between background writeback starts (default WRITE_BEHIND_BYTES); false: none, commit's fsync does it all. */
+  writeBehind?: number | false;
+}
+
+/**
+ * Write-behind: after this many bytes have been written to a file since the last time, the writer
+ * asks the kernel to start writing them back (an fdatasync on a second descriptor, run on the
+ * runtime's I/O thread pool), so the disk works while the next tensors are copied and the fsync in
+ * `commit()` finds little left to do. Without it, every byte of a rank file was written back inside
+ * that one fsync, after all the copying (~0.4 s per GB on the 2-core VM, bench/convert.ts).
+ */
+export const WRITE_BEHIND_BYTES = 128 * 2 ** 20;
+
+/** Write-behind syncs started and not finished yet (see writeBehindIdle). */
+let behindPending = 0;
+let behindWaiters: (() => void)[] = [];
+
+/**
+ * Resolves when no write-behind sync is running. Their descriptors are closed as they finish, which
+ * needs the event loop: a worker thread awaits this before it reports done and is terminated.
+ */
+export function writeBehindIdle(): Promise<void> {
+  if (behindPending === 0) return Promise.resolve();
+  return new Promise((resolve) => behindWaiters.push(resolve));
+}
+
+/**
+ * The write-behind side of one temp file: its own descriptor, so a failed writeback is still
+ * reported to the fsync in `commit()` on the writer's descriptor (Linux reports a writeback error to
+ * every open file of the inode once), and so that closing the writer's descriptor can never hand
+ * its number to another file while a sync is queued on it. The writer is synchronous, so it never
+ * sees a sync finish while it writes: each one is started after another WRITE_BEHIND_BYTES (a
+ * dozen or so for a GB-sized rank file), and the descriptor is closed when the file is done and
+ * the last of them has finished. Errors here are dropped: the commit fsync is the one that counts.
+ */
+class WriteBehind {
+  private fd = -1;
+  private running = 0;
+  private finished = false;
+  private since = 0;
+  constructor(private readonly path: string, private readonly every: number | false) {
+    if (every === false) this.finished = true;
+  }
+
+  wrote(bytes: number): void {
+    this.since += bytes;
+    if (this.finished || this.since < (this.every as number)) return;
+    if (this.fd < 0) {
+      try {
+        this.fd = fs.openSync(this.path, "r");
+      } catch {
+        this.finished = true; // no write-behind for this file; commit's fsync does it all
+        return;
+      }
+    }
+    this.since = 0;
+    this.running++;
+    behindPending++;
+    fs.fdatasync(this.fd, () => {
+      if (--this.running === 0 && this.finished) this.closeFd();
+      if (--behindPending === 0) {
+        const w = behindWaiters;
+        behindWaiters = [];
+        for (const f of w) f();
+      }
+    });
+  }
+
+  /** No more syncs; the descriptor is closed now or when the last running sync ends. */
+  finish(): void {
+    this.finished = true;
+    if (this.running === 0) this.closeFd();
+  }
+
+  private closeFd(): void {
+    if (this.fd < 0) return;
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      // nothing to do
+    }
+    this.fd = -1;
+  }
 }
 
 /** Temp files of writers neither committed nor aborted; removed if the process exits. */
@@ -149,6 +232,12 @@ function trackTemp(p: string): void {
  * a shared map takes a write fault (bench/safetensors-copy.ts; a reused heap buffer + `write` was
  * no faster than `writeWith` and costs a buffer as large as the largest tensor).
  *
+ * `writeStream(name, fill)` writes a tensor as consecutive pieces (several source views, or a
+ * buffer refilled a chunk at a time), each with positioned writes. Every WRITE_BEHIND_BYTES
+ * written, the writer starts the kernel's writeback of the file in the background (see
+ * WRITE_BEHIND_BYTES), so `commit()`'s fsync, which still makes the file durable before it is
+ * renamed, has little left to wait for.
+ *
  * The temp file is sparse: blocks are allocated as pages are written. Free space is checked at
  * `create`, but if the disk fills up later, a write through the map raises SIGBUS instead of an
  * error; `write()` reports ENOSPC as ST_IO. A process killed by a signal leaves its temp file
@@ -161,10 +250,11 @@ export class SafetensorsWriter implements Disposable {
   /** Tensors left to write that lie inside each map window; the window is dropped at 0. */
   private readonly windowLeft = new Map<number, number>();
   private readonly mapper: Mapper;
+  private readonly behind: WriteBehind;
   private fd: number;
   private state: "open" | "committed" | "aborted" = "open";
 
-  private constructor(readonly path: string, readonly tempPath: string, plan: SafetensorsPlan, fd: number) {
+  private constructor(readonly path: string, readonly tempPath: string, plan: SafetensorsPlan, fd: number, writeBehind: number | false) {
     this.plan = plan;
     this.fd = fd;
     for (const t of plan.tensors) {
@@ -173,6 +263,7 @@ export class SafetensorsWriter implements Disposable {
       if (w >= 0) this.windowLeft.set(w, (this.windowLeft.get(w) ?? 0) + 1);
     }
     this.mapper = new Mapper(fdPath(fd, tempPath), plan.fileSize, true, sourceErrors(tempPath));
+    this.behind = new WriteBehind(fdPath(fd, tempPath), writeBehind);
   }
 
   /** Plan the header, create and size the temp file, write the header. */
@@ -202,7 +293,8 @@ export class SafetensorsWriter implements Disposable {
     try {
       fs.ftruncateSync(fd, plan.fileSize);
       pwriteAll(fd, plan.header, 0, path);
-      return new SafetensorsWriter(path, tempPath, plan, fd);
+      const every = opts.writeBehind ?? WRITE_BEHIND_BYTES;
+      return new SafetensorsWriter(path, tempPath, plan, fd, every === false || every > 0 ? every : false);
     } catch (e) {
       fs.closeSync(fd);
       fs.rmSync(tempPath, { force: true });
@@ -239,6 +331,7 @@ export class SafetensorsWriter implements Disposable {
     const dst = this.mapper.view(t.offset, t.byteLength);
     fill(dst);
     this.done(t);
+    this.behind.wrote(t.byteLength);
   }
 
   /** Write the tensor from `bytes` (exactly its byte length) with positioned writes. */
@@ -247,6 +340,29 @@ export class SafetensorsWriter implements Disposable {
     if (bytes.length !== t.byteLength)
       throw new TrtbError("ST_WRITE_SIZE", `${this.path}: tensor ${JSON.stringify(name)}: got ${bytes.length} bytes, ${t.dtype} [${t.shape.join(", ")}] needs ${t.byteLength}`, { file: this.path, tensor: name });
     pwriteAll(this.fd, bytes, t.offset, this.path, name);
+    this.done(t);
+    this.behind.wrote(t.byteLength);
+  }
+
+  /**
+   * Write the tensor as consecutive pieces: `fill` calls `write(bytes)` with its bytes in order
+   * (any number of pieces, of any sizes), each written at once with positioned writes; together they
+   * must be exactly the tensor's byte length (else ST_WRITE_SIZE). The way to stream a tensor
+   * gathered from several source views, or checked a piece at a time, with no buffer of its size.
+   * If `fill` throws, the tensor stays unwritten (its bytes in the temp file are unspecified).
+   */
+  writeStream(name: string, fill: (write: (bytes: Uint8Array) => void) => void): void {
+    const t = this.claim(name);
+    let at = 0;
+    const size = (got: number) =>
+      new TrtbError("ST_WRITE_SIZE", `${this.path}: tensor ${JSON.stringify(name)}: got ${got} bytes, ${t.dtype} [${t.shape.join(", ")}] needs ${t.byteLength}`, { file: this.path, tensor: name });
+    fill((bytes) => {
+      if (at + bytes.length > t.byteLength) throw size(at + bytes.length);
+      pwriteAll(this.fd, bytes, t.offset + at, this.path, name);
+      at += bytes.length;
+      this.behind.wrote(bytes.length);
+    });
+    if (at !== t.byteLength) throw size(at);
     this.done(t);
   }
 
@@ -264,6 +380,7 @@ export class SafetensorsWriter implements Disposable {
         `${this.path}: ${missing.length} of ${this.plan.tensors.length} tensors were never written: ${missing.slice(0, 5).map((n) => JSON.stringify(n)).join(", ")}${missing.length > 5 ? ", …" : ""}`,
         { file: this.path, tensor: missing[0]! },
       );
+    this.behind.finish();
     try {
       this.mapper.close();
       fs.fsyncSync(this.fd);
@@ -292,6 +409,7 @@ export class SafetensorsWriter implements Disposable {
   abort(): void {
     if (this.state !== "open") return;
     this.state = "aborted";
+    this.behind.finish();
     this.mapper.close();
     if (this.fd >= 0) {
       try {

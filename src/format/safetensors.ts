@@ -74,7 +74,9 @@
  * the target by `commit()` after fsync: the target is never truncated or written in place, so a
  * process that has the old file mapped keeps reading the old bytes. `writeWith` hands out a shared
  * writable map of exactly the tensor's region (producers write in place, no copy); `write` does a
- * positioned write from the caller's bytes. Nothing ever holds the whole file in memory.
+ * positioned write from the caller's bytes, `writeStream` one per piece it is handed. Writeback is
+ * started in the background as the file grows (write-behind), so the commit fsync is short.
+ * Nothing ever holds the whole file in memory.
  *
  * FILES. This module is the one import path; the work is done in `json-strict.ts` (the header's
  * JSON parser), `byte-source.ts` (the windowed maps and positioned reads), `safetensors-reader.ts`
@@ -88,4 +90,5 @@ export {
 } from "./safetensors-reader.ts";
 export {
   planSafetensors, type SafetensorsPlan, type SafetensorsTensorSpec, SafetensorsWriter, type SafetensorsWriterOptions, serializeSafetensors,
+  WRITE_BEHIND_BYTES, writeBehindIdle,
 } from "./safetensors-writer.ts";

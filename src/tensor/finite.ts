@@ -74,12 +74,57 @@ function valueAt(bytes: Uint8Array, dtype: DType, i: number): string {
  */
 export function checkFinite(bytes: Uint8Array, dtype: DType, what: { tensor: string; file?: string; shape?: readonly number[] }): void {
   const i = firstNonFinite(bytes, dtype);
-  if (i < 0) return;
-  const at = what.shape && what.shape.length > 1 ? `[${unflatten(i, what.shape).join(", ")}]` : `[${i}]`;
-  const msg = `${what.file ? `${what.file}: ` : ""}tensor ${what.tensor} holds a non-finite value (NaN or Inf, bits ${valueAt(bytes, dtype, i)}) at index ${at} (flat ${i})`;
+  if (i >= 0) reportNonFinite(bytes, dtype, i, 0, what);
+}
+
+/** The NUM_NONFINITE error (or warning) for element `i` of `bytes`, which starts at element `base` of the tensor. */
+function reportNonFinite(bytes: Uint8Array, dtype: DType, i: number, base: number, what: { tensor: string; file?: string; shape?: readonly number[] }): void {
+  const flat = base + i;
+  const at = what.shape && what.shape.length > 1 ? `[${unflatten(flat, what.shape).join(", ")}]` : `[${flat}]`;
+  const msg = `${what.file ? `${what.file}: ` : ""}tensor ${what.tensor} holds a non-finite value (NaN or Inf, bits ${valueAt(bytes, dtype, i)}) at index ${at} (flat ${flat})`;
   if (nonfiniteAllowed()) {
     log.warn(`${msg}; kept because non-finite values are allowed (--allow_nonfinite)`);
     return;
   }
   throw new TrtbError("NUM_NONFINITE", `${msg}; the weights are corrupt (pass --allow_nonfinite to write them anyway)`, { file: what.file, tensor: what.tensor });
+}
+
+/**
+ * The NaN/Inf scan of one tensor fed in consecutive pieces: the first hit throws (or warns once)
+ * as `checkFinite` does, with the index counted over the whole tensor.
+ */
+export class FiniteScan {
+  #base = 0; // elements fed so far
+  #warned = false;
+  constructor(readonly dtype: DType, readonly what: { tensor: string; file?: string; shape?: readonly number[] }) {}
+
+  /** Scan the next `bytes` of the tensor. */
+  next(bytes: Uint8Array): void {
+    if (!this.#warned) {
+      const i = firstNonFinite(bytes, this.dtype);
+      if (i >= 0) {
+        reportNonFinite(bytes, this.dtype, i, this.#base, this.what);
+        this.#warned = true; // allowed: reported; later hits stay silent, as with one whole-tensor scan
+      }
+    }
+    this.#base += bytes.byteLength / DTYPE_SIZE[this.dtype];
+  }
+}
+
+/**
+ * Scan `parts` (back to back, one tensor of `dtype`) for NaN/Inf and hand them to `write`,
+ * `chunkBytes` at a time: each chunk is scanned just before it is written, so the write copies
+ * bytes the scan has just brought into cache. On a hit that throws, neither the chunk holding it
+ * nor anything after is written.
+ */
+export function checkedChunks(parts: readonly Uint8Array[], scan: FiniteScan, chunkBytes: number, write: (bytes: Uint8Array) => void): void {
+  const es = DTYPE_SIZE[scan.dtype];
+  const step = Math.max(es, chunkBytes - (chunkBytes % es));
+  for (const p of parts) {
+    for (let o = 0; o < p.byteLength; o += step) {
+      const c = p.subarray(o, Math.min(o + step, p.byteLength));
+      scan.next(c);
+      write(c);
+    }
+  }
 }

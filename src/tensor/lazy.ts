@@ -35,7 +35,39 @@ export abstract class LazyTensor implements TensorView {
    * source straight to a positioned write instead of copying through a destination map.
    */
   directBytes(): Uint8Array | null {
-    return null;
+    const parts = this.directParts(1);
+    return parts && parts.length === 1 ? parts[0]! : null;
+  }
+
+  /**
+   * The tensor's bytes as at most `limit` zero-copy views of sources that, back to back, are the
+   * tensor in its own dtype (e.g. a fused qkv of three row slices: three views); null when some
+   * part must be computed (a cast, padding, an element-wise map) or more views would be needed
+   * (a column slice: one per row). Views that touch in memory are merged. Writers write each view
+   * with positioned writes instead of assembling the tensor in a buffer first.
+   */
+  directParts(limit: number): Uint8Array[] | null {
+    const out: Uint8Array[] = [];
+    return this.numel === 0 || this.partsOf(0, this.numel, out, limit) ? out : null;
+  }
+
+  /**
+   * Append views of elements [start, start+count) (own dtype) to `out`, merging with its last view
+   * where they touch; false when that cannot be done with at most `limit` views in `out`. Ops that
+   * only move elements implement it; the default (computed tensors) cannot.
+   */
+  partsOf(_start: number, _count: number, _out: Uint8Array[], _limit: number): boolean {
+    return false;
+  }
+
+  /**
+   * Whether `writeRange` of a small range costs about that range's share of the whole, so that a
+   * writer may build the tensor a chunk at a time in a small buffer instead of whole in one of its
+   * size. True for the ops of this file over source views; false by default, since computed
+   * tensors (quantized weights, packed layouts) may compute everything on every call.
+   */
+  streamable(): boolean {
+    return false;
   }
 
   bytes(): Uint8Array {
@@ -49,14 +81,57 @@ export abstract class LazyTensor implements TensorView {
   }
 }
 
+/** Append `b` to `out`, merged into the last view when they touch; false past `limit` views. */
+function pushPart(out: Uint8Array[], b: Uint8Array, limit: number): boolean {
+  if (b.byteLength === 0) return true;
+  const last = out[out.length - 1];
+  if (last && last.buffer === b.buffer && last.byteOffset + last.byteLength === b.byteOffset) {
+    out[out.length - 1] = new Uint8Array(last.buffer, last.byteOffset, last.byteLength + b.byteLength);
+    return true;
+  }
+  if (out.length >= limit) return false;
+  out.push(b);
+  return true;
+}
+
+/**
+ * The bytes of the last few leaves asked for, while a writer streams tensors (`withLeafCache`).
+ * A tensor written a chunk at a time (or a column slice, a row at a time) asks its leaf for bytes
+ * on every call; a mapped view is cheap to make, but a source that cannot be mapped reads the whole
+ * tensor on each `bytes()`. A handful of slots covers the leaves one output tensor reads at once
+ * (q, k, v; two halves); they are dropped when the write ends, so no mapping or copy outlives it.
+ */
+const LEAF_SLOTS = 4;
+let leafSlots: { leaf: Leaf; bytes: Uint8Array }[] | null = null;
+
+/** Run `fn` (synchronous) with leaf bytes cached (see LEAF_SLOTS); nested calls share the cache. */
+export function withLeafCache<T>(fn: () => T): T {
+  if (leafSlots) return fn();
+  leafSlots = [];
+  try {
+    return fn();
+  } finally {
+    leafSlots = null;
+  }
+}
+
 /** A source view (mapped file region). Ranges are zero-copy subarrays of it. */
 class Leaf extends LazyTensor {
   constructor(private readonly view: TensorView, name: string) {
     super(name, view.dtype, view.shape);
   }
+  private viewBytes(): Uint8Array {
+    const slots = leafSlots;
+    if (!slots) return this.view.bytes();
+    for (const e of slots) if (e.leaf === this) return e.bytes;
+    const bytes = this.view.bytes();
+    slots.unshift({ leaf: this, bytes });
+    if (slots.length > LEAF_SLOTS) slots.pop();
+    return bytes;
+  }
   writeRange(dst: Uint8Array, dtype: DType, start: number, count: number): void {
     const es = DTYPE_SIZE[this.dtype];
-    const src = this.view.bytes().subarray(start * es, (start + count) * es);
+    const src = this.viewBytes().subarray(start * es, (start + count) * es);
     castInto(src, this.dtype, dst, dtype);
   }
   override bytes(): Uint8Array {
@@ -64,6 +139,13 @@ class Leaf extends LazyTensor {
   }
   override directBytes(): Uint8Array | null {
     return this.view.bytes();
+  }
+  override partsOf(start: number, count: number, out: Uint8Array[], limit: number): boolean {
+    const es = DTYPE_SIZE[this.dtype];
+    return pushPart(out, this.viewBytes().subarray(start * es, (start + count) * es), limit);
+  }
+  override streamable(): boolean {
+    return true;
   }
 }
 
@@ -76,6 +158,8 @@ export function renamed(t: LazyTensor, name: string): LazyTensor {
   return new (class extends LazyTensor {
     writeRange(dst: Uint8Array, dtype: DType, start: number, count: number) { t.writeRange(dst, dtype, start, count); }
     override directBytes() { return t.directBytes(); }
+    override partsOf(start: number, count: number, out: Uint8Array[], limit: number) { return t.partsOf(start, count, out, limit); }
+    override streamable() { return t.streamable(); }
   })(name, t.dtype, t.shape);
 }
 
@@ -90,6 +174,7 @@ export function cast(t: LazyTensor, dtype: DType): LazyTensor {
       t.writeRange(tmp, dtype, start, count);
       castInto(tmp, dtype, dst, outType);
     }
+    override streamable() { return t.streamable(); }
   })(t.name, dtype, t.shape);
 }
 
@@ -99,6 +184,8 @@ export function reshape(t: LazyTensor, shape: readonly number[], name = t.name):
   return new (class extends LazyTensor {
     writeRange(dst: Uint8Array, dtype: DType, start: number, count: number) { t.writeRange(dst, dtype, start, count); }
     override directBytes() { return t.directBytes(); }
+    override partsOf(start: number, count: number, out: Uint8Array[], limit: number) { return t.partsOf(start, count, out, limit); }
+    override streamable() { return t.streamable(); }
   })(name, t.dtype, shape);
 }
 
@@ -115,22 +202,42 @@ export function slice(t: LazyTensor, dim: number, start: number, len: number, na
   return new (class extends LazyTensor {
     writeRange(dst: Uint8Array, dtype: DType, s: number, count: number) {
       const es = DTYPE_SIZE[dtype];
+      // A slice of source bytes in their own dtype (a column split of a mapped tensor): copy the
+      // rows straight from the view, without a call down the tree per row.
+      const all = dtype === t.dtype ? t.directParts(1)?.[0] : undefined;
       let done = 0;
       while (done < count) {
         const e = s + done;
         const outer = Math.floor(e / dstBlock);
         const within = e - outer * dstBlock;
         const n = Math.min(dstBlock - within, count - done);
-        t.writeRange(dst.subarray(done * es, (done + n) * es), dtype, outer * srcBlock + start * inner + within, n);
+        const from = outer * srcBlock + start * inner + within;
+        if (all) dst.set(all.subarray(from * es, (from + n) * es), done * es);
+        else t.writeRange(dst.subarray(done * es, (done + n) * es), dtype, from, n);
         done += n;
       }
     }
+    override streamable() { return t.streamable(); }
     override directBytes() {
-      // Contiguous only when every dim before `dim` has size 1 (one outer block).
-      if (this.numel !== dstBlock) return null;
+      // Contiguous when every dim before `dim` has size 1 (one outer block) or the slice is the whole dim.
+      if (this.numel !== dstBlock && len !== size) return null;
       const all = t.directBytes();
       const es = DTYPE_SIZE[t.dtype];
-      return all ? all.subarray(start * inner * es, (start + len) * inner * es) : null;
+      if (!all) return null;
+      return len === size ? all : all.subarray(start * inner * es, (start + len) * inner * es);
+    }
+    override partsOf(s: number, count: number, out: Uint8Array[], limit: number) {
+      if (len === size) return t.partsOf(s, count, out, limit);
+      let done = 0;
+      while (done < count) {
+        const e = s + done;
+        const outer = Math.floor(e / dstBlock);
+        const within = e - outer * dstBlock;
+        const n = Math.min(dstBlock - within, count - done);
+        if (!t.partsOf(outer * srcBlock + start * inner + within, n, out, limit)) return false;
+        done += n;
+      }
+      return true;
     }
   })(name, t.dtype, shape);
 }
@@ -173,6 +280,21 @@ export function concat(parts: readonly LazyTensor[], dim: number, name: string):
         done += n;
       }
     }
+    override partsOf(s: number, count: number, out: Uint8Array[], limit: number) {
+      let done = 0;
+      while (done < count) {
+        const e = s + done;
+        const outer = Math.floor(e / outBlock);
+        let within = e - outer * outBlock;
+        let k = 0;
+        while (within >= blocks[k]!) within -= blocks[k++]!;
+        const n = Math.min(blocks[k]! - within, count - done);
+        if (!parts[k]!.partsOf(outer * blocks[k]! + within, n, out, limit)) return false;
+        done += n;
+      }
+      return true;
+    }
+    override streamable() { return parts.every((p) => p.streamable()); }
   })(name, first.dtype, shape);
 }
 
@@ -194,6 +316,19 @@ export function gatherRows(t: LazyTensor, rows: readonly number[], name = t.name
         done += n;
       }
     }
+    override partsOf(s: number, count: number, out: Uint8Array[], limit: number) {
+      let done = 0;
+      while (done < count) {
+        const e = s + done;
+        const row = Math.floor(e / inner);
+        const within = e - row * inner;
+        const n = Math.min(inner - within, count - done);
+        if (!t.partsOf(rows[row]! * inner + within, n, out, limit)) return false;
+        done += n;
+      }
+      return true;
+    }
+    override streamable() { return t.streamable(); }
   })(name, t.dtype, [rows.length, ...t.shape.slice(1)]);
 }
 
@@ -211,6 +346,7 @@ export function padRows(t: LazyTensor, rows: number, name = t.name): LazyTensor 
       if (n > 0) t.writeRange(dst.subarray(0, n * es), dtype, s, n);
       dst.fill(0, Math.max(0, n) * es, count * es);
     }
+    override streamable() { return t.streamable(); }
   })(name, t.dtype, [rows, ...t.shape.slice(1)]);
 }
 
@@ -233,5 +369,6 @@ export function mapF32(t: LazyTensor, fn: (x: Float32Array) => Float32Array, dty
       castInto(compute().subarray(s * 4, (s + count) * 4), "F32", tmp, dtype);
       castInto(tmp, dtype, dst, outType);
     }
+    override streamable() { return true; } // computed whole once, then cached
   })(name, dtype, t.shape);
 }

@@ -16,6 +16,7 @@ import {
   SafetensorsWriter,
   serializeSafetensors,
   type JsonValue,
+  writeBehindIdle,
 } from "../../src/format/safetensors.ts";
 
 const FIXTURES = path.resolve(import.meta.dir, "../../../shared/fixtures");
@@ -448,6 +449,46 @@ describe("writer", () => {
     expect(codeOf(() => SafetensorsWriter.create(p, huge))).toBe("ST_NO_SPACE");
     expect(codeOf(() => SafetensorsWriter.create(path.join(tmp, "no/such/dir/x.safetensors"), specs))).toBe("ST_IO");
     expect(fs.readdirSync(tmp).filter((n) => n.includes(".tmp-"))).toEqual([]);
+  });
+});
+
+describe("streamed writes", () => {
+  test("writeStream: pieces of any size land back to back; the file equals the in-memory serializer's", async () => {
+    const r = rng(7);
+    const tensors = [
+      { name: "a", dtype: "BF16" as const, shape: [300, 70], data: randomBytes(300 * 70 * 2, r) },
+      { name: "b", dtype: "F32" as const, shape: [17], data: randomBytes(17 * 4, r) },
+      { name: "c", dtype: "U8" as const, shape: [0], data: new Uint8Array(0) },
+    ];
+    const p = path.join(tmp, "stream.safetensors");
+    // writeBehind every 4 KiB: several background syncs run while the tensors are written.
+    const w = SafetensorsWriter.create(p, tensors, { writeBehind: 4096 });
+    for (const t of tensors) {
+      w.writeStream(t.name, (write) => {
+        for (let o = 0, k = 1; o < t.data.length; o += k, k = k * 3 + 1) write(t.data.subarray(o, Math.min(o + k, t.data.length)));
+      });
+    }
+    w.commit();
+    await writeBehindIdle();
+    expect(new Uint8Array(fs.readFileSync(p))).toEqual(serializeSafetensors(tensors));
+    expect(fs.readdirSync(tmp).filter((n) => n.includes(".tmp-"))).toEqual([]);
+  });
+
+  test("writeStream errors: too many or too few bytes, or a throwing fill, leave the tensor unwritten", async () => {
+    const p = path.join(tmp, "stream-err.safetensors");
+    const specs = [{ name: "a", dtype: "F32" as const, shape: [4] }];
+    const w = SafetensorsWriter.create(p, specs, { writeBehind: false });
+    expect(codeOf(() => w.writeStream("a", (write) => write(new Uint8Array(20))))).toBe("ST_WRITE_SIZE");
+    expect(codeOf(() => w.writeStream("a", (write) => write(new Uint8Array(12))))).toBe("ST_WRITE_SIZE");
+    expect(() => w.writeStream("a", () => { throw new Error("producer failed"); })).toThrow("producer failed");
+    expect(w.pending()).toEqual(["a"]);
+    expect(codeOf(() => w.writeStream("zz", () => {}))).toBe("ST_WRITE_UNKNOWN");
+    w.writeStream("a", (write) => { write(new Uint8Array(8).fill(1)); write(new Uint8Array(8).fill(2)); });
+    expect(codeOf(() => w.writeStream("a", () => {}))).toBe("ST_WRITE_TWICE");
+    w.commit();
+    await writeBehindIdle();
+    const f = openSafetensors(p);
+    expect([...f.get("a").bytes()]).toEqual([...new Array(8).fill(1), ...new Array(8).fill(2)]);
   });
 });
 

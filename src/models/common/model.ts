@@ -15,11 +15,16 @@ import { log } from "../../log.ts";
 import type { Mapping } from "../../mapping.ts";
 import type { ParamSpec, TensorSource, TensorView } from "../../tensor.ts";
 import { openRankFile, readCheckpointConfig } from "../../format/checkpoint.ts";
-import { checkFinite, withNonfinite } from "../../tensor/finite.ts";
-import { type LazyTensor, lazy } from "../../tensor/lazy.ts";
+import { checkedChunks, FiniteScan, withNonfinite } from "../../tensor/finite.ts";
+import { type LazyTensor, lazy, withLeafCache } from "../../tensor/lazy.ts";
 import { ensureDir, writeFileAtomic } from "../../util/fs.ts";
 
 export type { ParamSpec };
+
+/** Source views a tensor may be written from directly (more: it is assembled in a buffer first). */
+const MAX_DIRECT_PARTS = 64;
+/** Bytes scanned for NaN/Inf and then written at a time (fits the L2 cache of one core). */
+const CHECK_CHUNK = 256 * 2 ** 10;
 
 
 export interface SaveOptions {
@@ -96,28 +101,45 @@ export abstract class PretrainedModel {
     const writer = SafetensorsWriter.create(join(dir, this.rankFileName), specs);
     const total = this.totalBytes();
     let done = 0;
-    // Tensors that need assembling (splits, fusion, casts) are built in one reused scratch buffer
-    // and written with positioned writes: cheaper than faulting in pages of a destination map.
-    // Memory stays ≤ the largest such tensor.
+    // A tensor that is a few views of the mapped source (a leaf, a row slice, a fused qkv of row
+    // slices) is written straight from them. One that is assembled from views (column slices,
+    // casts, padding) is built a chunk at a time in a small buffer that stays in cache; computed
+    // tensors (quantized weights) are built whole in one reused scratch buffer. Every tensor is
+    // scanned for NaN/Inf a chunk at a time, just before the chunk is written (the write then copies
+    // bytes the scan brought into cache): garbage is refused, never copied on. Positioned writes
+    // from these buffers are cheaper than faulting in pages of a destination map.
     let scratch = new Uint8Array(0);
+    let chunk = new Uint8Array(0);
     try {
-      for (const t of this.weights.values()) {
-        // Every tensor is scanned for NaN/Inf just before it is written (threaded, over bytes that
-        // are about to be read for the write anyway): garbage is refused, never copied on silently.
-        const direct = t.directBytes();
-        if (direct) {
-          checkFinite(direct, t.dtype, { tensor: t.name, shape: t.shape });
-          writer.write(t.name, direct); // mapped source → file, no copy in user space
-        } else {
-          if (scratch.byteLength < t.byteLength) scratch = new Uint8Array(t.byteLength);
-          const buf = scratch.subarray(0, t.byteLength);
-          t.writeInto(buf);
-          checkFinite(buf, t.dtype, { tensor: t.name, shape: t.shape });
-          writer.write(t.name, buf);
+      withLeafCache(() => {
+        for (const t of this.weights.values()) {
+          const scan = new FiniteScan(t.dtype, { tensor: t.name, shape: t.shape });
+          const parts = t.directParts(MAX_DIRECT_PARTS);
+          if (parts) {
+            writer.writeStream(t.name, (write) => checkedChunks(parts, scan, CHECK_CHUNK, write));
+          } else if (t.streamable()) {
+            const es = DTYPE_SIZE[t.dtype];
+            const per = Math.max(1, Math.floor(CHECK_CHUNK / es));
+            if (chunk.byteLength < per * es) chunk = new Uint8Array(per * es);
+            writer.writeStream(t.name, (write) => {
+              for (let s = 0; s < t.numel; s += per) {
+                const n = Math.min(per, t.numel - s);
+                const buf = chunk.subarray(0, n * es);
+                t.writeRange(buf, t.dtype, s, n);
+                scan.next(buf);
+                write(buf);
+              }
+            });
+          } else {
+            if (scratch.byteLength < t.byteLength) scratch = new Uint8Array(t.byteLength);
+            const buf = scratch.subarray(0, t.byteLength);
+            t.writeInto(buf);
+            writer.writeStream(t.name, (write) => checkedChunks([buf], scan, CHECK_CHUNK, write));
+          }
+          done += t.byteLength;
+          opts.onProgress?.(done, total, t.name);
         }
-        done += t.byteLength;
-        opts.onProgress?.(done, total, t.name);
-      }
+      });
       writer.commit();
     } catch (e) {
       writer.abort();
