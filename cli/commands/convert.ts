@@ -12,7 +12,7 @@ export default defineCommand({
     output_dir: { type: "string", description: "Where to write config.json and rank{N}.safetensors (created; an existing checkpoint there is replaced)", default: "tllm_checkpoint", valueHint: "dir" },
     ...dtypeArg,
     ...parallelArgs,
-    workers: { type: "string", description: "Ranks converted at once, each in its own worker thread (capped at the number of ranks)", default: "1", valueHint: "N" },
+    workers: { type: "string", description: "Ranks converted at once, each in its own worker thread (capped at the number of ranks); auto: one per CPU core for a plain conversion, 1 when quantizing", default: "auto", valueHint: "N|auto" },
     use_parallel_embedding: { type: "boolean", description: "Shard the embedding table over tensor-parallel ranks", default: false },
     embedding_sharding_dim: { type: "enum", options: ["0", "1"], description: "With --use_parallel_embedding: 0 splits the vocab dim, 1 the hidden dim", default: "0" },
     use_weight_only: { type: "boolean", description: "Weight-only quantization (W8A16/W4A16). Writes the portable form: fp weights + quant_algo, quantized by trtllm-build for the GPU it builds on", default: false },
@@ -29,7 +29,7 @@ export default defineCommand({
     if (args.model_dir && args.meta_ckpt_dir) throw new TrtbError("CLI_BAD_ARG", "give only one of --model_dir and --meta_ckpt_dir");
     const tp = intArg("tp_size", args.tp_size);
     const pp = intArg("pp_size", args.pp_size);
-    const workers = intArg("workers", args.workers);
+    const workers = args.workers === "auto" ? undefined : intArg("workers", args.workers);
     if (args.use_weight_only && args.use_fp8_rowwise) throw new TrtbError("CLI_BAD_ARG", "give only one of --use_weight_only and --use_fp8_rowwise");
     const quantConfig: Partial<QuantConfig> | undefined = args.use_weight_only
       ? { quant_algo: args.weight_only_precision === "int4" ? "W4A16" : "W8A16" }
