@@ -34,7 +34,7 @@ import { TrtbError } from "../errors.ts";
 import type { CalibPlan, CalibStats, KvStats, LinearPlan, LinearStats } from "../quant/calib-plan.ts";
 import type { CpuRunner } from "../runtime/cpu.ts";
 import type { F32Tensor } from "../runtime/merge.ts";
-import { AWQ_DEFAULT_GRID, type AwqCandidate, awqCandidates, awqPick, type AwqSearchResult, awqSearch, fakeQuantAwq, fakeQuantAwqFast, gramBlocks } from "./awq.ts";
+import { AWQ_DEFAULT_GRID, type AwqCandidate, awqCandidates, awqPick, type AwqSearchResult, awqSearch, fakeQuantAwq, fakeQuantAwqFast, gramBlocks, smoothedGramSlice } from "./awq.ts";
 import { linearPlan, type PlanOptions, SUFFIX_GROUPS } from "./plan.ts";
 import { statsHooks, symmetrize } from "./stats.ts";
 
@@ -159,15 +159,17 @@ export function awqSequentialPlan(runner: CpuRunner, ids: number[][], describe: 
           }
         }
         const blocks = clip ? gramBlocks(st.gram, inF, G, r.pre) : undefined;
+        const sg = clip ? smoothedGramSlice(st.gram, inF, 0, inF, r.pre) : undefined;
         mods.forEach((m, j) => {
           const w = ws[j]!;
           const p = linearPlan(w.data, w.shape[0]!, inF, st, r.pre);
           if (blocks) p.gramBlocks = blocks;
+          if (clip) p.gram = st.gram;
           p.search = { alpha: r.alpha, lossRtn: r.lossRtn, lossBest: r.lossBest, loss: useBlock ? "block" : "linear" };
           linears.set(m, p);
           // from now on the model holds this linear quantized
           fp.set(`${m}.weight`, w);
-          runner.w.set(`${m}.weight`, { shape: w.shape, data: fakeQuantAwq(w.data, inF, G, r.pre, blocks, dt) });
+          runner.w.set(`${m}.weight`, { shape: w.shape, data: fakeQuantAwq(w.data, inF, G, r.pre, blocks, dt, sg) });
         });
         opts.onProgress?.(done, total);
       }
