@@ -16,11 +16,11 @@
  * output row and group, the max |w| is shrunk by r ∈ {1, 0.95, …, 0.55} to the r minimising
  * Δᵀ G_gg Δ, with G_gg the group's block of the *smoothed* input's Gram matrix (kept in the plan).
  */
-import { AWQ_CLIP_RATIOS, clipRowToBlocks, fakeQuantGroup, toDtype } from "../quant/awq-clip.ts";
+import { AWQ_CLIP_RATIOS, clipRowFull, clipRowToBlocks, fakeQuantGroup, toDtype } from "../quant/awq-clip.ts";
 import type { FloatDType } from "../quant/kernel.ts";
 import { linearF32 } from "../runtime/cpu-gemm.ts";
 
-export { AWQ_CLIP_RATIOS, toDtype } from "../quant/awq-clip.ts";
+export { AWQ_CLIP_RATIOS, smoothedGramSlice, toDtype } from "../quant/awq-clip.ts";
 
 /** llm-awq's grid (n_grid 20). */
 export const AWQ_DEFAULT_GRID = 20;
@@ -113,13 +113,15 @@ export function awqSearch(ws: Float32Array[], n: number, absSum: Float64Array, t
 /**
  * What the checkpoint's int4 group quantization makes of W [rows, n] in f32, as the engine applies it
  * (x·pre times the dequantized W/pre): W/pre (f32), clipped per (row, group) against the Gram blocks
- * of the smoothed input when given (awq-clip.ts), int4 by group, dequantized, times pre.
+ * of the smoothed input when given, or on the whole row against its full Gram `sg`
+ * (smoothedGramSlice) when that is given (awq-clip.ts), int4 by group, dequantized, times pre.
  */
-export function fakeQuantAwq(w: Float32Array, n: number, G: number, pre: ArrayLike<number> | undefined, blocks: Float64Array | undefined, dt: FloatDType): Float32Array {
+export function fakeQuantAwq(w: Float32Array, n: number, G: number, pre: ArrayLike<number> | undefined, blocks: Float64Array | undefined, dt: FloatDType, sg?: Float64Array): Float32Array {
   const rows = w.length / n;
   const v = new Float32Array(w.length);
   for (let k = 0; k < v.length; k++) v[k] = pre ? f32(w[k]! / pre[k % n]!) : w[k]!;
-  if (blocks) for (let o = 0; o < rows; o++) clipRowToBlocks(v, o * n, n, G, blocks, 0, dt);
+  if (sg) for (let o = 0; o < rows; o++) clipRowFull(v, o * n, n, G, sg, dt);
+  else if (blocks) for (let o = 0; o < rows; o++) clipRowToBlocks(v, o * n, n, G, blocks, 0, dt);
   const q = new Float64Array(G);
   for (let o = 0; o < rows; o++)
     for (let g = 0; g < n; g += G) {

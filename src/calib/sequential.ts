@@ -23,18 +23,41 @@
  *             It compares with (`target`) the fp model's sub-block output on the fp model's own
  *             input ("fp-model", default) or the fp sub-block on the same, quantized input
  *             ("same-input", llm-awq).
+ * Clip (when on): the plan keeps each group's full input XᵀX (`gram`), and the stored clip (and the
+ * fake quantization here) picks each row's group ratios together on the row's whole output error
+ * (awq-clip.ts clipRowFull: per group first, then coordinate descent with the cross-group terms);
+ * the joint search still ranks candidates with the per-group clip (fakeQuantAwqFast).
  * Measured on tiny-pycode (bench/awq.ts, 128 eval windows; Δppl / RTN's Δppl, KL(bf16‖int4)):
  *   calibration 16 × 128   one pass 0.643, 7.00e-2   linear 0.706, 7.16e-2   block 0.730, 7.19e-2   block + joint clip 0.634, 6.80e-2
  *   calibration 64 × 128   one pass 0.779, 6.98e-2   linear 0.613, 6.70e-2   block 0.674, 6.71e-2   block + joint clip 0.570, 6.92e-2
  *   calibration 256 × 128                            linear 0.736, 7.02e-2   block 0.762, 7.09e-2
  * Block + joint clip had the least ppl increase at both sizes measured, so it is the default.
+ * Then, all at 64 × 128 on top of that default (per-group clip unless said), one change each:
+ *   full-row clip (now the default)  0.600, 6.46e-2, search 68 s (this code); a first version
+ *                                    differing only in f64 rounding order and sweep count: 0.558,
+ *                                    6.47e-2, and at 60 / 68 calibration sequences 0.535, 6.51e-2 /
+ *                                    0.624, 6.47e-2, against the per-group clip's 0.604, 6.67e-2 /
+ *                                    0.636, 7.11e-2
+ *   full-row clip, also in the joint ranking 0.544, 6.53e-2 (search 134 s against ~85 s)
+ *   full-row clip, clip grid 1 − k/40 (k < 20) 0.559, 6.30e-2 (search 188 s)
+ *   clip grid 1 − k/40 (k < 20)      0.606, 6.62e-2     α grid 40           0.609, 7.16e-2
+ *   no clip on q and k (llm-awq)     0.664, 6.90e-2     target same-input   0.635, 6.92e-2
+ *   x-only scales (llm-awq: mean|x|^α) 0.799, 6.88e-2   x-only and duo candidates 0.665, 6.81e-2 (search 258 s)
+ *   joint clip in the dense / proj Gram loss 0.682, 6.76e-2
+ *   dense / proj loss against the fp model (‖Xq Q̂ᵀ − Xf Wᵀ‖², cross Gram) 0.630, 7.15e-2; with joint clip 0.606, 6.80e-2
+ * KL moves by a few per cent while the Δppl ratio moves by ±0.1 between variants of nearly equal KL
+ * (the per-group-clip default itself gives 0.604 / 0.570 / 0.636 at 60 / 64 / 68 sequences): on
+ * these 128 windows Δppl is dominated by which tokens a variant happens to hurt, so KL is the
+ * steadier guide. The full-row clip is the one change that lowered KL at every calibration size
+ * tried (6.46–6.51e-2 against 6.67–7.11e-2), so it is the default, although at 64 × 128 this code's
+ * Δppl ratio (0.600) is above the per-group clip's 0.570.
  * The weights in the runner are restored at the end. The result is a CalibPlan like planCalibration's.
  */
 import { TrtbError } from "../errors.ts";
 import type { CalibPlan, CalibStats, KvStats, LinearPlan, LinearStats } from "../quant/calib-plan.ts";
 import type { CpuRunner } from "../runtime/cpu.ts";
 import type { F32Tensor } from "../runtime/merge.ts";
-import { AWQ_DEFAULT_GRID, type AwqCandidate, awqCandidates, awqPick, type AwqSearchResult, awqSearch, fakeQuantAwq, fakeQuantAwqFast, gramBlocks } from "./awq.ts";
+import { AWQ_DEFAULT_GRID, type AwqCandidate, awqCandidates, awqPick, type AwqSearchResult, awqSearch, fakeQuantAwq, fakeQuantAwqFast, gramBlocks, smoothedGramSlice } from "./awq.ts";
 import { linearPlan, type PlanOptions, SUFFIX_GROUPS } from "./plan.ts";
 import { statsHooks, symmetrize } from "./stats.ts";
 
@@ -159,15 +182,17 @@ export function awqSequentialPlan(runner: CpuRunner, ids: number[][], describe: 
           }
         }
         const blocks = clip ? gramBlocks(st.gram, inF, G, r.pre) : undefined;
+        const sg = clip ? smoothedGramSlice(st.gram, inF, 0, inF, r.pre) : undefined;
         mods.forEach((m, j) => {
           const w = ws[j]!;
           const p = linearPlan(w.data, w.shape[0]!, inF, st, r.pre);
           if (blocks) p.gramBlocks = blocks;
+          if (clip) p.gram = st.gram;
           p.search = { alpha: r.alpha, lossRtn: r.lossRtn, lossBest: r.lossBest, loss: useBlock ? "block" : "linear" };
           linears.set(m, p);
           // from now on the model holds this linear quantized
           fp.set(`${m}.weight`, w);
-          runner.w.set(`${m}.weight`, { shape: w.shape, data: fakeQuantAwq(w.data, inF, G, r.pre, blocks, dt) });
+          runner.w.set(`${m}.weight`, { shape: w.shape, data: fakeQuantAwq(w.data, inF, G, r.pre, blocks, dt, sg) });
         });
         opts.onProgress?.(done, total);
       }

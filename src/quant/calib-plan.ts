@@ -58,6 +58,12 @@ export interface LinearPlan {
   actAmax: number;
   /** AWQ clipping: the diagonal blocks of XᵀX ([inF/group][group][group], f64), present when the clip search is on. */
   gramBlocks?: Float64Array;
+  /**
+   * AWQ clipping on the whole row (the layer-by-layer search): the input's full XᵀX ([inF, inF], f64,
+   * unsmoothed; shared with the statistics, not a copy). When present the clip search minimises each
+   * row's whole output error (awq-clip.ts clipRowFull) instead of each group's on its block.
+   */
+  gram?: Float64Array;
   /** AWQ search record: the α chosen (null = no smoothing won) and the proxy loss (output MSE) of RTN and of the choice. */
   search?: { alpha: number | null; lossRtn: number; lossBest: number; loss?: "linear" | "block" };
 }

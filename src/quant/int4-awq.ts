@@ -45,7 +45,7 @@ import { OnesTensor, QuantizedLinear, QuantTensor, ScaleTensor } from "./lazy.ts
 import { excludeList, isExcluded, type LinearInfo } from "./modules.ts";
 import { bytesOf, dequantizeF32, f32Tensor, inputSlice, matrixOf, type QuantScheme, type SchemeContext } from "./scheme.ts";
 import { type CalibPlan, globalModule, planOf } from "./calib-plan.ts";
-import { clipRowToBlocks } from "./awq-clip.ts";
+import { clipRowFull, clipRowToBlocks, smoothedGramSlice } from "./awq-clip.ts";
 import { smoothedRank } from "./int8-sq.ts";
 import { cast } from "../tensor/lazy.ts";
 
@@ -132,7 +132,9 @@ export const int4Awq: QuantScheme = {
 /**
  * W4A16_AWQ from calibration (`--qformat int4_awq`): the rank weight divided column-wise by its
  * slice of the searched prequant (src/calib/awq.ts), clipped per (row, group) when the plan's clip
- * search is on (awq-clip.ts), then the same int4 kernel as above on the f32 result. The stored
+ * search is on (awq-clip.ts: on the whole row when the plan has the full Gram, the layer-by-layer
+ * search's plans; for a row-parallel rank on its own columns' part of it), then the same int4
+ * kernel as above on the f32 result. The stored
  * prequant_scaling_factor is the plan's (model dtype), sliced for row-parallel layers.
  */
 export function awqCalibrated(l: LinearInfo, w: LazyTensor, q: QuantConfig, modelDtype: FloatDType, backend: QuantBackend, plan: CalibPlan, ctx: SchemeContext): LazyTensor[] {
@@ -144,7 +146,11 @@ export function awqCalibrated(l: LinearInfo, w: LazyTensor, q: QuantConfig, mode
   const g0 = l.rowParallel ? (ctx.mapping.tpRank * inF) / G : 0;
   const smoothed = f32Tensor(`${l.module}.weight`, l.shape, () => {
     const v = smoothedRank(w, pre);
-    if (plan.awqClip && p.gramBlocks) for (let o = 0; o < out; o++) clipRowToBlocks(v, o * inF, inF, G, p.gramBlocks, g0, modelDtype);
+    if (plan.awqClip && p.gram) {
+      // the full-row clip (layer-by-layer plans) on this rank's columns of the input Gram
+      const sg = smoothedGramSlice(p.gram, Math.round(Math.sqrt(p.gram.length)), g0 * G, inF, pre);
+      for (let o = 0; o < out; o++) clipRowFull(v, o * inF, inF, G, sg, modelDtype);
+    } else if (plan.awqClip && p.gramBlocks) for (let o = 0; o < out; o++) clipRowToBlocks(v, o * inF, inF, G, p.gramBlocks, g0, modelDtype);
     return v;
   });
   const owner = new QuantizedLinear(smoothed, { ...int4Awq.kernelParams(l, modelDtype, q), srcDtype: "F32" }, backend);

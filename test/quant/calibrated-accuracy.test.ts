@@ -10,12 +10,12 @@
  *   FP8 KV cache       KL         4.20e-3                  3.17e-3  (Δppl −0.021)
  *   int4 g128 RTN      KL         9.83e-2                  9.30e-2  (Δppl +0.695)
  *   int4 g128 AWQ      KL         8.47e-2 (grid 10, clip)  7.40e-2  (Δppl +0.672, grid 20, clip)   one pass
- *   int4 g128 AWQ      KL         7.80e-2 (grid 10, clip)                                            layer by layer (default)
+ *   int4 g128 AWQ      KL         7.00e-2 (grid 10, full-row clip)                                   layer by layer (default)
  *   W8A8 unsmoothed    KL                                  9.72e-2  (Δppl +1.100)
  *   W8A8 SmoothQuant   KL                                  1.04e-2  (Δppl +0.165, α 0.5; α 0.8: 6.66e-3, +0.090)
  *   W4A8_AWQ g128      KL                                  8.65e-2  (Δppl +0.658, grid 10)
  * The issue's goal for AWQ (at most half RTN's ppl increase) is NOT met on this model: the search
- * lowers KL by 14–30 %; on 128 windows (bench/awq.ts) AWQ's Δppl is 0.61–0.78 of RTN's, and on 16
+ * lowers KL by 14–29 %; on 128 windows (bench/awq.ts) AWQ's Δppl is 0.60–0.78 of RTN's, and on 16
  * or 4 windows Δppl is too noisy to rank the variants. The test holds what is measured.
  */
 import { beforeAll, expect, test } from "bun:test";
@@ -30,12 +30,13 @@ const MODEL = TINY_PYCODE;
 /** The goals. */
 const FP8_KL_MAX = 0.01;
 const KV_KL_MAX = 0.01;
-/** AWQ layer by layer (the default: block loss, joint clip) KL / RTN KL at g128 (measured 0.794 here: 7.80e-2 / 9.83e-2). */
-const AWQ_KL_RATIO_MAX = 0.82;
+/** AWQ layer by layer (the default: block loss, joint clip, full-row clip) KL / RTN KL at g128 (measured 0.712 here: 6.995e-2 / 9.826e-2; 0.794 with the per-group clip). */
+const AWQ_KL_RATIO_MAX = 0.74;
 /*
  * No Δppl bound here: on 4 windows the ppl increase is mostly noise (measured: RTN +0.554; layer by
- * layer, block loss + joint clip +0.306, KL ratio 0.79; the same with the linear loss +0.597, 0.78;
- * one pass +0.638, 0.86). bench/awq.ts measures Δppl on 128 windows.
+ * layer, block loss + joint clip +0.306, KL ratio 0.79 with the per-group clip, +0.916, KL ratio 0.71
+ * with the full-row clip; the same with the linear loss +0.597, 0.78; one pass +0.638, 0.86).
+ * bench/awq.ts measures Δppl on 128 windows.
  */
 /** AWQ one pass KL / RTN KL at g128 (measured 0.862 here, 0.80 on the bench run). */
 const AWQ_ONEPASS_KL_RATIO_MAX = 0.92;
