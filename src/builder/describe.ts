@@ -77,7 +77,7 @@ export function describeModel(cfg: PretrainedConfig, rank: number, family: Pick<
     first_pp_rank: m.isFirstPpRank(),
     last_pp_rank: m.isLastPpRank(),
     weight_only: weightOnly,
-    fp8: qa === "FP8" ? { linears: {} } : null,
+    fp8: qa === "FP8" || qa === "W4A8_AWQ" ? { linears: {} } : null, // W4A8_AWQ runs as FP8 GEMMs (weights expanded at build)
     sq: qa === "W8A8_SQ_PER_CHANNEL" ? { linears: {} } : null,
     long_rope: st.longRope ? { original_max_positions: st.longRope.originalMax, mscale: st.longRope.mscale } : null,
     // float16 logits need float16 GEMM inputs (no bfloat16 → float16 cuBLASLt GEMM; build.ts checks)

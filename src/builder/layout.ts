@@ -55,7 +55,8 @@ import { cast, concat, type LazyTensor, lazy, mapF32, renamed } from "../tensor/
 import type { EngineModelDesc } from "../engine/plan.ts";
 import type { EngineTensor } from "../engine/engine-file.ts";
 import type { WoBits } from "../engine/wo-layout.ts";
-import { AwqLinear, AwqScaleTensor, WoLinear, WoPackedTensor, WoScaleTensor } from "./wo-pack.ts";
+import { AwqLinear, AwqScaleTensor, W4a8E4m3Tensor, WoLinear, WoPackedTensor, WoScaleTensor } from "./wo-pack.ts";
+import { w4a8E4m3Weights } from "../quant/w4a8-awq.ts";
 
 export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): EngineTensor[] {
   const w = model.weights;
@@ -82,6 +83,17 @@ export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): En
   const awqGroup = desc.weight_only?.group_size ?? 0;
   const wo = desc.weight_only && !awqGroup ? weightOnlyContext(model, desc.weight_only.bits) : null;
   const awqQuantizes = awqGroup ? quantizedByConfig(model) : null;
+  const qcfg = configQuant(cfg);
+  const w4a8 = qcfg.quant_algo === "W4A8_AWQ";
+  /** AWQ-smoothed formats: the prequant scale is applied where a GEMM's input is made (see the file comment). */
+  const smoothed = awqGroup > 0 || w4a8;
+  const md = cfg.dtype === "float16" ? "F16" : "BF16";
+  /** `<name>.pre` for dense / down (qkv and gate_up get it folded into their norm). */
+  const preVector = (name: string, modules: string[]) => {
+    if (/\.(qkv|gate_up)$/.test(name)) return;
+    const pre = sharedVector(model, modules.map((m) => `${m}.prequant_scaling_factor`), name);
+    out.push({ name: `${name}.pre`, dtype: "F32", shape: [pre.numel], source: renamed(cast(pre, "F32"), `${name}.pre`) });
+  };
   /** A decoder linear: packed + scales when the quant config quantizes its modules, else as is. */
   const linear = (name: string, t: LazyTensor, modules: string[]) => {
     if (desc.sq && scaledModules(model, name, modules)) {
@@ -94,6 +106,20 @@ export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): En
       if (pre) out.push({ name: `${name}.sq_pre`, dtype: "F32", shape: [...pre.shape], source: renamed(cast(pre, "F32"), `${name}.sq_pre`) });
       return;
     }
+    if (desc.fp8 && w4a8 && scaledModules(model, name, modules)) {
+      // W4A8_AWQ: the int4 weights expanded to the e4m3 values the CPU runner replays; an FP8 GEMM
+      const layers = model.mapping.ppLayers(cfg.num_hidden_layers);
+      const parts = modules.map((m) => {
+        const wq = get(`${m}.weight`);
+        const l = linearOfWeight(`${m}.weight`, [wq.shape[0]! * 2, wq.shape[1]!], (i) => layers[i] ?? i)!;
+        const wsf2 = scalarOf(get(`${m}.weights_scaling_factor_2`));
+        return { rows: wq.shape[0]! * 2, make: () => w4a8E4m3Weights(l, wq, get(`${m}.weights_scaling_factor`), wsf2, qcfg, md, cpuQuantBackend()) };
+      });
+      const rows = parts.reduce((a, p) => a + p.rows, 0);
+      out.push({ name, dtype: "F8_E4M3", shape: [rows, t.shape[1]!], source: new W4a8E4m3Tensor(name, parts.map((p) => p.make), rows, t.shape[1]!) });
+      preVector(name, modules);
+      return;
+    }
     if (desc.fp8 && scaledModules(model, name, modules)) {
       if (t.dtype !== "F8_E4M3")
         throw new TrtbError("BUILD_UNSUPPORTED", `${modules[0]}.weight is ${t.dtype}; FP8 engines take F8_E4M3 weights (trtllm quantize --qformat fp8)`, { tensor: t.name });
@@ -103,16 +129,12 @@ export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): En
     if (awqGroup && scaledModules(model, name, modules)) {
       const sc = modules.map((m) => get(`${m}.weights_scaling_factor`));
       const al = new AwqLinear(t, sc.length === 1 ? sc[0]! : concat(sc, 0, `${name}.gscale`), awqGroup);
-      const md = cfg.dtype === "float16" ? "F16" : "BF16";
       out.push(
         { name, dtype: "I8", shape: [], source: new WoPackedTensor(name, al) },
         { name: `${name}.gscale`, dtype: md, shape: [], source: new AwqScaleTensor(`${name}.gscale`, al, md) },
       );
-      if (!/\.(qkv|gate_up)$/.test(name)) {
-        const pre = sharedVector(model, modules.map((m) => `${m}.prequant_scaling_factor`), name);
-        out.push({ name: `${name}.pre`, dtype: "F32", shape: [], source: renamed(cast(pre, "F32"), `${name}.pre`) });
-      }
-      for (const e of out.slice(/\.(qkv|gate_up)$/.test(name) ? -2 : -3)) e.shape = [...e.source.shape];
+      for (const e of out.slice(-2)) e.shape = [...e.source.shape];
+      preVector(name, modules);
       return;
     }
     if (awqQuantizes?.(t, modules))
@@ -127,7 +149,7 @@ export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): En
 
   /** AWQ: a norm weight times the prequant scale of the GEMM it feeds (f32 product), else as is. */
   const norm = (name: string, t: LazyTensor, gemm: string, modules: string[]) => {
-    if (!(awqGroup && scaledModules(model, gemm, modules))) return f32(name, t);
+    if (!(smoothed && scaledModules(model, gemm, modules))) return f32(name, t);
     const pre = sharedVector(model, modules.map((m) => `${m}.prequant_scaling_factor`), gemm);
     if (pre.numel !== t.numel) throw new TrtbError("CKPT_SHAPE_MISMATCH", `${pre.name} has ${pre.numel} elements, ${t.name} ${t.numel}`, { tensor: pre.name });
     const p = new Float32Array(pre.numel);
@@ -262,7 +284,9 @@ export function fp8Linears(model: PretrainedModel, desc: EngineModelDesc): Recor
     const as = modules.map((m) => read(`${m}.activation_scaling_factor`));
     if (as.some((a) => a !== as[0]))
       throw new TrtbError("BUILD_UNSUPPORTED", `${modules.join(" and ")} read the same input but have different activation_scaling_factor (${as.join(", ")}); one FP8 GEMM needs one`);
-    out[name] = { a: as[0]!, w: modules.map((m) => read(`${m}.weights_scaling_factor`)) };
+    // W4A8_AWQ: weights_scaling_factor is per group (folded into the e4m3 weights); the GEMM's weight scale is weights_scaling_factor_2
+    const ws = configQuant(model.config).quant_algo === "W4A8_AWQ" ? "weights_scaling_factor_2" : "weights_scaling_factor";
+    out[name] = { a: as[0]!, w: modules.map((m) => read(`${m}.${ws}`)) };
   }
   return out;
 }

@@ -151,3 +151,34 @@ export class AwqScaleTensor extends LazyTensor {
     castInto(new Uint8Array(s.buffer, start * 4, count * 4), "F32", dst, dtype);
   }
 }
+
+// ---- W4A8_AWQ: int4 weights expanded at build to the e4m3 values its FP8 MMA multiplies ---------
+
+/**
+ * The F8_E4M3 [rows, in] weights of a W4A8_AWQ engine linear (fused modules stacked along the
+ * rows): each module's e4m3(q · f16(s / wsf2)) (quant/w4a8-awq.ts w4a8E4m3Weights, the values the
+ * CPU runner replays), so the engine runs it as an FP8 GEMM with alpha = a · wsf2 per module. It
+ * takes 1 byte per weight, twice the checkpoint's int4: correct and on FP8 tensor cores, not yet
+ * int4 bandwidth.
+ */
+export class W4a8E4m3Tensor extends LazyTensor {
+  #bytes: Uint8Array | null = null;
+  constructor(name: string, readonly parts: (() => Uint8Array)[], rows: number, cols: number) {
+    super(name, "F8_E4M3", [rows, cols]);
+  }
+  writeRange(dst: Uint8Array, dtype: DType, start: number, count: number): void {
+    if (dtype !== "F8_E4M3") throw new TrtbError("BUILD_INTERNAL", `${this.name}: e4m3 weights cannot be written as ${dtype}`);
+    if (!this.#bytes) {
+      const all = new Uint8Array(this.numel);
+      let o = 0;
+      for (const p of this.parts) {
+        const b = p();
+        all.set(b, o);
+        o += b.length;
+      }
+      this.#bytes = all;
+    }
+    dst.set(this.#bytes.subarray(start, start + count));
+    if (start + count === this.numel) this.#bytes = null;
+  }
+}

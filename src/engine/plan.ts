@@ -71,6 +71,9 @@ export interface EngineModelDesc {
    * F8_E4M3 [out, in] (the checkpoint's bytes) and multiplied on FP8 tensor cores: its input is
    * quantized as e4m3(x / a) and the product scaled by a · w. `w` has one weight scale, or two for
    * `gate_up` (its [up; gate] halves keep their checkpoint scales: two GEMMs). Absent before version 3.
+   * W4A8_AWQ engines use it too (version 4): the int4 weights expanded at build to the e4m3 values
+   * e4m3(q · f16(s / weights_scaling_factor_2)), `w` = weights_scaling_factor_2, the prequant scale
+   * applied where the input is made (norm weights; `<name>.pre` for dense / down).
    */
   fp8?: { linears: Record<string, { a: number; w: number[] }> } | null;
   /**

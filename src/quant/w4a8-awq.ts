@@ -22,6 +22,7 @@ import { FP8_MAX, refuseMoe, scalarOf } from "./fp8.ts";
 import { awqCalibrated, int4Awq } from "./int4-awq.ts";
 import { e4m3ToF32Bits, f32BitsToE4m3, type FloatDType, roundToDtypeBits } from "./kernel.ts";
 import type { LinearInfo } from "./modules.ts";
+import type { QuantBackend } from "./backend.ts";
 import { bytesOf, dequantizeF32, f32Tensor, type QuantScheme } from "./scheme.ts";
 
 export const w4a8Awq: QuantScheme = {
@@ -58,23 +59,31 @@ export const w4a8Awq: QuantScheme = {
 
   effectiveWeight(l, get, q, modelDtype, backend): LazyTensor {
     const w = get(`${l.module}.weight`);
-    const s = get(`${l.module}.weights_scaling_factor`);
     const wsf2 = scalarOf(get(`${l.module}.weights_scaling_factor_2`));
     const [out, inF] = [w.shape[0]! * 2, w.shape[1]!];
-    const G = q.group_size;
-    const ones = new Uint8Array(new Float32Array(out * (inF / G)).fill(1).buffer);
-    const p = { ...int4Awq.kernelParams({ ...l, shape: [out, inF] }, modelDtype, q), scaleDtype: "F32" as FloatDType };
-    return f32Tensor(w.name, [out, inF], () => {
-      const qv = dequantizeF32(p, bytesOf(w), ones, backend); // the int4 values
-      const sv = new Float32Array(out * (inF / G));
-      s.writeRange(new Uint8Array(sv.buffer), "F32", 0, sv.length);
-      for (let o = 0; o < out; o++)
-        for (let i = 0; i < inF; i++) {
-          const ratio = bitsToF32(roundToDtypeBits(f32Bits(Math.fround(sv[o * (inF / G) + Math.floor(i / G)]! / wsf2)), "F16"));
-          const e = bitsToF32(e4m3ToF32Bits(f32BitsToE4m3(f32Bits(Math.fround(qv[o * inF + i]! * ratio)))));
-          qv[o * inF + i] = Math.fround(e * wsf2);
-        }
-      return qv;
-    });
+    return f32Tensor(w.name, [out, inF], () =>
+      Float32Array.from(w4a8E4m3Weights(l, w, get(`${l.module}.weights_scaling_factor`), wsf2, q, modelDtype, backend), (b) => Math.fround(bitsToF32(e4m3ToF32Bits(b)) * wsf2)));
   },
 };
+
+/**
+ * The e4m3 weights W4A8's FP8 MMA multiplies, e4m3(q · f16(s / wsf2)) as bytes [out, in] (the
+ * weight is that times wsf2): what the runner replays and what the engine build stores (an FP8
+ * GEMM with alpha = activation_scaling_factor · wsf2).
+ */
+export function w4a8E4m3Weights(l: LinearInfo, w: LazyTensor, s: LazyTensor, wsf2: number, q: QuantConfig, modelDtype: FloatDType, backend: QuantBackend): Uint8Array {
+  const [out, inF] = [w.shape[0]! * 2, w.shape[1]!];
+  const G = q.group_size;
+  const ones = new Uint8Array(new Float32Array(out * (inF / G)).fill(1).buffer);
+  const p = { ...int4Awq.kernelParams({ ...l, shape: [out, inF] }, modelDtype, q), scaleDtype: "F32" as FloatDType };
+  const qv = dequantizeF32(p, bytesOf(w), ones, backend); // the int4 values
+  const sv = new Float32Array(out * (inF / G));
+  s.writeRange(new Uint8Array(sv.buffer), "F32", 0, sv.length);
+  const e8 = new Uint8Array(out * inF);
+  for (let o = 0; o < out; o++)
+    for (let i = 0; i < inF; i++) {
+      const ratio = bitsToF32(roundToDtypeBits(f32Bits(Math.fround(sv[o * (inF / G) + Math.floor(i / G)]! / wsf2)), "F16"));
+      e8[o * inF + i] = f32BitsToE4m3(f32Bits(Math.fround(qv[o * inF + i]! * ratio)));
+    }
+  return e8;
+}

@@ -358,6 +358,36 @@ describe("GPU runtime on the CPU emulation", () => {
     expect(meanKl(ref8, ex, V)).toBeLessThan(FP8_EXACT_KL_FRACTION * klFp8);
     expect(meanKl(ref16, got, V)).toBeLessThan(FP8_FAST_KL_RATIO * klFp8);
   }, 120_000);
+  test("W4A8_AWQ engine (tiny-pycode): FP8 GEMMs over the int4 weights expanded to e4m3, smoothing folded; within FP8 rounding of the CPU runner", async () => {
+    using t = tempDir();
+    const { model, eng, cpu, prompt } = await tinyPycodeEngine({ quant_algo: "W4A8_AWQ", group_size: 128 }, t.path, { awqMode: "onepass" });
+    const { runner } = await emuRunner(eng, { numerics: "exact" });
+    const f8 = runner.plan.model.fp8!.linears;
+    expect(Object.keys(f8).length).toBe(4 * 6);
+    expect(runner.plan.model.weight_only ?? null).toBeNull();
+    const ck = readRaw(join(t.path, "q", "rank0.safetensors"));
+    const scal = (n: string) => asF32(ck.get(n)!)[0]!;
+    expect(f8["layers.1.qkv"]).toEqual({ a: scal("transformer.layers.1.attention.qkv.activation_scaling_factor"), w: [scal("transformer.layers.1.attention.qkv.weights_scaling_factor_2")] });
+    expect(f8["layers.1.gate_up"]!.w).toEqual([scal("transformer.layers.1.mlp.gate.weights_scaling_factor_2"), scal("transformer.layers.1.mlp.fc.weights_scaling_factor_2")]);
+    expect(runner.plan.tensors.find((x) => x.name === "layers.0.gate_up")!).toMatchObject({ dtype: "F8_E4M3", shape: [2 * cpu.cfg.intermediate_size!, cpu.cfg.hidden_size] });
+    expect(runner.plan.tensors.find((x) => x.name === "layers.0.down.pre")!.shape).toEqual([cpu.cfg.intermediate_size!]);
+    const ref = cpu.forward(prompt);
+    const ex = runner.forwardLogits([prompt])[0]!;
+    expect(runner.generate([prompt], { maxNewTokens: 6 }).outputIds[0]).toEqual(cpu.greedy(prompt, 6));
+    runner.destroy();
+    const bf16 = join(t.path, "bf16");
+    await convertCheckpoint({ modelDir: model, outputDir: bf16 });
+    const ref16 = (await loadCpuRunner(bf16)).forward(prompt);
+    const V = cpu.cfg.vocab_size;
+    const klQ = meanKl(ref16, ref, V);
+    const fast = await emuRunner(eng);
+    const got = fast.runner.forwardLogits([prompt])[0]!;
+    fast.runner.destroy();
+    console.log(`W4A8 emulated: KL(cpu ‖ exact) ${meanKl(ref, ex, V).toExponential(3)}, max rel ${relMaxErr(ex, ref).toExponential(3)}; KL(bf16 ‖ fast) ${meanKl(ref16, got, V).toExponential(3)}, KL(bf16 ‖ cpu w4a8) ${klQ.toExponential(3)}`);
+    expect(meanKl(ref, ex, V)).toBeLessThan(FP8_EXACT_KL_FRACTION * klQ);
+    expect(meanKl(ref16, got, V)).toBeLessThan(FP8_FAST_KL_RATIO * klQ);
+  }, 180_000);
+
   // --logits_dtype float16: lm_head writes f16 logits, soft-cap (gemma2) and sampling read them, the
   // host API widens them; against an f32-logits engine from the same checkpoint.
   for (const name of ["qwen2", "gemma2"]) {
