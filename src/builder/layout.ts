@@ -40,6 +40,10 @@
  * product, and stored as `<name>.pre` (F32 [in]) for dense (the runtime scales the attention
  * output) and down (the gated activation multiplies by it). Linears the checkpoint left
  * unquantized stay 16-bit.
+ *
+ * W4A8_AWQ engines run as FP8 engines (`model.fp8`): each linear's int4 values are expanded to the
+ * e4m3 weights e4m3(q · f16(s / weights_scaling_factor_2)) (F8_E4M3 [out, in], what the CPU runner
+ * replays), the weight scale is weights_scaling_factor_2, and the prequant scale goes where AWQ's does.
  */
 import { configQuant, type PretrainedConfig } from "../format/checkpoint-config.ts";
 import type { DType } from "../dtype.ts";
