@@ -55,7 +55,7 @@ describe("quantized KV cache engines (build)", () => {
     expect(describeKvCache(cfg, 2, () => undefined)).toBeNull();
   });
 
-  test("a missing or bad kv_cache_scaling_factor, or W4A8_AWQ weights, fails with a clear code", async () => {
+  test("a missing or bad kv_cache_scaling_factor, or an unbuildable weight format, fails with a clear code", async () => {
     using t = tempDir();
     const ckpt = join(t.path, "ckpt");
     await quantize(fixture("llama"), ckpt, { kv_cache_quant_algo: "INT8" }, CALIB);
@@ -78,11 +78,11 @@ describe("quantized KV cache engines (build)", () => {
       await expectCodeAsync(buildCheckpoint({ checkpointDir: ckpt, outputDir: join(t.path, "x"), backend: fakeBackend() }), code, msg);
     }
     writeRank(file, good);
-    // W4A8_AWQ (int4 weights, FP8 activations) with a quantized KV cache is still not buildable
+    // a weight format the CUDA backend does not build (GPTQ), with a quantized KV cache
     const cfgPath = join(ckpt, "config.json");
     const cfg = JSON.parse(readFileSync(cfgPath, "utf8"));
-    cfg.quantization.quant_algo = "W4A8_AWQ";
+    cfg.quantization.quant_algo = "W4A16_GPTQ";
     writeFileSync(cfgPath, JSON.stringify(cfg));
-    await expectCodeAsync(buildCheckpoint({ checkpointDir: ckpt, outputDir: join(t.path, "x"), backend: fakeBackend() }), "BUILD_UNSUPPORTED", /quant_algo W4A8_AWQ, kv_cache_quant_algo INT8/);
+    await expectCodeAsync(buildCheckpoint({ checkpointDir: ckpt, outputDir: join(t.path, "x"), backend: fakeBackend() }), "BUILD_UNSUPPORTED", /quant_algo W4A16_GPTQ, kv_cache_quant_algo INT8/);
   });
 });
