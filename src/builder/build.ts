@@ -45,11 +45,12 @@ export function checkLogitsDtype(cfg: PretrainedConfig, logitsDtype?: "float16" 
 /** What the CUDA backend cannot build, as one clear error (checked before any work). */
 export function checkBuildable(cfg: PretrainedConfig, bc: BuildConfig): void {
   const q = configQuant(cfg);
-  const ok = q.quant_algo === "W8A16" || q.quant_algo === "W4A16" || q.quant_algo === "W4A16_AWQ" || q.quant_algo === "W4A8_AWQ" || q.quant_algo === "FP8" || q.quant_algo === "W8A8_SQ_PER_CHANNEL";
+  const ok = q.quant_algo === "W8A16" || q.quant_algo === "W4A16" || q.quant_algo === "W4A16_AWQ" || q.quant_algo === "W4A8_AWQ" || q.quant_algo === "FP8" || q.quant_algo === "W8A8_SQ_PER_CHANNEL" ||
+    q.quant_algo === "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN" || q.quant_algo === "W8A8_SQ_PER_TENSOR_PLUGIN";
   const kvOk = q.kv_cache_quant_algo === null || q.kv_cache_quant_algo === "INT8" || q.kv_cache_quant_algo === "FP8";
   if ((q.quant_algo !== null && !ok) || !kvOk)
     throw new TrtbError("BUILD_UNSUPPORTED",
-      `quant_algo ${q.quant_algo ?? "none"}, kv_cache_quant_algo ${q.kv_cache_quant_algo ?? "none"} is not supported by the CUDA backend; it builds float16/bfloat16 checkpoints, weight-only W8A16 / W4A16 ones (trtllm quantize --qformat int8_wo / int4_wo), W4A16_AWQ (--qformat int4_awq / int4_awq_rtn), W4A8_AWQ (--qformat w4a8_awq), FP8 per tensor (--qformat fp8) and SmoothQuant W8A8_SQ_PER_CHANNEL (--qformat int8_sq), each with a 16-bit or an INT8 / FP8 KV cache (--kv_cache_dtype int8 / fp8)`);
+      `quant_algo ${q.quant_algo ?? "none"}, kv_cache_quant_algo ${q.kv_cache_quant_algo ?? "none"} is not supported by the CUDA backend; it builds float16/bfloat16 checkpoints, weight-only W8A16 / W4A16 ones (trtllm quantize --qformat int8_wo / int4_wo), W4A16_AWQ (--qformat int4_awq / int4_awq_rtn), W4A8_AWQ (--qformat w4a8_awq), FP8 per tensor (--qformat fp8) and SmoothQuant W8A8_SQ_PER_CHANNEL (--qformat int8_sq) and the legacy static variants (--smoothquant α without --per_token), each with a 16-bit or an INT8 / FP8 KV cache (--kv_cache_dtype int8 / fp8)`);
   if ((q.quant_algo === "FP8" || q.quant_algo === "W8A8_SQ_PER_CHANNEL") && cfg.moe && (cfg.moe as { num_experts?: number }).num_experts)
     throw new TrtbError("BUILD_UNSUPPORTED", `${q.quant_algo} mixture-of-experts engines are not supported by the CUDA backend`);
   if (q.quant_algo === "W4A16_AWQ" && !(q.group_size === 64 || q.group_size === 128))

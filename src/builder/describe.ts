@@ -78,7 +78,8 @@ export function describeModel(cfg: PretrainedConfig, rank: number, family: Pick<
     last_pp_rank: m.isLastPpRank(),
     weight_only: weightOnly,
     fp8: qa === "FP8" || qa === "W4A8_AWQ" ? { linears: {} } : null, // W4A8_AWQ runs as FP8 GEMMs (weights expanded at build)
-    sq: qa === "W8A8_SQ_PER_CHANNEL" ? { linears: {} } : null,
+    // SmoothQuant: modelopt's, and the legacy converter's static variants (int8 GEMM, a = 1: the input scale is in sq_pre)
+    sq: qa === "W8A8_SQ_PER_CHANNEL" || qa === "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN" || qa === "W8A8_SQ_PER_TENSOR_PLUGIN" ? { linears: {} } : null,
     long_rope: st.longRope ? { original_max_positions: st.longRope.originalMax, mscale: st.longRope.mscale } : null,
     // float16 logits need float16 GEMM inputs (no bfloat16 → float16 cuBLASLt GEMM; build.ts checks)
     logits_dtype: cfg.logits_dtype === "float16" && cfg.dtype === "float16" ? "float16" : "float32",

@@ -61,6 +61,7 @@ import type { EngineTensor } from "../engine/engine-file.ts";
 import type { WoBits } from "../engine/wo-layout.ts";
 import { AwqLinear, AwqScaleTensor, W4a8E4m3Tensor, WoLinear, WoPackedTensor, WoScaleTensor } from "./wo-pack.ts";
 import { w4a8E4m3Weights } from "../quant/w4a8-awq.ts";
+import { isSqPluginAlgo, sqPluginPerToken } from "../quant/int8-sq-plugin.ts";
 
 export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): EngineTensor[] {
   const w = model.weights;
@@ -98,8 +99,21 @@ export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): En
     const pre = sharedVector(model, modules.map((m) => `${m}.prequant_scaling_factor`), name);
     out.push({ name: `${name}.pre`, dtype: "F32", shape: [pre.numel], source: renamed(cast(pre, "F32"), `${name}.pre`) });
   };
+  const sqStatic = isSqPluginAlgo(qcfg.quant_algo) && !sqPluginPerToken(qcfg.quant_algo);
   /** A decoder linear: packed + scales when the quant config quantizes its modules, else as is. */
   const linear = (name: string, t: LazyTensor, modules: string[]) => {
+    if (desc.sq && sqStatic && scaledModules(model, name, modules, "per_channel_scale")) {
+      // legacy SmoothQuant, static activations (W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN / _PER_TENSOR_PLUGIN):
+      // the same int8 GEMM with a = 1, x · (sx / smoother) quantized, per row per_channel_scale · act_scale
+      if (t.dtype !== "I8") throw new TrtbError("BUILD_UNSUPPORTED", `${modules[0]}.weight is ${t.dtype}; SmoothQuant engines take I8 weights`, { tensor: t.name });
+      out.push({ name, dtype: "I8", shape: [...t.shape], source: renamed(t, name) });
+      const { scale, pre } = sqPluginStatic(model, name, modules);
+      out.push(
+        { name: `${name}.sq_scale`, dtype: "F32", shape: [scale.length], source: f32Lazy(`${name}.sq_scale`, scale) },
+        { name: `${name}.sq_pre`, dtype: "F32", shape: [pre.length], source: f32Lazy(`${name}.sq_pre`, pre) },
+      );
+      return;
+    }
     if (desc.sq && scaledModules(model, name, modules)) {
       if (t.dtype !== "I8") throw new TrtbError("BUILD_UNSUPPORTED", `${modules[0]}.weight is ${t.dtype}; SmoothQuant engines take I8 weights (trtllm quantize --qformat int8_sq)`, { tensor: t.name });
       out.push({ name, dtype: "I8", shape: [...t.shape], source: renamed(t, name) });
@@ -261,8 +275,8 @@ function decoderLinears(model: PretrainedModel, desc: EngineModelDesc): { name: 
  * SmoothQuant)? All of its modules carry `weights_scaling_factor` or none does (a fused GEMM
  * cannot mix).
  */
-function scaledModules(model: PretrainedModel, name: string, modules: string[]): boolean {
-  const yes = modules.map((m) => model.weights.has(`${m}.weights_scaling_factor`));
+function scaledModules(model: PretrainedModel, name: string, modules: string[], scaleSuffix = "weights_scaling_factor"): boolean {
+  const yes = modules.map((m) => model.weights.has(`${m}.${scaleSuffix}`));
   if (yes.every((y) => !y)) return false;
   if (!yes.every((y) => y))
     throw new TrtbError("BUILD_UNSUPPORTED", `${modules.join(" and ")} are fused into one engine GEMM (${name}); exclude both from quantization or neither (exclude_modules)`);
@@ -302,6 +316,12 @@ export function fp8Linears(model: PretrainedModel, desc: EngineModelDesc): Recor
  */
 export function sqLinears(model: PretrainedModel, desc: EngineModelDesc): Record<string, { a: number }> {
   const out: Record<string, { a: number }> = {};
+  const qa = configQuant(model.config).quant_algo;
+  if (isSqPluginAlgo(qa)) {
+    // static plugin variants: the activation scale is in each linear's sq_pre (sx / smoother), a = 1
+    for (const { name, modules } of decoderLinears(model, desc)) if (scaledModules(model, name, modules, "per_channel_scale")) out[name] = { a: 1 };
+    return out;
+  }
   const vec = (name: string): Float32Array | null => {
     const t = model.weights.get(name);
     if (!t) return null;
@@ -322,6 +342,44 @@ export function sqLinears(model: PretrainedModel, desc: EngineModelDesc): Record
     out[name] = { a: as[0]![0]! };
   }
   return out;
+}
+
+/** A small f32 vector as an engine tensor. */
+const f32Lazy = (name: string, v: Float32Array): LazyTensor => lazy(tensorFromBytes(name, "F32" as DType, [v.length], new Uint8Array(v.buffer, v.byteOffset, v.byteLength)));
+
+/**
+ * The legacy converter's static SmoothQuant (spec §3.6, quant/int8-sq-plugin.ts) as our int8 GEMM:
+ * the input is quantized clamp(RNE(x · sx / smoother)) — sx the static input scale (the norm's
+ * scale_to_int before qkv and fc / gate, quantization_scaling_factor before dense and proj), smoother
+ * only for dense and proj, whose input is not a norm's — and the int32 sums are scaled per row by
+ * per_channel_scale · act_scale (= 1 / (sx · sw), as the runner's effective weight).
+ */
+function sqPluginStatic(model: PretrainedModel, name: string, modules: string[]): { scale: Float32Array; pre: Float32Array } {
+  const vals = (n: string): Float32Array => {
+    const t = model.weights.get(n);
+    if (!t) throw new TrtbError("CKPT_MISSING_TENSOR", `rank ${model.mapping.rank}: checkpoint has no tensor ${n}`, { tensor: n });
+    const v = new Float32Array(t.numel);
+    t.writeRange(new Uint8Array(v.buffer), "F32", 0, v.length);
+    return v;
+  };
+  const P = modules[0]!.replace(/(layers\.\d+\.).*$/, "$1");
+  const sxName = /\.qkv$/.test(name) ? `${P}input_layernorm.scale_to_int` : /\.gate_up$/.test(name) ? `${P}post_layernorm.scale_to_int`
+    : /\.dense$/.test(name) ? `${P}attention.quantization_scaling_factor` : `${P}mlp.quantization_scaling_factor`;
+  const sx = vals(sxName)[0]!;
+  if (!(sx > 0 && Number.isFinite(sx))) throw new TrtbError("BUILD_UNSUPPORTED", `${sxName} is ${sx}; a static int8 scale must be positive and finite`, { tensor: sxName });
+  const rows: number[] = [];
+  for (const m of modules) {
+    const outF = model.weights.get(`${m}.weight`)!.shape[0]!;
+    const pcs = vals(`${m}.per_channel_scale`);
+    const as = vals(`${m}.act_scale`)[0]!;
+    if (pcs.length !== 1 && pcs.length !== outF) throw new TrtbError("CKPT_SHAPE_MISMATCH", `${m}.per_channel_scale has ${pcs.length} values for ${outF} rows`, { tensor: `${m}.per_channel_scale` });
+    for (let r = 0; r < outF; r++) rows.push(Math.fround(pcs[pcs.length === 1 ? 0 : r]! * as));
+  }
+  const K = model.weights.get(`${modules[0]}.weight`)!.shape[1]!;
+  const sm = model.weights.has(`${modules[0]}.smoother`) ? vals(`${modules[0]}.smoother`) : null;
+  if (sm && sm.length !== K) throw new TrtbError("CKPT_SHAPE_MISMATCH", `${modules[0]}.smoother has ${sm.length} values for ${K} inputs`, { tensor: `${modules[0]}.smoother` });
+  const pre = Float32Array.from({ length: K }, (_, k) => (sm ? Math.fround(sx / sm[k]!) : sx));
+  return { scale: Float32Array.from(rows), pre };
 }
 
 /**

@@ -148,6 +148,29 @@ describe.skipIf(!gpu)("GPU engine: FP8 per tensor and SmoothQuant W8A8 (tiny-pyc
     expect(ex.generate([prompts[0]!], { maxNewTokens: 16 }).outputIds[0]).toEqual(cpu.greedy(prompts[0]!, 16));
   }, 180_000);
 
+  test("legacy static SmoothQuant (W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN): exact within int8 rounding of the CPU runner", async () => {
+    const ckpt = join(work.path, "sqp");
+    const e = join(work.path, "eng-sqp");
+    await quantize(MODEL, ckpt, { quant_algo: "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN", smoothquant_val: 0.5 }, { calibDataset: join(work.path, "calib.txt"), calibSize: 16, calibMaxSeqLength: 256 });
+    await buildCheckpoint({ checkpointDir: ckpt, outputDir: e, buildConfig: { max_num_tokens: 256, max_batch_size: 8 } });
+    const cpu = await loadCpuRunner(ckpt);
+    const V = cpu.cfg.vocab_size;
+    using ex = await GpuModelRunner.fromDir(e, { maxBatchSize: 4, maxKvTokens: 4096, numerics: "exact" });
+    using fast = await GpuModelRunner.fromDir(e, { maxBatchSize: 4, maxKvTokens: 4096 });
+    const le = ex.forwardLogits(prompts);
+    const lf = fast.forwardLogits(prompts);
+    prompts.forEach((p, i) => {
+      const ref = cpu.forward(p);
+      const ref16 = cpu16.forward(p);
+      const klQ = meanKl(ref16, ref, V);
+      const klE = meanKl(ref, le[i]!, V);
+      const klF = meanKl(ref16, lf[i]!, V);
+      console.log(`sq plugin prompt ${i}: exact KL(cpu ‖ engine) ${klE.toExponential(3)} (max rel ${relMaxErr(le[i]!, ref).toExponential(3)}); fast KL(bf16 ‖ engine) ${klF.toExponential(3)}; KL(bf16 ‖ cpu) ${klQ.toExponential(3)}`);
+      expect(klE).toBeLessThan(INT8_EXACT_KL_FRACTION * klQ);
+      expect(klF).toBeLessThan(FP8_FAST_KL_RATIO * klQ);
+    });
+  }, 180_000);
+
   test("FP8 weights with an FP8 KV cache: exact numerics within FP8 rounding of the CPU runner (quant-sim)", async () => {
     const ckpt = join(work.path, "fp8-kv");
     const e = join(work.path, "eng-kv");
