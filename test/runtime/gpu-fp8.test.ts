@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildCheckpoint } from "../../src/builder/checkpoint.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
-import { quantize } from "../../src/quantize.ts";
+import { quantize, type QuantizeOptions } from "../../src/quantize.ts";
 import { loadCpuRunner } from "../../src/runtime/index.ts";
 import type { CpuRunner } from "../../src/runtime/cpu.ts";
 import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";
@@ -74,15 +74,24 @@ describe.skipIf(!gpu)("GPU engine: FP8 per tensor and SmoothQuant W8A8 (tiny-pyc
     console.log(`fp8 fast greedy identical to the CPU runner: ${g.outputIds[0]!.join() === ref.join()}`);
   }, 120_000);
 
-  test("SmoothQuant W8A8 (int8_sq): exact within int8 rounding of the CPU runner, fast as close to bf16 as SQ is", async () => {
-    const ckpt = join(work.path, "sq");
-    const e = join(work.path, "eng-sq");
-    await quantize(MODEL, ckpt, { quant_algo: "W8A8_SQ_PER_CHANNEL" }, { calibDataset: join(work.path, "calib.txt"), calibSize: 16, calibMaxSeqLength: 256 });
-    await buildCheckpoint({ checkpointDir: ckpt, outputDir: e, buildConfig: { max_num_tokens: 256, max_batch_size: 8 } });
-    const cpu = await loadCpuRunner(ckpt);
+  /** tiny-pycode quantized with `quant` on the held-out calibration text, built in work/eng-<tag>. */
+  async function calibratedEngine(tag: string, quant: Record<string, unknown>, opts: Partial<QuantizeOptions>) {
+    const ckpt = join(work.path, tag);
+    const eng = join(work.path, `eng-${tag}`);
+    await quantize(MODEL, ckpt, quant, { calibDataset: join(work.path, "calib.txt"), ...opts });
+    await buildCheckpoint({ checkpointDir: ckpt, outputDir: eng, buildConfig: { max_num_tokens: 256, max_batch_size: 8 } });
+    return { cpu: await loadCpuRunner(ckpt), eng };
+  }
+  const runners = async (eng: string) => ({
+    ex: await GpuModelRunner.fromDir(eng, { maxBatchSize: 4, maxKvTokens: 4096, numerics: "exact" }),
+    fast: await GpuModelRunner.fromDir(eng, { maxBatchSize: 4, maxKvTokens: 4096 }),
+  });
+  /**
+   * Per prompt: exact numerics within `exactFraction` of the format's own KL from bf16 (activation
+   * rounding flips), fast numerics within FP8_FAST_KL_RATIO of it.
+   */
+  function expectKlBounds(tag: string, cpu: CpuRunner, ex: GpuModelRunner, fast: GpuModelRunner, exactFraction: number) {
     const V = cpu.cfg.vocab_size;
-    using ex = await GpuModelRunner.fromDir(e, { maxBatchSize: 4, maxKvTokens: 4096, numerics: "exact" });
-    using fast = await GpuModelRunner.fromDir(e, { maxBatchSize: 4, maxKvTokens: 4096 });
     const le = ex.forwardLogits(prompts);
     const lf = fast.forwardLogits(prompts);
     prompts.forEach((p, i) => {
@@ -91,22 +100,27 @@ describe.skipIf(!gpu)("GPU engine: FP8 per tensor and SmoothQuant W8A8 (tiny-pyc
       const klQ = meanKl(ref16, ref, V);
       const klE = meanKl(ref, le[i]!, V);
       const klF = meanKl(ref16, lf[i]!, V);
-      console.log(`sq prompt ${i}: exact KL(cpu ‖ engine) ${klE.toExponential(3)} (max rel ${relMaxErr(le[i]!, ref).toExponential(3)}); fast KL(bf16 ‖ engine) ${klF.toExponential(3)}; KL(bf16 ‖ cpu sq) ${klQ.toExponential(3)}`);
-      expect(klE).toBeLessThan(INT8_EXACT_KL_FRACTION * klQ);
+      console.log(`${tag} prompt ${i}: exact KL(cpu ‖ engine) ${klE.toExponential(3)} (max rel ${relMaxErr(le[i]!, ref).toExponential(3)}); fast KL(bf16 ‖ engine) ${klF.toExponential(3)}; KL(bf16 ‖ cpu ${tag}) ${klQ.toExponential(3)}`);
+      expect(klE).toBeLessThan(exactFraction * klQ);
       expect(klF).toBeLessThan(FP8_FAST_KL_RATIO * klQ);
     });
+  }
+
+  test("SmoothQuant W8A8 (int8_sq): exact within int8 rounding of the CPU runner, fast as close to bf16 as SQ is", async () => {
+    const { cpu, eng } = await calibratedEngine("sq", { quant_algo: "W8A8_SQ_PER_CHANNEL" }, { calibSize: 16, calibMaxSeqLength: 256 });
+    const { ex, fast } = await runners(eng);
+    using _e = ex;
+    using _f = fast;
+    expectKlBounds("sq", cpu, ex, fast, INT8_EXACT_KL_FRACTION);
     expect(ex.generate([prompts[0]!], { maxNewTokens: 16 }).outputIds[0]).toEqual(cpu.greedy(prompts[0]!, 16));
   }, 180_000);
 
   test("W4A16_AWQ (int4_awq, calibrated): exact numerics match the CPU runner, fast within bf16 rounding of it", async () => {
-    const ckpt = join(work.path, "awq");
-    const e = join(work.path, "eng-awq");
-    await quantize(MODEL, ckpt, { quant_algo: "W4A16_AWQ", group_size: 128 }, { calibDataset: join(work.path, "calib.txt"), calibSize: 8, calibMaxSeqLength: 128, awqMode: "onepass" });
-    await buildCheckpoint({ checkpointDir: ckpt, outputDir: e, buildConfig: { max_num_tokens: 256, max_batch_size: 8 } });
-    const cpu = await loadCpuRunner(ckpt);
+    const { cpu, eng } = await calibratedEngine("awq", { quant_algo: "W4A16_AWQ", group_size: 128 }, { calibSize: 8, calibMaxSeqLength: 128, awqMode: "onepass" });
+    const { ex, fast } = await runners(eng);
+    using _e = ex;
+    using _f = fast;
     const V = cpu.cfg.vocab_size;
-    using ex = await GpuModelRunner.fromDir(e, { maxBatchSize: 4, maxKvTokens: 4096, numerics: "exact" });
-    using fast = await GpuModelRunner.fromDir(e, { maxBatchSize: 4, maxKvTokens: 4096 });
     expect(ex.plan.model.weight_only).toEqual({ algo: "W4A16_AWQ", bits: 4, group_size: 128 });
     const le = ex.forwardLogits(prompts);
     const lf = fast.forwardLogits(prompts);
@@ -125,50 +139,20 @@ describe.skipIf(!gpu)("GPU engine: FP8 per tensor and SmoothQuant W8A8 (tiny-pyc
   }, 180_000);
 
   test("W4A8_AWQ (w4a8_awq, calibrated): FP8 GEMMs over the expanded int4 weights; exact within FP8 rounding of the CPU runner, fast as close to bf16 as W4A8 is", async () => {
-    const ckpt = join(work.path, "w4a8");
-    const e = join(work.path, "eng-w4a8");
-    await quantize(MODEL, ckpt, { quant_algo: "W4A8_AWQ", group_size: 128 }, { calibDataset: join(work.path, "calib.txt"), calibSize: 8, calibMaxSeqLength: 128, awqMode: "onepass" });
-    await buildCheckpoint({ checkpointDir: ckpt, outputDir: e, buildConfig: { max_num_tokens: 256, max_batch_size: 8 } });
-    const cpu = await loadCpuRunner(ckpt);
-    const V = cpu.cfg.vocab_size;
-    using ex = await GpuModelRunner.fromDir(e, { maxBatchSize: 4, maxKvTokens: 4096, numerics: "exact" });
-    using fast = await GpuModelRunner.fromDir(e, { maxBatchSize: 4, maxKvTokens: 4096 });
-    const le = ex.forwardLogits(prompts);
-    const lf = fast.forwardLogits(prompts);
-    prompts.forEach((p, i) => {
-      const ref = cpu.forward(p);
-      const ref16 = cpu16.forward(p);
-      const klQ = meanKl(ref16, ref, V);
-      const klE = meanKl(ref, le[i]!, V);
-      const klF = meanKl(ref16, lf[i]!, V);
-      console.log(`w4a8 prompt ${i}: exact KL(cpu ‖ engine) ${klE.toExponential(3)} (max rel ${relMaxErr(le[i]!, ref).toExponential(3)}); fast KL(bf16 ‖ engine) ${klF.toExponential(3)}; KL(bf16 ‖ cpu w4a8) ${klQ.toExponential(3)}`);
-      expect(klE).toBeLessThan(FP8_EXACT_KL_FRACTION * klQ);
-      expect(klF).toBeLessThan(FP8_FAST_KL_RATIO * klQ);
-    });
+    const { cpu, eng } = await calibratedEngine("w4a8", { quant_algo: "W4A8_AWQ", group_size: 128 }, { calibSize: 8, calibMaxSeqLength: 128, awqMode: "onepass" });
+    const { ex, fast } = await runners(eng);
+    using _e = ex;
+    using _f = fast;
+    expectKlBounds("w4a8", cpu, ex, fast, FP8_EXACT_KL_FRACTION);
     expect(ex.generate([prompts[0]!], { maxNewTokens: 16 }).outputIds[0]).toEqual(cpu.greedy(prompts[0]!, 16));
   }, 180_000);
 
   test("legacy static SmoothQuant (W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN): exact within int8 rounding of the CPU runner", async () => {
-    const ckpt = join(work.path, "sqp");
-    const e = join(work.path, "eng-sqp");
-    await quantize(MODEL, ckpt, { quant_algo: "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN", smoothquant_val: 0.5 }, { calibDataset: join(work.path, "calib.txt"), calibSize: 16, calibMaxSeqLength: 256 });
-    await buildCheckpoint({ checkpointDir: ckpt, outputDir: e, buildConfig: { max_num_tokens: 256, max_batch_size: 8 } });
-    const cpu = await loadCpuRunner(ckpt);
-    const V = cpu.cfg.vocab_size;
-    using ex = await GpuModelRunner.fromDir(e, { maxBatchSize: 4, maxKvTokens: 4096, numerics: "exact" });
-    using fast = await GpuModelRunner.fromDir(e, { maxBatchSize: 4, maxKvTokens: 4096 });
-    const le = ex.forwardLogits(prompts);
-    const lf = fast.forwardLogits(prompts);
-    prompts.forEach((p, i) => {
-      const ref = cpu.forward(p);
-      const ref16 = cpu16.forward(p);
-      const klQ = meanKl(ref16, ref, V);
-      const klE = meanKl(ref, le[i]!, V);
-      const klF = meanKl(ref16, lf[i]!, V);
-      console.log(`sq plugin prompt ${i}: exact KL(cpu ‖ engine) ${klE.toExponential(3)} (max rel ${relMaxErr(le[i]!, ref).toExponential(3)}); fast KL(bf16 ‖ engine) ${klF.toExponential(3)}; KL(bf16 ‖ cpu) ${klQ.toExponential(3)}`);
-      expect(klE).toBeLessThan(INT8_EXACT_KL_FRACTION * klQ);
-      expect(klF).toBeLessThan(FP8_FAST_KL_RATIO * klQ);
-    });
+    const { cpu, eng } = await calibratedEngine("sqp", { quant_algo: "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN", smoothquant_val: 0.5 }, { calibSize: 16, calibMaxSeqLength: 256 });
+    const { ex, fast } = await runners(eng);
+    using _e = ex;
+    using _f = fast;
+    expectKlBounds("sq plugin", cpu, ex, fast, INT8_EXACT_KL_FRACTION);
   }, 180_000);
 
   test("FP8 weights with an FP8 KV cache: exact numerics within FP8 rounding of the CPU runner (quant-sim)", async () => {
