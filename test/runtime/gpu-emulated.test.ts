@@ -73,6 +73,13 @@ async function tinyPycodeEngine(quant: Record<string, unknown>, dir: string, opt
   return { model, eng, cpu: await loadCpuRunner(ckpt), prompt };
 }
 
+/** The bf16 model's CPU-runner logits for `prompt` (the reference the quantized formats are measured against). */
+async function bf16Logits(model: string, prompt: number[], dir: string): Promise<Float32Array> {
+  const bf16 = join(dir, "bf16");
+  await convertCheckpoint({ modelDir: model, outputDir: bf16 });
+  return (await loadCpuRunner(bf16)).forward(prompt);
+}
+
 describe("GPU runtime on the CPU emulation", () => {
   for (const name of ["llama", "mistral", "llama3-tied", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "mixtral"]) {
     test(name, async () => {
@@ -351,9 +358,7 @@ describe("GPU runtime on the CPU emulation", () => {
     const fast = await emuRunner(eng);
     const got = fast.runner.forwardLogits([prompt])[0]!;
     fast.runner.destroy();
-    const bf16 = join(t.path, "bf16");
-    await convertCheckpoint({ modelDir: model, outputDir: bf16 });
-    const ref16 = (await loadCpuRunner(bf16)).forward(prompt);
+    const ref16 = await bf16Logits(model, prompt, t.path);
     const V = cpu.cfg.vocab_size;
     const klFp8 = meanKl(ref16, ref8, V);
     console.log(`FP8 emulated: KL(cpu fp8 ‖ exact) ${meanKl(ref8, ex, V).toExponential(3)}, max rel ${relMaxErr(ex, ref8).toExponential(3)}; KL(bf16 ‖ fast) ${meanKl(ref16, got, V).toExponential(3)}, KL(bf16 ‖ cpu fp8) ${klFp8.toExponential(3)}`);
@@ -377,9 +382,7 @@ describe("GPU runtime on the CPU emulation", () => {
     const ex = runner.forwardLogits([prompt])[0]!;
     expect(runner.generate([prompt], { maxNewTokens: 6 }).outputIds[0]).toEqual(cpu.greedy(prompt, 6));
     runner.destroy();
-    const bf16 = join(t.path, "bf16");
-    await convertCheckpoint({ modelDir: model, outputDir: bf16 });
-    const ref16 = (await loadCpuRunner(bf16)).forward(prompt);
+    const ref16 = await bf16Logits(model, prompt, t.path);
     const V = cpu.cfg.vocab_size;
     const klQ = meanKl(ref16, ref, V);
     const fast = await emuRunner(eng);
@@ -475,9 +478,7 @@ describe("GPU runtime on the CPU emulation", () => {
     const ref = cpu.forward(prompt);
     const ex = runner.forwardLogits([prompt])[0]!;
     const V = cpu.cfg.vocab_size;
-    const bf16 = join(t.path, "bf16");
-    await convertCheckpoint({ modelDir: model, outputDir: bf16 });
-    const ref16 = (await loadCpuRunner(bf16)).forward(prompt);
+    const ref16 = await bf16Logits(model, prompt, t.path);
     const klQ = meanKl(ref16, ref, V);
     console.log(`SQ emulated: KL(cpu sq ‖ exact) ${meanKl(ref, ex, V).toExponential(3)}, max rel ${relMaxErr(ex, ref).toExponential(3)}; KL(bf16 ‖ cpu sq) ${klQ.toExponential(3)}`);
     expect(meanKl(ref, ex, V)).toBeLessThan(INT8_EXACT_KL_FRACTION * klQ);
@@ -502,9 +503,7 @@ describe("GPU runtime on the CPU emulation", () => {
       const ref = cpu.forward(prompt);
       const ex = runner.forwardLogits([prompt])[0]!;
       const V = cpu.cfg.vocab_size;
-      const bf16 = join(t.path, "bf16");
-      await convertCheckpoint({ modelDir: model, outputDir: bf16 });
-      const ref16 = (await loadCpuRunner(bf16)).forward(prompt);
+      const ref16 = await bf16Logits(model, prompt, t.path);
       const klQ = meanKl(ref16, ref, V);
       console.log(`${algo} emulated: KL(cpu ‖ exact) ${meanKl(ref, ex, V).toExponential(3)}, max rel ${relMaxErr(ex, ref).toExponential(3)}; KL(bf16 ‖ cpu) ${klQ.toExponential(3)}`);
       expect(meanKl(ref, ex, V)).toBeLessThan(INT8_EXACT_KL_FRACTION * klQ);
