@@ -126,12 +126,10 @@ export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): En
     }
     if (desc.fp8 && w4a8 && scaledModules(model, name, modules)) {
       // W4A8_AWQ: the int4 weights expanded to the e4m3 values the CPU runner replays; an FP8 GEMM
-      const layers = model.mapping.ppLayers(cfg.num_hidden_layers);
       const parts = modules.map((m) => {
         const wq = get(`${m}.weight`);
-        const l = linearOfWeight(`${m}.weight`, [wq.shape[0]! * 2, wq.shape[1]!], (i) => layers[i] ?? i)!;
         const wsf2 = scalarOf(get(`${m}.weights_scaling_factor_2`));
-        return { rows: wq.shape[0]! * 2, make: () => w4a8E4m3Weights(l, wq, get(`${m}.weights_scaling_factor`), wsf2, qcfg, md, cpuQuantBackend()) };
+        return { rows: wq.shape[0]! * 2, make: () => w4a8E4m3Weights(wq, get(`${m}.weights_scaling_factor`), wsf2, qcfg.group_size) };
       });
       const rows = parts.reduce((a, p) => a + p.rows, 0);
       out.push({ name, dtype: "F8_E4M3", shape: [rows, t.shape[1]!], source: new W4a8E4m3Tensor(name, parts.map((p) => p.make), rows, t.shape[1]!) });

@@ -20,10 +20,9 @@ import { globalModule, planOf, tensorScale } from "./calib-plan.ts";
 import { f32Values } from "./computed.ts";
 import { FP8_MAX, refuseMoe, scalarOf } from "./fp8.ts";
 import { awqCalibrated, int4Awq } from "./int4-awq.ts";
-import { e4m3ToF32Bits, f32BitsToE4m3, type FloatDType, roundToDtypeBits } from "./kernel.ts";
+import { e4m3ToF32Bits, f32BitsToE4m3, roundToDtypeBits } from "./kernel.ts";
 import type { LinearInfo } from "./modules.ts";
-import type { QuantBackend } from "./backend.ts";
-import { bytesOf, dequantizeF32, f32Tensor, type QuantScheme } from "./scheme.ts";
+import { bytesOf, f32Tensor, type QuantScheme } from "./scheme.ts";
 
 export const w4a8Awq: QuantScheme = {
   algo: "W4A8_AWQ",
@@ -57,12 +56,12 @@ export const w4a8Awq: QuantScheme = {
     ];
   },
 
-  effectiveWeight(l, get, q, modelDtype, backend): LazyTensor {
+  effectiveWeight(l, get, q): LazyTensor {
     const w = get(`${l.module}.weight`);
     const wsf2 = scalarOf(get(`${l.module}.weights_scaling_factor_2`));
     const [out, inF] = [w.shape[0]! * 2, w.shape[1]!];
     return f32Tensor(w.name, [out, inF], () =>
-      Float32Array.from(w4a8E4m3Weights(l, w, get(`${l.module}.weights_scaling_factor`), wsf2, q, modelDtype, backend), (b) => Math.fround(bitsToF32(e4m3ToF32Bits(b)) * wsf2)));
+      Float32Array.from(w4a8E4m3Weights(w, get(`${l.module}.weights_scaling_factor`), wsf2, q.group_size), (b) => Math.fround(bitsToF32(e4m3ToF32Bits(b)) * wsf2)));
   },
 };
 
@@ -71,19 +70,22 @@ export const w4a8Awq: QuantScheme = {
  * weight is that times wsf2): what the runner replays and what the engine build stores (an FP8
  * GEMM with alpha = activation_scaling_factor · wsf2).
  */
-export function w4a8E4m3Weights(l: LinearInfo, w: LazyTensor, s: LazyTensor, wsf2: number, q: QuantConfig, modelDtype: FloatDType, backend: QuantBackend): Uint8Array {
+export function w4a8E4m3Weights(w: LazyTensor, s: LazyTensor, wsf2: number, group: number): Uint8Array {
   const [out, inF] = [w.shape[0]! * 2, w.shape[1]!];
-  const G = q.group_size;
-  const ones = new Uint8Array(new Float32Array(out * (inF / G)).fill(1).buffer);
-  const p = { ...int4Awq.kernelParams({ ...l, shape: [out, inF] }, modelDtype, q), scaleDtype: "F32" as FloatDType };
-  const qv = dequantizeF32(p, bytesOf(w), ones, backend); // the int4 values
-  const sv = new Float32Array(out * (inF / G));
+  const G = inF / group;
+  const packed = bytesOf(w); // byte (r2, i): row 2·r2 in the low nibble, 2·r2 + 1 in the high one (signed)
+  const sv = new Float32Array(out * G);
   s.writeRange(new Uint8Array(sv.buffer), "F32", 0, sv.length);
   const e8 = new Uint8Array(out * inF);
-  for (let o = 0; o < out; o++)
-    for (let i = 0; i < inF; i++) {
-      const ratio = bitsToF32(roundToDtypeBits(f32Bits(Math.fround(sv[o * (inF / G) + Math.floor(i / G)]! / wsf2)), "F16"));
-      e8[o * inF + i] = f32BitsToE4m3(f32Bits(Math.fround(qv[o * inF + i]! * ratio)));
+  const lut = new Uint8Array(16); // per (row, group): e4m3 of q · ratio for the 16 int4 values, q + 8 as the index
+  for (let o = 0; o < out; o++) {
+    const src = (o >> 1) * inF;
+    const shift = o & 1 ? 4 : 0;
+    for (let g = 0; g < G; g++) {
+      const ratio = bitsToF32(roundToDtypeBits(f32Bits(Math.fround(sv[o * G + g]! / wsf2)), "F16"));
+      for (let v = -8; v < 8; v++) lut[v + 8] = f32BitsToE4m3(f32Bits(Math.fround(v * ratio)));
+      for (let i = g * group; i < (g + 1) * group; i++) e8[o * inF + i] = lut[(((packed[src + i]! >> shift) & 15) ^ 8)]!;
     }
+  }
   return e8;
 }
