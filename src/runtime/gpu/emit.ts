@@ -91,7 +91,7 @@ function emitLayers(s: RunnerState, p0: Program, T: number, inp: { ids: DevRef; 
 
 /**
  * One GEMM with the site's tactic for M rows against weight tensor `weight` (matrix `expert` of
- * a stacked MoE tensor); weight-only tensors (with `<weight>.scale`) go through the `<site>.wo`
+ * a stacked MoE tensor); weight-only tensors (with `<weight>.scale`, or AWQ's group-wise `<weight>.gscale`) go through the `<site>.wo`
  * tactics; FP8 weights quantize x first unless `xIsFp8` (its producer wrote e4m3 already). Returns
  * the output dtype (f32 in exact numerics).
  */
