@@ -199,23 +199,29 @@ export function slice(t: LazyTensor, dim: number, start: number, len: number, na
   const inner = numel(t.shape.slice(dim + 1));
   const srcBlock = size * inner; // elements per outer index in the source
   const dstBlock = len * inner;
+  /** Visit the contiguous source runs of output elements [s, s+count): source start, length, output offset; stops at false. */
+  const runs = (s: number, count: number, visit: (from: number, n: number, done: number) => boolean): boolean => {
+    for (let done = 0; done < count; ) {
+      const e = s + done;
+      const outer = Math.floor(e / dstBlock);
+      const within = e - outer * dstBlock;
+      const n = Math.min(dstBlock - within, count - done);
+      if (!visit(outer * srcBlock + start * inner + within, n, done)) return false;
+      done += n;
+    }
+    return true;
+  };
   return new (class extends LazyTensor {
     writeRange(dst: Uint8Array, dtype: DType, s: number, count: number) {
       const es = DTYPE_SIZE[dtype];
       // A slice of source bytes in their own dtype (a column split of a mapped tensor): copy the
       // rows straight from the view, without a call down the tree per row.
       const all = dtype === t.dtype ? t.directParts(1)?.[0] : undefined;
-      let done = 0;
-      while (done < count) {
-        const e = s + done;
-        const outer = Math.floor(e / dstBlock);
-        const within = e - outer * dstBlock;
-        const n = Math.min(dstBlock - within, count - done);
-        const from = outer * srcBlock + start * inner + within;
+      runs(s, count, (from, n, done) => {
         if (all) dst.set(all.subarray(from * es, (from + n) * es), done * es);
         else t.writeRange(dst.subarray(done * es, (done + n) * es), dtype, from, n);
-        done += n;
-      }
+        return true;
+      });
     }
     override streamable() { return t.streamable(); }
     override directBytes() {
@@ -228,16 +234,7 @@ export function slice(t: LazyTensor, dim: number, start: number, len: number, na
     }
     override partsOf(s: number, count: number, out: Uint8Array[], limit: number) {
       if (len === size) return t.partsOf(s, count, out, limit);
-      let done = 0;
-      while (done < count) {
-        const e = s + done;
-        const outer = Math.floor(e / dstBlock);
-        const within = e - outer * dstBlock;
-        const n = Math.min(dstBlock - within, count - done);
-        if (!t.partsOf(outer * srcBlock + start * inner + within, n, out, limit)) return false;
-        done += n;
-      }
-      return true;
+      return runs(s, count, (from, n) => t.partsOf(from, n, out, limit));
     }
   })(name, t.dtype, shape);
 }
@@ -265,34 +262,30 @@ export function concat(parts: readonly LazyTensor[], dim: number, name: string):
   const inner = numel(first.shape.slice(dim + 1));
   const blocks = parts.map((p) => p.shape[dim]! * inner); // per outer index
   const outBlock = shape[dim]! * inner;
+  /** Visit the runs of output elements [s, s+count) inside one part: part, its start, length, output offset; stops at false. */
+  const runs = (s: number, count: number, visit: (k: number, from: number, n: number, done: number) => boolean): boolean => {
+    for (let done = 0; done < count; ) {
+      const e = s + done;
+      const outer = Math.floor(e / outBlock);
+      let within = e - outer * outBlock;
+      let k = 0;
+      while (within >= blocks[k]!) within -= blocks[k++]!;
+      const n = Math.min(blocks[k]! - within, count - done);
+      if (!visit(k, outer * blocks[k]! + within, n, done)) return false;
+      done += n;
+    }
+    return true;
+  };
   return new (class extends LazyTensor {
     writeRange(dst: Uint8Array, dtype: DType, s: number, count: number) {
       const es = DTYPE_SIZE[dtype];
-      let done = 0;
-      while (done < count) {
-        const e = s + done;
-        const outer = Math.floor(e / outBlock);
-        let within = e - outer * outBlock;
-        let k = 0;
-        while (within >= blocks[k]!) within -= blocks[k++]!;
-        const n = Math.min(blocks[k]! - within, count - done);
-        parts[k]!.writeRange(dst.subarray(done * es, (done + n) * es), dtype, outer * blocks[k]! + within, n);
-        done += n;
-      }
+      runs(s, count, (k, from, n, done) => {
+        parts[k]!.writeRange(dst.subarray(done * es, (done + n) * es), dtype, from, n);
+        return true;
+      });
     }
     override partsOf(s: number, count: number, out: Uint8Array[], limit: number) {
-      let done = 0;
-      while (done < count) {
-        const e = s + done;
-        const outer = Math.floor(e / outBlock);
-        let within = e - outer * outBlock;
-        let k = 0;
-        while (within >= blocks[k]!) within -= blocks[k++]!;
-        const n = Math.min(blocks[k]! - within, count - done);
-        if (!parts[k]!.partsOf(outer * blocks[k]! + within, n, out, limit)) return false;
-        done += n;
-      }
-      return true;
+      return runs(s, count, (k, from, n) => parts[k]!.partsOf(from, n, out, limit));
     }
     override streamable() { return parts.every((p) => p.streamable()); }
   })(name, first.dtype, shape);
