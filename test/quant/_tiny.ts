@@ -23,3 +23,13 @@ export async function tinyPycodeHalves(dir: string, gram = false): Promise<{ sta
   const { stats } = await calibrationStats({ modelDir: TINY_PYCODE, dataset: join(dir, "calib.txt"), calibSize: 8, calibMaxSeqLength: 128, gram });
   return { stats, bf16, evalTxt };
 }
+
+/**
+ * The small calibration of the layout tests: the first 20,000 characters of the held-out text as
+ * `dir`/calib.txt and the statistics of 4 × 64 tokens (`gram`: with XᵀX), with the runner that took them.
+ */
+export async function tinyPycodeLayoutStats(dir: string, gram = false) {
+  const text = readFileSync(join(TINY_PYCODE, "heldout-public.py.txt"), "utf8");
+  writeFileSync(join(dir, "calib.txt"), text.slice(0, 20000));
+  return calibrationStats({ modelDir: TINY_PYCODE, dataset: join(dir, "calib.txt"), calibSize: 4, calibMaxSeqLength: 64, gram });
+}

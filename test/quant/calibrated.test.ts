@@ -11,9 +11,9 @@
  * Calibration: heldout-public.py.txt's first 4 chunks of 64 tokens.
  */
 import { beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { awqSequentialPlan, calibrationStats, planCalibration } from "../../src/calib/index.ts";
+import { awqSequentialPlan, planCalibration } from "../../src/calib/index.ts";
 import { convertCheckpoint } from "../../src/convert.ts";
 import { Mapping } from "../../src/mapping.ts";
 import type { CalibStats } from "../../src/quant/calib-plan.ts";
@@ -21,6 +21,7 @@ import { quantize } from "../../src/quantize.ts";
 import type { CpuRunner } from "../../src/runtime/cpu.ts";
 import { SHARED, readRaw, type RawTensor, tempDir } from "../helpers.ts";
 import { decodeFloats, f32, nearestE4m3, rne, roundTo, unpackInt4Rows } from "./_ref.ts";
+import { tinyPycodeLayoutStats } from "./_tiny.ts";
 
 const MODEL = join(SHARED, "models/tiny-pycode");
 const LINEAR = /^transformer\.layers\.(\d+)\.(attention\.(qkv|dense)|mlp\.(fc|gate|proj))\.weight$/;
@@ -31,9 +32,7 @@ let runner: CpuRunner;
 const work = tempDir();
 
 beforeAll(async () => {
-  const text = readFileSync(join(MODEL, "heldout-public.py.txt"), "utf8");
-  writeFileSync(join(work.path, "calib.txt"), text.slice(0, 20000));
-  ({ stats, runner } = await calibrationStats({ modelDir: MODEL, dataset: join(work.path, "calib.txt"), calibSize: 4, calibMaxSeqLength: 64, gram: true }));
+  ({ stats, runner } = await tinyPycodeLayoutStats(work.path, true));
 });
 
 async function fpAndQuant(quant: Record<string, unknown>, tp: number, pp: number, extra: Record<string, unknown> = {}) {
