@@ -82,10 +82,7 @@ describe.skipIf(!gpu)("GPU engine: FP8 per tensor and SmoothQuant W8A8 (tiny-pyc
     await buildCheckpoint({ checkpointDir: ckpt, outputDir: eng, buildConfig: { max_num_tokens: 256, max_batch_size: 8 } });
     return { cpu: await loadCpuRunner(ckpt), eng };
   }
-  const runners = async (eng: string) => ({
-    ex: await GpuModelRunner.fromDir(eng, { maxBatchSize: 4, maxKvTokens: 4096, numerics: "exact" }),
-    fast: await GpuModelRunner.fromDir(eng, { maxBatchSize: 4, maxKvTokens: 4096 }),
-  });
+  const runner = (eng: string, numerics: "exact" | "fast") => GpuModelRunner.fromDir(eng, { maxBatchSize: 4, maxKvTokens: 4096, numerics });
   /**
    * Per prompt: exact numerics within `exactFraction` of the format's own KL from bf16 (activation
    * rounding flips), fast numerics within FP8_FAST_KL_RATIO of it.
@@ -108,18 +105,16 @@ describe.skipIf(!gpu)("GPU engine: FP8 per tensor and SmoothQuant W8A8 (tiny-pyc
 
   test("SmoothQuant W8A8 (int8_sq): exact within int8 rounding of the CPU runner, fast as close to bf16 as SQ is", async () => {
     const { cpu, eng } = await calibratedEngine("sq", { quant_algo: "W8A8_SQ_PER_CHANNEL" }, { calibSize: 16, calibMaxSeqLength: 256 });
-    const { ex, fast } = await runners(eng);
-    using _e = ex;
-    using _f = fast;
+    using ex = await runner(eng, "exact");
+    using fast = await runner(eng, "fast");
     expectKlBounds("sq", cpu, ex, fast, INT8_EXACT_KL_FRACTION);
     expect(ex.generate([prompts[0]!], { maxNewTokens: 16 }).outputIds[0]).toEqual(cpu.greedy(prompts[0]!, 16));
   }, 180_000);
 
   test("W4A16_AWQ (int4_awq, calibrated): exact numerics match the CPU runner, fast within bf16 rounding of it", async () => {
     const { cpu, eng } = await calibratedEngine("awq", { quant_algo: "W4A16_AWQ", group_size: 128 }, { calibSize: 8, calibMaxSeqLength: 128, awqMode: "onepass" });
-    const { ex, fast } = await runners(eng);
-    using _e = ex;
-    using _f = fast;
+    using ex = await runner(eng, "exact");
+    using fast = await runner(eng, "fast");
     const V = cpu.cfg.vocab_size;
     expect(ex.plan.model.weight_only).toEqual({ algo: "W4A16_AWQ", bits: 4, group_size: 128 });
     const le = ex.forwardLogits(prompts);
@@ -140,18 +135,16 @@ describe.skipIf(!gpu)("GPU engine: FP8 per tensor and SmoothQuant W8A8 (tiny-pyc
 
   test("W4A8_AWQ (w4a8_awq, calibrated): FP8 GEMMs over the expanded int4 weights; exact within FP8 rounding of the CPU runner, fast as close to bf16 as W4A8 is", async () => {
     const { cpu, eng } = await calibratedEngine("w4a8", { quant_algo: "W4A8_AWQ", group_size: 128 }, { calibSize: 8, calibMaxSeqLength: 128, awqMode: "onepass" });
-    const { ex, fast } = await runners(eng);
-    using _e = ex;
-    using _f = fast;
+    using ex = await runner(eng, "exact");
+    using fast = await runner(eng, "fast");
     expectKlBounds("w4a8", cpu, ex, fast, FP8_EXACT_KL_FRACTION);
     expect(ex.generate([prompts[0]!], { maxNewTokens: 16 }).outputIds[0]).toEqual(cpu.greedy(prompts[0]!, 16));
   }, 180_000);
 
   test("legacy static SmoothQuant (W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN): exact within int8 rounding of the CPU runner", async () => {
     const { cpu, eng } = await calibratedEngine("sqp", { quant_algo: "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN", smoothquant_val: 0.5 }, { calibSize: 16, calibMaxSeqLength: 256 });
-    const { ex, fast } = await runners(eng);
-    using _e = ex;
-    using _f = fast;
+    using ex = await runner(eng, "exact");
+    using fast = await runner(eng, "fast");
     expectKlBounds("sq plugin", cpu, ex, fast, INT8_EXACT_KL_FRACTION);
   }, 180_000);
 
