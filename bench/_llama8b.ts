@@ -22,20 +22,21 @@ export const LLAMA8B = { H: 4096, NH: 32, NKV: 8, D: 128, I: 14336, V: 128256 } 
 /** KV cache scale of every layer: K/V of these random weights reach about ±4 (4/127 for INT8; FP8 then uses ±133 of its ±448). */
 export const KV_SCALE = 0.03;
 
-export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: boolean; sq?: boolean; awq?: boolean } = {}): void {
+export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: boolean; sq?: boolean; awq?: boolean; fp8rowwise?: boolean } = {}): void {
   const { H, NH, NKV, D, I, V } = LLAMA8B;
   mkdirSync(ckpt, { recursive: true });
   const specs: { name: string; dtype: "BF16" | "F8_E4M3" | "I8" | "F32"; shape: number[] }[] = [];
   const LINEAR = /\.(attention\.(qkv|dense)|mlp\.(fc|gate|proj))\.weight$/;
   const add = (name: string, shape: number[]) => {
-    const f8 = opts.fp8 && LINEAR.test(name);
+    const f8 = (opts.fp8 && LINEAR.test(name)) || (opts.fp8rowwise && /\.mlp\.(fc|gate|proj)\.weight$/.test(name));
     const i8 = opts.sq && LINEAR.test(name);
     const i4 = opts.awq && LINEAR.test(name);
     specs.push({ name, dtype: f8 ? "F8_E4M3" : i8 || i4 ? "I8" : "BF16", shape: i4 ? [shape[0]! / 2, shape[1]!] : shape });
     const m = name.slice(0, -".weight".length);
     if (i4)
       specs.push({ name: `${m}.weights_scaling_factor`, dtype: "BF16", shape: [shape[0]!, shape[1]! / 128] }, { name: `${m}.prequant_scaling_factor`, dtype: "BF16", shape: [shape[1]!] });
-    if (f8) specs.push({ name: `${m}.weights_scaling_factor`, dtype: "F32", shape: [1] }, { name: `${m}.activation_scaling_factor`, dtype: "F32", shape: [1] });
+    if (f8 && opts.fp8rowwise) specs.push({ name: `${m}.per_channel_scale`, dtype: "F32", shape: [shape[0]!] });
+    else if (f8) specs.push({ name: `${m}.weights_scaling_factor`, dtype: "F32", shape: [1] }, { name: `${m}.activation_scaling_factor`, dtype: "F32", shape: [1] });
     if (i8)
       specs.push(
         { name: `${m}.weights_scaling_factor`, dtype: "F32", shape: [shape[0]!] }, { name: `${m}.activation_scaling_factor`, dtype: "F32", shape: [1] },
@@ -67,7 +68,7 @@ export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: bo
   }
   const ones = new Uint16Array(Math.max(H, I)).map(() => f32BitsToBf16Bits(f32Bits(1)));
   // the same pool's bytes as e4m3 values (a copy, NaN patterns made finite)
-  const bytes = new Uint8Array(opts.fp8 || opts.sq || opts.awq ? pool.buffer.slice(0) : new ArrayBuffer(0));
+  const bytes = new Uint8Array(opts.fp8 || opts.sq || opts.awq || opts.fp8rowwise ? pool.buffer.slice(0) : new ArrayBuffer(0));
   const awqScale = new Uint16Array(I).fill(f32BitsToBf16Bits(f32Bits(0.02 / 7)));
   for (let i = 0; i < bytes.length; i++) if ((bytes[i]! & 0x7f) === 0x7f) bytes[i] = bytes[i]! ^ 0x01; // no e4m3 NaN
   const w = SafetensorsWriter.create(join(ckpt, "rank0.safetensors"), specs);
@@ -88,7 +89,7 @@ export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: bo
     }
     if (sp.dtype === "F32") {
       const bound = opts.sq ? 127 : 448;
-      const v = sp.name.endsWith(".kv_cache_scaling_factor") ? KV_SCALE : sp.name.endsWith(".weights_scaling_factor") ? 0.02 / bound : 4 / bound;
+      const v = sp.name.endsWith(".kv_cache_scaling_factor") ? KV_SCALE : sp.name.endsWith(".weights_scaling_factor") || sp.name.endsWith(".per_channel_scale") ? 0.02 / bound : 4 / bound;
       w.write(sp.name, new Uint8Array(new Float32Array(n).fill(v).buffer));
       continue;
     }
@@ -118,7 +119,7 @@ export function writeLlama8bCheckpoint(ckpt: string, L: number, opts: { fp8?: bo
     num_attention_heads: NH, num_key_value_heads: NKV, head_size: D, hidden_act: "silu", intermediate_size: I, norm_epsilon: 1e-5,
     position_embedding_type: "rope_gpt_neox", max_position_embeddings: 8192, rotary_embedding_dim: D, rotary_base: 500000, rotary_scaling: null,
     use_parallel_embedding: false, embedding_sharding_dim: 0, qk_layernorm: false, mapping: { world_size: 1, tp_size: 1, pp_size: 1 },
-    quantization: { quant_algo: opts.fp8 ? "FP8" : opts.sq ? "W8A8_SQ_PER_CHANNEL" : opts.awq ? "W4A16_AWQ" : null, kv_cache_quant_algo: null, group_size: 128, smoothquant_val: 0.5, has_zero_point: false, pre_quant_scale: !!opts.awq, exclude_modules: null },
+    quantization: { quant_algo: opts.fp8 ? "FP8" : opts.fp8rowwise ? "FP8_PER_CHANNEL_PER_TOKEN" : opts.sq ? "W8A8_SQ_PER_CHANNEL" : opts.awq ? "W4A16_AWQ" : null, kv_cache_quant_algo: null, group_size: 128, smoothquant_val: 0.5, has_zero_point: false, pre_quant_scale: !!opts.awq, exclude_modules: null, ...(opts.fp8rowwise ? { clamp_val: [-1200, 1200] } : {}) },
     tie_word_embeddings: false,
   }, null, 4));
 }

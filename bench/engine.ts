@@ -14,7 +14,8 @@
  *     ctx − 64 tokens, 64 new: the KV cache read dominates; 0 skips it)
  *     Steps 2–3 run once per variant: bf16, and the W8A16 / W4A16 weight-only engines of the same
  *     checkpoint (its config with quant_algo set: the build quantizes), and fp8 (FP8 per tensor:
- *     its own random e4m3 checkpoint, bench/_llama8b.ts). Each reports its own roofline
+ *     its own random e4m3 checkpoint, bench/_llama8b.ts; fp8r: FP8 rowwise, e4m3 MLP weights with
+ *     per-channel scales and per-token activations, attention bf16). Each reports its own roofline
  *     (its engine's weight bytes; also the bytes a decode step reads, without the embedding table).
  *     A `-int8kv` / `-fp8kv` suffix (bf16-fp8kv, w8a16-int8kv, …) sets kv_cache_quant_algo too: a
  *     1-byte KV cache with the checkpoint's per-layer scales (bench/_llama8b.ts KV_SCALE).
@@ -67,14 +68,14 @@ if (!existsSync(join(ckpt, "config.json"))) {
 /** A checkpoint directory for a variant: the bf16 one, or its config with quant_algo / kv_cache_quant_algo set (weights linked). */
 function variantCheckpoint(v: string): string {
   if (v === "bf16") return ckpt;
-  const m = /^(bf16|w8a16|w4a16|fp8|sq|awq)(?:-(int8|fp8)kv)?$/.exec(v);
-  if (!m) throw new Error(`unknown variant ${v} (bf16, w8a16, w4a16, fp8, sq, awq, each optionally with -int8kv or -fp8kv)`);
+  const m = /^(bf16|w8a16|w4a16|fp8|fp8r|sq|awq)(?:-(int8|fp8)kv)?$/.exec(v);
+  if (!m) throw new Error(`unknown variant ${v} (bf16, w8a16, w4a16, fp8, fp8r, sq, awq, each optionally with -int8kv or -fp8kv)`);
   // fp8 / sq (SmoothQuant W8A8): their own checkpoints (e4m3 / int8 weights as modelopt writes them; random values)
-  const own = m[1] === "fp8" || m[1] === "sq" || m[1] === "awq" ? join(work, `ckpt-${m[1]}`) : null;
-  if (own && !existsSync(join(own, "config.json"))) writeLlama8bCheckpoint(own, L, { fp8: m[1] === "fp8", sq: m[1] === "sq", awq: m[1] === "awq" });
+  const own = m[1] === "fp8" || m[1] === "fp8r" || m[1] === "sq" || m[1] === "awq" ? join(work, `ckpt-${m[1]}`) : null;
+  if (own && !existsSync(join(own, "config.json"))) writeLlama8bCheckpoint(own, L, { fp8: m[1] === "fp8", fp8rowwise: m[1] === "fp8r", sq: m[1] === "sq", awq: m[1] === "awq" });
   if (own && !m[2]) return own;
   const base = own ?? ckpt;
-  const algo = m[1] === "w8a16" ? "W8A16" : m[1] === "w4a16" ? "W4A16" : m[1] === "fp8" ? "FP8" : m[1] === "sq" ? "W8A8_SQ_PER_CHANNEL" : m[1] === "awq" ? "W4A16_AWQ" : null;
+  const algo = m[1] === "w8a16" ? "W8A16" : m[1] === "w4a16" ? "W4A16" : m[1] === "fp8" ? "FP8" : m[1] === "fp8r" ? "FP8_PER_CHANNEL_PER_TOKEN" : m[1] === "sq" ? "W8A8_SQ_PER_CHANNEL" : m[1] === "awq" ? "W4A16_AWQ" : null;
   const kv = m[2] === "int8" ? "INT8" : m[2] === "fp8" ? "FP8" : null;
   const dir = join(work, `ckpt-${v}`);
   mkdirSync(dir, { recursive: true });

@@ -22,6 +22,7 @@
 #include "kernels/norm.cuh"
 #include "kernels/fp8.cuh"
 #include "kernels/int8.cuh"
+#include "kernels/rowq.cuh"
 #include "kernels/rope.cuh"
 #include "kernels/rows.cuh"
 #include "kernels/sample.cuh"
@@ -297,8 +298,8 @@ static const OpSpec kOps[] = {
     {"?", 0},           {"EMBED", 9},      {"ADD_NORM", 12},     {"GEMM", 13},  {"QKV_ROPE", 21},
     {"ATTN_DECODE", 19}, {"ATTN_PREFILL", 19}, {"GATED_ACT", 10},  {"GATHER_ROWS", 5}, {"SCATTER_ADD", 6},
     {"SOFTCAP", 4},     {"SAMPLE", 7},     {"MEMCPY", 4},        {"MEMSET", 3}, {"MOE_ROUTE", 9},
-    {"GEMM_WO", 18},   {"ACT_FP8", 7},  {"GEMM_FP8", 11},
-    {"ACT_I8", 7},   {"GEMM_I8", 12}, {"MUL_COLS", 6},
+    {"GEMM_WO", 18},   {"ACT_FP8", 7},  {"GEMM_FP8", 14},
+    {"ACT_I8", 7},   {"GEMM_I8", 13}, {"MUL_COLS", 6},  {"ACT_ROWQ", 11},
 };
 #define N_OPS ((uint32_t)(sizeof kOps / sizeof kOps[0]))
 
@@ -379,12 +380,15 @@ static int32_t run_op(trtb_engine_ctx *ctx, uint32_t op, const uint64_t *a) {
     case TRTB_OP_ACT_FP8: return trtbe_quant_fp8(s, P(0), (int32_t)I(1), I(2), P(3), I(4), I(5), (float)F(6));
     case TRTB_OP_GEMM_FP8:
       return trtbe_gemm_fp8(ctx, P(0), P(1), P(2), (int32_t)I(3), (int32_t)I(4), (int32_t)I(5), (int32_t)I(6), I(7), (float)F(8),
-                            (int32_t)I(9), P(10));
+                            (int32_t)I(9), P(10), (float *)P(11), (const float *)P(12), (const float *)P(13));
     case TRTB_OP_ACT_I8: return trtbe_quant_int8(s, (const float *)P(0), I(1), (const float *)P(2), P(3), I(4), I(5), (float)F(6));
     case TRTB_OP_GEMM_I8:
       return trtbe_gemm_i8(ctx, P(0), P(1), (int32_t *)P(2), P(3), (int32_t)I(4), (int32_t)I(5), (int32_t)I(6), (int32_t)I(7), I(8),
-                           (float)F(9), (const float *)P(10), (int32_t)I(11));
+                           (float)F(9), (const float *)P(10), (int32_t)I(11), (const float *)P(12));
     case TRTB_OP_MUL_COLS: return trtbe_mul_cols(s, P(0), (int32_t)I(1), I(2), (const float *)P(3), I(4), I(5));
+    case TRTB_OP_ACT_ROWQ:
+      return trtbe_quant_rows(s, P(0), (int32_t)I(1), I(2), (const float *)P(3), P(4), (int32_t)I(5), I(6), I(7), (float *)P(8), (float)F(9),
+                              (float)F(10));
     default: return trtb__fail(TRTB_ERR_INVALID_ARG, "unknown opcode %u", op);
   }
 }

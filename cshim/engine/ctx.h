@@ -70,12 +70,13 @@ int32_t trtbe_gemm(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, 
 int32_t trtbe_gemm_wo(trtb_engine_ctx *ctx, const void *w, const float *scale, const void *x, void *y, int32_t m, int32_t n,
                       int32_t k, int32_t bits, int32_t ab, int32_t yt, int64_t ldx, int64_t ldy, int32_t tactic, int32_t xt,
                       void *scratch, void *deq, const void *gs, int32_t group);
-/* FP8 GEMM (TRTB_OP_GEMM_FP8): y = alpha · x[M,K] . w[N,K]^T, both e4m3, through cuBLASLt. */
+/* FP8 GEMM (TRTB_OP_GEMM_FP8): y = alpha · x[M,K] . w[N,K]^T, both e4m3, through cuBLASLt
+ * (ws: · ws[n] · xs[m], through the f32 accumulator acc [M,N]). */
 int32_t trtbe_gemm_fp8(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, int32_t m, int32_t n, int32_t k, int32_t yt,
-                       int64_t ldy, float alpha, int32_t tactic, void *scratch);
-/* SmoothQuant GEMM (TRTB_OP_GEMM_I8): acc = x[M,K] . w[N,K]^T in int32, y = acc · a · ws[n]. */
+                       int64_t ldy, float alpha, int32_t tactic, void *scratch, float *acc, const float *xs, const float *ws);
+/* SmoothQuant GEMM (TRTB_OP_GEMM_I8): acc = x[M,K] . w[N,K]^T in int32, y = acc · a · ws[n] (· xs[m]). */
 int32_t trtbe_gemm_i8(trtb_engine_ctx *ctx, const void *w, const void *x, int32_t *acc, void *y, int32_t m, int32_t n, int32_t k,
-                      int32_t yt, int64_t ldy, float a, const float *ws, int32_t tactic);
+                      int32_t yt, int64_t ldy, float a, const float *ws, int32_t tactic, const float *xs);
 int32_t trtbe_gemm_ctx_init(trtb_engine_ctx *ctx);
 void trtbe_gemm_ctx_free(trtb_engine_ctx *ctx);
 int32_t trtbe_tune(trtb_engine_ctx *ctx, const trtb_engine_tune_params *p, trtb_engine_tune_result *out, int32_t max_out,

@@ -19,6 +19,7 @@
 #include "ctx.h"
 #include "kernels/fp8.cuh"
 #include "kernels/int8.cuh"
+#include "kernels/rowq.cuh"
 
 #define LT_TRY(call)                                                     \
   do {                                                                   \
@@ -238,9 +239,9 @@ int32_t trtbe_gemm(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, 
 }
 
 /* SmoothQuant W8A8: acc[M,N] = x . w^T in int32 through cuBLASLt (int8 TN, ld K), then
- * y = acc · a · ws[n] (int8.cu). `acc` holds M·N int32. */
+ * y = acc · a · ws[n] (· xs[m]: per-token inputs) (rowq.cu). `acc` holds M·N int32. */
 int32_t trtbe_gemm_i8(trtb_engine_ctx *ctx, const void *w, const void *x, int32_t *acc, void *y, int32_t m, int32_t n, int32_t k,
-                      int32_t yt, int64_t ldy, float a, const float *ws, int32_t tactic) {
+                      int32_t yt, int64_t ldy, float a, const float *ws, int32_t tactic, const float *xs) {
   if (m <= 0 || n <= 0) return TRTB_OK;
   if (k <= 0 || k % 4 || !(yt == TRTB_DTYPE_F32 || TRTBE_DTYPE_OK16(yt)) || ldy < n || !acc || !ws)
     return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_i8: bad shape or arguments (m=%d n=%d k=%d, y %d, ldy %lld; k a multiple of 4)", m, n, k, yt,
@@ -256,16 +257,15 @@ int32_t trtbe_gemm_i8(trtb_engine_ctx *ctx, const void *w, const void *x, int32_
   else if ((st = heur_algo(ctx, e, &algo)) != TRTB_OK) return st;
   const int32_t one = 1, zero = 0;
   LT_TRY(cublasLtMatmul(ctx->lt, e->desc, &one, w, e->A, x, e->B, &zero, acc, e->C, acc, e->C, algo, ctx->ws, ctx->ws_bytes, ctx->stream));
-  return trtbe_dequant_i32(ctx->stream, acc, ws, a, y, yt, ldy, m, n);
+  return trtbe_dequant_acc(ctx->stream, acc, false, ws, a, xs, y, yt, ldy, m, n);
 }
 
 /* FP8: A = w, B = x both e4m3 (TN, ld K), fp32 compute and scale; the scales' product is alpha.
  * With `scratch` (2·(n + m)·k bytes) the exact path: both operands widened to bf16 (exactly) and
  * multiplied with full fp32 accumulation, where Hopper's FP8 tensor cores keep fewer bits while
  * accumulating (the CPU runner's sums, up to their order). */
-int32_t trtbe_gemm_fp8(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, int32_t m, int32_t n, int32_t k, int32_t yt,
-                       int64_t ldy, float alpha, int32_t tactic, void *scratch) {
-  if (m <= 0 || n <= 0) return TRTB_OK;
+static int32_t gemm_fp8_run(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, int32_t m, int32_t n, int32_t k, int32_t yt,
+                            int64_t ldy, float alpha, int32_t tactic, void *scratch) {
   if (k <= 0 || k % 16 || !(yt == TRTB_DTYPE_F32 || TRTBE_DTYPE_OK16(yt)) || ldy < n)
     return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_fp8: bad shape or dtype (m=%d n=%d k=%d, y %d, ldy %lld; k must be a multiple of 16)", m,
                       n, k, yt, (long long)ldy);
@@ -289,6 +289,18 @@ int32_t trtbe_gemm_fp8(trtb_engine_ctx *ctx, const void *w, const void *x, void 
   const cublasLtMatmulAlgo_t *algo = nullptr;
   if ((st = heur_algo(ctx, e, &algo)) != TRTB_OK) return st;
   return run_lt(ctx, e, algo, w, x, y, 0.f, alpha);
+}
+
+/* FP8 GEMM; with per-column weight scales ws (FP8_PER_CHANNEL_PER_TOKEN) the product lands in acc
+ * (f32 [m, n]) and is scaled acc · alpha · ws[n] · xs[m] (xs: the per-token input scales) into y. */
+int32_t trtbe_gemm_fp8(trtb_engine_ctx *ctx, const void *w, const void *x, void *y, int32_t m, int32_t n, int32_t k, int32_t yt,
+                       int64_t ldy, float alpha, int32_t tactic, void *scratch, float *acc, const float *xs, const float *ws) {
+  if (m <= 0 || n <= 0) return TRTB_OK;
+  if (!ws) return gemm_fp8_run(ctx, w, x, y, m, n, k, yt, ldy, alpha, tactic, scratch);
+  if (!acc || !(yt == TRTB_DTYPE_F32 || TRTBE_DTYPE_OK16(yt)) || ldy < n)
+    return trtb__fail(TRTB_ERR_INVALID_ARG, "gemm_fp8: per-channel scales need an f32 accumulator (m=%d n=%d, y %d, ldy %lld)", m, n, yt, (long long)ldy);
+  int32_t st = gemm_fp8_run(ctx, w, x, acc, m, n, k, TRTB_DTYPE_F32, n, 1.f, tactic, scratch);
+  return st != TRTB_OK ? st : trtbe_dequant_acc(ctx->stream, acc, true, ws, alpha, xs, y, yt, ldy, m, n);
 }
 
 // ----------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ extern "C" {
  * src/ffi/engine.ts refuses a library whose number differs. Bump it on any change to a signature,
  * a struct layout or an op's argument list. (trtb_engine_abi_version() reports trtb.h's
  * TRTB_ABI_VERSION, the number the shared loader in src/ffi/lib.ts checks for every library.) */
-#define TRTB_ENGINE_ABI_VERSION 4u
+#define TRTB_ENGINE_ABI_VERSION 5u
 
 typedef struct trtb_engine_ctx trtb_engine_ctx;     /* opaque */
 typedef struct trtb_engine_graph trtb_engine_graph; /* opaque */
@@ -138,20 +138,32 @@ enum {
    * out = e4m3(x / scale), round to nearest even, saturated to ±448 (FP8 activation quantization). */
   TRTB_OP_ACT_FP8 = 16,
   /* args: w(e4m3 [N,K]), x(e4m3 [M,K], ld K), y, M, N, K, y_dtype (F32/BF16/F16), ldy, alpha(f64), tactic_id (-1: heuristic),
-   *       scratch (0, or 2·(N+M)·K bytes: the exact path)
+   *       scratch (0, or 2·(N+M)·K bytes: the exact path), acc (f32 [M,N] or 0), xs (f32[M] or 0), ws (f32[N] or 0)
    * FP8 GEMM through cuBLASLt: y[M,N] = alpha · (x . w^T) (alpha = the product of the activation and
    * weight scales) on FP8 tensor cores; with scratch, both widened to bf16 (exactly) and multiplied
-   * with full fp32 accumulation. */
+   * with full fp32 accumulation. With ws (per-channel weight scales, FP8_PER_CHANNEL_PER_TOKEN) the
+   * product lands in acc and y = f32(f32(acc · f32(alpha · ws[n])) · xs[m]) (xs: the per-token input
+   * scales of TRTB_OP_ACT_ROWQ; 0: none). */
   TRTB_OP_GEMM_FP8 = 17,
   /* args: x(f32 [M,ldx]), ldx, pre(f32[K] or 0), out(i8 [M,K]), M, K, scale(f64)
    * SmoothQuant activation: out = clamp(RNE(f32(f32(x · pre) / scale)), −128, 127). */
   TRTB_OP_ACT_I8 = 18,
-  /* args: w(i8 [N,K]), x(i8 [M,K], ld K), acc(i32 [M,N] scratch), y, M, N, K, y_dtype, ldy, a(f64), ws(f32[N]), tactic_id
-   * SmoothQuant GEMM: acc = x . w^T (int32, cuBLASLt), y = acc · a · ws[n]. */
+  /* args: w(i8 [N,K]), x(i8 [M,K], ld K), acc(i32 [M,N] scratch), y, M, N, K, y_dtype, ldy, a(f64), ws(f32[N]), tactic_id,
+   *       xs(f32[M] or 0)
+   * SmoothQuant GEMM: acc = x . w^T (int32, cuBLASLt), y = f32(acc · f32(a · ws[n])) (· xs[m]: the
+   * per-token input scales of TRTB_OP_ACT_ROWQ). */
   TRTB_OP_GEMM_I8 = 19,
   /* args: x, dtype (F32/F16/BF16), ld, v(f32[cols]), rows, cols
    * x[r, c] *= v[c] in place (AWQ's prequant on the attention output). */
-  TRTB_OP_MUL_COLS = 20
+  TRTB_OP_MUL_COLS = 20,
+  /* args: x([M,ldx]), x_dtype (F32/F16/BF16), ldx, div(f32[K] or 0), out([M,K]), out_dtype (I8 / F8_E4M3), M, K,
+   *       xs(f32[M] out), lo(f64), hi(f64)
+   * Per-token dynamic quantization (one scale per row m, written to xs[m]):
+   *   I8 (SmoothQuant per-token):  v = x / div[k]; a = max|v|; q = clamp(RNE(f32(v · f32(127 / a))), −128, 127),
+   *                                xs = f32(a / 127); a zero row gives q = 0, xs = 0
+   *   F8_E4M3 (FP8 rowwise):       v = clamp(x, lo, hi) (when lo < hi); a = max|v|;
+   *                                s = max(f32(a / 448), f32(1 / (448·512))); q = e4m3(f32(v / s)), xs = s */
+  TRTB_OP_ACT_ROWQ = 21
 };
 
 /* Kinds of GEMM tactic (trtb_engine_tactic_add, trtb_engine_tune_result.kind). */

@@ -15,7 +15,7 @@ import { ENGINE_FORMAT, ENGINE_FORMAT_VERSION, type EnginePlan } from "../engine
 import { type BuildConfig, type BuildConfigInput } from "../engine/build-config.ts";
 import { resolveBuildConfig } from "./config.ts";
 import { describeKvCache, describeModel } from "./describe.ts";
-import { engineTensors, fp8Linears, sqLinears } from "./layout.ts";
+import { engineTensors, fp8Linears, rowwiseLinears, sqLinears } from "./layout.ts";
 import { gemmSites, selectTactics, TimingCache, tokenBuckets } from "./tactics.ts";
 import { type Backend, defaultBackend } from "./backend.ts";
 
@@ -46,11 +46,12 @@ export function checkLogitsDtype(cfg: PretrainedConfig, logitsDtype?: "float16" 
 export function checkBuildable(cfg: PretrainedConfig, bc: BuildConfig): void {
   const q = configQuant(cfg);
   const ok = q.quant_algo === "W8A16" || q.quant_algo === "W4A16" || q.quant_algo === "W4A16_AWQ" || q.quant_algo === "W4A8_AWQ" || q.quant_algo === "FP8" || q.quant_algo === "W8A8_SQ_PER_CHANNEL" ||
-    q.quant_algo === "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN" || q.quant_algo === "W8A8_SQ_PER_TENSOR_PLUGIN";
+    q.quant_algo === "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN" || q.quant_algo === "W8A8_SQ_PER_TENSOR_PLUGIN" ||
+    q.quant_algo === "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN" || q.quant_algo === "W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN" || q.quant_algo === "FP8_PER_CHANNEL_PER_TOKEN";
   const kvOk = q.kv_cache_quant_algo === null || q.kv_cache_quant_algo === "INT8" || q.kv_cache_quant_algo === "FP8";
   if ((q.quant_algo !== null && !ok) || !kvOk)
     throw new TrtbError("BUILD_UNSUPPORTED",
-      `quant_algo ${q.quant_algo ?? "none"}, kv_cache_quant_algo ${q.kv_cache_quant_algo ?? "none"} is not supported by the CUDA backend; it builds float16/bfloat16 checkpoints, weight-only W8A16 / W4A16 ones (trtllm quantize --qformat int8_wo / int4_wo), W4A16_AWQ (--qformat int4_awq / int4_awq_rtn), W4A8_AWQ (--qformat w4a8_awq), FP8 per tensor (--qformat fp8) and SmoothQuant W8A8_SQ_PER_CHANNEL (--qformat int8_sq) and the legacy static variants (--smoothquant α without --per_token), each with a 16-bit or an INT8 / FP8 KV cache (--kv_cache_dtype int8 / fp8)`);
+      `quant_algo ${q.quant_algo ?? "none"}, kv_cache_quant_algo ${q.kv_cache_quant_algo ?? "none"} is not supported by the CUDA backend; it builds float16/bfloat16 checkpoints, weight-only W8A16 / W4A16 ones (trtllm quantize --qformat int8_wo / int4_wo), W4A16_AWQ (--qformat int4_awq / int4_awq_rtn), W4A8_AWQ (--qformat w4a8_awq), FP8 per tensor (--qformat fp8), FP8 rowwise (--qformat fp8_rowwise), SmoothQuant W8A8_SQ_PER_CHANNEL (--qformat int8_sq) and the legacy plugin variants (--smoothquant α [--per_channel] [--per_token]), each with a 16-bit or an INT8 / FP8 KV cache (--kv_cache_dtype int8 / fp8)`);
   if ((q.quant_algo === "FP8" || q.quant_algo === "W8A8_SQ_PER_CHANNEL") && cfg.moe && (cfg.moe as { num_experts?: number }).num_experts)
     throw new TrtbError("BUILD_UNSUPPORTED", `${q.quant_algo} mixture-of-experts engines are not supported by the CUDA backend`);
   if (q.quant_algo === "W4A16_AWQ" && !(q.group_size === 64 || q.group_size === 128))
@@ -98,6 +99,7 @@ export async function build(model: DecoderModel, buildConfig: BuildConfig | Buil
   const tensors = engineTensors(model, desc);
   if (desc.fp8) desc.fp8.linears = fp8Linears(model, desc);
   if (desc.sq) desc.sq.linears = sqLinears(model, desc);
+  if (desc.rowwise) desc.rowwise.linears = rowwiseLinears(model, desc);
 
   const plan: EnginePlan = {
     format: ENGINE_FORMAT,

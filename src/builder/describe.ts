@@ -80,10 +80,21 @@ export function describeModel(cfg: PretrainedConfig, rank: number, family: Pick<
     fp8: qa === "FP8" || qa === "W4A8_AWQ" ? { linears: {} } : null, // W4A8_AWQ runs as FP8 GEMMs (weights expanded at build)
     // SmoothQuant: modelopt's, and the legacy converter's static variants (int8 GEMM, a = 1: the input scale is in sq_pre)
     sq: qa === "W8A8_SQ_PER_CHANNEL" || qa === "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN" || qa === "W8A8_SQ_PER_TENSOR_PLUGIN" ? { linears: {} } : null,
+    // per-token activations: FP8 rowwise, and the legacy SmoothQuant per-token variants (linears filled by build.ts)
+    rowwise: qa === "FP8_PER_CHANNEL_PER_TOKEN" ? { algo: "FP8", clamp: fp8Clamp(configQuant(cfg).clamp_val), linears: [] }
+      : qa === "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN" || qa === "W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN" ? { algo: "INT8", clamp: null, linears: [] } : null,
     long_rope: st.longRope ? { original_max_positions: st.longRope.originalMax, mscale: st.longRope.mscale } : null,
     // float16 logits need float16 GEMM inputs (no bfloat16 → float16 cuBLASLt GEMM; build.ts checks)
     logits_dtype: cfg.logits_dtype === "float16" && cfg.dtype === "float16" ? "float16" : "float32",
   };
+}
+
+/** FP8 rowwise's activation clamp (QuantConfig clamp_val [min, max]; null: none). */
+function fp8Clamp(v: readonly number[] | null | undefined): [number, number] | null {
+  if (v == null) return null;
+  if (!(v.length === 2 && Number.isFinite(v[0]) && Number.isFinite(v[1]) && v[0]! < v[1]!))
+    throw new TrtbError("BUILD_UNSUPPORTED", `quantization.clamp_val ${JSON.stringify(v)} is not [min, max] with min < max`);
+  return [v[0]!, v[1]!];
 }
 
 /**

@@ -44,6 +44,12 @@
  * W4A8_AWQ engines run as FP8 engines (`model.fp8`): each linear's int4 values are expanded to the
  * e4m3 weights e4m3(q · f16(s / weights_scaling_factor_2)) (F8_E4M3 [out, in], what the CPU runner
  * replays), the weight scale is weights_scaling_factor_2, and the prequant scale goes where AWQ's does.
+ *
+ * Per-token engines (`model.rowwise`: FP8_PER_CHANNEL_PER_TOKEN, W8A8_SQ_*_PER_TOKEN_PLUGIN): each
+ * quantized linear keeps the checkpoint's F8_E4M3 / I8 bytes, with `<name>.row_scale` F32 [out]
+ * (per_channel_scale, a per-tensor value repeated per row) and SmoothQuant's smoother as
+ * `<name>.sq_div` F32 [in] for dense / down (the norms before qkv and gate_up hold the smoothing
+ * already, as stored).
  */
 import { configQuant, type PretrainedConfig } from "../format/checkpoint-config.ts";
 import type { DType } from "../dtype.ts";
@@ -102,6 +108,17 @@ export function engineTensors(model: PretrainedModel, desc: EngineModelDesc): En
   const sqStatic = isSqPluginAlgo(qcfg.quant_algo) && !sqPluginPerToken(qcfg.quant_algo);
   /** A decoder linear: packed + scales when the quant config quantizes its modules, else as is. */
   const linear = (name: string, t: LazyTensor, modules: string[]) => {
+    if (desc.rowwise && scaledModules(model, name, modules, "per_channel_scale")) {
+      // per-token activations (FP8 rowwise, SmoothQuant per-token plugins): the checkpoint's bytes,
+      // one f32 weight scale per output row, SmoothQuant's smoother for dense / down
+      const dt = desc.rowwise.algo === "FP8" ? "F8_E4M3" : "I8";
+      if (t.dtype !== dt) throw new TrtbError("BUILD_UNSUPPORTED", `${modules[0]}.weight is ${t.dtype}; ${configQuant(cfg).quant_algo} engines take ${dt} weights`, { tensor: t.name });
+      out.push({ name, dtype: dt, shape: [...t.shape], source: renamed(t, name) });
+      const { scale, div } = rowwiseScales(model, modules);
+      out.push({ name: `${name}.row_scale`, dtype: "F32", shape: [scale.length], source: f32Lazy(`${name}.row_scale`, scale) });
+      if (div) out.push({ name: `${name}.sq_div`, dtype: "F32", shape: [div.length], source: f32Lazy(`${name}.sq_div`, div) });
+      return;
+    }
     if (desc.sq && sqStatic && scaledModules(model, name, modules, "per_channel_scale")) {
       // legacy SmoothQuant, static activations (W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN / _PER_TENSOR_PLUGIN):
       // the same int8 GEMM with a = 1, x · (sx / smoother) quantized, per row per_channel_scale · act_scale
@@ -342,6 +359,44 @@ export function sqLinears(model: PretrainedModel, desc: EngineModelDesc): Record
   return out;
 }
 
+/** The engine linears with per-token activations (plan `model.rowwise.linears`): those whose modules carry per_channel_scale. */
+export function rowwiseLinears(model: PretrainedModel, desc: EngineModelDesc): string[] {
+  return decoderLinears(model, desc).filter(({ name, modules }) => scaledModules(model, name, modules, "per_channel_scale")).map((l) => l.name);
+}
+
+/** A checkpoint tensor's values as f32 (CKPT_MISSING_TENSOR when absent). */
+function f32Values(model: PretrainedModel, n: string): Float32Array {
+  const t = model.weights.get(n);
+  if (!t) throw new TrtbError("CKPT_MISSING_TENSOR", `rank ${model.mapping.rank}: checkpoint has no tensor ${n}`, { tensor: n });
+  const v = new Float32Array(t.numel);
+  t.writeRange(new Uint8Array(v.buffer), "F32", 0, v.length);
+  return v;
+}
+
+/**
+ * Per-token engines: each output row's weight scale (the modules' per_channel_scale, one value per
+ * row or — SmoothQuant per tensor — one repeated; all positive and finite) and, when the checkpoint
+ * has one (SmoothQuant dense / proj), the smoother the input is divided by.
+ */
+function rowwiseScales(model: PretrainedModel, modules: string[]): { scale: Float32Array; div: Float32Array | null } {
+  const rows: number[] = [];
+  for (const m of modules) {
+    const n = `${m}.per_channel_scale`;
+    const outF = model.weights.get(`${m}.weight`)!.shape[0]!;
+    const pcs = f32Values(model, n);
+    if (pcs.length !== 1 && pcs.length !== outF) throw new TrtbError("CKPT_SHAPE_MISMATCH", `${n} has ${pcs.length} values for ${outF} rows`, { tensor: n });
+    const bad = pcs.findIndex((v) => !(v > 0 && Number.isFinite(v)));
+    if (bad >= 0) throw new TrtbError("CKPT_BAD_VALUE", `${n}[${bad}] is ${pcs[bad]}; weight scales must be positive and finite`, { tensor: n });
+    for (let r = 0; r < outF; r++) rows.push(pcs[pcs.length === 1 ? 0 : r]!);
+  }
+  const sm = `${modules[0]}.smoother`;
+  if (!model.weights.has(sm)) return { scale: Float32Array.from(rows), div: null };
+  const K = model.weights.get(`${modules[0]}.weight`)!.shape[1]!;
+  const div = f32Values(model, sm);
+  if (div.length !== K) throw new TrtbError("CKPT_SHAPE_MISMATCH", `${sm} has ${div.length} values for ${K} inputs`, { tensor: sm });
+  return { scale: Float32Array.from(rows), div };
+}
+
 /** A small f32 vector as an engine tensor. */
 const f32Lazy = (name: string, v: Float32Array): LazyTensor => lazy(tensorFromBytes(name, "F32" as DType, [v.length], new Uint8Array(v.buffer, v.byteOffset, v.byteLength)));
 
@@ -353,13 +408,7 @@ const f32Lazy = (name: string, v: Float32Array): LazyTensor => lazy(tensorFromBy
  * per_channel_scale · act_scale (= 1 / (sx · sw), as the runner's effective weight).
  */
 function sqPluginStatic(model: PretrainedModel, name: string, modules: string[]): { scale: Float32Array; pre: Float32Array } {
-  const vals = (n: string): Float32Array => {
-    const t = model.weights.get(n);
-    if (!t) throw new TrtbError("CKPT_MISSING_TENSOR", `rank ${model.mapping.rank}: checkpoint has no tensor ${n}`, { tensor: n });
-    const v = new Float32Array(t.numel);
-    t.writeRange(new Uint8Array(v.buffer), "F32", 0, v.length);
-    return v;
-  };
+  const vals = (n: string) => f32Values(model, n);
   const P = modules[0]!.replace(/(layers\.\d+\.).*$/, "$1");
   const sxName = /\.qkv$/.test(name) ? `${P}input_layernorm.scale_to_int` : /\.gate_up$/.test(name) ? `${P}post_layernorm.scale_to_int`
     : /\.dense$/.test(name) ? `${P}attention.quantization_scaling_factor` : `${P}mlp.quantization_scaling_factor`;

@@ -82,6 +82,7 @@ export interface GemmSiteShape {
 export function gemmSites(d: EngineModelDesc, tensors?: readonly { name: string; dtype: string }[]): GemmSiteShape[] {
   const base = gemmSites16(d);
   if (d.fp8) return fp8Sites(d, base);
+  if (d.rowwise) return rowwiseSites(d, base);
   if (d.sq) return base.filter((s) => !d.layers.every((_, i) => d.sq!.linears[`layers.${i}.${s.name}`])); // int8 sites: cuBLASLt's heuristic
   if (!d.weight_only || !tensors) return base;
   const quantized = new Set<string>();
@@ -115,6 +116,23 @@ function fp8Sites(d: EngineModelDesc, base: GemmSiteShape[]): GemmSiteShape[] {
     if (q.length === 0) continue;
     const halves = lin[q[0]!]!.w.length;
     out.push({ ...s, name: fp8Site(s.name), ab: "F8_E4M3", n: s.n / halves });
+  }
+  return out;
+}
+
+/**
+ * Per-token engines: FP8 rowwise sites get their `.fp8` twin writing the f32 sums (one GEMM, also
+ * for gate_up; the per-row and per-channel scales are applied after it); int8 sites keep cuBLASLt's
+ * heuristic. The 16-bit entry stays where some layer left the linear unquantized.
+ */
+function rowwiseSites(d: EngineModelDesc, base: GemmSiteShape[]): GemmSiteShape[] {
+  const lin = new Set(d.rowwise!.linears);
+  const out: GemmSiteShape[] = [];
+  for (const s of base) {
+    const names = d.layers.map((_, i) => `layers.${i}.${s.name}`);
+    const q = names.filter((n) => lin.has(n)).length;
+    if (q < names.length) out.push(s);
+    if (q > 0 && d.rowwise!.algo === "FP8") out.push({ ...s, name: fp8Site(s.name), ab: "F8_E4M3", y: "F32" });
   }
   return out;
 }

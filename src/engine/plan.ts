@@ -11,8 +11,10 @@ export const ENGINE_FORMAT = "trtb-engine";
  * 3: adds LongRoPE (`model.long_rope`; `rope.inv_freq` then holds the short and the long table),
  *    FP8 (`model.fp8`, F8_E4M3 tensors) and the quantized KV cache (`model.kv_cache`).
  * 4: adds W4A16_AWQ (`model.weight_only.group_size`, `<name>.gscale` / `<name>.pre` tensors).
+ * 5: adds per-token activation quantization (`model.rowwise`: FP8_PER_CHANNEL_PER_TOKEN and the
+ *    SmoothQuant per-token plugin variants; `<name>.row_scale` / `<name>.sq_div` tensors).
  */
-export const ENGINE_FORMAT_VERSION = 4;
+export const ENGINE_FORMAT_VERSION = 5;
 
 /** One rank's model, as the runtime sees it (local sizes). */
 export interface EngineModelDesc {
@@ -83,6 +85,16 @@ export interface EngineModelDesc {
    * is quantized as clamp(RNE(x · pre / a)) and the int32 product scaled by a · sq_scale[n].
    */
   sq?: { linears: Record<string, { a: number }> } | null;
+  /**
+   * Per-token (dynamic) activation quantization (version 5): FP8_PER_CHANNEL_PER_TOKEN (`algo` FP8)
+   * and the legacy SmoothQuant per-token plugin variants (`algo` INT8). Each listed engine linear
+   * is stored as F8_E4M3 / I8 [out, in] (the checkpoint's bytes) with `<name>.row_scale` F32 [out]
+   * (per_channel_scale; the per-tensor variant repeats its one value) and, for SmoothQuant's dense /
+   * down, `<name>.sq_div` F32 [in] (the smoother, which divides the input). The input is quantized
+   * per token (TRTB_OP_ACT_ROWQ: FP8 clamps to `clamp` and scales max|x| to 448, INT8 scales it to
+   * 127) and the product is scaled by the token's scale · row_scale[n].
+   */
+  rowwise?: { algo: "FP8" | "INT8"; clamp: [number, number] | null; linears: string[] } | null;
   /**
    * dtype of the logits the lm_head GEMM writes and soft-cap / sampling read on the device
    * (`--logits_dtype`); absent (plans written before it was recorded): float32. The runtime's

@@ -160,12 +160,30 @@ export class Program {
 
   /**
    * FP8 GEMM: y[M, N] = alpha · x[M, K] . w[N, K]ᵀ, x and w e4m3 (x from `quantFp8`). `scratch`
-   * (2·(N + M)·K bytes) selects the exact path: both widened to bf16, full f32 accumulation.
+   * (2·(N + M)·K bytes) selects the exact path: both widened to bf16, full f32 accumulation. With
+   * `ws` (per-channel weight scales; FP8 rowwise) the product goes through `acc` (f32 [M, N]) and
+   * y = acc · alpha · ws[n] · xs[m] (`xs`: the per-token scales of `quantRows`).
    */
-  gemmFp8(a: { w: DevRef; x: DevRef; y: DevRef; M: number; N: number; K: number; yDtype: Dt; ldy?: number; alpha: number; tactic: number; scratch?: DevRef }): this {
+  gemmFp8(a: {
+    w: DevRef; x: DevRef; y: DevRef; M: number; N: number; K: number; yDtype: Dt; ldy?: number; alpha: number; tactic: number; scratch?: DevRef;
+    acc?: DevRef; xs?: DevRef; ws?: DevRef;
+  }): this {
     return this.#op("GEMM_FP8", [
       () => this.#a(a.w), () => this.#a(a.x), () => this.#a(a.y), () => this.#u(a.M), () => this.#u(a.N), () => this.#u(a.K),
       () => this.#u(this.#dt(a.yDtype)), () => this.#u(a.ldy ?? a.N), () => this.#f(a.alpha), () => this.#u(a.tactic), () => this.#a(a.scratch),
+      () => this.#a(a.acc), () => this.#a(a.xs), () => this.#a(a.ws),
+    ]);
+  }
+
+  /**
+   * Per-token dynamic quantization of x [M, K] into out (I8 or F8_E4M3, ld K) with one scale per
+   * row written to `xs` (f32 [M]): I8 divides by `div` first (SmoothQuant's smoother) and scales
+   * max|v| to 127; F8_E4M3 clamps to [lo, hi] (when lo < hi) and scales max|v| to 448.
+   */
+  quantRows(a: { x: DevRef; xDtype: Dt; ldx?: number; div?: DevRef; out: DevRef; outDtype: "I8" | "F8_E4M3"; M: number; K: number; xs: DevRef; lo?: number; hi?: number }): this {
+    return this.#op("ACT_ROWQ", [
+      () => this.#a(a.x), () => this.#u(this.#dt(a.xDtype)), () => this.#u(a.ldx ?? a.K), () => this.#a(a.div), () => this.#a(a.out),
+      () => this.#u(this.#dt(a.outDtype)), () => this.#u(a.M), () => this.#u(a.K), () => this.#a(a.xs), () => this.#f(a.lo ?? 0), () => this.#f(a.hi ?? 0),
     ]);
   }
 
@@ -176,11 +194,12 @@ export class Program {
     ]);
   }
 
-  /** SmoothQuant GEMM: acc = x . wᵀ in int32 (acc: M·N i32 scratch), y = acc · a · ws[n]. */
-  gemmI8(a: { w: DevRef; x: DevRef; acc: DevRef; y: DevRef; M: number; N: number; K: number; yDtype: Dt; ldy?: number; a: number; ws: DevRef; tactic: number }): this {
+  /** SmoothQuant GEMM: acc = x . wᵀ in int32 (acc: M·N i32 scratch), y = acc · a · ws[n] (· xs[m]: per-token inputs). */
+  gemmI8(a: { w: DevRef; x: DevRef; acc: DevRef; y: DevRef; M: number; N: number; K: number; yDtype: Dt; ldy?: number; a: number; ws: DevRef; tactic: number; xs?: DevRef }): this {
     return this.#op("GEMM_I8", [
       () => this.#a(a.w), () => this.#a(a.x), () => this.#a(a.acc), () => this.#a(a.y), () => this.#u(a.M), () => this.#u(a.N), () => this.#u(a.K),
       () => this.#u(this.#dt(a.yDtype)), () => this.#u(a.ldy ?? a.N), () => this.#f(a.a), () => this.#a(a.ws), () => this.#u(a.tactic),
+      () => this.#a(a.xs),
     ]);
   }
 

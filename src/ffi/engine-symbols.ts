@@ -10,7 +10,7 @@
  */
 
 /** `TRTB_ENGINE_ABI_VERSION` this TypeScript was written against. */
-export const ENGINE_INTERFACE_VERSION = 4;
+export const ENGINE_INTERFACE_VERSION = 5;
 
 export const ENGINE_SYMBOLS = {
   trtb_engine_abi_version: { args: [], returns: "u32" },
@@ -61,10 +61,11 @@ export const OP = {
   MOE_ROUTE: [14, 9],
   GEMM_WO: [15, 18],
   ACT_FP8: [16, 7],
-  GEMM_FP8: [17, 11],
+  GEMM_FP8: [17, 14],
   ACT_I8: [18, 7],
-  GEMM_I8: [19, 12],
+  GEMM_I8: [19, 13],
   MUL_COLS: [20, 6],
+  ACT_ROWQ: [21, 11],
 } as const satisfies Record<string, readonly [number, number]>;
 
 /** `TRTB_TACTIC_*`. */

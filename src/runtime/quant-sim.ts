@@ -14,6 +14,9 @@
  *     x_q = RNE(x'·(127/m_t)) · (m_t/127),  m_t = max_i |x'_t,i|  (a zero row stays zero)
  *   or, static (no PER_TOKEN), with sx = scale_to_int / quantization_scaling_factor:
  *     x_q = clamp(RNE(x'·sx), −128, 127) / sx
+ *   FP8_PER_CHANNEL_PER_TOKEN (every linear with `per_channel_scale`: the MLP's), per token t, as
+ *   TensorRT-LLM's dynamic per-token kernels: v = clamp(x, clamp_val) (when the config has one),
+ *     s_t = max(f32(m_t / 448), f32(1 / (448·512))),  m_t = max_i |v_t,i|,  x_q = e4m3(f32(v / s_t)) · s_t
  *   K and V (per layer with `attention.kv_cache_scaling_factor` s, kv_cache_quant_algo):
  *     INT8: clamp(RNE(v/s), −128, 127) · s          FP8: e4m3(clamp(v/s, ±448)) · s
  *     applied after RoPE, before K/V are stored *and* attended to: every query reads the quantized
@@ -22,6 +25,8 @@
  */
 import { configQuant, type PretrainedConfig } from "../format/checkpoint-config.ts";
 import { e4m3ToF32Bits, f32BitsToE4m3, quantInt } from "../quant/kernel.ts";
+import { FP8_MIN_SCALE, fp8Rowwise } from "../quant/fp8-rowwise.ts";
+import { linearOfWeight } from "../quant/modules.ts";
 import { bitsToF32, f32Bits } from "../numeric.ts";
 import type { CpuRunnerHooks } from "./cpu.ts";
 import type { FullWeights } from "./merge.ts";
@@ -69,6 +74,23 @@ export function perTokenInt8(x: Float32Array, S: number, inF: number, smoother?:
   return y;
 }
 
+/** Dynamic per-token FP8 fake quantization of x [S, inF] (FP8 rowwise), after clamping to `clamp` [lo, hi] when given. */
+export function perTokenFp8(x: Float32Array, S: number, inF: number, clamp?: readonly [number, number] | null): Float32Array {
+  const y = new Float32Array(S * inF);
+  for (let s = 0; s < S; s++) {
+    const o = s * inF;
+    let m = 0;
+    for (let i = 0; i < inF; i++) {
+      const v = clamp ? Math.min(Math.max(x[o + i]!, clamp[0]), clamp[1]) : x[o + i]!;
+      y[o + i] = v;
+      m = Math.max(m, Math.abs(v));
+    }
+    const sc = Math.max(Math.fround(m / 448), FP8_MIN_SCALE);
+    for (let i = 0; i < inF; i++) y[o + i] = fp8Q(y[o + i]!, sc);
+  }
+  return y;
+}
+
 /** The hooks for a merged checkpoint, or null when it quantizes neither activations nor the KV cache. */
 export function quantSimHooks(cfg: PretrainedConfig, w: FullWeights): CpuRunnerHooks | null {
   const q = configQuant(cfg);
@@ -84,8 +106,19 @@ export function quantSimHooks(cfg: PretrainedConfig, w: FullWeights): CpuRunnerH
   if (kvQ) for (let l = 0; l < cfg.num_hidden_layers; l++) kv[l] = w.get(`transformer.layers.${l}.attention.kv_cache_scaling_factor`)?.data[0] ?? NaN;
   const plugin = isSqPluginAlgo(q.quant_algo) ? sqPluginModules(cfg, w) : null;
   const perToken = sqPluginPerToken(q.quant_algo);
-  if (acts.size === 0 && !kvQ && !plugin) return null;
+  // FP8 rowwise: the linears its scheme quantizes (the merged weights no longer show their scales)
+  const rowwise = q.quant_algo === "FP8_PER_CHANNEL_PER_TOKEN" ? new Set<string>() : null;
+  if (rowwise)
+    for (const [n, t] of w) {
+      const l = linearOfWeight(n, t.shape, (i) => i);
+      if (l && fp8Rowwise.quantizes(l, cfg, q)) rowwise.add(l.module);
+    }
+  if (acts.size === 0 && !kvQ && !plugin && !rowwise?.size) return null;
   const hooks: CpuRunnerHooks = {};
+  if (rowwise?.size) {
+    const clamp = q.clamp_val ? ([q.clamp_val[0]!, q.clamp_val[1]!] as const) : null;
+    hooks.linearInput = (module, x, S, inF) => (rowwise.has(module) ? perTokenFp8(x, S, inF, clamp) : undefined);
+  }
   if (plugin)
     hooks.linearInput = (module, x, S, inF) => {
       const e = plugin.get(module);

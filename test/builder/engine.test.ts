@@ -131,11 +131,38 @@ describe("engine build and file (fake backend)", () => {
     const e = await err(() => buildCheckpoint({ checkpointDir: half, outputDir: join(t.path, "half-e"), backend: fakeBackend() }));
     expect((e as { code?: string }).code).toBe("BUILD_UNSUPPORTED");
     expect(e.message).toContain("exclude both");
-    // checkpoints holding already-quantized weights (fp8 rowwise) are refused up front
+  });
+
+  test("FP8 rowwise checkpoints: e4m3 MLP weights as stored, per-row scales, per-token plan, FP8 sites writing f32 sums", async () => {
+    using t = tempDir();
     const fp8 = join(t.path, "fp8");
-    await convertCheckpoint({ modelDir: fixture("llama"), outputDir: fp8, quantConfig: { quant_algo: "FP8_PER_CHANNEL_PER_TOKEN" } });
-    const e2 = await err(() => buildCheckpoint({ checkpointDir: fp8, outputDir: join(t.path, "fp8-e"), backend: fakeBackend() }));
-    expect((e2 as { code?: string }).code).toBe("BUILD_UNSUPPORTED");
+    const out = join(t.path, "fp8-e");
+    await convertCheckpoint({ modelDir: fixture("llama"), outputDir: fp8, quantConfig: { quant_algo: "FP8_PER_CHANNEL_PER_TOKEN", exclude_modules: ["*layers.0.mlp.*"] } });
+    await buildCheckpoint({ checkpointDir: fp8, outputDir: out, backend: fakeBackend(), buildConfig: { max_num_tokens: 32 } });
+    const e = await Engine.fromDir(out, 0);
+    const L = e.plan.model.layers.length;
+    // the MLPs of every layer but the excluded layer 0 are FP8
+    expect(e.plan.model.rowwise).toEqual({ algo: "FP8", clamp: [-1200, 1200], linears: Array.from({ length: L - 1 }, (_, i) => [`layers.${i + 1}.gate_up`, `layers.${i + 1}.down`]).flat() });
+    const byName = new Map(e.plan.tensors.map((x) => [x.name, x]));
+    const ck = readRaw(join(fp8, "rank0.safetensors"));
+    const I = e.plan.model.intermediate_size;
+    expect(byName.get("layers.1.gate_up")).toMatchObject({ dtype: "F8_E4M3", shape: [2 * I, e.plan.model.hidden_size] });
+    expect(byName.get("layers.0.gate_up")!.dtype).toBe("BF16");
+    expect(byName.get("layers.1.qkv")!.dtype).toBe("BF16");
+    // row scales: [gate; fc] in the fused order, the checkpoint's per_channel_scale values
+    const file = openEngineFile(join(out, "rank0.engine"));
+    const f32 = (b: Uint8Array) => Array.from(toFloat32(b, "F32"));
+    const gate = f32(ck.get("transformer.layers.1.mlp.gate.per_channel_scale")!.bytes), fc = f32(ck.get("transformer.layers.1.mlp.fc.per_channel_scale")!.bytes);
+    expect(f32(file.readTensor("layers.1.gate_up.row_scale"))).toEqual([...gate, ...fc]);
+    const gu = file.readTensor("layers.1.gate_up");
+    const gw = ck.get("transformer.layers.1.mlp.gate.weight")!.bytes;
+    expect(Buffer.compare(Buffer.from(gu.subarray(0, gw.length)), Buffer.from(gw))).toBe(0);
+    expect(Buffer.compare(Buffer.from(gu.subarray(gw.length)), Buffer.from(ck.get("transformer.layers.1.mlp.fc.weight")!.bytes))).toBe(0);
+    expect(byName.has("layers.1.down.sq_div")).toBe(false);
+    const sites = e.plan.gemm.sites;
+    expect(sites["gate_up.fp8"]).toMatchObject({ ab: "F8_E4M3", y: "F32", n: 2 * I });
+    expect(sites.gate_up).toBeDefined(); // layer 0 stays 16-bit
+    expect(sites["qkv.fp8"]).toBeUndefined();
   });
 
   test("W4A16_AWQ checkpoints: the checkpoint's int4 values tiled, group scales in the kernel's order, prequant where the input is made, grouped .wo sites", async () => {

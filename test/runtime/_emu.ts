@@ -243,34 +243,67 @@ export class EmuContext implements EngineContext {
         }
         return;
       }
+      case "ACT_ROWQ": {
+        // per-token quantization (rowq.cu; quant-sim.ts perTokenInt8 / perTokenFp8): I8 divides by div and
+        // scales max|v| to 127; F8_E4M3 clamps to [lo, hi] and scales max|v| to 448 (min scale 1/(448·512))
+        const [x, xd, ldx, div, out, od, M, K, xs, lo, hi] = [a(0), DT[a(1)]!, a(2), a(3), a(4), a(5), a(6), a(7), a(8), f(9), f(10)];
+        const fp8 = od === 14;
+        if (!fp8 && od !== 5) throw new Error(`emu: ACT_ROWQ out dtype ${od}`);
+        const dst = this.view(out, M * K);
+        const dv = div && !fp8 ? this.read(div, K, "F32") : null;
+        const XS = new Float32Array(M);
+        const [flo, fhi] = [Math.fround(lo), Math.fround(hi)];
+        for (let m = 0; m < M; m++) {
+          const X = this.read(x + m * ldx * ES[xd], K, xd);
+          const v = X.map((t, k) => (dv ? Math.fround(t / dv[k]!) : fp8 && flo < fhi ? Math.min(Math.max(t, flo), fhi) : t));
+          const amax = v.reduce((p, t) => Math.max(p, Math.abs(t)), 0);
+          if (fp8) {
+            const s = Math.max(Math.fround(amax / 448), Math.fround(1 / (448 * 512)));
+            for (let k = 0; k < K; k++) dst[m * K + k] = f32BitsToE4m3(f32Bits(Math.max(-448, Math.min(448, Math.fround(v[k]! / s)))));
+            XS[m] = s;
+          } else {
+            const toInt = amax > 0 ? Math.fround(127 / amax) : 0;
+            for (let k = 0; k < K; k++) dst[m * K + k] = (amax > 0 ? quantInt(Math.fround(v[k]! * toInt), 1, -128, 127, "half_even") : 0) & 0xff;
+            XS[m] = amax > 0 ? Math.fround(amax / 127) : 0;
+          }
+        }
+        this.write(xs, XS, "F32");
+        return;
+      }
       case "GEMM_I8": {
-        const [w, x, , y, M, N, K, yd, ldy, al, ws] = [a(0), a(1), a(2), a(3), a(4), a(5), a(6), DT[a(7)]!, a(8), f(9), a(10)];
+        const [w, x, , y, M, N, K, yd, ldy, al, ws, , xs] = [a(0), a(1), a(2), a(3), a(4), a(5), a(6), DT[a(7)]!, a(8), f(9), a(10), a(11), a(12)];
         const i8 = (addr: number, n: number) => { const v = this.view(addr, n); return new Int8Array(v.buffer, v.byteOffset, n); };
         const W = i8(w, N * K), X = i8(x, M * K);
         const S = this.read(ws, N, "F32");
+        const XS = xs ? this.read(xs, M, "F32") : null;
         for (let m = 0; m < M; m++) {
           const Y = new Float32Array(N);
           for (let nn = 0; nn < N; nn++) {
             let acc = 0;
             for (let k = 0; k < K; k++) acc += X[m * K + k]! * W[nn * K + k]!;
             Y[nn] = Math.fround(acc) * Math.fround(Math.fround(al) * S[nn]!);
+            if (XS) Y[nn] = Y[nn]! * XS[m]!;
           }
           this.write(y + m * ldy * ES[yd], Y, yd);
         }
         return;
       }
       case "GEMM_FP8": {
-        const [w, x, y, M, N, K, yd, ldy, alpha] = [a(0), a(1), a(2), a(3), a(4), a(5), DT[a(6)]!, a(7), f(8)];
+        // with ws (FP8 rowwise): the f32 sums, then · f32(alpha · ws[n]) · xs[m] (rowq.cu's dequant)
+        const [w, x, y, M, N, K, yd, ldy, alpha, , , , xs, ws] = [a(0), a(1), a(2), a(3), a(4), a(5), DT[a(6)]!, a(7), f(8), a(9), a(10), a(11), a(12), a(13)];
         const dec = (b: Uint8Array) => Float32Array.from(b, (v) => bitsToF32(e4m3ToF32Bits(v)));
         const W = dec(this.view(w, N * K));
         const X = dec(this.view(x, M * K));
         const al = Math.fround(alpha);
+        const WS = ws ? this.read(ws, N, "F32") : null;
+        const XS = ws && xs ? this.read(xs, M, "F32") : null;
         for (let m = 0; m < M; m++) {
           const Y = new Float32Array(N);
           for (let nn = 0; nn < N; nn++) {
             let s = 0;
             for (let k = 0; k < K; k++) s += X[m * K + k]! * W[nn * K + k]!;
-            Y[nn] = Math.fround(s) * al;
+            Y[nn] = WS ? Math.fround(s) * Math.fround(al * WS[nn]!) : Math.fround(s) * al;
+            if (XS) Y[nn] = Y[nn]! * XS[m]!;
           }
           this.write(y + m * ldy * ES[yd], Y, yd);
         }

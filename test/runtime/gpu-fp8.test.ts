@@ -1,5 +1,5 @@
 /**
- * FP8 per tensor and SmoothQuant W8A8 engines on the GPU: tiny-pycode (a trained Llama) quantized with `quantize
+ * FP8 (per tensor, rowwise), SmoothQuant W8A8 (modelopt's, the legacy plugin variants) and AWQ engines on the GPU: tiny-pycode (a trained Llama) quantized with `quantize
  * --qformat fp8` on its held-out text → trtllm-build (FP8 sites tuned on this GPU) → the GPU
  * runtime, against the CPU runner on the same checkpoint (which simulates FP8 activations) and the
  * bf16 model. Tolerances as in gpu-emulated.test.ts (the same program on the CPU emulation):
@@ -147,6 +147,20 @@ describe.skipIf(!gpu)("GPU engine: FP8 per tensor and SmoothQuant W8A8 (tiny-pyc
     using fast = await runner(eng, "fast");
     expectKlBounds("sq plugin", cpu, ex, fast, INT8_EXACT_KL_FRACTION);
   }, 180_000);
+
+  // per-token activations (ACT_ROWQ): SmoothQuant's per-token plugin variants and FP8 rowwise (no calibration)
+  for (const [tag, quant, frac] of [
+    ["sq per-token", { quant_algo: "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN", smoothquant_val: 0.5 }, INT8_EXACT_KL_FRACTION],
+    ["sq per-tensor per-token", { quant_algo: "W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN", smoothquant_val: 0.5 }, INT8_EXACT_KL_FRACTION],
+    ["fp8 rowwise", { quant_algo: "FP8_PER_CHANNEL_PER_TOKEN" }, FP8_EXACT_KL_FRACTION],
+  ] as const)
+    test(`per-token activations, ${tag}: exact within rounding of the CPU runner, fast as close to bf16 as the format is`, async () => {
+      const { cpu, eng } = await calibratedEngine(tag.replaceAll(" ", "-"), quant, { calibSize: 16, calibMaxSeqLength: 256 });
+      using ex = await runner(eng, "exact");
+      using fast = await runner(eng, "fast");
+      expect(ex.plan.model.rowwise?.algo).toBe(quant.quant_algo.startsWith("FP8") ? "FP8" : "INT8");
+      expectKlBounds(tag, cpu, ex, fast, frac);
+    }, 180_000);
 
   test("FP8 weights with an FP8 KV cache: exact numerics within FP8 rounding of the CPU runner (quant-sim)", async () => {
     const ckpt = join(work.path, "fp8-kv");

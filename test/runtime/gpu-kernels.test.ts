@@ -10,8 +10,8 @@ import { describe, expect, test } from "bun:test";
 import { isTrtbError } from "../../src/errors.ts";
 import { type DeviceMem, engineLib, type GpuContext, Program, SAMPLE_PARAMS_BYTES, writeSampleParams } from "../../src/ffi/engine.ts";
 import { woGroupScalesTS, woPackTS } from "../../src/engine/wo-layout.ts";
-import { bitsToF32, castArrayTS, toFloat32 } from "../../src/numeric.ts";
-import { e4m3ToF32Bits, quantFp8, quantInt } from "../../src/quant/kernel.ts";
+import { bitsToF32, castArrayTS, f32Bits, toFloat32 } from "../../src/numeric.ts";
+import { e4m3ToF32Bits, f32BitsToE4m3, quantFp8, quantInt } from "../../src/quant/kernel.ts";
 
 let ctx: GpuContext | null = null;
 let why = "";
@@ -264,6 +264,89 @@ describe.skipIf(!ctx)("engine kernels", () => {
     using d3 = c.alloc(T * I * 2);
     c.exec(new Program().gatedAct({ in: din.at(0), inDtype: "BF16", out: d3.at(0), outDtype: "BF16", I, T, act: "silu", mul: dm.at(0) })); // the vectorised kernel
     expect(relErr(dlBf16(c, d3, T * I), Array.from(plain, (e, i) => e * m[i % I]!))).toBeLessThan(4e-3);
+  });
+
+  test("per-token quantization (ACT_ROWQ: int8 with a smoother, e4m3 with a clamp) and GEMM sums scaled per token and per channel", () => {
+    const M = 5, K = 1000, ld = 1032;
+    const e4 = (v: number) => f32BitsToE4m3(f32Bits(Math.fround(v)));
+    for (const dt of ["F32", "BF16"] as const) {
+      const x = randF32(M * ld, 4);
+      for (let k = 0; k < ld; k++) x[3 * ld + k] = 0; // a zero row
+      const [xb, xv] = dt === "F32" ? [u8(x), x] : round16(x, dt);
+      const div = Float32Array.from({ length: K }, () => 0.5 + Math.abs(rnd()) * 2);
+      using dx = dev(c, xb);
+      using dd = dev(c, u8(div));
+      using q8 = c.alloc(M * K);
+      using xs = poisoned(c, M * 4);
+      // int8: v = x / div, max|v| to 127 (quant-sim.ts perTokenInt8)
+      c.exec(new Program().quantRows({ x: dx.at(0), xDtype: dt, ldx: ld, div: dd.at(0), out: q8.at(0), outDtype: "I8", M, K, xs: xs.at(0) }));
+      const gotQ = new Int8Array(c.download(q8.at(0), M * K).buffer), gotS = dlF32(c, xs, M);
+      for (let m = 0; m < M; m++) {
+        const v = Float32Array.from({ length: K }, (_, k) => Math.fround(xv[m * ld + k]! / div[k]!));
+        const a = v.reduce((p, t) => Math.max(p, Math.abs(t)), 0);
+        const toInt = a > 0 ? Math.fround(127 / a) : 0;
+        expect(Array.from(gotQ.subarray(m * K, (m + 1) * K))).toEqual(Array.from(v, (t) => (a > 0 ? quantInt(Math.fround(t * toInt), 1, -128, 127, "half_even") : 0)));
+        expect(gotS[m]).toBe(a > 0 ? Math.fround(a / 127) : 0);
+      }
+      // e4m3: clamp to [-3, 3], max|v| to 448, the smallest scale 1/(448·512) for the zero row
+      c.exec(new Program().quantRows({ x: dx.at(0), xDtype: dt, ldx: ld, out: q8.at(0), outDtype: "F8_E4M3", M, K, xs: xs.at(0), lo: -3, hi: 3 }));
+      const got8 = c.download(q8.at(0), M * K), got8S = dlF32(c, xs, M);
+      for (let m = 0; m < M; m++) {
+        const v = Array.from({ length: K }, (_, k) => Math.min(Math.max(xv[m * ld + k]!, -3), 3));
+        const s = Math.max(Math.fround(v.reduce((p, t) => Math.max(p, Math.abs(t)), 0) / 448), Math.fround(1 / (448 * 512)));
+        expect(got8S[m]).toBe(s);
+        expect(Array.from(got8.subarray(m * K, (m + 1) * K))).toEqual(v.map((t) => e4(Math.fround(t / s))));
+      }
+    }
+    // the GEMMs: int8 sums · f32(a · ws[n]) · xs[m] exactly; FP8 sums (cuBLASLt, and the exact path) · ws[n] · xs[m]
+    const N = 64, KK = 128;
+    const ws = Float32Array.from({ length: N }, () => 1e-3 + Math.abs(rnd()) * 1e-2);
+    using dws = dev(c, u8(ws));
+    for (const MM of [3, 40]) {
+      const xsV = Float32Array.from({ length: MM }, () => 1e-2 + Math.abs(rnd()));
+      using dxs = dev(c, u8(xsV));
+      const wI = Int8Array.from({ length: N * KK }, () => Math.round(rnd() * 254));
+      const xI = Int8Array.from({ length: MM * KK }, () => Math.round(rnd() * 254));
+      using dw = dev(c, new Uint8Array(wI.buffer));
+      using dxq = dev(c, new Uint8Array(xI.buffer));
+      using acc = c.alloc(MM * N * 4);
+      using y = poisoned(c, MM * N * 4);
+      c.exec(new Program().gemmI8({ w: dw.at(0), x: dxq.at(0), acc: acc.at(0), y: y.at(0), M: MM, N, K: KK, yDtype: "F32", a: 0.75, ws: dws.at(0), tactic: -1, xs: dxs.at(0) }));
+      const want = new Float32Array(MM * N);
+      for (let m = 0; m < MM; m++)
+        for (let n = 0; n < N; n++) {
+          let s = 0;
+          for (let k = 0; k < KK; k++) s += xI[m * KK + k]! * wI[n * KK + k]!;
+          want[m * N + n] = Math.fround(Math.fround(s * Math.fround(0.75 * ws[n]!)) * xsV[m]!);
+        }
+      expect(Array.from(dlF32(c, y, MM * N))).toEqual(Array.from(want));
+      const w8 = Uint8Array.from({ length: N * KK }, () => e4(rnd() * 8));
+      const x8 = Uint8Array.from({ length: MM * KK }, () => e4(rnd() * 8));
+      const f = (b: number) => bitsToF32(e4m3ToF32Bits(b));
+      const want8 = new Float32Array(MM * N);
+      for (let m = 0; m < MM; m++)
+        for (let n = 0; n < N; n++) {
+          let s = 0;
+          for (let k = 0; k < KK; k++) s += f(x8[m * KK + k]!) * f(w8[n * KK + k]!);
+          want8[m * N + n] = s * 0.5 * ws[n]! * xsV[m]!;
+        }
+      using dw8 = dev(c, w8);
+      using dx8 = dev(c, x8);
+      using scratch = c.alloc(2 * (N + MM) * KK);
+      for (const sc of [undefined, scratch.at(0)]) {
+        c.exec(new Program().memset(y.at(0), 0xff, MM * N * 4));
+        c.exec(new Program().gemmFp8({ w: dw8.at(0), x: dx8.at(0), y: y.at(0), M: MM, N, K: KK, yDtype: "F32", alpha: 0.5, tactic: -1, scratch: sc, acc: acc.at(0), xs: dxs.at(0), ws: dws.at(0) }));
+        expect(relErr(dlF32(c, y, MM * N), want8)).toBeLessThan(1e-5);
+      }
+      // bf16 output through the same epilogue
+      using yb = poisoned(c, MM * N * 2);
+      c.exec(new Program().gemmFp8({ w: dw8.at(0), x: dx8.at(0), y: yb.at(0), M: MM, N, K: KK, yDtype: "BF16", alpha: 0.5, tactic: -1, acc: acc.at(0), xs: dxs.at(0), ws: dws.at(0) }));
+      expect(relErr(dlBf16(c, yb, MM * N), want8)).toBeLessThan(1e-2);
+    }
+    // a per-channel FP8 GEMM without its accumulator fails naming the op
+    let err: unknown;
+    try { c.exec(new Program().gemmFp8({ w: dws.at(0), x: dws.at(0), y: dws.at(0), M: 1, N: 16, K: 16, yDtype: "F32", alpha: 1, tactic: -1, ws: dws.at(0) })); } catch (x) { err = x; }
+    expect(isTrtbError(err) && /GEMM_FP8/.test((err as Error).message) && /accumulator/.test((err as Error).message)).toBe(true);
   });
 
   test("add_norm: residual add with bias and a post-norm, then RMSNorm", () => {

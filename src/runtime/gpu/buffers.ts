@@ -100,7 +100,7 @@ export function allocActivations(s: BufferShape, keep: (m: DeviceMem) => DeviceM
   const nHD = d.num_heads * d.head_size;
   const nsplitMax = nsplit(s, 1);
   // FP8 engines feed their FP8 GEMMs f32 (h, ctx, act), quantized by ACT_FP8
-  const ies = d.fp8 || d.sq ? F32 : es;
+  const ies = d.fp8 || d.sq || d.rowwise ? F32 : es;
   const sizes: Record<string, number> = {
     res: T * H * F32, h: T * H * ies, qkv: T * d.qkv_rows * F32, q: T * nHD * F32, ctx: T * nHD * ies, dense: T * H * F32,
     fc: T * 2 * I * (exact ? F32 : es), act: T * I * ies, proj: T * H * F32, hg: R * H * es, logits: R * d.lm_head_rows * s.les, outIds: R * I32,
@@ -111,11 +111,12 @@ export function allocActivations(s: BufferShape, keep: (m: DeviceMem) => DeviceM
   // weight-only GEMMs beyond 64 rows expand their weights to 16 bits here (the largest matrix)
   if (d.weight_only && T > 64) sizes.deq = Math.max(d.qkv_rows * H, H * nHD, 2 * I * H) * 2;
   // FP8 engines: the e4m3 input of an FP8 GEMM (one byte per element)
-  if (d.fp8 || d.sq) sizes.xq = T * Math.max(H, nHD, I);
-  // SmoothQuant: the int32 sums of one GEMM
-  if (d.sq) sizes.acc = T * Math.max(d.qkv_rows, H, 2 * I) * I32;
+  if (d.fp8 || d.sq || d.rowwise) sizes.xq = T * Math.max(H, nHD, I);
+  // SmoothQuant and per-token engines: the int32 (f32) sums of one GEMM; per-token: one scale per row
+  if (d.sq || d.rowwise) sizes.acc = T * Math.max(d.qkv_rows, H, 2 * I) * I32;
+  if (d.rowwise) sizes.xs = T * F32;
   // … and in exact numerics both operands of one FP8 GEMM widened to bf16
-  if (d.fp8 && exact) sizes.f8x = 2 * (T * Math.max(H, nHD, I) + Math.max(d.qkv_rows * H, H * nHD, 2 * I * H));
+  if ((d.fp8 || d.rowwise?.algo === "FP8") && exact) sizes.f8x = 2 * (T * Math.max(H, nHD, I) + Math.max(d.qkv_rows * H, H * nHD, 2 * I * H));
   if (d.moe) {
     const k = d.moe.top_k;
     Object.assign(sizes, { routeIds: T * k * I32, routeW: T * k * F32, moeOut: T * H * F32, xe: T * H * es, ye: T * H * F32, moeIdx: T * k * I32, moeW: T * k * F32 });

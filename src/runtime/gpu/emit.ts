@@ -43,7 +43,8 @@ function emitLayers(s: RunnerState, p0: Program, T: number, inp: { ids: DevRef; 
   const f8 = d.fp8?.linears;
   const exact = s.numerics === "exact";
   const sq = d.sq?.linears;
-  const inDt = (name: string): Dt => (f8?.[name] || sq?.[name] ? "F32" : adt);
+  const rw = new Set(d.rowwise?.linears);
+  const inDt = (name: string): Dt => (f8?.[name] || sq?.[name] || rw.has(name) ? "F32" : adt);
   const fused = (name: string) => !exact && !!f8?.[name];
   /** Where the producer of linear `name`'s input writes (default buffer `buf`), and the GEMM's x. */
   const into = (name: string, buf: DevRef) =>
@@ -104,7 +105,17 @@ function gemm(s: RunnerState, p: Program, site: string, weight: string, x: DevRe
   const scratch = exact ? s.b.scratch : undefined;
   const f8 = s.desc.fp8?.linears[weight];
   const sq = s.desc.sq?.linears[weight];
-  if (sq) {
+  const rw = s.desc.rowwise;
+  if (rw?.linears.includes(weight)) {
+    // per-token activations: x (f32) quantized row by row (scales in xs), then the int8 / FP8 GEMM
+    // whose sums are scaled by xs[m] · row_scale[n]
+    const b = s.b;
+    const fp8 = rw.algo === "FP8";
+    const ws = s.weights.get(`${weight}.row_scale`).ref;
+    p.quantRows({ x, xDtype: "F32", div: s.weights.opt(`${weight}.sq_div`), out: b.xq!, outDtype: fp8 ? "F8_E4M3" : "I8", M, K, xs: b.xs!, lo: rw.clamp?.[0], hi: rw.clamp?.[1] });
+    if (fp8) p.gemmFp8({ w: w.ref, x: b.xq!, y, M, N, K, yDtype, alpha: 1, tactic: tactic(s, fp8Site(site), M), scratch: exact ? b.f8x : undefined, acc: b.acc!, xs: b.xs!, ws });
+    else p.gemmI8({ w: w.ref, x: b.xq!, acc: b.acc!, y, M, N, K, yDtype, a: 1, ws, tactic: -1, xs: b.xs! });
+  } else if (sq) {
     // SmoothQuant: x (f32) smoothed and quantized to int8, int32 GEMM, per-channel dequant
     p.quantI8({ x, pre: s.weights.opt(`${weight}.sq_pre`), out: s.b.xq!, M, K, scale: sq.a });
     p.gemmI8({ w: w.ref, x: s.b.xq!, acc: s.b.acc!, y, M, N, K, yDtype, a: sq.a, ws: s.weights.get(`${weight}.sq_scale`).ref, tactic: -1 });
