@@ -68,6 +68,9 @@ function poisoned(c: GpuContext, bytes: number): DeviceMem {
 const dlF32 = (c: GpuContext, m: DeviceMem, n: number) => new Float32Array(c.download(m.at(0), n * 4).buffer);
 const dlBf16 = (c: GpuContext, m: DeviceMem, n: number) => toFloat32(c.download(m.at(0), n * 2), "BF16");
 
+/** FP8 GEMM on tensor cores (Hopper keeps fewer accumulator bits than f32): ‖Δ‖∞ / ‖ref‖∞, measured 1.1e-4 at K = 128. */
+const FP8_TC_REL_TOL = 1e-3;
+
 describe.skipIf(!ctx)("engine kernels", () => {
   const c = ctx!;
 
@@ -336,7 +339,8 @@ describe.skipIf(!ctx)("engine kernels", () => {
       for (const sc of [undefined, scratch.at(0)]) {
         c.exec(new Program().memset(y.at(0), 0xff, MM * N * 4));
         c.exec(new Program().gemmFp8({ w: dw8.at(0), x: dx8.at(0), y: y.at(0), M: MM, N, K: KK, yDtype: "F32", alpha: 0.5, tactic: -1, scratch: sc, acc: acc.at(0), xs: dxs.at(0), ws: dws.at(0) }));
-        expect(relErr(dlF32(c, y, MM * N), want8)).toBeLessThan(1e-5);
+        // FP8 tensor cores accumulate with fewer bits (measured 1.1e-4 here); the exact path in f32
+        expect(relErr(dlF32(c, y, MM * N), want8)).toBeLessThan(sc ? 1e-5 : FP8_TC_REL_TOL);
       }
       // bf16 output through the same epilogue
       using yb = poisoned(c, MM * N * 2);
