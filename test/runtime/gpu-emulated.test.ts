@@ -14,6 +14,7 @@ import { convertCheckpoint } from "../../src/convert.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import { quantize, type QuantizeOptions } from "../../src/quantize.ts";
 import { loadCpuRunner } from "../../src/runtime/index.ts";
+import type { CpuRunner } from "../../src/runtime/cpu.ts";
 import { GpuModelRunner } from "../../src/runtime/gpu/runner.ts";
 import { loadTokenizer } from "../../src/text/index.ts";
 import { f16BitsToF32, f32ToF16Bits, toFloat32 } from "../../src/numeric.ts";
@@ -53,6 +54,17 @@ function expectTop1AwayFromTies(ref: Float32Array, ex: Float32Array, V: number, 
     expect(e.indexOf(Math.max(...e))).toBe(order[0]!);
   }
   expect(checked).toBeGreaterThan(n / 2);
+}
+
+/** Logits of the CPU runner and of an exact-numerics engine on `prompt`, and the format's own KL from bf16 (logged). */
+async function exactVsCpu(tag: string, model: string, cpu: CpuRunner, runner: GpuModelRunner, prompt: number[], dir: string) {
+  const ref = cpu.forward(prompt);
+  const ex = runner.forwardLogits([prompt])[0]!;
+  const V = cpu.cfg.vocab_size;
+  const ref16 = await bf16Logits(model, prompt, dir);
+  const klQ = meanKl(ref16, ref, V);
+  console.log(`${tag} emulated: KL(cpu ‖ exact) ${meanKl(ref, ex, V).toExponential(3)}, max rel ${relMaxErr(ex, ref).toExponential(3)}; KL(bf16 ‖ cpu) ${klQ.toExponential(3)}`);
+  return { ref, ex, V, ref16, klQ };
 }
 
 async function emuEngine(name: string, dir: string): Promise<{ eng: string; ckpt: string }> {
@@ -488,12 +500,7 @@ describe("GPU runtime on the CPU emulation", () => {
     expect(Object.keys(runner.plan.model.sq!.linears).length).toBe(4 * 6);
     expect(runner.plan.tensors.find((x) => x.name === "layers.0.gate_up")!.dtype).toBe("I8");
     expect(runner.plan.tensors.find((x) => x.name === "layers.0.gate_up.sq_pre")!.shape).toEqual([cpu.cfg.hidden_size]);
-    const ref = cpu.forward(prompt);
-    const ex = runner.forwardLogits([prompt])[0]!;
-    const V = cpu.cfg.vocab_size;
-    const ref16 = await bf16Logits(model, prompt, t.path);
-    const klQ = meanKl(ref16, ref, V);
-    console.log(`SQ emulated: KL(cpu sq ‖ exact) ${meanKl(ref, ex, V).toExponential(3)}, max rel ${relMaxErr(ex, ref).toExponential(3)}; KL(bf16 ‖ cpu sq) ${klQ.toExponential(3)}`);
+    const { ref, ex, V, ref16, klQ } = await exactVsCpu("SQ", model, cpu, runner, prompt, t.path);
     expect(meanKl(ref, ex, V)).toBeLessThan(INT8_EXACT_KL_FRACTION * klQ);
     expect(runner.generate([prompt], { maxNewTokens: 6 }).outputIds[0]).toEqual(cpu.greedy(prompt, 6));
     runner.destroy();
@@ -513,12 +520,7 @@ describe("GPU runtime on the CPU emulation", () => {
       const { runner } = await emuRunner(eng, { numerics: "exact" });
       expect(Object.values(runner.plan.model.sq!.linears)).toEqual(Array(4 * 6).fill({ a: 1 }));
       expect(runner.plan.tensors.find((x) => x.name === "layers.0.dense.sq_pre")!.shape).toEqual([cpu.cfg.hidden_size]);
-      const ref = cpu.forward(prompt);
-      const ex = runner.forwardLogits([prompt])[0]!;
-      const V = cpu.cfg.vocab_size;
-      const ref16 = await bf16Logits(model, prompt, t.path);
-      const klQ = meanKl(ref16, ref, V);
-      console.log(`${algo} emulated: KL(cpu ‖ exact) ${meanKl(ref, ex, V).toExponential(3)}, max rel ${relMaxErr(ex, ref).toExponential(3)}; KL(bf16 ‖ cpu) ${klQ.toExponential(3)}`);
+      const { ref, ex, V, ref16, klQ } = await exactVsCpu(algo, model, cpu, runner, prompt, t.path);
       expect(meanKl(ref, ex, V)).toBeLessThan(INT8_EXACT_KL_FRACTION * klQ);
       // static int8 rounding flips move logits by ~0.05 and this prompt ends on near ties (CPU top-2
       // gaps of 0.007 / 0.02 at its last token, seen), so greedy decoding may part there: the top-1
@@ -546,12 +548,7 @@ describe("GPU runtime on the CPU emulation", () => {
       expect(byName.get("layers.0.qkv")!.dtype).toBe(fp8 ? "BF16" : "I8");
       expect(byName.has("layers.0.down.sq_div")).toBe(!fp8);
       expect(byName.has("layers.0.qkv.sq_div")).toBe(false);
-      const ref = cpu.forward(prompt);
-      const ex = runner.forwardLogits([prompt])[0]!;
-      const V = cpu.cfg.vocab_size;
-      const ref16 = await bf16Logits(model, prompt, t.path);
-      const klQ = meanKl(ref16, ref, V);
-      console.log(`${algo} emulated: KL(cpu ‖ exact) ${meanKl(ref, ex, V).toExponential(3)}, max rel ${relMaxErr(ex, ref).toExponential(3)}; KL(bf16 ‖ cpu) ${klQ.toExponential(3)}`);
+      const { ref, ex, V, ref16, klQ } = await exactVsCpu(algo, model, cpu, runner, prompt, t.path);
       expect(meanKl(ref, ex, V)).toBeLessThan((fp8 ? FP8_EXACT_KL_FRACTION : INT8_EXACT_KL_FRACTION) * klQ);
       // int8: greedy ids identical; FP8: one e4m3 rounding flip at position 7 (layer 0 down's input
       // element 287 is −9.499997: 3e-7 from a midpoint, where the f32 activation of runner and engine
