@@ -67,6 +67,16 @@ async function exactVsCpu(tag: string, model: string, cpu: CpuRunner, runner: Gp
   return { ref, ex, V, ref16, klQ };
 }
 
+/** One prompt's logits from a fast-numerics runner of engine `eng` (destroyed after). */
+async function fastLogits(eng: string, prompt: number[]): Promise<Float32Array> {
+  const { runner } = await emuRunner(eng);
+  try {
+    return runner.forwardLogits([prompt])[0]!;
+  } finally {
+    runner.destroy();
+  }
+}
+
 async function emuEngine(name: string, dir: string): Promise<{ eng: string; ckpt: string }> {
   const ckpt = join(dir, `${name}-ckpt`);
   const eng = join(dir, `${name}-eng`);
@@ -504,10 +514,7 @@ describe("GPU runtime on the CPU emulation", () => {
     expect(meanKl(ref, ex, V)).toBeLessThan(INT8_EXACT_KL_FRACTION * klQ);
     expect(runner.generate([prompt], { maxNewTokens: 6 }).outputIds[0]).toEqual(cpu.greedy(prompt, 6));
     runner.destroy();
-    const fast = await emuRunner(eng);
-    const got = fast.runner.forwardLogits([prompt])[0]!;
-    fast.runner.destroy();
-    expect(meanKl(ref16, got, V)).toBeLessThan(FP8_FAST_KL_RATIO * klQ);
+    expect(meanKl(ref16, await fastLogits(eng, prompt), V)).toBeLessThan(FP8_FAST_KL_RATIO * klQ);
   }, 120_000);
 
   // The legacy converter's static SmoothQuant (--smoothquant α without --per_token): the same int8
@@ -556,10 +563,7 @@ describe("GPU runtime on the CPU emulation", () => {
       if (fp8) expectTop1AwayFromTies(ref, ex, V, prompt.length);
       else expect(runner.generate([prompt], { maxNewTokens: 6 }).outputIds[0]).toEqual(cpu.greedy(prompt, 6));
       runner.destroy();
-      const fast = await emuRunner(eng);
-      const got = fast.runner.forwardLogits([prompt])[0]!;
-      fast.runner.destroy();
-      expect(meanKl(ref16, got, V)).toBeLessThan(FP8_FAST_KL_RATIO * klQ);
+      expect(meanKl(ref16, await fastLogits(eng, prompt), V)).toBeLessThan(FP8_FAST_KL_RATIO * klQ);
     }, 120_000);
   }
 
